@@ -1,0 +1,46 @@
+"""Benchmarks: every figure beside a baseline measured in the same run.
+
+Results are gathered in RESULTS (case -> seconds per operation); at the end
+of the session the table of figures and ratios is printed and saved as
+benchmarks/results.json.  Timings are never asserted.
+"""
+import json
+import pathlib
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = {}
+RATIOS = [
+    # (case, baseline, what the ratio means)
+    ("null_hypercall_python", "unicorn_python_hook_syscall",
+     "pyxenon null hypercall / Unicorn Python hook reading its arguments"),
+    ("null_hypercall_python", "unicorn_python_hook_result_only",
+     "pyxenon null hypercall / Unicorn Python hook writing only rax"),
+]
+
+
+@pytest.fixture(scope="session")
+def guests():
+    subprocess.run(["make", "-s", "-C", str(ROOT / "guests")], check=True)
+    return ROOT / "guests"
+
+
+@pytest.fixture(scope="session")
+def results():
+    return RESULTS
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not RESULTS:
+        return
+    tr = terminalreporter
+    tr.section("pyxenon figures (per operation, this run)")
+    for case, seconds in sorted(RESULTS.items()):
+        tr.write_line(f"  {case:40s} {seconds * 1e6:10.3f} us")
+    for case, base, meaning in RATIOS:
+        if case in RESULTS and base in RESULTS:
+            tr.write_line(f"  ratio {meaning}: {RESULTS[case] / RESULTS[base]:.3f}")
+    out = ROOT / "benchmarks" / "results.json"
+    out.write_text(json.dumps({"per_op_seconds": RESULTS}, indent=2) + "\n")

@@ -1,0 +1,83 @@
+"""cffi build script for the C core (pyxenon._core._xcore).
+
+The core is compiled against the headers that the unicorn wheel ships and
+linked against its libunicorn.so.2, so the C hooks run inside the very engine
+library the host loads; no system Unicorn is needed.
+"""
+import os
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c"]
+
+CDEF = """
+struct page_info {
+    uint32_t count; uint32_t type_count; uint16_t owner; uint8_t type; uint8_t flags;
+};
+struct xc_vcpu {
+    uint64_t cr3; uint64_t kernel_cr3; uint64_t user_cr3; uint64_t cr2;
+    uint64_t hypercalls;
+    uint64_t gdt_mfn[14]; uint32_t gdt_frames;
+    uint32_t vector; uint32_t error_code; int32_t stop; uint32_t handle;
+    uint16_t domid; uint16_t vcpu_id;
+    ...;
+};
+struct xc_machine {
+    uint8_t *mem; uint64_t nr_frames; uint64_t *m2p; struct page_info *frames;
+    struct xc_vcpu *current;
+    ...;
+};
+struct xc_machine *xc_machine_new(uint64_t nr_frames, uint64_t hv_frames);
+void xc_machine_free(struct xc_machine *m);
+int xc_frames_assign(struct xc_machine *m, uint64_t first, uint64_t count, uint16_t owner);
+int xc_frames_release(struct xc_machine *m, uint64_t first, uint64_t count);
+struct xc_vcpu *xc_vcpu_new(struct xc_machine *m, uint16_t domid, uint16_t vcpu_id, uint32_t handle);
+void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v);
+void xc_switch_to(struct xc_machine *m, struct xc_vcpu *v);
+void xc_flush_tlb(struct xc_machine *m);
+int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count);
+const char *xc_strerror(int err);
+const char *xc_reg_names(void);
+int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals);
+int64_t xc_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write);
+void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);
+void xc_stop(struct xc_machine *m);
+
+extern "Python+C" int64_t xc_py_hypercall(uint32_t handle, uint64_t nr, uint64_t a1,
+                                          uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5);
+"""
+
+
+def unicorn_dirs():
+    """The include and lib folders inside the installed unicorn wheel."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("unicorn")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("pyxenon: the unicorn package must be installed to build the C core")
+    pkg = list(spec.submodule_search_locations)[0]
+    return os.path.join(pkg, "include"), os.path.join(pkg, "lib")
+
+
+def make_ffi():
+    include, lib = unicorn_dirs()
+    ffi = FFI()
+    ffi.cdef(CDEF)
+    ffi.set_source(
+        "pyxenon._core._xcore",
+        '#include "core.h"\n',
+        sources=[os.path.relpath(os.path.join(HERE, s)) for s in SOURCES],
+        include_dirs=[HERE, include],
+        library_dirs=[lib],
+        extra_link_args=[os.path.join(lib, "libunicorn.so.2"),
+                         "-Wl,-rpath,$ORIGIN/../../unicorn/lib"],
+        extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wno-unused-function"],
+    )
+    return ffi
+
+
+ffibuilder = make_ffi()
+
+if __name__ == "__main__":
+    ffibuilder.compile(tmpdir=os.path.join(HERE, "..", ".."), verbose=True)

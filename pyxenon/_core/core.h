@@ -1,0 +1,139 @@
+/*
+ * The C core of pyxenon: the paths every guest instruction stream crosses
+ * often enough that Python would be too slow, or that must hold even when a
+ * guest misbehaves: the hypercall trap, exception capture, the guest
+ * page-table walk on TLB miss.  Everything else lives in Python.
+ *
+ * One machine = one Unicorn engine shared by every domain of a host, as one
+ * physical machine is shared by Xen's domains: machine memory is one frame
+ * space, and a domain only reaches a frame through its own page tables.
+ */
+#ifndef PYXENON_CORE_H
+#define PYXENON_CORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <unicorn/unicorn.h>
+
+#define PAGE_SHIFT 12
+#define PAGE_SIZE (1UL << PAGE_SHIFT)
+
+/* Xen's reserved virtual range on x86_64 (no guest mapping may cover it). */
+#define HYPERVISOR_VIRT_START 0xFFFF800000000000UL
+#define HYPERVISOR_VIRT_END 0xFFFF880000000000UL
+#define MACH2PHYS_VIRT_START 0xFFFF800000000000UL
+#define MACH2PHYS_VIRT_END 0xFFFF804000000000UL
+/* Per-domain area: the GDT a vcpu runs with (16 pages, like Xen's). */
+#define GDT_VIRT_START 0xFFFF820000000000UL
+#define GDT_PAGES 16
+#define GDT_GUEST_PAGES 14
+/* Hypervisor text and the boot stack for the drop to ring 3. */
+#define XEN_VIRT_START 0xFFFF82D040000000UL
+
+/* emu_start's "until": never executed; its page is looked up when a run ends. */
+#define XC_EXIT_PAGE (XEN_VIRT_START + 2 * PAGE_SIZE)
+#define XC_NEVER (XC_EXIT_PAGE + 1)
+
+/* Guest page-table entry bits (x86 long mode). */
+#define _PAGE_PRESENT 0x001UL
+#define _PAGE_RW 0x002UL
+#define _PAGE_USER 0x004UL
+#define _PAGE_ACCESSED 0x020UL
+#define _PAGE_DIRTY 0x040UL
+#define _PAGE_PSE 0x080UL
+#define _PAGE_NX (1UL << 63)
+#define PADDR_MASK 0x000FFFFFFFFFF000UL
+
+/* #PF error code bits. */
+#define PFEC_present 0x01
+#define PFEC_write 0x02
+#define PFEC_user 0x04
+#define PFEC_reserved 0x08
+#define PFEC_insn 0x10
+
+/* Why the engine stopped, as the run loop reads it from the vcpu. */
+enum xc_stop {
+    XC_STOP_NONE = 0,      /* slice over or nothing to report */
+    XC_STOP_HYPERCALL = 1, /* a handler asked the scheduler to look */
+    XC_STOP_EXCEPTION = 2, /* vector/error_code/cr2 hold a guest fault */
+};
+
+/* Frame owners that are not domains (Xen's DOMID_ values). */
+#define OWNER_XEN 0x7FF2
+#define OWNER_FREE 0x7FF4 /* DOMID_INVALID: nobody owns it */
+
+struct page_info {
+    uint32_t count;      /* general references */
+    uint32_t type_count; /* references needing the current type */
+    uint16_t owner;      /* domid, OWNER_XEN or OWNER_FREE */
+    uint8_t type;        /* PGT_* (set by the memory-management issue) */
+    uint8_t flags;
+};
+
+struct xc_vcpu {
+    uint64_t cr3;         /* machine frame of the top-level page table */
+    uint64_t kernel_cr3;  /* guest kernel's base pointer */
+    uint64_t user_cr3;    /* guest user's base pointer (0 = none) */
+    uint64_t cr2;         /* faulting address of a pending #PF */
+    uint64_t hypercalls;  /* hypercalls taken */
+    uint64_t gdt_mfn[GDT_GUEST_PAGES]; /* guest GDT frames (0 = none) */
+    uint32_t gdt_frames;  /* how many of gdt_mfn are set */
+    uint32_t vector;      /* pending exception vector */
+    uint32_t error_code;  /* its error code */
+    int32_t stop;         /* enum xc_stop */
+    uint32_t handle;      /* index of the Python Vcpu, for the callback */
+    uint16_t domid;
+    uint16_t vcpu_id;
+    uc_context *ctx;      /* registers while the vcpu is not running */
+};
+
+struct xc_machine {
+    uc_engine *uc;
+    uint8_t *mem;         /* machine memory: frame f at mem + (f << 12) */
+    uint64_t nr_frames;   /* size of the machine frame space */
+    uint64_t *m2p;        /* machine-to-phys table (guest readable) */
+    uint64_t m2p_paddr;   /* where the engine sees the m2p table */
+    struct page_info *frames;
+    struct xc_vcpu *current;
+    uint64_t xen_gdt_mfn; /* Xen's reserved GDT page */
+    uint64_t zero_mfn;    /* read-only zero page for unused GDT slots */
+    uint64_t text_mfn;    /* hypervisor text: the iretq to ring 3 */
+    uint64_t stack_mfn;   /* hypervisor stack for that iretq */
+    uc_context *ring3;    /* template state: long mode, CPL 3 */
+    int exit_lookup;      /* Unicorn looked up XC_NEVER while stopping */
+    uc_hook hooks[4];
+};
+
+/* machine.c: the interface the Python side uses (see build_core.py) */
+struct xc_machine *xc_machine_new(uint64_t nr_frames, uint64_t hv_frames);
+void xc_machine_free(struct xc_machine *m);
+int xc_frames_assign(struct xc_machine *m, uint64_t first, uint64_t count, uint16_t owner);
+int xc_frames_release(struct xc_machine *m, uint64_t first, uint64_t count);
+struct xc_vcpu *xc_vcpu_new(struct xc_machine *m, uint16_t domid, uint16_t vcpu_id, uint32_t handle);
+void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v);
+void xc_switch_to(struct xc_machine *m, struct xc_vcpu *v);
+void xc_flush_tlb(struct xc_machine *m);
+int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count);
+void xc_stop(struct xc_machine *m);
+const char *xc_strerror(int err);
+
+/* regs.c */
+const char *xc_reg_names(void);
+int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals);
+
+/* mm.c */
+bool xc_tlb_fill(uc_engine *uc, uint64_t va, uc_mem_type type,
+                 uc_tlb_entry *e, void *data);
+int64_t xc_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va,
+                     int write);
+
+/* traps.c */
+void xc_hook_syscall(uc_engine *uc, void *data);
+void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data);
+void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);
+
+/* The Python side of the hypercall path (cffi extern "Python+C"). */
+int64_t xc_py_hypercall(uint32_t handle, uint64_t nr, uint64_t a1,
+                        uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5);
+
+#endif

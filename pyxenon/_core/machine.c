@@ -1,0 +1,266 @@
+/*
+ * The machine: one Unicorn engine in long mode and virtual-TLB mode, the
+ * machine memory and frame table, the hypervisor's own pages (its GDT page,
+ * the ring-0 code that drops to ring 3), and switching which vcpu runs.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include "core.h"
+
+#define RING0_CS 0xe008
+#define RING0_DS 0xe010
+#define RING3_CS64 0xe033
+#define RING3_DS 0xe02b
+
+static void *reserve(uint64_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* A flat 64-bit descriptor: type bits, DPL, long-mode code flag. */
+static uint64_t descriptor(int code, int dpl, int longmode)
+{
+    uint64_t d = 0x0000FFFFUL | (0xFUL << 48);   /* limit 0xfffff */
+    d |= (code ? 0xBUL : 0x3UL) << 40;           /* accessed code/data */
+    d |= 1UL << 44;                              /* S: code or data */
+    d |= (uint64_t)dpl << 45;
+    d |= 1UL << 47;                              /* present */
+    d |= (longmode ? 1UL << 53 : 1UL << 54);     /* L, or D/B */
+    d |= 1UL << 55;                              /* 4 KiB granularity */
+    return d;
+}
+
+/* Xen's reserved GDT page, as seen at selectors 0xe000 and up. */
+static void build_xen_gdt(uint64_t *gdt)
+{
+    gdt[RING0_CS >> 3 & 511] = descriptor(1, 0, 1);
+    gdt[RING0_DS >> 3 & 511] = descriptor(0, 0, 0);
+    gdt[0xe020 >> 3 & 511] = descriptor(1, 3, 0);      /* FLAT_RING3_CS32 */
+    gdt[RING3_DS >> 3 & 511] = descriptor(0, 3, 0);    /* FLAT_RING3_DS32/SS */
+    gdt[RING3_CS64 >> 3 & 511] = descriptor(1, 3, 1);  /* FLAT_RING3_CS64 */
+}
+
+static int set_control_state(uc_engine *uc)
+{
+    uint64_t cr0 = 0x80050033;  /* PG WP NE ET MP PE */
+    uint64_t cr4 = 0x6A0;       /* OSXMMEXCPT OSFXSR PGE PAE */
+    uc_x86_msr efer = {0xC0000080, 0xD01}; /* NXE LMA LME SCE */
+    uc_x86_mmr gdtr = {0, GDT_VIRT_START, GDT_PAGES * PAGE_SIZE - 1, 0};
+    if (uc_reg_write(uc, UC_X86_REG_CR0, &cr0) || uc_reg_write(uc, UC_X86_REG_CR4, &cr4))
+        return -1;
+    if (uc_reg_write(uc, UC_X86_REG_MSR, &efer))
+        return -1;
+    return uc_reg_write(uc, UC_X86_REG_GDTR, &gdtr) ? -1 : 0;
+}
+
+/*
+ * Unicorn enforces the privilege level only after a real ring transition,
+ * so the machine starts in ring 0 and runs one iretq into ring 3; the
+ * resulting CPU state is the template every new vcpu starts from.
+ */
+static int drop_to_ring3(struct xc_machine *m)
+{
+    uint64_t *stack = (uint64_t *)(m->mem + (m->stack_mfn << PAGE_SHIFT));
+    uint64_t frame[5] = {XEN_VIRT_START + 16, RING3_CS64, 0x202, 0, RING3_DS};
+    uint64_t rsp = XEN_VIRT_START + 2 * PAGE_SIZE - sizeof(frame);
+    uint64_t rip = XEN_VIRT_START, cs = 0;
+    m->mem[m->text_mfn << PAGE_SHIFT] = 0x48;       /* iretq */
+    m->mem[(m->text_mfn << PAGE_SHIFT) + 1] = 0xCF;
+    memcpy(stack + 512 - 5, frame, sizeof(frame));
+    uc_reg_write(m->uc, UC_X86_REG_RSP, &rsp);
+    /* Fetching at the ring-3 target faults (nothing is mapped yet): fine. */
+    uc_emu_start(m->uc, rip, XEN_VIRT_START + 16, 0, 0);
+    uc_reg_read(m->uc, UC_X86_REG_RIP, &rip);
+    uc_reg_read(m->uc, UC_X86_REG_CS, &cs);
+    if (rip != XEN_VIRT_START + 16 || cs != RING3_CS64)
+        return -1;
+    if (uc_context_alloc(m->uc, &m->ring3) || uc_context_save(m->uc, m->ring3))
+        return -1;
+    uc_ctl_flush_tlb(m->uc);
+    return 0;
+}
+
+static int add_hooks(struct xc_machine *m)
+{
+    uc_engine *uc = m->uc;
+    if (uc_hook_add(uc, &m->hooks[0], UC_HOOK_TLB_FILL, xc_tlb_fill, m, 1, 0))
+        return -1;
+    if (uc_hook_add(uc, &m->hooks[1], UC_HOOK_INSN, xc_hook_syscall, m, 1, 0,
+                    UC_X86_INS_SYSCALL))
+        return -1;
+    return uc_hook_add(uc, &m->hooks[2], UC_HOOK_INTR, xc_hook_intr, m, 1, 0) ? -1 : 0;
+}
+
+static int map_hypervisor(struct xc_machine *m, uint64_t hv_frames)
+{
+    uint64_t m2p_bytes = (m->nr_frames * 8 + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1);
+    for (uint64_t f = 0; f < hv_frames; f++)
+        m->frames[f].owner = OWNER_XEN;
+    m->xen_gdt_mfn = 0;
+    m->zero_mfn = 1;
+    m->text_mfn = 2;
+    m->stack_mfn = 3;
+    build_xen_gdt((uint64_t *)m->mem);
+    if (uc_mem_map_ptr(m->uc, 0, hv_frames << PAGE_SHIFT, UC_PROT_ALL, m->mem))
+        return -1;
+    m->m2p_paddr = m->nr_frames << PAGE_SHIFT;
+    return uc_mem_map_ptr(m->uc, m->m2p_paddr, m2p_bytes, UC_PROT_READ, m->m2p) ? -1 : 0;
+}
+
+struct xc_machine *xc_machine_new(uint64_t nr_frames, uint64_t hv_frames)
+{
+    struct xc_machine *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    m->nr_frames = nr_frames;
+    m->mem = reserve(nr_frames << PAGE_SHIFT);
+    m->m2p = reserve(nr_frames * 8);
+    m->frames = reserve(nr_frames * sizeof(struct page_info));
+    if (!m->mem || !m->m2p || !m->frames)
+        goto fail;
+    for (uint64_t f = 0; f < nr_frames; f++)
+        m->frames[f].owner = OWNER_FREE;
+    if (uc_open(UC_ARCH_X86, UC_MODE_64, &m->uc) || uc_ctl_tlb_mode(m->uc, UC_TLB_VIRTUAL))
+        goto fail;
+    if (map_hypervisor(m, hv_frames) || set_control_state(m->uc) || add_hooks(m))
+        goto fail;
+    if (drop_to_ring3(m))
+        goto fail;
+    return m;
+fail:
+    xc_machine_free(m);
+    return NULL;
+}
+
+void xc_machine_free(struct xc_machine *m)
+{
+    if (!m)
+        return;
+    if (m->ring3)
+        uc_context_free(m->ring3);
+    if (m->uc)
+        uc_close(m->uc);
+    if (m->mem)
+        munmap(m->mem, m->nr_frames << PAGE_SHIFT);
+    if (m->m2p)
+        munmap(m->m2p, m->nr_frames * 8);
+    if (m->frames)
+        munmap(m->frames, m->nr_frames * sizeof(struct page_info));
+    free(m);
+}
+
+/* Give frames [first, first+count) to a domain and map them in the engine. */
+int xc_frames_assign(struct xc_machine *m, uint64_t first, uint64_t count, uint16_t owner)
+{
+    if (first + count > m->nr_frames || first + count < first)
+        return -1;
+    for (uint64_t f = first; f < first + count; f++) {
+        memset(&m->frames[f], 0, sizeof(m->frames[f]));
+        m->frames[f].owner = owner;
+    }
+    return uc_mem_map_ptr(m->uc, first << PAGE_SHIFT, count << PAGE_SHIFT,
+                          UC_PROT_ALL, m->mem + (first << PAGE_SHIFT)) ? -1 : 0;
+}
+
+/* Take frames back: unmapped from the engine, zeroed, host memory freed. */
+int xc_frames_release(struct xc_machine *m, uint64_t first, uint64_t count)
+{
+    if (first + count > m->nr_frames || first + count < first)
+        return -1;
+    uc_mem_unmap(m->uc, first << PAGE_SHIFT, count << PAGE_SHIFT);
+    for (uint64_t f = first; f < first + count; f++) {
+        m->frames[f].owner = OWNER_FREE;
+        m->frames[f].count = m->frames[f].type_count = 0;
+        m->m2p[f] = ~0UL;
+    }
+    madvise(m->mem + (first << PAGE_SHIFT), count << PAGE_SHIFT, MADV_DONTNEED);
+    uc_ctl_flush_tlb(m->uc);
+    return 0;
+}
+
+struct xc_vcpu *xc_vcpu_new(struct xc_machine *m, uint16_t domid, uint16_t vcpu_id, uint32_t handle)
+{
+    struct xc_vcpu *v = calloc(1, sizeof(*v));
+    if (!v)
+        return NULL;
+    v->domid = domid;
+    v->vcpu_id = vcpu_id;
+    v->handle = handle;
+    if (uc_context_alloc(m->uc, &v->ctx)) {
+        free(v);
+        return NULL;
+    }
+    /* Start from ring 3: load the template, save it as this vcpu's state. */
+    struct xc_vcpu *was = m->current;
+    if (was)
+        uc_context_save(m->uc, was->ctx);
+    uc_context_restore(m->uc, m->ring3);
+    uc_context_save(m->uc, v->ctx);
+    if (was)
+        uc_context_restore(m->uc, was->ctx);
+    return v;
+}
+
+void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v)
+{
+    if (m->current == v)
+        m->current = NULL;
+    uc_context_free(v->ctx);
+    free(v);
+}
+
+/* Make v the vcpu the engine runs: registers and address space. */
+void xc_switch_to(struct xc_machine *m, struct xc_vcpu *v)
+{
+    if (m->current == v)
+        return;
+    if (m->current)
+        uc_context_save(m->uc, m->current->ctx);
+    uc_context_restore(m->uc, v->ctx);
+    m->current = v;
+    xc_flush_tlb(m);
+}
+
+/*
+ * Forget every translation.  Unicorn's TLB flush leaves its jump cache,
+ * which finds translated blocks by virtual address alone, so blocks of the
+ * previous address space would run; flushing the blocks too is what makes
+ * an address-space switch safe.
+ */
+void xc_flush_tlb(struct xc_machine *m)
+{
+    uc_ctl_flush_tlb(m->uc);
+    uc_ctl_flush_tb(m->uc);
+}
+
+/* Run the current vcpu from its rip until a stop, a timeout or count insns. */
+int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count)
+{
+    uint64_t rip;
+    int err;
+    m->current->stop = XC_STOP_NONE;
+    m->exit_lookup = 0;
+    uc_reg_read(m->uc, UC_X86_REG_RIP, &rip);
+    err = uc_emu_start(m->uc, rip, XC_NEVER, timeout_us, count);
+    /* A stop request makes Unicorn look up the exit address; its refused
+     * lookup is reported as an exception the guest never raised. */
+    if (err == UC_ERR_EXCEPTION && m->exit_lookup && m->current->stop != XC_STOP_EXCEPTION)
+        err = UC_ERR_OK;
+    return err;
+}
+
+const char *xc_strerror(int err)
+{
+    return uc_strerror(err);
+}
+
+/* Leave the engine at the next instruction boundary. */
+void xc_stop(struct xc_machine *m)
+{
+    if (m->current)
+        m->current->stop = XC_STOP_HYPERCALL;
+    uc_emu_stop(m->uc);
+}

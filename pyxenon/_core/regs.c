@@ -1,0 +1,42 @@
+/* Register access for the Python side: all of a vcpu's registers in one call. */
+#include "core.h"
+
+static const int reg_ids[] = {
+    UC_X86_REG_RAX, UC_X86_REG_RBX, UC_X86_REG_RCX, UC_X86_REG_RDX,
+    UC_X86_REG_RSI, UC_X86_REG_RDI, UC_X86_REG_RBP, UC_X86_REG_RSP,
+    UC_X86_REG_R8, UC_X86_REG_R9, UC_X86_REG_R10, UC_X86_REG_R11,
+    UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15,
+    UC_X86_REG_RIP, UC_X86_REG_RFLAGS, UC_X86_REG_CS, UC_X86_REG_SS,
+    UC_X86_REG_DS, UC_X86_REG_ES, UC_X86_REG_FS, UC_X86_REG_GS,
+    UC_X86_REG_FS_BASE, UC_X86_REG_GS_BASE,
+};
+#define NR_REGS (int)(sizeof(reg_ids) / sizeof(reg_ids[0]))
+
+/* The order of the values xc_regs moves, for the Python side. */
+const char *xc_reg_names(void)
+{
+    return "rax rbx rcx rdx rsi rdi rbp rsp r8 r9 r10 r11 r12 r13 r14 r15 "
+           "rip rflags cs ss ds es fs gs fs_base gs_base";
+}
+
+/*
+ * Read (write=0) or write (write=1) every register of v: from the engine when
+ * v is running, else from its saved context.  Segment selectors are read-only
+ * here: writing one would not change the privilege the CPU enforces.
+ */
+int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals)
+{
+    void *ptrs[NR_REGS];
+    for (int i = 0; i < NR_REGS; i++)
+        ptrs[i] = &vals[i];
+    if (m->current == v) {
+        if (write)
+            return uc_reg_write_batch(m->uc, (int *)reg_ids, ptrs, 18) ||
+                   uc_reg_write_batch(m->uc, (int *)reg_ids + 24, ptrs + 24, 2);
+        return uc_reg_read_batch(m->uc, (int *)reg_ids, ptrs, NR_REGS);
+    }
+    if (write)
+        return uc_context_reg_write_batch(v->ctx, (int *)reg_ids, ptrs, 18) ||
+               uc_context_reg_write_batch(v->ctx, (int *)reg_ids + 24, ptrs + 24, 2);
+    return uc_context_reg_read_batch(v->ctx, (int *)reg_ids, ptrs, NR_REGS);
+}

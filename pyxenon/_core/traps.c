@@ -1,0 +1,61 @@
+/*
+ * The trap path: the `syscall` of a hypercall page entry, and every
+ * exception a guest raises.  Both arrive here as libunicorn hooks, never as
+ * Python Unicorn hooks, so a hypercall costs one C call plus, when the
+ * handler is in Python, one cffi callback.
+ */
+#include "core.h"
+
+static const int arg_regs[6] = {
+    UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_REG_RSI,
+    UC_X86_REG_RDX, UC_X86_REG_R10, UC_X86_REG_R8,
+};
+
+void xc_hook_syscall(uc_engine *uc, void *data)
+{
+    struct xc_machine *m = data;
+    struct xc_vcpu *v = m->current;
+    uint64_t a[6];
+    void *ptrs[6] = {&a[0], &a[1], &a[2], &a[3], &a[4], &a[5]};
+    int64_t rc;
+
+    if (!v)
+        return;
+    uc_reg_read_batch(uc, (int *)arg_regs, ptrs, 6);
+    v->hypercalls++;
+    rc = xc_py_hypercall(v->handle, a[0], a[1], a[2], a[3], a[4], a[5]);
+    uc_reg_write(uc, UC_X86_REG_RAX, &rc);
+    if (v->stop != XC_STOP_NONE)
+        uc_emu_stop(uc);
+}
+
+/*
+ * Any CPU exception other than a page fault (those come from the TLB fill).
+ * Unicorn leaves rip at the faulting instruction for faults and after it for
+ * traps (int3, into), which is what a bounce frame needs.  Unicorn gives no
+ * error code; every exception a ring-3 PV guest can raise through here
+ * without a selector load reports 0.
+ */
+void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data)
+{
+    struct xc_machine *m = data;
+    struct xc_vcpu *v = m->current;
+    if (v && v->stop != XC_STOP_EXCEPTION) {
+        v->vector = intno;
+        v->error_code = 0;
+        v->stop = XC_STOP_EXCEPTION;
+    }
+    uc_emu_stop(uc);
+}
+
+/* Make the running vcpu leave the engine with a fault (used by handlers). */
+void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code)
+{
+    struct xc_vcpu *v = m->current;
+    if (!v)
+        return;
+    v->vector = vector;
+    v->error_code = error_code;
+    v->stop = XC_STOP_EXCEPTION;
+    uc_emu_stop(m->uc);
+}

@@ -1,0 +1,55 @@
+"""Hypercall handlers, one module per hypercall family, and the table.
+
+Every family module exports ``HYPERCALLS = {number: handler}``; a handler is
+``handler(vcpu, a1, a2, a3, a4, a5) -> int`` and fails by raising
+HypercallError (the guest gets -errno).  A number with no handler returns
+-ENOSYS and is counted on the domain.  ``SUPPORTED`` lists the families,
+which is what the interface table in the README is generated from.
+"""
+import traceback
+
+from pyxenon.hypervisor.errors import HypercallError
+from pyxenon.public import errno, xen
+
+from . import console_io, event_channel_op, sched_op, xen_version
+
+FAMILIES = (console_io, sched_op, xen_version, event_channel_op)
+TABLE_SIZE = 64
+
+TABLE = [None] * TABLE_SIZE
+for _family in FAMILIES:
+    for _nr, _handler in _family.HYPERCALLS.items():
+        TABLE[_nr] = _handler
+
+ENOSYS = -errno.ENOSYS
+EFAULT = -errno.EFAULT
+
+
+def dispatch(vcpu, nr, a1, a2, a3, a4, a5):
+    """The hypercall path's Python half: called from the C syscall hook."""
+    handler = TABLE[nr] if nr < TABLE_SIZE else None
+    if handler is None:
+        vcpu.domain.unsupported[nr] += 1
+        return ENOSYS
+    try:
+        return handler(vcpu, a1, a2, a3, a4, a5)
+    except HypercallError as e:
+        return -e.errno
+    except Exception:  # a hypervisor bug must not take the host down
+        vcpu.domain.crash("hypervisor error in hypercall "
+                          f"{name_of(nr)}:\n{traceback.format_exc()}")
+        return EFAULT
+
+
+def name_of(nr):
+    return xen.HYPERCALL_NAMES.get(nr, f"hypercall_{nr}")
+
+
+def traced(sink):
+    """A dispatch that reports every call and its result to sink(line)."""
+    def dispatch_traced(vcpu, nr, a1, a2, a3, a4, a5):
+        rc = dispatch(vcpu, nr, a1, a2, a3, a4, a5)
+        args = ", ".join(f"{a:#x}" for a in (a1, a2, a3, a4, a5))
+        sink(f"(d{vcpu.domain.domid}) {name_of(nr)}({args}) = {rc}")
+        return rc
+    return dispatch_traced

@@ -1,0 +1,100 @@
+"""xen_version: what hypervisor this is, as a guest asks it.
+
+pyxenon presents itself as Xen 4.17 (the ABI its public headers describe),
+with "-pyxenon" as the extra version so a guest or a person can tell.
+"""
+import ctypes
+
+from pyxenon.hypervisor.errors import HypercallError
+from pyxenon.hypervisor.guestmem import copy_to_guest, read_struct, write_struct
+from pyxenon.public import arch_x86, errno, version, xen
+
+MAJOR, MINOR = 4, 17
+EXTRAVERSION = b"-pyxenon"
+CAPABILITIES = b"xen-3.0-x86_64"
+CHANGESET = b"pyxenon 0.1.0"
+PAGE_SIZE = 4096
+# Feature bits a PV guest of pyxenon may rely on (submap 0).
+FEATURES = 1 << version.XENFEAT_pae_pgdir_above_4gb
+
+
+def fixed_string(value, size):
+    """A NUL-terminated field of size bytes, as Xen fills it."""
+    return value[:size - 1].ljust(size, b"\0")
+
+
+def ver_version(vcpu, arg):
+    return MAJOR << 16 | MINOR
+
+
+def ver_extraversion(vcpu, arg):
+    copy_to_guest(vcpu, arg, fixed_string(EXTRAVERSION, ctypes.sizeof(version.xen_extraversion_t)))
+    return 0
+
+
+def ver_compile_info(vcpu, arg):
+    info = version.xen_compile_info(compiler=b"gcc", compile_by=b"pyxenon",
+                                    compile_domain=b"", compile_date=b"")
+    write_struct(vcpu, arg, info)
+    return 0
+
+
+def ver_capabilities(vcpu, arg):
+    copy_to_guest(vcpu, arg, fixed_string(CAPABILITIES, ctypes.sizeof(version.xen_capabilities_info_t)))
+    return 0
+
+
+def ver_changeset(vcpu, arg):
+    copy_to_guest(vcpu, arg, fixed_string(CHANGESET, ctypes.sizeof(version.xen_changeset_info_t)))
+    return 0
+
+
+def ver_platform_parameters(vcpu, arg):
+    write_struct(vcpu, arg, version.xen_platform_parameters(virt_start=arch_x86.HYPERVISOR_VIRT_START))
+    return 0
+
+
+def ver_get_features(vcpu, arg):
+    info = read_struct(vcpu, arg, version.xen_feature_info)
+    info.submap = FEATURES if info.submap_idx == 0 else 0
+    write_struct(vcpu, arg, info)
+    return 0
+
+
+def ver_pagesize(vcpu, arg):
+    return PAGE_SIZE
+
+
+def ver_guest_handle(vcpu, arg):
+    copy_to_guest(vcpu, arg, vcpu.domain.handle)
+    return 0
+
+
+def ver_privileged(vcpu, arg):
+    """Xen's command line and build id are for privileged domains only."""
+    raise HypercallError(errno.EPERM)
+
+
+OPS = {
+    version.XENVER_version: ver_version,
+    version.XENVER_extraversion: ver_extraversion,
+    version.XENVER_compile_info: ver_compile_info,
+    version.XENVER_capabilities: ver_capabilities,
+    version.XENVER_changeset: ver_changeset,
+    version.XENVER_platform_parameters: ver_platform_parameters,
+    version.XENVER_get_features: ver_get_features,
+    version.XENVER_pagesize: ver_pagesize,
+    version.XENVER_guest_handle: ver_guest_handle,
+    version.XENVER_commandline: ver_privileged,
+    version.XENVER_build_id: ver_privileged,
+}
+
+
+def do_xen_version(vcpu, cmd, arg, *_):
+    op = OPS.get(cmd)
+    if op is None:
+        raise HypercallError(errno.ENOSYS)
+    return op(vcpu, arg)
+
+
+HYPERCALLS = {xen.HYPERVISOR_xen_version: do_xen_version}

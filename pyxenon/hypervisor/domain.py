@@ -1,0 +1,108 @@
+"""A domain: its frames, vcpus, shared_info, event channels and life cycle."""
+import collections
+
+from pyxenon.public import sched, xen
+
+from .events import EventChannels
+from .vcpu import Vcpu
+
+PAGE = 4096
+
+RUNNING, PAUSED, SHUTDOWN, DEAD = "running", "paused", "shutdown", "dead"
+
+# SHUTDOWN_* code -> the word xl uses for it.
+SHUTDOWN_NAMES = {0: "poweroff", 1: "reboot", 2: "suspend", 3: "crash", 4: "watchdog"}
+
+
+class Domain:
+    def __init__(self, machine, domid, name, first_mfn, nr_pages, label=None):
+        self.machine = machine
+        self.domid = domid
+        self.name = name
+        self.label = label
+        self.first_mfn = first_mfn          # RAM is [first_mfn, first_mfn + nr_pages)
+        self.nr_pages = nr_pages
+        self.shared_info_mfn = first_mfn + nr_pages  # Xen's page, owned by us
+        self.state = RUNNING
+        self.shutdown_code = None
+        self.crash_report = None
+        self.unsupported = collections.Counter()    # hypercall nr -> calls
+        self.console_log = bytearray()               # everything the guest printed
+        self.console_input = bytearray()             # host input for CONSOLEIO_read
+        self.watchdogs = {}                          # watchdog id -> deadline (ns)
+        self.pending_shutdown_code = None            # SCHEDOP_shutdown_code
+        self.handle = bytes(16)                      # xen_domain_handle_t (uuid)
+        self.start_info_va = None
+        self.vm_assist = 0
+        self.shared_info = xen.shared_info.from_buffer(machine.mem, self.shared_info_mfn * PAGE)
+        self.events = EventChannels(self)
+        self.vcpus = [Vcpu(self, 0)]
+        from pyxenon.hypercalls import dispatch  # the handler table
+
+        self.dispatch = dispatch
+
+    # -- memory -------------------------------------------------------------
+
+    def pfn_to_mfn(self, pfn):
+        if not 0 <= pfn < self.nr_pages:
+            raise IndexError(f"pfn {pfn:#x} outside domain {self.domid}")
+        return self.first_mfn + pfn
+
+    def page(self, pfn):
+        """A writable view of one of the domain's pages (host side)."""
+        mfn = self.pfn_to_mfn(pfn)
+        return self.machine.mem[mfn * PAGE:(mfn + 1) * PAGE]
+
+    def vcpu_info(self, vcpu_id):
+        return self.shared_info.vcpu_info[vcpu_id]
+
+    @property
+    def console_text(self):
+        return self.console_log.decode("utf-8", errors="replace")
+
+    # -- events and output ----------------------------------------------------
+
+    def kick(self, vcpu, port):
+        """An event arrived for vcpu: end a block, or a poll on this port."""
+        if vcpu.runnable or self.state != RUNNING:
+            return
+        if vcpu.poll_ports is None or port in vcpu.poll_ports:
+            vcpu.wake()
+
+    def emit(self, data, source="ring"):
+        """Guest console output reached the host."""
+        self.console_log += data
+        self.machine.on_console(self, bytes(data), source)
+
+    # -- life cycle ---------------------------------------------------------
+
+    @property
+    def shutdown_reason(self):
+        return SHUTDOWN_NAMES.get(self.shutdown_code) if self.shutdown_code is not None else None
+
+    def shutdown(self, code):
+        """The guest (or the host) shut the domain down; the toolstack decides
+        what follows (destroy, restart, preserve)."""
+        if self.state in (SHUTDOWN, DEAD):
+            return
+        self.state = SHUTDOWN
+        self.shutdown_code = code
+        for vcpu in self.vcpus:
+            vcpu.runnable = False
+            vcpu.stop()
+        self.machine.shutdown_queue.append(self)
+
+    def crash(self, report):
+        """Crash the domain: keep the report, shut down with SHUTDOWN_crash."""
+        if self.crash_report is None:
+            self.crash_report = report
+        self.shutdown(sched.SHUTDOWN_crash)
+
+    def pause(self):
+        if self.state == RUNNING:
+            self.state = PAUSED
+
+    def unpause(self):
+        if self.state == PAUSED:
+            self.state = RUNNING
+

@@ -1,0 +1,114 @@
+"""The machine: one engine, machine memory, the frame allocator, the domains.
+
+A host has one Machine.  Every domain's vcpus run on the machine's single
+Unicorn engine, one at a time, as Xen's domains share one physical CPU:
+switching domains is a register-context switch plus a TLB flush in C.
+"""
+import time
+
+from pyxenon._core import ffi, lib
+
+from .domain import DEAD, Domain
+from .scheduler import Scheduler
+
+PAGE = 4096
+HV_FRAMES = 16  # the hypervisor's own frames at the bottom of machine memory
+INVALID_M2P = 0xFFFFFFFFFFFFFFFF
+
+
+class Machine:
+    """``memory_mib`` sizes the machine frame space (reserved, not committed:
+    host memory is used only as domains touch their pages)."""
+
+    def __init__(self, memory_mib=8192, slice_ms=10, deterministic=False):
+        self.nr_frames = memory_mib * 256
+        self.core = lib.xc_machine_new(self.nr_frames, HV_FRAMES)
+        if self.core == ffi.NULL:
+            raise RuntimeError("cannot create the machine (out of memory or Unicorn failed)")
+        self.mem = memoryview(ffi.buffer(self.core.mem, self.nr_frames * PAGE))
+        self.m2p = self.core.m2p
+        self.free_ranges = [(HV_FRAMES, self.nr_frames - HV_FRAMES)]
+        self.domains = {}
+        self.next_domid = 1
+        self.boot_ns = time.monotonic_ns()
+        self.scheduler = Scheduler(self, slice_ms=slice_ms, deterministic=deterministic)
+        self.console_listeners = []   # f(domain, bytes, source)
+        self.shutdown_listeners = []  # f(domain), called outside the engine
+        self.shutdown_queue = []
+
+    def close(self):
+        for domain in list(self.domains.values()):
+            self.destroy_domain(domain)
+        if self.core != ffi.NULL:
+            self.mem.release()
+            lib.xc_machine_free(self.core)
+            self.core = ffi.NULL
+
+    def now(self):
+        """Xen system time: nanoseconds since the machine booted."""
+        return self.scheduler.now()
+
+    # -- frames -------------------------------------------------------------
+
+    def _alloc_frames(self, count):
+        for i, (first, size) in enumerate(self.free_ranges):
+            if size >= count:
+                self.free_ranges[i] = (first + count, size - count)
+                return first
+        raise MemoryError(f"machine memory exhausted ({count} frames wanted)")
+
+    def _free_frames(self, first, count):
+        self.free_ranges.append((first, count))
+        self.free_ranges.sort()
+        merged = []
+        for start, size in self.free_ranges:
+            if merged and merged[-1][0] + merged[-1][1] == start:
+                merged[-1] = (merged[-1][0], merged[-1][1] + size)
+            elif size:
+                merged.append((start, size))
+        self.free_ranges = merged
+
+    # -- domains ------------------------------------------------------------
+
+    def create_domain(self, name, nr_pages, label=None):
+        """A new domain with nr_pages of RAM (plus its shared_info frame)."""
+        first = self._alloc_frames(nr_pages + 1)
+        domid = self.next_domid
+        if lib.xc_frames_assign(self.core, first, nr_pages + 1, domid) < 0:
+            self._free_frames(first, nr_pages + 1)
+            raise MemoryError("cannot map the domain's memory")
+        self.next_domid += 1
+        for pfn in range(nr_pages):
+            self.m2p[first + pfn] = pfn
+        self.m2p[first + nr_pages] = INVALID_M2P
+        domain = Domain(self, domid, name, first, nr_pages, label)
+        self.domains[domid] = domain
+        return domain
+
+    def destroy_domain(self, domain):
+        if domain.state == DEAD:
+            return
+        domain.state = DEAD
+        for vcpu in domain.vcpus:
+            vcpu.free()
+        domain.shared_info = None
+        lib.xc_frames_release(self.core, domain.first_mfn, domain.nr_pages + 1)
+        self._free_frames(domain.first_mfn, domain.nr_pages + 1)
+        del self.domains[domain.domid]
+
+    # -- notifications to the toolstack ---------------------------------------
+
+    def on_console(self, domain, data, source):
+        for listener in self.console_listeners:
+            listener(domain, data, source)
+
+    def after_slice(self):
+        """Tell the toolstack about shutdowns, now that no guest code runs."""
+        while self.shutdown_queue:
+            domain = self.shutdown_queue.pop(0)
+            for listener in self.shutdown_listeners:
+                listener(domain)
+
+    def run(self, timeout=None):
+        """Run every domain until none can run (or timeout seconds pass)."""
+        return self.scheduler.run(timeout)

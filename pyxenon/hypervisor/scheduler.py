@@ -1,0 +1,98 @@
+"""Round-robin scheduling of vcpus on the machine's one engine.
+
+A vcpu runs until its slice ends, it yields, blocks or polls, or it faults.
+In the default mode a slice is wall-clock time (Unicorn's timeout); in
+deterministic mode it is a count of guest instructions and system time is
+virtual, so a run depends only on what the guests do.
+"""
+import time
+
+from pyxenon._core import lib
+
+from . import traps
+from .domain import RUNNING
+
+SHUTDOWN_watchdog = 4
+
+STOP_EXCEPTION = 2
+DET_SLICE_INSNS = 200_000      # instructions per slice in deterministic mode
+DET_NS_PER_SLICE = 1_000_000   # virtual time a deterministic slice advances
+
+
+class Scheduler:
+    def __init__(self, machine, slice_ms=10, deterministic=False):
+        self.machine = machine
+        self.slice_us = int(slice_ms * 1000)
+        self.deterministic = deterministic
+        self.virtual_ns = 0
+        self.slices = 0
+
+    def now(self):
+        if self.deterministic:
+            return self.virtual_ns
+        return time.monotonic_ns() - self.machine.boot_ns
+
+    def ready(self):
+        return [v for d in list(self.machine.domains.values()) if d.state == RUNNING
+                for v in d.vcpus if v.runnable]
+
+    def sleepers(self):
+        return [v for d in self.machine.domains.values() if d.state == RUNNING
+                for v in d.vcpus if not v.runnable and v.wake_at is not None]
+
+    def run(self, timeout=None):
+        """Run until nothing can run: returns "idle" (no live domain),
+        "blocked" (live domains wait on nothing that can come) or "timeout"."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.wake_expired()
+            ready = self.ready()
+            if ready:
+                for vcpu in ready:
+                    if vcpu.runnable and vcpu.domain.state == RUNNING:
+                        self.run_slice(vcpu)
+            elif not self.wait_for_timer(end):
+                return "blocked" if self.machine.domains else "idle"
+            if end is not None and time.monotonic() >= end:
+                return "timeout"
+
+    def run_slice(self, vcpu):
+        core = self.machine.core
+        lib.xc_switch_to(core, vcpu.core)
+        if self.deterministic:
+            err = lib.xc_run(core, 0, DET_SLICE_INSNS)
+            self.virtual_ns += DET_NS_PER_SLICE
+        else:
+            err = lib.xc_run(core, self.slice_us, 0)
+        self.slices += 1
+        if vcpu.core.stop == STOP_EXCEPTION:
+            traps.on_exception(vcpu)
+        elif err:
+            traps.on_engine_error(vcpu, err)
+        self.machine.after_slice()
+
+    def wake_expired(self):
+        now = self.now()
+        for domain in list(self.machine.domains.values()):
+            if domain.state == RUNNING and any(t <= now for t in domain.watchdogs.values()):
+                domain.watchdogs.clear()
+                domain.shutdown(SHUTDOWN_watchdog)
+        for vcpu in self.sleepers():
+            if vcpu.wake_at <= now:
+                vcpu.wake()
+
+    def wait_for_timer(self, end):
+        """Sleep (or jump virtual time) to the next timer; False if none."""
+        sleepers = self.sleepers()
+        if not sleepers:
+            return False
+        wake = min(v.wake_at for v in sleepers)
+        if self.deterministic:
+            self.virtual_ns = max(self.virtual_ns, wake)
+            return True
+        delay = (wake - self.now()) / 1e9
+        if end is not None:
+            delay = min(delay, end - time.monotonic())
+        if delay > 0:
+            time.sleep(delay)
+        return True

@@ -1,0 +1,71 @@
+"""A virtual CPU: its C state, its registers, and the hypercall entry from C."""
+from pyxenon._core import ffi, lib
+
+REG_NAMES = ffi.string(lib.xc_reg_names()).decode().split()
+_REG_INDEX = {name: i for i, name in enumerate(REG_NAMES)}
+_WRITABLE = set(REG_NAMES[:18] + ["fs_base", "gs_base"])
+
+# handle -> Vcpu: the C core names a vcpu by this index in its callback.
+_VCPUS = []
+_FREE_HANDLES = []
+
+
+class Vcpu:
+    def __init__(self, domain, vcpu_id):
+        self.domain = domain
+        self.vcpu_id = vcpu_id
+        self.handle = _FREE_HANDLES.pop() if _FREE_HANDLES else len(_VCPUS)
+        if self.handle == len(_VCPUS):
+            _VCPUS.append(None)
+        _VCPUS[self.handle] = self
+        self.core = lib.xc_vcpu_new(domain.machine.core, domain.domid, vcpu_id, self.handle)
+        if self.core == ffi.NULL:
+            raise MemoryError("no memory for a vcpu")
+        self.runnable = True    # False while blocked or polling
+        self.poll_ports = None  # ports a SCHEDOP_poll waits on
+        self.wake_at = None     # system time (ns) a block/poll times out
+        self.want_yield = False
+
+    def free(self):
+        lib.xc_vcpu_free(self.domain.machine.core, self.core)
+        _VCPUS[self.handle] = None
+        _FREE_HANDLES.append(self.handle)
+        self.core = ffi.NULL
+
+    def regs(self):
+        """Every register, as a dict name -> value."""
+        vals = ffi.new("uint64_t[]", len(REG_NAMES))
+        lib.xc_regs(self.domain.machine.core, self.core, 0, vals)
+        return dict(zip(REG_NAMES, vals))
+
+    def set_regs(self, **changes):
+        """Change general registers, rip, rflags, fs_base, gs_base."""
+        bad = set(changes) - _WRITABLE
+        if bad:
+            raise ValueError(f"registers not writable here: {sorted(bad)}")
+        vals = ffi.new("uint64_t[]", len(REG_NAMES))
+        lib.xc_regs(self.domain.machine.core, self.core, 0, vals)
+        for name, value in changes.items():
+            vals[_REG_INDEX[name]] = value & 0xFFFFFFFFFFFFFFFF
+        lib.xc_regs(self.domain.machine.core, self.core, 1, vals)
+
+    def stop(self):
+        """Leave the engine after this hypercall so the scheduler can look."""
+        lib.xc_stop(self.domain.machine.core)
+
+    def block(self, wake_at=None, ports=None):
+        self.runnable = False
+        self.wake_at = wake_at
+        self.poll_ports = ports
+        self.stop()
+
+    def wake(self):
+        self.runnable = True
+        self.wake_at = None
+        self.poll_ports = None
+
+
+@ffi.def_extern()
+def xc_py_hypercall(handle, nr, a1, a2, a3, a4, a5):
+    vcpu = _VCPUS[handle]
+    return vcpu.domain.dispatch(vcpu, nr, a1, a2, a3, a4, a5)

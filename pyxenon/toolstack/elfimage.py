@@ -1,0 +1,709 @@
+"""Load an x86_64 Xen PV kernel (an ELF file), checking it as Xen does.
+
+``load_kernel(path)`` returns a :class:`KernelImage`: the kernel's
+segments placed in the guest's virtual address space, plus what the kernel
+says about itself in its Xen ELF notes.  Any problem with the file is raised
+as :class:`pyxenon.errors.UserInputError` and never as another exception.
+
+Rules taken from Xen's libelf (``libelf-dominfo.c``, ``libelf-loader.c``)
+and libxenguest (``xc_dom_core.c``):
+
+* Xen information comes from notes named "Xen" in PT_NOTE segments (a
+  PT_NOTE with p_offset 0 is skipped, as Xen does).  Only if those hold no
+  Xen note are SHT_NOTE sections read, and only if neither holds one is the
+  legacy ``__xen_guest`` section read.  A later note of a type replaces an
+  earlier one.
+* Note types are decoded as libelf classifies them: XEN_VERSION, GUEST_OS,
+  GUEST_VERSION, LOADER, PAE_MODE, FEATURES and BSD_SYMTAB are strings;
+  ENTRY, HYPERCALL_PAGE, VIRT_BASE, PADDR_OFFSET, HV_START_LOW,
+  SUSPEND_CANCEL, INIT_P2M, MOD_START_PFN and PHYS32_ENTRY are numbers of 1,
+  2, 4 or 8 bytes; SUPPORTED_FEATURES is an array of 32-bit bitmap words;
+  L1_MFN_VALID is a list of 64-bit (mask, value) pairs.  Other types are
+  kept as raw bytes.  Where libelf silently reads a badly sized number as 0,
+  this loader reports the note as malformed instead.
+* VIRT_BASE defaults to 0.  PADDR_OFFSET defaults to 0 with ELF notes but to
+  VIRT_BASE with ``__xen_guest`` (old kernels put ``__PAGE_OFFSET`` into
+  p_paddr).  Setting PADDR_OFFSET without VIRT_BASE is an error.  ENTRY
+  defaults to e_entry.  A legacy HYPERCALL_PAGE is a page number counted
+  from VIRT_BASE; the note form is a virtual address.
+* A loadable segment is a PT_LOAD with some of R/W/X set (as libelf); those
+  with p_memsz 0 are dropped.  A segment lands at virtual address
+  ``p_paddr - PADDR_OFFSET + VIRT_BASE`` (modulo 2**64).  The kernel image
+  runs from the lowest such address (virt_kstart, which libxenguest needs
+  page aligned) to the highest end, rounded up to a page (virt_kend).
+* XEN_VERSION must start with "xen-3.0".  LOADER must start with "generic"
+  unless GUEST_OS starts with "linux" (libelf accepts either).  A required
+  ("!name") feature that libelf does not know is an error.  INIT_P2M must
+  not fall inside the kernel image.
+
+Checks added on top of Xen's (all of them reject images Xen would fail to
+boot or load wrongly): only ET_EXEC; p_filesz <= p_memsz; segment data
+inside the file; no overlapping segments; segments inside canonical x86_64
+addresses and outside the range Xen reserves for itself; the entry point
+inside an executable segment; HYPERCALL_PAGE a whole page inside the image;
+and, if ``max_bytes`` is given, the image fitting in it.  BSD_SYMTAB is
+recorded but no symbol table is loaded.
+"""
+
+import struct
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from io import BytesIO
+from typing import Optional
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+from pyxenon.errors import UserInputError
+
+PAGE_SIZE = 0x1000
+MIB = 1 << 20
+ADDR_LIMIT = 1 << 64
+
+PF_X, PF_W, PF_R = 1, 2, 4
+EHDR_SIZE = 64
+PHDR_SIZE = 56
+SHDR_SIZE = 64
+MAX_NOTES = 65536  # libelf's ELF_MAX_TOTAL_NOTE_COUNT
+
+# Guest virtual addresses an x86_64 PV kernel may occupy: the two canonical
+# halves, minus the slots Xen keeps for itself (L4 slots 256-271).
+CANONICAL_LOW_END = 0x0000_8000_0000_0000
+CANONICAL_HIGH_START = 0xFFFF_8000_0000_0000
+XEN_RESERVED = (0xFFFF_8000_0000_0000, 0xFFFF_8800_0000_0000)
+
+# Exceptions pyelftools (and the struct module under it) raise on bad input.
+_PARSE_ERRORS = (ELFError, struct.error, ValueError, IndexError, KeyError,
+                 OverflowError, UnicodeDecodeError, EOFError)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A loadable segment: ``data`` is copied to ``vaddr``, the rest of
+    ``memsz`` is zero filled.  ``flags`` are the ELF PF_* bits."""
+
+    vaddr: int
+    memsz: int
+    data: bytes
+    flags: int
+
+    @property
+    def filesz(self):
+        return len(self.data)
+
+    @property
+    def end(self):
+        return self.vaddr + self.memsz
+
+    @property
+    def executable(self):
+        return bool(self.flags & PF_X)
+
+
+@dataclass
+class KernelImage:
+    """A checked Xen PV kernel, with addresses in guest virtual space."""
+
+    path: str
+    entry: int
+    virt_base: int
+    paddr_offset: int
+    virt_kstart: int
+    virt_kend: int
+    hypercall_page: Optional[int]
+    segments: list
+    notes: dict
+    guest_os: str = ""
+    guest_version: str = ""
+    xen_version: str = ""
+    loader: str = ""
+    features_required: frozenset = field(default_factory=frozenset)
+    features_supported: frozenset = field(default_factory=frozenset)
+    pae_mode: str = ""
+    suspend_cancel: bool = False
+    init_p2m: Optional[int] = None
+    mod_start_pfn: bool = False
+    bsd_symtab: bool = False
+    legacy: bool = False  # True if read from __xen_guest, not ELF notes
+
+    @property
+    def size(self):
+        return self.virt_kend - self.virt_kstart
+
+
+class _BadInput(Exception):
+    """Internal: a problem found deep down; the caller adds the path."""
+
+
+def load_kernel(path, max_bytes=None):
+    """Read, check and lay out the Xen PV kernel at ``path``.
+
+    ``max_bytes`` is the guest's memory; an image larger than it is refused.
+    """
+    path = str(path)
+    try:
+        return _load(path, _read_file(path), max_bytes)
+    except _BadInput as err:
+        raise UserInputError(path, str(err)) from None
+
+
+def _load(path, blob, max_bytes):
+    _check_ident(blob)
+    elf, header = _open_elf(blob)
+    _check_header(header, len(blob))
+    phdrs = _program_headers(elf, header)
+    notes, legacy = _find_xen_info(elf, blob, phdrs)
+    parms = _resolve_parms(notes, legacy, header["e_entry"])
+    segments = _place_segments(blob, phdrs, parms)
+    image = _make_image(path, parms, segments, notes, legacy)
+    _check_image(image, max_bytes)
+    return image
+
+
+# ---------------------------------------------------------------- file ----
+
+def _read_file(path):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise UserInputError(path, f"cannot read kernel: {reason}") from None
+
+
+def _one_line(text, limit=160):
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+@contextmanager
+def _elf_errors(what):
+    """Turn pyelftools' exceptions into a one-line _BadInput."""
+    try:
+        yield
+    except _PARSE_ERRORS as err:
+        detail = _one_line(err) or type(err).__name__
+        raise _BadInput(f"malformed ELF file ({what}): {detail}") from None
+
+
+# ------------------------------------------------------------- header ----
+
+_IDENT_CHECKS = (
+    (lambda b: len(b) == 0, "empty file: not a kernel image"),
+    (lambda b: b[:4] != b"\x7fELF", "not an ELF file"),
+    (lambda b: len(b) < EHDR_SIZE, "truncated ELF header"),
+    (lambda b: b[4] == 1,
+     "32-bit ELF: only x86_64 PV kernels are supported"),
+    (lambda b: b[4] != 2, "bad ELF class byte: not a 64-bit ELF file"),
+    (lambda b: b[5] == 2,
+     "big-endian ELF: only little-endian x86_64 kernels are supported"),
+    (lambda b: b[5] != 1, "bad ELF data-encoding byte"),
+)
+
+
+def _check_ident(blob):
+    for failed, problem in _IDENT_CHECKS:
+        if failed(blob):
+            raise _BadInput(problem)
+
+
+def _open_elf(blob):
+    with _elf_errors("ELF header"):
+        elf = ELFFile(BytesIO(blob))
+        return elf, elf.header
+
+
+def _table_problem(kind, offset, entsize, count, want_size, file_size):
+    if count and entsize != want_size:
+        return f"{kind} entries are {entsize} bytes, expected {want_size}"
+    if offset + entsize * count > file_size:
+        return f"{kind} table runs past the end of the file"
+    return None
+
+
+def _check_header(header, file_size):
+    machine, etype = header["e_machine"], header["e_type"]
+    if machine != "EM_X86_64":
+        raise _BadInput(f"ELF machine {machine}: only x86_64 (EM_X86_64) "
+                        "PV kernels are supported")
+    if etype != "ET_EXEC":
+        raise _BadInput(f"ELF type {etype}: only executable (ET_EXEC) "
+                        "kernels are supported, as by Xen")
+    tables = (("program header", "e_phoff", "e_phentsize", "e_phnum",
+               PHDR_SIZE),
+              ("section header", "e_shoff", "e_shentsize", "e_shnum",
+               SHDR_SIZE))
+    for kind, off, ent, num, size in tables:
+        problem = _table_problem(kind, header[off], header[ent], header[num],
+                                 size, file_size)
+        if problem:
+            raise _BadInput(problem)
+
+
+# ---------------------------------------------------- headers as tuples ----
+
+@dataclass(frozen=True)
+class _Phdr:
+    index: int
+    type: object  # pyelftools gives 'PT_LOAD' etc., or an int if unknown
+    flags: int
+    offset: int
+    paddr: int
+    filesz: int
+    memsz: int
+
+
+@dataclass(frozen=True)
+class _Shdr:
+    name: str
+    type: object
+    offset: int
+    size: int
+
+
+def _program_headers(elf, header):
+    # e_phnum is used as is, like Xen (no PN_XNUM extension).
+    with _elf_errors("program headers"):
+        return [_phdr(i, elf.get_segment(i).header)
+                for i in range(header["e_phnum"])]
+
+
+def _phdr(index, hdr):
+    return _Phdr(index, hdr["p_type"], hdr["p_flags"], hdr["p_offset"],
+                 hdr["p_paddr"], hdr["p_filesz"], hdr["p_memsz"])
+
+
+def _section_headers(elf):
+    with _elf_errors("section headers"):
+        return [_Shdr(sec.name, sec["sh_type"], sec["sh_offset"],
+                      sec["sh_size"])
+                for sec in elf.iter_sections()]
+
+
+def _file_range(blob, offset, size, what):
+    if offset + size > len(blob):
+        raise _BadInput(f"{what} at file offset {offset:#x} (+{size:#x}) "
+                        "runs past the end of the file")
+    return offset, offset + size
+
+
+# ------------------------------------------------------------- notes ----
+
+def _note_str(desc):
+    text = desc.split(b"\0", 1)[0]
+    try:
+        return text.decode("ascii")
+    except UnicodeDecodeError:
+        raise _BadInput("is not ASCII text") from None
+
+
+def _note_num(desc):
+    if len(desc) not in (1, 2, 4, 8):
+        raise _BadInput(f"is a {len(desc)}-byte number "
+                        "(numbers are 1, 2, 4 or 8 bytes)")
+    return int.from_bytes(desc, "little")
+
+
+def _note_bitmap(desc):
+    if not desc or len(desc) % 4:
+        raise _BadInput(f"is {len(desc)} bytes, not 32-bit words")
+    return int.from_bytes(desc, "little")
+
+
+def _note_pairs(desc):
+    if not desc or len(desc) % 16:
+        raise _BadInput(f"is {len(desc)} bytes, not 64-bit (mask, value) "
+                        "pairs")
+    words = struct.unpack(f"<{len(desc) // 8}Q", desc)
+    return tuple(zip(words[0::2], words[1::2]))
+
+
+def _note_raw(desc):
+    return bytes(desc)
+
+
+# type -> (name, decoder), from xen/include/public/elfnote.h, classified as
+# libelf's note_desc[] table does.
+NOTE_TYPES = {
+    0: ("INFO", _note_raw),
+    1: ("ENTRY", _note_num),
+    2: ("HYPERCALL_PAGE", _note_num),
+    3: ("VIRT_BASE", _note_num),
+    4: ("PADDR_OFFSET", _note_num),
+    5: ("XEN_VERSION", _note_str),
+    6: ("GUEST_OS", _note_str),
+    7: ("GUEST_VERSION", _note_str),
+    8: ("LOADER", _note_str),
+    9: ("PAE_MODE", _note_str),
+    10: ("FEATURES", _note_str),
+    11: ("BSD_SYMTAB", _note_str),
+    12: ("HV_START_LOW", _note_num),
+    13: ("L1_MFN_VALID", _note_pairs),
+    14: ("SUSPEND_CANCEL", _note_num),
+    15: ("INIT_P2M", _note_num),
+    16: ("MOD_START_PFN", _note_num),
+    17: ("SUPPORTED_FEATURES", _note_bitmap),
+    18: ("PHYS32_ENTRY", _note_num),
+}
+
+
+def _align4(n):
+    return (n + 3) & ~3
+
+
+def _iter_notes(blob, start, end):
+    """Yield (name, type, desc) for each note in blob[start:end].
+
+    Note fields are 4-byte aligned, as libelf reads them.  Fewer than 12
+    bytes left over at the end are taken as padding.
+    """
+    pos = start
+    while pos + 12 <= end:
+        namesz, descsz, ntype = struct.unpack_from("<III", blob, pos)
+        name_at = pos + 12
+        desc_at = name_at + _align4(namesz)
+        if desc_at + descsz > end:
+            raise _BadInput(f"ELF note at file offset {pos:#x} runs past the "
+                            "end of its segment or section")
+        name = bytes(blob[name_at:name_at + namesz]).split(b"\0", 1)[0]
+        yield name, ntype, blob[desc_at:desc_at + descsz]
+        pos = desc_at + _align4(descsz)
+
+
+def _decode_note(ntype, desc):
+    name, decode = NOTE_TYPES.get(ntype, (f"UNKNOWN_{ntype:#x}", _note_raw))
+    try:
+        return name, decode(desc)
+    except _BadInput as err:
+        raise _BadInput(f"Xen ELF note {name} {err}") from None
+
+
+def _xen_notes_in(blob, regions):
+    """Decode the Xen notes in the (offset, size, what) regions."""
+    notes, count = {}, 0
+    for offset, size, what in regions:
+        start, end = _file_range(blob, offset, size, what)
+        for name, ntype, desc in _iter_notes(blob, start, end):
+            count += 1
+            if count > MAX_NOTES:
+                raise _BadInput("too many ELF notes")
+            if name == b"Xen":
+                key, value = _decode_note(ntype, desc)
+                notes[key] = value
+    return notes
+
+
+def _note_segments(phdrs):
+    return [(p.offset, p.filesz, f"PT_NOTE segment {p.index}")
+            for p in phdrs if p.type == "PT_NOTE" and p.offset != 0]
+
+
+def _note_sections(sections):
+    return [(s.offset, s.size, f"note section {s.name!r}")
+            for s in sections if s.type == "SHT_NOTE"]
+
+
+def _find_xen_info(elf, blob, phdrs):
+    """Return (notes, legacy) with Xen's fall-back order."""
+    notes = _xen_notes_in(blob, _note_segments(phdrs))
+    if notes:
+        return notes, False
+    sections = _section_headers(elf)
+    notes = _xen_notes_in(blob, _note_sections(sections))
+    if notes:
+        return notes, False
+    guest = next((s for s in sections if s.name == "__xen_guest"), None)
+    if guest is None:
+        raise _BadInput("no Xen ELF notes: not a Xen PV kernel")
+    return _parse_xen_guest(_section_bytes(blob, guest)), True
+
+
+# -------------------------------------------------------- __xen_guest ----
+
+def _section_bytes(blob, section):
+    if section.type == "SHT_NOBITS":
+        raise _BadInput(f"section {section.name} has no data in the file")
+    start, end = _file_range(blob, section.offset, section.size,
+                             f"section {section.name}")
+    return bytes(blob[start:end]).split(b"\0", 1)[0]
+
+
+def c_integer(text):
+    """Parse an unsigned integer as C's strtoull(text, NULL, 0) would,
+    but without ignoring trailing junk: 0x hex, 0 octal, else decimal."""
+    digits, base = text, 10
+    if text[:2].lower() == "0x":
+        digits, base = text[2:], 16
+    elif text.startswith("0") and len(text) > 1:
+        digits, base = text[1:], 8
+    if not digits or not all(c in "0123456789abcdef"[:base] for c in
+                             digits.lower()):
+        raise ValueError(f"bad number {text!r}")
+    return int(digits, base)
+
+
+def _legacy_number(value):
+    try:
+        return c_integer(value) % ADDR_LIMIT
+    except ValueError as err:
+        raise _BadInput(str(err)) from None
+
+
+# __xen_guest key -> (note name, value converter); from libelf's
+# elf_xen_parse_guest_info().  Other keys are kept as strings.
+LEGACY_KEYS = {
+    "LOADER": ("LOADER", str),
+    "GUEST_OS": ("GUEST_OS", str),
+    "GUEST_VER": ("GUEST_VERSION", str),
+    "XEN_VER": ("XEN_VERSION", str),
+    "PAE": ("PAE_MODE", str),
+    "BSD_SYMTAB": ("BSD_SYMTAB", lambda value: "yes"),  # presence is enough
+    "FEATURES": ("FEATURES", str),
+    "VIRT_BASE": ("VIRT_BASE", _legacy_number),
+    "VIRT_ENTRY": ("ENTRY", _legacy_number),
+    "ELF_PADDR_OFFSET": ("PADDR_OFFSET", _legacy_number),
+    "HYPERCALL_PAGE": ("HYPERCALL_PAGE", _legacy_number),
+}
+
+
+def _parse_xen_guest(raw):
+    """Parse "KEY=VALUE,KEY=VALUE,..." into note names and values."""
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise _BadInput("__xen_guest section is not ASCII text") from None
+    notes = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        name, convert = LEGACY_KEYS.get(key, (key, str))
+        try:
+            notes[name] = convert(value)
+        except _BadInput as err:
+            raise _BadInput(f"__xen_guest {key}: {err}") from None
+    if "HYPERCALL_PAGE" in notes:  # a page number counted from VIRT_BASE
+        page = notes["HYPERCALL_PAGE"]
+        notes["HYPERCALL_PAGE"] = ((page << 12) + notes.get("VIRT_BASE", 0)) \
+            % ADDR_LIMIT
+    return notes
+
+
+# ------------------------------------------------------------ features ----
+
+# Names libelf's elf_xen_parse_features() knows in the FEATURES string.
+LIBELF_FEATURES = {
+    "writable_page_tables": 0,
+    "writable_descriptor_tables": 1,
+    "auto_translated_physmap": 2,
+    "supervisor_mode_kernel": 3,
+    "pae_pgdir_above_4gb": 4,
+    "hvm_callback_vector": 8,
+    "dom0": 11,
+}
+
+# Every XENFEAT_* bit of xen/include/public/features.h, for the
+# SUPPORTED_FEATURES bitmap.
+FEATURE_BITS = {
+    0: "writable_page_tables", 1: "writable_descriptor_tables",
+    2: "auto_translated_physmap", 3: "supervisor_mode_kernel",
+    4: "pae_pgdir_above_4gb", 5: "mmu_pt_update_preserve_ad",
+    6: "highmem_assist", 7: "gnttab_map_avail_bits",
+    8: "hvm_callback_vector", 9: "hvm_safe_pvclock", 10: "hvm_pirqs",
+    11: "dom0", 12: "grant_map_identity", 13: "memory_op_vnode_supported",
+    14: "ARM_SMCCC_supported", 15: "linux_rsdp_unrestricted",
+    16: "not_direct_mapped", 17: "direct_mapped",
+}
+
+
+def parse_features(text):
+    """Parse a '|'-separated FEATURES string as libelf does.
+
+    Returns (supported, required); a required feature is also supported.
+    Unknown names are ignored, unless required ("!name"): that is an error.
+    """
+    supported, required = set(), set()
+    for item in filter(None, text.split("|")):
+        is_required = item.startswith("!")
+        name = item[1:] if is_required else item
+        if name in LIBELF_FEATURES:
+            supported.add(name)
+            if is_required:
+                required.add(name)
+        elif is_required:
+            raise _BadInput(f"kernel requires unknown Xen feature {name!r}")
+    return supported, required
+
+
+def _bitmap_features(bitmap):
+    """Names of the bits of the first 32-bit word (XENFEAT_NR_SUBMAPS 1)."""
+    return {FEATURE_BITS.get(bit, f"bit{bit}") for bit in range(32)
+            if bitmap >> bit & 1}
+
+
+# ---------------------------------------------------------- resolution ----
+
+@dataclass
+class _Parms:
+    virt_base: int
+    paddr_offset: int
+    entry: int
+    hypercall_page: Optional[int]
+    init_p2m: Optional[int]
+
+
+def _resolve_parms(notes, legacy, e_entry):
+    if "PADDR_OFFSET" in notes and "VIRT_BASE" not in notes:
+        raise _BadInput("ELF_PADDR_OFFSET is set but VIRT_BASE is not")
+    virt_base = notes.get("VIRT_BASE", 0)
+    paddr_offset = notes.get("PADDR_OFFSET", virt_base if legacy else 0)
+    _check_identity(notes)
+    return _Parms(virt_base=virt_base, paddr_offset=paddr_offset,
+                  entry=notes.get("ENTRY", e_entry),
+                  hypercall_page=notes.get("HYPERCALL_PAGE"),
+                  init_p2m=notes.get("INIT_P2M"))
+
+
+def _check_identity(notes):
+    """libelf's elf_xen_note_check(), for PV guests."""
+    loader = notes.get("LOADER", "")
+    guest_os = notes.get("GUEST_OS", "")
+    if not (loader.startswith("generic") or guest_os.startswith("linux")):
+        raise _BadInput(f"LOADER is {loader!r} and GUEST_OS is {guest_os!r}: "
+                        "Xen only loads kernels for the 'generic' loader or "
+                        "Linux kernels")
+    version = notes.get("XEN_VERSION", "")
+    if not version.startswith("xen-3.0"):
+        raise _BadInput(f"XEN_VERSION is {version!r}: Xen only loads kernels "
+                        "built for 'xen-3.0'")
+
+
+# ------------------------------------------------------------ segments ----
+
+def _is_loadable(phdr):
+    return (phdr.type == "PT_LOAD" and phdr.flags & (PF_R | PF_W | PF_X)
+            and phdr.memsz > 0)
+
+
+def _place_segments(blob, phdrs, parms):
+    loadable = [p for p in phdrs if _is_loadable(p)]
+    if not loadable:
+        raise _BadInput("no loadable (PT_LOAD) segments")
+    shift = parms.virt_base - parms.paddr_offset
+    segments = [_place(blob, p, shift) for p in loadable]
+    _check_overlaps(segments, loadable)
+    return segments
+
+
+def _place(blob, phdr, shift):
+    what = f"segment {phdr.index}"
+    if phdr.filesz > phdr.memsz:
+        raise _BadInput(f"{what}: file size {phdr.filesz:#x} is larger than "
+                        f"memory size {phdr.memsz:#x}")
+    start, end = _file_range(blob, phdr.offset, phdr.filesz, what)
+    vaddr = (phdr.paddr + shift) % ADDR_LIMIT
+    return Segment(vaddr, phdr.memsz, bytes(blob[start:end]), phdr.flags)
+
+
+def _check_overlaps(segments, phdrs):
+    ordered = sorted(zip(segments, phdrs), key=lambda pair: pair[0].vaddr)
+    for (low, low_ph), (high, high_ph) in zip(ordered, ordered[1:]):
+        if low.end > high.vaddr:
+            raise _BadInput(f"segments {low_ph.index} and {high_ph.index} "
+                            f"overlap at {high.vaddr:#x}")
+
+
+def _page_up(addr):
+    return (addr + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+
+
+def _make_image(path, parms, segments, notes, legacy):
+    supported, required = parse_features(notes.get("FEATURES", ""))
+    supported |= _bitmap_features(notes.get("SUPPORTED_FEATURES", 0))
+    return KernelImage(
+        path=path, entry=parms.entry, virt_base=parms.virt_base,
+        paddr_offset=parms.paddr_offset,
+        virt_kstart=min(s.vaddr for s in segments),
+        virt_kend=_page_up(max(s.end for s in segments)),
+        hypercall_page=parms.hypercall_page,
+        segments=sorted(segments, key=lambda s: s.vaddr), notes=notes,
+        guest_os=notes.get("GUEST_OS", ""),
+        guest_version=notes.get("GUEST_VERSION", ""),
+        xen_version=notes.get("XEN_VERSION", ""),
+        loader=notes.get("LOADER", ""),
+        features_required=frozenset(required),
+        features_supported=frozenset(supported),
+        pae_mode=notes.get("PAE_MODE", ""),
+        suspend_cancel=bool(notes.get("SUSPEND_CANCEL", 0)),
+        init_p2m=parms.init_p2m,
+        mod_start_pfn=bool(notes.get("MOD_START_PFN", 0)),
+        bsd_symtab=notes.get("BSD_SYMTAB") == "yes",
+        legacy=legacy)
+
+
+# -------------------------------------------------------------- checks ----
+
+def _segment_problem(seg, virt_base):
+    if seg.end > ADDR_LIMIT or _page_up(seg.end) > ADDR_LIMIT:
+        return "wraps around the top of the address space"
+    if seg.vaddr < virt_base:
+        return f"is below VIRT_BASE {virt_base:#x}"
+    if seg.end > CANONICAL_LOW_END and seg.vaddr < CANONICAL_HIGH_START:
+        return "is not in canonical x86_64 address space"
+    if seg.vaddr < XEN_RESERVED[1] and seg.end > XEN_RESERVED[0]:
+        return "overlaps the virtual addresses Xen reserves for itself"
+    return None
+
+
+def _check_segments(image):
+    for seg in image.segments:
+        problem = _segment_problem(seg, image.virt_base)
+        if problem:
+            raise _BadInput(f"segment at {seg.vaddr:#x} (size {seg.memsz:#x}) "
+                            f"{problem}")
+
+
+def _check_start(image):
+    if image.virt_kstart % PAGE_SIZE:
+        raise _BadInput(f"kernel image starts at {image.virt_kstart:#x}, "
+                        "which is not page aligned")
+
+
+def _check_entry(image):
+    if not any(s.executable and s.vaddr <= image.entry < s.end
+               for s in image.segments):
+        raise _BadInput(f"entry point {image.entry:#x} is not inside an "
+                        "executable segment")
+
+
+def _check_hypercall_page(image):
+    page = image.hypercall_page
+    if page is None:
+        return
+    if page % PAGE_SIZE:
+        raise _BadInput(f"HYPERCALL_PAGE {page:#x} is not page aligned")
+    if not image.virt_kstart <= page <= image.virt_kend - PAGE_SIZE:
+        raise _BadInput(f"HYPERCALL_PAGE {page:#x} is outside the kernel "
+                        f"image {image.virt_kstart:#x}-{image.virt_kend:#x}")
+
+
+def _check_p2m(image):
+    p2m = image.init_p2m
+    if p2m is not None and image.virt_kstart <= p2m < image.virt_kend:
+        raise _BadInput(f"INIT_P2M {p2m:#x} is inside the kernel image "
+                        f"{image.virt_kstart:#x}-{image.virt_kend:#x}")
+
+
+def _check_size(image, max_bytes):
+    if max_bytes is not None and image.size > max_bytes:
+        need = -(-image.size // MIB)
+        raise _BadInput(f"kernel image needs {need} MiB, the domain has "
+                        f"{max_bytes // MIB} MiB")
+
+
+_IMAGE_CHECKS = (_check_segments, _check_start, _check_entry,
+                 _check_hypercall_page, _check_p2m)
+
+
+def _check_image(image, max_bytes):
+    for check in _IMAGE_CHECKS:
+        check(image)
+    _check_size(image, max_bytes)
