@@ -36,6 +36,7 @@ struct xc_vcpu *xc_vcpu_new(struct xc_machine *m, uint16_t domid, uint16_t vcpu_
 void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v);
 void xc_switch_to(struct xc_machine *m, struct xc_vcpu *v);
 void xc_flush_tlb(struct xc_machine *m);
+void xc_request_flush(struct xc_machine *m);
 int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count);
 const char *xc_strerror(int err);
 const char *xc_reg_names(void);

@@ -101,6 +101,7 @@ struct xc_machine {
     uint64_t stack_mfn;   /* hypervisor stack for that iretq */
     uc_context *ring3;    /* template state: long mode, CPL 3 */
     int exit_lookup;      /* Unicorn looked up XC_NEVER while stopping */
+    int flush_pending;    /* flush translations before the next run */
     uc_hook hooks[4];
 };
 
@@ -113,6 +114,7 @@ struct xc_vcpu *xc_vcpu_new(struct xc_machine *m, uint16_t domid, uint16_t vcpu_
 void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v);
 void xc_switch_to(struct xc_machine *m, struct xc_vcpu *v);
 void xc_flush_tlb(struct xc_machine *m);
+void xc_request_flush(struct xc_machine *m);
 int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count);
 void xc_stop(struct xc_machine *m);
 const char *xc_strerror(int err);

@@ -236,6 +236,19 @@ void xc_flush_tlb(struct xc_machine *m)
     uc_ctl_flush_tb(m->uc);
 }
 
+/*
+ * A handler changed mappings: flushing inside the engine would free the
+ * block that is running, so leave the engine now and flush before the
+ * guest's next instruction.
+ */
+void xc_request_flush(struct xc_machine *m)
+{
+    m->flush_pending = 1;
+    if (m->current)
+        m->current->stop = m->current->stop ? m->current->stop : XC_STOP_HYPERCALL;
+    uc_emu_stop(m->uc);
+}
+
 /* Run the current vcpu from its rip until a stop, a timeout or count insns. */
 int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count)
 {
@@ -243,6 +256,10 @@ int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count)
     int err;
     m->current->stop = XC_STOP_NONE;
     m->exit_lookup = 0;
+    if (m->flush_pending) {
+        m->flush_pending = 0;
+        xc_flush_tlb(m);
+    }
     uc_reg_read(m->uc, UC_X86_REG_RIP, &rip);
     err = uc_emu_start(m->uc, rip, XC_NEVER, timeout_us, count);
     /* A stop request makes Unicorn look up the exit address; its refused

@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 
 from pyxenon.errors import UserInputError
+from pyxenon.hypervisor.mm import L4, FrameTable
 from pyxenon.public import xen
 
 PAGE = 4096
@@ -173,10 +174,15 @@ class Builder:
         shared.wc_sec_hi = (wallclock_ns // 10 ** 9) >> 32
 
     def start_vcpu(self):
+        """Pin the bootstrap L4 (validating every table under it) and make
+        it the vcpu's base pointer, as Xen's builder does."""
         lay, vcpu = self.layout, self.domain.vcpus[0]
         vcpu.set_regs(rip=self.image.entry, rsi=lay.start_info, rsp=lay.stack + PAGE,
                       rflags=0x202)
-        vcpu.core.cr3 = vcpu.core.kernel_cr3 = self.mfn_of(lay.pt_base)
+        frames = FrameTable(self.domain.machine)
+        l4 = self.mfn_of(lay.pt_base)
+        frames.pin(l4, self.domain, L4)
+        frames.set_base(vcpu, l4)
 
 
 def check_fits(image, layout, nr_pages):

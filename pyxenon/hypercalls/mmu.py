@@ -1,0 +1,216 @@
+"""mmu_update, update_va_mapping and mmuext_op: every change to a guest's
+page tables passes the frame-type checks in hypervisor/mm.py."""
+import struct
+
+from pyxenon._core import lib
+from pyxenon.hypervisor.errors import HypercallError
+from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
+from pyxenon.hypervisor.mm import L1, L4, NONE, PRESENT, PSE, WRITABLE, FrameTable, entry_mfn
+from pyxenon.public import errno, xen
+
+DOMID_SELF = 0x7FF0
+PREEMPTED = 1 << 31          # MMU_UPDATE_PREEMPTED in a count
+REQ = struct.Struct("<QQ")   # struct mmu_update: ptr, val
+EXT = struct.Struct("<IxxxxQQ")  # struct mmuext_op: cmd, arg1, arg2
+
+
+def frame_table(vcpu):
+    return FrameTable(vcpu.domain.machine)
+
+
+def check_foreign(vcpu, domid):
+    """Only DOMID_SELF (or the domain's own id): no domain here is privileged."""
+    if domid not in (DOMID_SELF, vcpu.domain.domid):
+        if domid not in vcpu.domain.machine.domains:
+            raise HypercallError(errno.ESRCH)
+        raise HypercallError(errno.EPERM)
+
+
+def report_done(vcpu, done_va, done):
+    if done_va:
+        copy_to_guest(vcpu, done_va, struct.pack("<I", done))
+
+
+def batch(vcpu, items_va, count, done_va, size, one):
+    """Run `one` over count records; stop at the first failure, and write
+    how many were done (Xen's partial-failure semantics)."""
+    count &= ~PREEMPTED
+    done = 0
+    try:
+        for i in range(count):
+            one(copy_from_guest(vcpu, items_va + i * size, size))
+            done += 1
+    finally:
+        report_done(vcpu, done_va, done)
+    return 0
+
+
+# -- mmu_update -------------------------------------------------------------------
+
+def pt_update(vcpu, ptr, val, preserve_ad):
+    ft = frame_table(vcpu)
+    mfn, offset = ptr >> 12, ptr & 0xFFF
+    if offset & 7 or not ft.owned(mfn, vcpu.domain):
+        raise HypercallError(errno.EINVAL)
+    page = ft.frames[mfn]
+    if L1 <= page.type <= L4:
+        ft.mod_entry(mfn, offset // 8, val, vcpu.domain, preserve_ad)
+    elif page.type in (NONE, WRITABLE):
+        ft.write_entry(mfn, offset // 8, val)     # not a page table: a plain write
+    else:
+        raise HypercallError(errno.EINVAL)
+
+
+def machphys_update(vcpu, ptr, val):
+    ft = frame_table(vcpu)
+    mfn = ptr >> 12
+    if not ft.owned(mfn, vcpu.domain):
+        raise HypercallError(errno.EINVAL)
+    vcpu.domain.machine.m2p[mfn] = val
+
+
+def one_update(vcpu, raw):
+    ptr, val = REQ.unpack(raw)
+    cmd = ptr & 3
+    ptr &= ~3
+    if cmd in (xen.MMU_NORMAL_PT_UPDATE, xen.MMU_PT_UPDATE_PRESERVE_AD):
+        pt_update(vcpu, ptr, val, cmd == xen.MMU_PT_UPDATE_PRESERVE_AD)
+    elif cmd == xen.MMU_MACHPHYS_UPDATE:
+        machphys_update(vcpu, ptr, val)
+    else:
+        raise HypercallError(errno.ENOSYS)
+
+
+def do_mmu_update(vcpu, reqs, count, done, foreigndom, *_):
+    check_foreign(vcpu, foreigndom & 0xFFFF)
+    return batch(vcpu, reqs, count, done, REQ.size, lambda raw: one_update(vcpu, raw))
+
+
+# -- update_va_mapping --------------------------------------------------------------
+
+def l1_slot(vcpu, va):
+    """(L1 table frame, index) of the entry that maps va, or -EINVAL."""
+    ft = frame_table(vcpu)
+    mfn = vcpu.core.cr3
+    for level in (4, 3, 2):
+        entry = ft.read_entry(mfn, (va >> (12 + 9 * (level - 1))) & 511)
+        if not entry & PRESENT or entry & PSE:
+            raise HypercallError(errno.EINVAL)
+        mfn = entry_mfn(entry)
+    return mfn, (va >> 12) & 511
+
+
+def flush_after(vcpu, flags, va):
+    if flags & xen.UVMF_FLUSHTYPE_MASK:
+        lib.xc_request_flush(vcpu.domain.machine.core)
+
+
+def do_update_va_mapping(vcpu, va, val, flags, *_):
+    if va >= 0xFFFF800000000000 and va < 0xFFFF880000000000:
+        raise HypercallError(errno.EINVAL)
+    table, index = l1_slot(vcpu, va)
+    ft = frame_table(vcpu)
+    if ft.frames[table].type != L1:
+        raise HypercallError(errno.EINVAL)
+    ft.mod_entry(table, index, val, vcpu.domain)
+    flush_after(vcpu, flags, va)
+    return 0
+
+
+def do_update_va_mapping_otherdomain(vcpu, va, val, flags, domid, *_):
+    check_foreign(vcpu, domid & 0xFFFF)
+    return do_update_va_mapping(vcpu, va, val, flags)
+
+
+# -- mmuext_op ---------------------------------------------------------------------------
+
+def ext_pin(level):
+    def pin(vcpu, mfn, arg2):
+        frame_table(vcpu).pin(mfn, vcpu.domain, level)
+    return pin
+
+
+def ext_unpin(vcpu, mfn, arg2):
+    frame_table(vcpu).unpin(mfn, vcpu.domain)
+
+
+def ext_new_baseptr(vcpu, mfn, arg2):
+    frame_table(vcpu).set_base(vcpu, mfn)
+
+
+def ext_new_user_baseptr(vcpu, mfn, arg2):
+    frame_table(vcpu).set_base(vcpu, mfn, user=True)
+
+
+def ext_flush(vcpu, arg1, arg2):
+    lib.xc_request_flush(vcpu.domain.machine.core)
+
+
+def ext_flush_multi(vcpu, arg1, vcpumask):
+    copy_from_guest(vcpu, vcpumask, 8)  # the mask must be readable
+    ext_flush(vcpu, arg1, vcpumask)
+
+
+def ext_set_ldt(vcpu, linear_addr, nr_ents):
+    """Recorded; the LDT itself is not used (no guest here loads one)."""
+    if linear_addr & 0xFFF or nr_ents > 8192 or linear_addr >= 0xFFFF800000000000 - nr_ents * 8:
+        raise HypercallError(errno.EINVAL)
+    vcpu.ldt = (linear_addr, nr_ents)
+
+
+def writable_frame(vcpu, mfn):
+    ft = frame_table(vcpu)
+    page = ft.frames[mfn] if 0 <= mfn < ft.machine.nr_frames else None
+    if not ft.owned(mfn, vcpu.domain) or page.type not in (NONE, WRITABLE):
+        raise HypercallError(errno.EINVAL)
+    return ft
+
+
+def ext_clear_page(vcpu, mfn, arg2):
+    ft = writable_frame(vcpu, mfn)
+    ft.mem[mfn * 4096:(mfn + 1) * 4096] = bytes(4096)
+
+
+def ext_copy_page(vcpu, mfn, src):
+    ft = writable_frame(vcpu, mfn)
+    if not ft.owned(src, vcpu.domain):
+        raise HypercallError(errno.EINVAL)
+    ft.mem[mfn * 4096:(mfn + 1) * 4096] = ft.mem[src * 4096:(src + 1) * 4096]
+
+
+EXT_OPS = {
+    xen.MMUEXT_PIN_L1_TABLE: ext_pin(1), xen.MMUEXT_PIN_L2_TABLE: ext_pin(2),
+    xen.MMUEXT_PIN_L3_TABLE: ext_pin(3), xen.MMUEXT_PIN_L4_TABLE: ext_pin(4),
+    xen.MMUEXT_UNPIN_TABLE: ext_unpin,
+    xen.MMUEXT_NEW_BASEPTR: ext_new_baseptr,
+    xen.MMUEXT_NEW_USER_BASEPTR: ext_new_user_baseptr,
+    xen.MMUEXT_TLB_FLUSH_LOCAL: ext_flush, xen.MMUEXT_TLB_FLUSH_ALL: ext_flush,
+    xen.MMUEXT_INVLPG_LOCAL: ext_flush, xen.MMUEXT_INVLPG_ALL: ext_flush,
+    xen.MMUEXT_TLB_FLUSH_MULTI: ext_flush_multi, xen.MMUEXT_INVLPG_MULTI: ext_flush_multi,
+    xen.MMUEXT_SET_LDT: ext_set_ldt,
+    xen.MMUEXT_CLEAR_PAGE: ext_clear_page,
+    xen.MMUEXT_COPY_PAGE: ext_copy_page,
+}
+
+
+def one_ext(vcpu, raw):
+    cmd, arg1, arg2 = EXT.unpack(raw)
+    op = EXT_OPS.get(cmd)
+    if op is None:
+        raise HypercallError(errno.ENOSYS)
+    op(vcpu, arg1, arg2)
+
+
+def do_mmuext_op(vcpu, ops, count, done, foreigndom, *_):
+    check_foreign(vcpu, foreigndom & 0xFFFF)
+    return batch(vcpu, ops, count, done, EXT.size, lambda raw: one_ext(vcpu, raw))
+
+
+OPS = EXT_OPS  # the sub-operations on record: mmuext_op's commands
+
+HYPERCALLS = {
+    xen.HYPERVISOR_mmu_update: do_mmu_update,
+    xen.HYPERVISOR_update_va_mapping: do_update_va_mapping,
+    xen.HYPERVISOR_update_va_mapping_otherdomain: do_update_va_mapping_otherdomain,
+    xen.HYPERVISOR_mmuext_op: do_mmuext_op,
+}

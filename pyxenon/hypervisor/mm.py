@@ -1,0 +1,233 @@
+"""Frames and page types: the rule that keeps a guest inside its memory.
+
+Every machine frame has an owner, a general reference count (mappings,
+pins, base pointers) and a type with its own count, as in Xen:
+
+    writable            mapped writable by some L1 entry
+    L1 .. L4            validated as a page table of that level
+    seg_desc            a GDT/LDT page
+
+A frame changes type only when its type count is zero; becoming a page
+table validates every entry (each takes references on what it names), and
+losing the last type reference drops them again.  So a page table is never
+mapped writable, an L2-L4 entry names only a validated next-lower table,
+and every present entry names a frame the domain owns.  The state lives in
+the C frame table (struct page_info) so the C walker can trust it.
+"""
+import struct
+
+from pyxenon._core import lib
+from pyxenon.public import errno
+
+from .errors import HypercallError
+
+PAGE = 4096
+NONE, L1, L2, L3, L4, SEG_DESC, WRITABLE = 0, 1, 2, 3, 4, 5, 6
+PINNED = 1
+
+PRESENT, RW, USER, ACCESSED, DIRTY, PSE = 0x1, 0x2, 0x4, 0x20, 0x40, 0x80
+ADDR_MASK = 0x000FFFFFFFFFF000
+# Bits a guest may not set: cache attributes (PWT, PCD, PAT) and the
+# software/protection-key bits 52-62; upper levels also refuse PSE
+# (no superpages) and GLOBAL.
+L1_DISALLOW = 0x98 | (0x7FF << 52)
+UPPER_DISALLOW = 0x198 | (0x7FF << 52)
+# L4 slots that belong to Xen's reserved range (256-271): never the guest's.
+XEN_L4_SLOTS = range(256, 272)
+
+
+def entry_mfn(entry):
+    return (entry & ADDR_MASK) >> 12
+
+
+class FrameTable:
+    """The type/count discipline over the machine's frames for one domain's
+    operations (owner checks are against that domain)."""
+
+    def __init__(self, machine):
+        self.machine = machine
+        self.frames = machine.core.frames
+        self.mem = machine.mem
+
+    # -- raw access ------------------------------------------------------------
+
+    def read_entry(self, mfn, index):
+        off = mfn * PAGE + index * 8
+        return struct.unpack_from("<Q", self.mem, off)[0]
+
+    def write_entry(self, mfn, index, value):
+        struct.pack_into("<Q", self.mem, mfn * PAGE + index * 8, value)
+
+    def owned(self, mfn, domain):
+        return 0 <= mfn < self.machine.nr_frames and self.frames[mfn].owner == domain.domid
+
+    # -- general references ----------------------------------------------------
+
+    def get_page(self, mfn, domain):
+        if not self.owned(mfn, domain):
+            raise HypercallError(errno.EINVAL)
+        self.frames[mfn].count += 1
+
+    def put_page(self, mfn):
+        page = self.frames[mfn]
+        if page.count:
+            page.count -= 1
+
+    # -- type references -------------------------------------------------------
+
+    def get_type(self, mfn, domain, want):
+        """Take a type reference; validate when the frame becomes a table."""
+        page = self.frames[mfn]
+        if page.type_count and page.type != want:
+            raise HypercallError(errno.EINVAL)
+        if page.type_count == 0:
+            self.retype(mfn, domain, page.type, want)
+        page.type_count += 1
+
+    def retype(self, mfn, domain, old, want):
+        if old == WRITABLE and want != WRITABLE:
+            lib.xc_request_flush(self.machine.core)  # no stale writable TLB entry
+        if L1 <= want <= L4:
+            self.validate_table(mfn, domain, want)
+        self.frames[mfn].type = want
+
+    def put_type(self, mfn, domain):
+        page = self.frames[mfn]
+        if page.type_count == 0:
+            return
+        page.type_count -= 1
+        if page.type_count == 0:
+            if L1 <= page.type <= L4:
+                self.devalidate_table(mfn, domain, page.type)
+            page.type = NONE
+
+    def get_page_and_type(self, mfn, domain, want):
+        self.get_page(mfn, domain)
+        try:
+            self.get_type(mfn, domain, want)
+        except HypercallError:
+            self.put_page(mfn)
+            raise
+
+    def put_page_and_type(self, mfn, domain):
+        self.put_type(mfn, domain)
+        self.put_page(mfn)
+
+    # -- tables ----------------------------------------------------------------
+
+    def guest_slots(self, level):
+        return [i for i in range(512) if level != L4 or i not in XEN_L4_SLOTS]
+
+    def validate_table(self, mfn, domain, level):
+        """Take the references every present entry needs; all or nothing."""
+        taken = []
+        try:
+            for index in self.guest_slots(level):
+                entry = self.read_entry(mfn, index)
+                if entry & PRESENT:
+                    self.get_entry(entry, level, mfn, domain)
+                    taken.append(entry)
+        except HypercallError:
+            for entry in taken:
+                self.put_entry(entry, level, mfn, domain)
+            raise
+        if level == L1:
+            self.adjust_user_bits(mfn)
+
+    def devalidate_table(self, mfn, domain, level):
+        for index in self.guest_slots(level):
+            entry = self.read_entry(mfn, index)
+            if entry & PRESENT:
+                self.put_entry(entry, level, mfn, domain)
+
+    def adjust_user_bits(self, mfn):
+        """A 64-bit PV kernel runs in ring 3: its mappings need _PAGE_USER."""
+        for index in range(512):
+            entry = self.read_entry(mfn, index)
+            if entry & PRESENT and not entry & USER:
+                self.write_entry(mfn, index, entry | USER)
+
+    # -- one entry ----------------------------------------------------------------
+
+    def get_entry(self, entry, level, table_mfn, domain):
+        """References for one present entry of a table at `level`."""
+        target = entry_mfn(entry)
+        if entry & (L1_DISALLOW if level == L1 else UPPER_DISALLOW):
+            raise HypercallError(errno.EINVAL)
+        if target >= self.machine.nr_frames:
+            raise HypercallError(errno.EPERM)
+        if level == L1:
+            want = WRITABLE if entry & RW else None
+        elif self.is_linear(entry, level, table_mfn, domain):
+            want = level
+        else:
+            want = level - 1
+        if want is None or target == table_mfn:   # read-only, or a self-map
+            self.get_page(target, domain)
+        else:
+            self.get_page_and_type(target, domain, want)
+
+    def put_entry(self, entry, level, table_mfn, domain):
+        target = entry_mfn(entry)
+        if target >= self.machine.nr_frames:
+            return
+        if (level == L1 and not entry & RW) or target == table_mfn:
+            self.put_page(target)
+        else:
+            self.put_page_and_type(target, domain)
+
+    def is_linear(self, entry, level, table_mfn, domain):
+        """Xen's linear page tables: a read-only entry naming a table of its
+        own level (itself, or another validated one of the domain)."""
+        target = entry_mfn(entry)
+        if level == L1 or entry & RW or not self.owned(target, domain):
+            return False
+        page = self.frames[target]
+        return target == table_mfn or (page.type == level and page.type_count > 0)
+
+    def mod_entry(self, table_mfn, index, new, domain, preserve_ad=False):
+        """Replace one entry of a validated table: new references first,
+        then the write, then the old references go."""
+        level = self.frames[table_mfn].type
+        if level == L4 and index in XEN_L4_SLOTS:
+            raise HypercallError(errno.EINVAL)
+        old = self.read_entry(table_mfn, index)
+        if preserve_ad:
+            new = (new & ~(ACCESSED | DIRTY)) | (old & (ACCESSED | DIRTY))
+        if level == L1 and new & PRESENT and not new & USER:
+            new |= USER
+        if new & PRESENT:
+            self.get_entry(new, level, table_mfn, domain)
+        self.write_entry(table_mfn, index, new)
+        if old & PRESENT:
+            self.put_entry(old, level, table_mfn, domain)
+        lib.xc_request_flush(self.machine.core)
+
+    # -- pins and base pointers ---------------------------------------------------
+
+    def pin(self, mfn, domain, level):
+        if not self.owned(mfn, domain) or self.frames[mfn].flags & PINNED:
+            raise HypercallError(errno.EINVAL)
+        self.get_page_and_type(mfn, domain, level)
+        self.frames[mfn].flags |= PINNED
+
+    def unpin(self, mfn, domain):
+        if not self.owned(mfn, domain) or not self.frames[mfn].flags & PINNED:
+            raise HypercallError(errno.EINVAL)
+        self.frames[mfn].flags &= ~PINNED
+        self.put_page_and_type(mfn, domain)
+
+    def set_base(self, vcpu, mfn, user=False):
+        """Switch a vcpu's kernel (or user) top-level table; 0 clears the user one."""
+        core = vcpu.core
+        old = core.user_cr3 if user else core.kernel_cr3
+        if mfn or not user:
+            self.get_page_and_type(mfn, vcpu.domain, L4)
+        if old:
+            self.put_page_and_type(old, vcpu.domain)
+        if user:
+            core.user_cr3 = mfn
+        else:
+            core.kernel_cr3 = core.cr3 = mfn
+            lib.xc_request_flush(self.machine.core)
+
