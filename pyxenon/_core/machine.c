@@ -110,29 +110,37 @@ static int map_hypervisor(struct xc_machine *m, uint64_t hv_frames)
     return uc_mem_map_ptr(m->uc, m->m2p_paddr, m2p_bytes, UC_PROT_READ, m->m2p) ? -1 : 0;
 }
 
-struct xc_machine *xc_machine_new(uint64_t nr_frames, uint64_t hv_frames)
+static int reserve_memory(struct xc_machine *m, uint64_t nr_frames)
 {
-    struct xc_machine *m = calloc(1, sizeof(*m));
-    if (!m)
-        return NULL;
     m->nr_frames = nr_frames;
     m->mem = reserve(nr_frames << PAGE_SHIFT);
     m->m2p = reserve(nr_frames * 8);
     m->frames = reserve(nr_frames * sizeof(struct page_info));
     if (!m->mem || !m->m2p || !m->frames)
-        goto fail;
+        return -1;
     for (uint64_t f = 0; f < nr_frames; f++)
         m->frames[f].owner = OWNER_FREE;
-    if (uc_open(UC_ARCH_X86, UC_MODE_64, &m->uc) || uc_ctl_tlb_mode(m->uc, UC_TLB_VIRTUAL))
-        goto fail;
-    if (map_hypervisor(m, hv_frames) || set_control_state(m->uc) || add_hooks(m))
-        goto fail;
-    if (drop_to_ring3(m))
-        goto fail;
+    return 0;
+}
+
+static int open_engine(struct xc_machine *m)
+{
+    if (uc_open(UC_ARCH_X86, UC_MODE_64, &m->uc))
+        return -1;
+    return uc_ctl_tlb_mode(m->uc, UC_TLB_VIRTUAL) ? -1 : 0;
+}
+
+struct xc_machine *xc_machine_new(uint64_t nr_frames, uint64_t hv_frames)
+{
+    struct xc_machine *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    if (reserve_memory(m, nr_frames) || open_engine(m) || map_hypervisor(m, hv_frames) ||
+        set_control_state(m->uc) || add_hooks(m) || drop_to_ring3(m)) {
+        xc_machine_free(m);
+        return NULL;
+    }
     return m;
-fail:
-    xc_machine_free(m);
-    return NULL;
 }
 
 void xc_machine_free(struct xc_machine *m)

@@ -36,6 +36,43 @@ static uint64_t superpage_frame(uint64_t pte, uint64_t va, int level)
     return (base + (va & (span - 1))) >> PAGE_SHIFT;
 }
 
+/* A leaf ends the walk: a level-1 entry, or a 2 MiB / 1 GiB superpage. */
+static int is_leaf(uint64_t e, int level)
+{
+    return level == 0 || ((e & _PAGE_PSE) && level <= 2);
+}
+
+/*
+ * One level of the walk: check the entry that maps va in table mfn, set
+ * Accessed (and Dirty at the leaf on a write).  Returns 1 at the leaf
+ * (w->mfn set), 0 to go one level down (*mfn updated), -1 on a fault.
+ */
+static int walk_level(struct xc_machine *m, uint64_t *mfn, uint64_t va,
+                      int level, int write, struct walk *w)
+{
+    uint64_t *pte, e;
+    if (!frame_usable(m, *mfn))
+        return -1;
+    pte = table_of(m, *mfn) + ((va >> (PAGE_SHIFT + 9 * level)) & 511);
+    e = *pte;
+    if (!(e & _PAGE_PRESENT))
+        return -1;
+    w->writable &= !!(e & _PAGE_RW);
+    w->nx |= !!(e & _PAGE_NX);
+    if (write && !w->writable) {
+        w->pfec |= PFEC_present;
+        return -1;
+    }
+    *pte = e | _PAGE_ACCESSED | (write && is_leaf(e, level) ? _PAGE_DIRTY : 0);
+    if (!is_leaf(e, level)) {
+        *mfn = (e & PADDR_MASK) >> PAGE_SHIFT;
+        return 0;
+    }
+    w->dirty = !!(*pte & _PAGE_DIRTY);
+    w->mfn = level ? superpage_frame(e, va, level) : (e & PADDR_MASK) >> PAGE_SHIFT;
+    return frame_usable(m, w->mfn) ? 1 : -1;
+}
+
 /* Walk va; on success fill w and return 0, else w->pfec and return -1. */
 static int walk(struct xc_machine *m, uint64_t cr3, uint64_t va, int write,
                 struct walk *w)
@@ -45,29 +82,9 @@ static int walk(struct xc_machine *m, uint64_t cr3, uint64_t va, int write,
     w->nx = 0;
     w->pfec = PFEC_user | (write ? PFEC_write : 0);
     for (int level = LEVELS - 1; level >= 0; level--) {
-        if (!frame_usable(m, mfn))
-            return -1;
-        uint64_t *pte = table_of(m, mfn) + ((va >> (PAGE_SHIFT + 9 * level)) & 511);
-        uint64_t e = *pte;
-        if (!(e & _PAGE_PRESENT))
-            return -1;
-        w->writable &= !!(e & _PAGE_RW);
-        w->nx |= !!(e & _PAGE_NX);
-        if (write && !w->writable) {
-            w->pfec |= PFEC_present;
-            return -1;
-        }
-        *pte = e | _PAGE_ACCESSED;
-        mfn = (e & PADDR_MASK) >> PAGE_SHIFT;
-        if (level == 0 || ((e & _PAGE_PSE) && level <= 2)) {
-            if (level)
-                mfn = superpage_frame(e, va, level);
-            if (write)
-                *pte |= _PAGE_DIRTY;
-            w->dirty = !!(*pte & _PAGE_DIRTY);
-            w->mfn = mfn;
-            return frame_usable(m, mfn) ? 0 : -1;
-        }
+        int r = walk_level(m, &mfn, va, level, write, w);
+        if (r)
+            return r > 0 ? 0 : -1;
     }
     return -1;
 }
@@ -79,6 +96,33 @@ static int current_cpl(uc_engine *uc)
     return cs & 3;
 }
 
+static int read_only(uc_tlb_entry *e, uint64_t paddr, uc_mem_type type)
+{
+    e->paddr = paddr;
+    e->perms = UC_PROT_READ;
+    return type == UC_MEM_READ;
+}
+
+/* GDT page n: the guest's frames, Xen's reserved page, else zeros. */
+static uint64_t gdt_frame(struct xc_machine *m, uint64_t page)
+{
+    struct xc_vcpu *v = m->current;
+    if (page < GDT_GUEST_PAGES && v && v->gdt_mfn[page])
+        return v->gdt_mfn[page];
+    return page == GDT_GUEST_PAGES ? m->xen_gdt_mfn : m->zero_mfn;
+}
+
+/* Hypervisor text and stack: only for ring-0 code (the drop to ring 3). */
+static int text_fill(struct xc_machine *m, uc_engine *uc, uint64_t va, uc_tlb_entry *e)
+{
+    int text = va < XEN_VIRT_START + PAGE_SIZE;
+    if (va >= XEN_VIRT_START + 2 * PAGE_SIZE || current_cpl(uc) != 0)
+        return 0;
+    e->paddr = (text ? m->text_mfn : m->stack_mfn) << PAGE_SHIFT;
+    e->perms = text ? (UC_PROT_READ | UC_PROT_EXEC) : (UC_PROT_READ | UC_PROT_WRITE);
+    return 1;
+}
+
 /*
  * The guest-visible part of the reserved range: m2p and GDT, read only.
  * Returns 1 mapped, 0 fault, -1 the run loop's own exit address, which
@@ -87,78 +131,46 @@ static int current_cpl(uc_engine *uc)
 static int hv_fill(struct xc_machine *m, uc_engine *uc, uint64_t va,
                    uc_mem_type type, uc_tlb_entry *e)
 {
-    struct xc_vcpu *v = m->current;
-    if (va >= MACH2PHYS_VIRT_START && va < MACH2PHYS_VIRT_START + m->nr_frames * 8) {
-        e->paddr = m->m2p_paddr + (va - MACH2PHYS_VIRT_START);
-        e->perms = UC_PROT_READ;
-        return type == UC_MEM_READ;
-    }
-    if (va >= GDT_VIRT_START && va < GDT_VIRT_START + GDT_PAGES * PAGE_SIZE) {
-        uint64_t page = (va - GDT_VIRT_START) >> PAGE_SHIFT;
-        uint64_t mfn = m->zero_mfn;
-        if (page < GDT_GUEST_PAGES && v && v->gdt_mfn[page])
-            mfn = v->gdt_mfn[page];
-        else if (page == GDT_GUEST_PAGES)
-            mfn = m->xen_gdt_mfn;
-        e->paddr = mfn << PAGE_SHIFT;
-        e->perms = UC_PROT_READ;
-        return type == UC_MEM_READ;
-    }
+    if (va >= MACH2PHYS_VIRT_START && va < MACH2PHYS_VIRT_START + m->nr_frames * 8)
+        return read_only(e, m->m2p_paddr + (va - MACH2PHYS_VIRT_START), type);
+    if (va >= GDT_VIRT_START && va < GDT_VIRT_START + GDT_PAGES * PAGE_SIZE)
+        return read_only(e, gdt_frame(m, (va - GDT_VIRT_START) >> PAGE_SHIFT) << PAGE_SHIFT, type);
     if ((va & ~(PAGE_SIZE - 1)) == XC_EXIT_PAGE) {
         m->exit_lookup = 1;
         return -1;
     }
-    /* Hypervisor text and stack: only for ring-0 code (the drop to ring 3). */
-    if (va >= XEN_VIRT_START && va < XEN_VIRT_START + 2 * PAGE_SIZE && current_cpl(uc) == 0) {
-        int text = va < XEN_VIRT_START + PAGE_SIZE;
-        e->paddr = (text ? m->text_mfn : m->stack_mfn) << PAGE_SHIFT;
-        e->perms = text ? (UC_PROT_READ | UC_PROT_EXEC) : (UC_PROT_READ | UC_PROT_WRITE);
-        return 1;
-    }
-    return 0;
+    return va >= XEN_VIRT_START ? text_fill(m, uc, va, e) : 0;
 }
 
-static void note_page_fault(struct xc_machine *m, uint64_t va, uint32_t pfec)
+static void note_fault(struct xc_machine *m, uint32_t vector, uint64_t va, uint32_t code)
 {
     struct xc_vcpu *v = m->current;
     if (!v)
         return;
-    v->cr2 = va;
-    v->vector = 14;
-    v->error_code = pfec;
+    if (vector == 14)
+        v->cr2 = va;
+    v->vector = vector;
+    v->error_code = code;
     v->stop = XC_STOP_EXCEPTION;
 }
 
-bool xc_tlb_fill(uc_engine *uc, uint64_t va, uc_mem_type type,
-                 uc_tlb_entry *e, void *data)
+static uint32_t access_pfec(uc_mem_type type)
 {
-    struct xc_machine *m = data;
+    return PFEC_user | (type == UC_MEM_WRITE ? PFEC_write : 0) |
+           (type == UC_MEM_FETCH ? PFEC_insn : 0);
+}
+
+static bool fill_guest(struct xc_machine *m, uint64_t va, uc_mem_type type, uc_tlb_entry *e)
+{
     struct walk w;
-    int write = type == UC_MEM_WRITE;
-    if ((uint64_t)((int64_t)(va << 16) >> 16) != va) {
-        /* Non-canonical: the CPU raises #GP(0), not a page fault. */
-        if (m->current) {
-            m->current->vector = 13;
-            m->current->error_code = 0;
-            m->current->stop = XC_STOP_EXCEPTION;
-        }
+    if (!m->current)
         return false;
-    }
-    if (va >= HYPERVISOR_VIRT_START && va < HYPERVISOR_VIRT_END) {
-        int mapped = hv_fill(m, uc, va, type, e);
-        if (mapped)
-            return mapped > 0;
-        note_page_fault(m, va, PFEC_user | (write ? PFEC_write : 0) |
-                                   (type == UC_MEM_FETCH ? PFEC_insn : 0));
-        return false;
-    }
-    if (!m->current || walk(m, m->current->cr3, va, write, &w) < 0) {
-        w.pfec |= type == UC_MEM_FETCH ? PFEC_insn : 0;
-        note_page_fault(m, va, m->current ? w.pfec : PFEC_user);
+    if (walk(m, m->current->cr3, va, type == UC_MEM_WRITE, &w) < 0) {
+        note_fault(m, 14, va, w.pfec | (type == UC_MEM_FETCH ? PFEC_insn : 0));
         return false;
     }
     if (type == UC_MEM_FETCH && w.nx) {
-        note_page_fault(m, va, PFEC_present | PFEC_user | PFEC_insn);
+        note_fault(m, 14, va, PFEC_present | PFEC_user | PFEC_insn);
         return false;
     }
     e->paddr = w.mfn << PAGE_SHIFT;
@@ -166,6 +178,23 @@ bool xc_tlb_fill(uc_engine *uc, uint64_t va, uc_mem_type type,
     e->perms = UC_PROT_READ | (w.writable && w.dirty ? UC_PROT_WRITE : 0) |
                (w.nx ? 0 : UC_PROT_EXEC);
     return true;
+}
+
+bool xc_tlb_fill(uc_engine *uc, uint64_t va, uc_mem_type type,
+                 uc_tlb_entry *e, void *data)
+{
+    struct xc_machine *m = data;
+    int mapped;
+    if ((uint64_t)((int64_t)(va << 16) >> 16) != va) {
+        note_fault(m, 13, va, 0);   /* non-canonical: #GP(0), not #PF */
+        return false;
+    }
+    if (va < HYPERVISOR_VIRT_START || va >= HYPERVISOR_VIRT_END)
+        return fill_guest(m, va, type, e);
+    mapped = hv_fill(m, uc, va, type, e);
+    if (!mapped)
+        note_fault(m, 14, va, access_pfec(type));
+    return mapped > 0;
 }
 
 /* Machine address of va for the hypervisor's own accesses, or -1. */

@@ -46,15 +46,18 @@ class Scheduler:
         end = None if timeout is None else time.monotonic() + timeout
         while True:
             self.wake_expired()
-            ready = self.ready()
-            if ready:
-                for vcpu in ready:
-                    if vcpu.runnable and vcpu.domain.state == RUNNING:
-                        self.run_slice(vcpu)
-            elif not self.wait_for_timer(end):
+            if not self.round() and not self.wait_for_timer(end):
                 return "blocked" if self.machine.domains else "idle"
             if end is not None and time.monotonic() >= end:
                 return "timeout"
+
+    def round(self):
+        """One slice for each vcpu that can run; False if none could."""
+        ready = self.ready()
+        for vcpu in ready:
+            if vcpu.runnable and vcpu.domain.state == RUNNING:
+                self.run_slice(vcpu)
+        return bool(ready)
 
     def run_slice(self, vcpu):
         core = self.machine.core
