@@ -58,6 +58,9 @@ enum xc_stop {
     XC_STOP_EXCEPTION = 2, /* vector/error_code/cr2 hold a guest fault */
 };
 
+/* Pseudo-vector: a `syscall` from guest user mode, for the guest kernel. */
+#define XC_VECTOR_SYSCALL 256
+
 /* Frame owners that are not domains (Xen's DOMID_ values). */
 #define OWNER_XEN 0x7FF2
 #define OWNER_FREE 0x7FF4 /* DOMID_INVALID: nobody owns it */
@@ -84,6 +87,7 @@ struct xc_vcpu {
     uint32_t handle;      /* index of the Python Vcpu, for the callback */
     uint16_t domid;
     uint16_t vcpu_id;
+    uint32_t kernel_mode; /* guest kernel (1) or guest user (0) mode */
     uc_context *ctx;      /* registers while the vcpu is not running */
 };
 
@@ -122,6 +126,8 @@ const char *xc_strerror(int err);
 /* regs.c */
 const char *xc_reg_names(void);
 int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals);
+uint64_t xc_get_cr0(struct xc_machine *m, struct xc_vcpu *v);
+int xc_set_cr0(struct xc_machine *m, struct xc_vcpu *v, uint64_t cr0);
 
 /* mm.c */
 bool xc_tlb_fill(uc_engine *uc, uint64_t va, uc_mem_type type,

@@ -197,6 +197,7 @@ struct xc_vcpu *xc_vcpu_new(struct xc_machine *m, uint16_t domid, uint16_t vcpu_
     v->domid = domid;
     v->vcpu_id = vcpu_id;
     v->handle = handle;
+    v->kernel_mode = 1;
     if (uc_context_alloc(m->uc, &v->ctx)) {
         free(v);
         return NULL;

@@ -40,3 +40,22 @@ int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals)
                uc_context_reg_write_batch(v->ctx, (int *)reg_ids + 24, ptrs + 24, 2);
     return uc_context_reg_read_batch(v->ctx, (int *)reg_ids, ptrs, NR_REGS);
 }
+
+/* CR0 of a vcpu: the guest's virtual TS flag lives in the real one, so
+ * FPU use with TS set raises #NM as it would on hardware. */
+uint64_t xc_get_cr0(struct xc_machine *m, struct xc_vcpu *v)
+{
+    uint64_t cr0 = 0;
+    if (m->current == v)
+        uc_reg_read(m->uc, UC_X86_REG_CR0, &cr0);
+    else
+        uc_context_reg_read(v->ctx, UC_X86_REG_CR0, &cr0);
+    return cr0;
+}
+
+int xc_set_cr0(struct xc_machine *m, struct xc_vcpu *v, uint64_t cr0)
+{
+    if (m->current == v)
+        return uc_reg_write(m->uc, UC_X86_REG_CR0, &cr0);
+    return uc_context_reg_write(v->ctx, UC_X86_REG_CR0, &cr0);
+}

@@ -21,6 +21,13 @@ void xc_hook_syscall(uc_engine *uc, void *data)
 
     if (!v)
         return;
+    if (!v->kernel_mode) {
+        /* Guest user code making a system call: its kernel handles it. */
+        v->vector = XC_VECTOR_SYSCALL;
+        v->stop = XC_STOP_EXCEPTION;
+        uc_emu_stop(uc);
+        return;
+    }
     uc_reg_read_batch(uc, (int *)arg_regs, ptrs, 6);
     v->hypercalls++;
     rc = xc_py_hypercall(v->handle, a[0], a[1], a[2], a[3], a[4], a[5]);

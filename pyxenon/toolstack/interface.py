@@ -1,0 +1,344 @@
+"""The interface on record: every Xen hypercall, and every sub-operation of
+the ones pyxenon implements, with what pyxenon does with it.
+
+    python -m pyxenon.toolstack.interface [--write] [--root DIR]
+
+prints the table as Markdown; ``--write`` regenerates docs/INTERFACE.md.
+The table is generated, not written: supported means a handler is in
+``pyxenon.hypercalls.TABLE`` (for a hypercall) or in its family's ``OPS``
+(for a sub-operation).  What cannot be read from the code without calling
+it -- which handlers only refuse, and why a hypercall is left out -- is kept
+in the small tables below, and tests/test_interface_table.py checks them
+against the code.
+"""
+import argparse
+import importlib
+import inspect
+import sys
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+from pyxenon.public import xen
+
+SUPPORTED, REFUSED_STATUS, LEFT_OUT = "supported", "refused", "left out"
+DOC = Path("docs") / "INTERFACE.md"
+EXIT_OK, EXIT_USAGE = 0, 2
+
+# Hypercall -> (module in pyxenon.public, prefix of its sub-operation
+# constants, prefixes of other constants that share that prefix).  A
+# family's OPS keys are numbers; these name them.
+SUBOP_NAMING = {
+    "console_io": ("xen", "CONSOLEIO_", ()),
+    "xen_version": ("version", "XENVER_", ()),
+    "sched_op": ("sched", "SCHEDOP_", ()),
+    "event_channel_op": ("event_channel", "EVTCHNOP_", ()),
+    "mmuext_op": ("xen", "MMUEXT_", ()),
+    "memory_op": ("memory", "XENMEM_", ("XENMEM_resource_",)),
+    "grant_table_op": ("grant_table", "GNTTABOP_", ()),
+    "vcpu_op": ("vcpu", "VCPUOP_", ()),
+    "callback_op": ("callback", "CALLBACKOP_", ()),
+    "physdev_op": ("physdev", "PHYSDEVOP_", ("PHYSDEVOP_DBGP_",)),
+}
+
+# Sub-operations whose handler only refuses: (hypercall, constant) ->
+# (error, reason, handler's name).  The handler's name is kept so that a
+# handler replaced by a real one is noticed (the test fails) rather than
+# still listed as refusing.  A handler can instead say so itself, with a
+# docstring whose first line is "Refused: EPERM reason words".
+REFUSED = {
+    ("xen_version", "XENVER_commandline"): ("EPERM", "privileged only", "ver_privileged"),
+    ("xen_version", "XENVER_build_id"): ("EPERM", "privileged only", "ver_privileged"),
+    ("sched_op", "SCHEDOP_remote_shutdown"): ("EPERM", "privileged only", "sched_remote_shutdown"),
+    ("sched_op", "SCHEDOP_pin_override"): ("EPERM", "hardware domain only", "sched_pin_override"),
+}
+
+# Why each hypercall without a handler is left out (-ENOSYS).  "later issue"
+# means a PV guest wants it and it is planned; the rest are out by design.
+# Hypercalls that have a handler need no line here.
+LEFT_OUT_REASONS = {
+    "set_trap_table": "later issue",
+    "set_gdt": "later issue",
+    "stack_switch": "later issue",
+    "set_callbacks": "later issue",
+    "fpu_taskswitch": "later issue",
+    "sched_op_compat": "obsolete: sched_op",
+    "platform_op": "privileged: dom0 only",
+    "set_debugreg": "later issue",
+    "get_debugreg": "later issue",
+    "update_descriptor": "later issue",
+    "memory_op": "later issue",
+    "multicall": "later issue",
+    "set_timer_op": "later issue",
+    "event_channel_op_compat": "obsolete: event_channel_op",
+    "physdev_op_compat": "obsolete: physdev_op",
+    "grant_table_op": "later issue",
+    "vm_assist": "later issue",
+    "iret": "later issue",
+    "vcpu_op": "later issue",
+    "set_segment_base": "later issue",
+    "xsm_op": "no security module",
+    "nmi_op": "no NMI delivery",
+    "callback_op": "later issue",
+    "xenoprof_op": "no profiling",
+    "physdev_op": "no physical devices",
+    "hvm_op": "x86 PV only: no HVM",
+    "sysctl": "privileged: toolstack",
+    "domctl": "privileged: toolstack",
+    "kexec_op": "privileged: dom0 only",
+    "tmem_op": "obsolete: removed in Xen",
+    "argo_op": "not offered: Argo",
+    "xenpmu_op": "no PMU",
+    "dm_op": "device models: HVM",
+    "hypfs_op": "privileged: dom0 only",
+    "arch_0": "privileged: toolstack",   # x86: paging_domctl_cont
+    "arch_1": "privileged: dom0 only",   # x86: mca (machine check)
+    "arch_2": "unused on x86",
+    "arch_3": "unused on x86",
+    "arch_4": "unused on x86",
+    "arch_5": "unused on x86",
+    "arch_6": "unused on x86",
+    "arch_7": "unused on x86",
+}
+
+# Why a sub-operation of an implemented hypercall is left out (-ENOSYS).
+SUBOP_LEFT_OUT_REASONS = {
+    ("event_channel_op", "EVTCHNOP_bind_interdomain"): "later issue",
+    ("event_channel_op", "EVTCHNOP_bind_virq"): "later issue",
+    ("event_channel_op", "EVTCHNOP_bind_pirq"): "no physical IRQs",
+    ("event_channel_op", "EVTCHNOP_close"): "later issue",
+    ("event_channel_op", "EVTCHNOP_status"): "later issue",
+    ("event_channel_op", "EVTCHNOP_alloc_unbound"): "later issue",
+    ("event_channel_op", "EVTCHNOP_bind_ipi"): "later issue",
+    ("event_channel_op", "EVTCHNOP_bind_vcpu"): "later issue",
+    ("event_channel_op", "EVTCHNOP_unmask"): "later issue",
+    ("event_channel_op", "EVTCHNOP_reset"): "later issue",
+    ("event_channel_op", "EVTCHNOP_init_control"): "FIFO ABI: 2-level only",
+    ("event_channel_op", "EVTCHNOP_expand_array"): "FIFO ABI: 2-level only",
+    ("event_channel_op", "EVTCHNOP_set_priority"): "FIFO ABI: 2-level only",
+    ("mmuext_op", "MMUEXT_FLUSH_CACHE"): "device domains only",
+    ("mmuext_op", "MMUEXT_FLUSH_CACHE_GLOBAL"): "device domains only",
+    ("mmuext_op", "MMUEXT_MARK_SUPER"): "obsolete: PV superpages",
+    ("mmuext_op", "MMUEXT_UNMARK_SUPER"): "obsolete: PV superpages",
+}
+NO_REASON = "not yet"
+
+# Limits on a supported hypercall worth stating beside it.
+SUPPORTED_NOTES = {
+    "mmu_update": "own domain only",
+    "mmuext_op": "own domain only",
+    "update_va_mapping_otherdomain": "own domain only",
+}
+
+
+class Entry(NamedTuple):
+    hypercall: str
+    nr: int
+    op: str             # sub-operation constant; "" for the hypercall itself
+    op_nr: Optional[int]
+    status: str
+    error: str          # "EPERM", "ENOSYS", or "" when supported
+    reason: str
+    handler: str        # module.qualname of the handler; "" when none
+
+
+# ---------------------------------------------------------------------------
+# Reading the code
+# ---------------------------------------------------------------------------
+
+def subop_names(hypercall):
+    """{number: constant name} of a hypercall's sub-operations, from
+    pyxenon.public; the first name defined wins where two share a number."""
+    if hypercall not in SUBOP_NAMING:
+        return {}
+    module, prefix, others = SUBOP_NAMING[hypercall]
+    public = importlib.import_module(f"pyxenon.public.{module}")
+    names = {}
+    for name, value in vars(public).items():
+        if name.startswith(prefix) and not name.startswith(others) \
+                and type(value) is int and value not in names:
+            names[value] = name
+    return names
+
+
+def ops_owner(family):
+    """Which of the family's hypercalls its OPS belong to: the only one, or
+    the only one with named sub-operations (mmu.py's OPS are mmuext_op's)."""
+    hypercalls = [xen.HYPERCALL_NAMES.get(nr, f"hypercall_{nr}") for nr in family.HYPERCALLS]
+    named = [h for h in hypercalls if h in SUBOP_NAMING]
+    if len(hypercalls) == 1:
+        return hypercalls[0]
+    if len(named) == 1:
+        return named[0]
+    raise ValueError(f"{family.__name__}: cannot tell which of {', '.join(hypercalls)} "
+                     "its OPS belong to; add one to SUBOP_NAMING in interface.py")
+
+
+def family_ops():
+    """{hypercall name: OPS dict} for every family that has sub-operations."""
+    # imported here, not at the top: the handlers load the C core, which the
+    # CLI need not pay for unless this command runs
+    from pyxenon import hypercalls
+
+    return {ops_owner(f): f.OPS for f in hypercalls.FAMILIES if getattr(f, "OPS", None)}
+
+
+def handler_name(handler):
+    module = getattr(handler, "__module__", "") or ""
+    name = getattr(handler, "__qualname__", type(handler).__name__)
+    return f"{module.rpartition('.')[2]}.{name}" if module else name
+
+
+def refusal(hypercall, op, handler):
+    """(error, reason) when the handler only refuses, else None."""
+    doc = (inspect.getdoc(handler) or "").splitlines()
+    if doc and doc[0].startswith("Refused:"):
+        error, _, reason = doc[0][len("Refused:"):].strip().partition(" ")
+        return error.strip("-,"), reason.strip(" .,") or "refused"
+    known = REFUSED.get((hypercall, op))
+    if known and known[2] == getattr(handler, "__name__", None):
+        return known[0], known[1]
+    return None
+
+
+# ---------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------
+
+def hypercall_entry(nr, name, handler, ops):
+    if handler is None:
+        return Entry(name, nr, "", None, LEFT_OUT, "ENOSYS",
+                     LEFT_OUT_REASONS.get(name, NO_REASON), "")
+    notes = [SUPPORTED_NOTES.get(name, ""), "sub-operations below" if ops else ""]
+    note = "; ".join(n for n in notes if n)
+    return Entry(name, nr, "", None, SUPPORTED, "", note, handler_name(handler))
+
+
+def subop_entries(name, nr, ops):
+    """One entry per named sub-operation and per handler, by number."""
+    names = subop_names(name)
+    entries = []
+    for op_nr in sorted(set(names) | set(ops)):
+        op = names.get(op_nr, f"{name} op {op_nr}")
+        handler = ops.get(op_nr)
+        if handler is None:
+            entries.append(Entry(name, nr, op, op_nr, LEFT_OUT, "ENOSYS",
+                                 SUBOP_LEFT_OUT_REASONS.get((name, op), NO_REASON), ""))
+            continue
+        refused = refusal(name, op, handler)
+        status, error, reason = (REFUSED_STATUS, *refused) if refused else (SUPPORTED, "", "")
+        entries.append(Entry(name, nr, op, op_nr, status, error, reason, handler_name(handler)))
+    return entries
+
+
+def entries():
+    """Every hypercall (Xen's names, and any number that has a handler),
+    then every sub-operation of the implemented ones."""
+    from pyxenon import hypercalls
+
+    table = {nr: h for nr, h in enumerate(hypercalls.TABLE) if h is not None}
+    ops = family_ops()
+    rows, subs = [], []
+    for nr in sorted(set(xen.HYPERCALL_NAMES) | set(table)):
+        name = xen.HYPERCALL_NAMES.get(nr, f"hypercall_{nr}")
+        family = ops.get(name) if nr in table else None
+        rows.append(hypercall_entry(nr, name, table.get(nr), family))
+        if family:
+            subs.extend(subop_entries(name, nr, family))
+    return rows + subs
+
+
+def totals(all_entries):
+    calls = [e for e in all_entries if not e.op]
+    subs = [e for e in all_entries if e.op]
+    supported = sum(e.status == SUPPORTED for e in calls)
+    sub_supported = sum(e.status == SUPPORTED for e in subs)
+    refused = sum(e.status == REFUSED_STATUS for e in subs)
+    return (f"pyxenon supports {supported} of Xen's {len(xen.HYPERCALL_NAMES)} hypercalls "
+            f"({sub_supported} sub-operations). It refuses {refused} sub-operations; "
+            f"{len(calls) - supported} hypercalls and "
+            f"{sum(e.status == LEFT_OUT for e in subs)} sub-operations are left out (-ENOSYS).")
+
+
+def cell(text, code=False):
+    if not text:
+        return ""
+    return f"`{text}`" if code else text
+
+
+def error_cell(e):
+    return f"-{e.error}" if e.error else ""
+
+
+def render(all_entries):
+    """The whole document as Markdown."""
+    lines = [
+        "# The interface on record",
+        "",
+        "Generated by `python -m pyxenon.toolstack.interface --write` from the hypercall",
+        "table (`pyxenon.hypercalls`) and Xen's public numbers (`pyxenon.public`); do not",
+        "edit by hand. `tests/test_interface_table.py` fails when this file and the code",
+        "disagree. *refused*: the handler only returns the error; *left out*: no handler,",
+        "the guest gets -ENOSYS.",
+        "",
+        totals(all_entries),
+        "",
+        "## Hypercalls",
+        "",
+        "| nr | hypercall | status | error | note | handler |",
+        "| ---: | --- | --- | --- | --- | --- |",
+    ]
+    for e in all_entries:
+        if not e.op:
+            lines.append(f"| {e.nr} | {e.hypercall} | {e.status} | {error_cell(e)} "
+                         f"| {e.reason} | {cell(e.handler, code=True)} |")
+    lines += subop_sections(all_entries)
+    return "\n".join(lines) + "\n"
+
+
+def subop_sections(all_entries):
+    lines = []
+    current = None
+    for e in (e for e in all_entries if e.op):
+        if e.hypercall != current:
+            current = e.hypercall
+            lines += ["", f"## {e.hypercall} ({e.nr}): sub-operations", "",
+                      "| nr | sub-operation | status | error | note | handler |",
+                      "| ---: | --- | --- | --- | --- | --- |"]
+        lines.append(f"| {e.op_nr} | {e.op} | {e.status} | {error_cell(e)} "
+                     f"| {e.reason} | {cell(e.handler, code=True)} |")
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+def default_root():
+    # pyxenon/toolstack/interface.py -> the checkout holding docs/
+    return Path(__file__).resolve().parents[2]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="pyxenon interface",
+                                description="The hypercall interface on record, as Markdown.")
+    p.add_argument("--write", action="store_true", help=f"regenerate ROOT/{DOC.as_posix()}")
+    p.add_argument("--root", type=Path, default=None,
+                   help="checkout whose docs/ to write; default: this checkout")
+    args = p.parse_args(argv)
+    text = render(entries())
+    if not args.write:
+        sys.stdout.write(text)
+        return EXIT_OK
+    path = (args.root or default_root()) / DOC
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as e:
+        print(f"pyxenon interface: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {path}: {totals(entries())}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
