@@ -79,6 +79,7 @@ struct xc_vcpu {
     uint64_t user_cr3;    /* guest user's base pointer (0 = none) */
     uint64_t cr2;         /* faulting address of a pending #PF */
     uint64_t hypercalls;  /* hypercalls taken */
+    uint64_t fault_rip;   /* rip to report for a fault found mid-instruction (0: none) */
     uint64_t gdt_mfn[GDT_GUEST_PAGES]; /* guest GDT frames (0 = none) */
     uint32_t gdt_frames;  /* how many of gdt_mfn are set */
     uint32_t vector;      /* pending exception vector */
@@ -106,7 +107,7 @@ struct xc_machine {
     uc_context *ring3;    /* template state: long mode, CPL 3 */
     int exit_lookup;      /* Unicorn looked up XC_NEVER while stopping */
     int flush_pending;    /* flush translations before the next run */
-    uc_hook hooks[4];
+    uc_hook hooks[5];
 };
 
 /* machine.c: the interface the Python side uses (see build_core.py) */
@@ -139,6 +140,8 @@ int64_t xc_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va,
 void xc_hook_syscall(uc_engine *uc, void *data);
 void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data);
 void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);
+uint32_t xc_hook_in(uc_engine *uc, uint32_t port, int size, void *data);
+void xc_hook_out(uc_engine *uc, uint32_t port, int size, uint32_t value, void *data);
 
 /* The Python side of the hypercall path (cffi extern "Python+C"). */
 int64_t xc_py_hypercall(uint32_t handle, uint64_t nr, uint64_t a1,

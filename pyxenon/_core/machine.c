@@ -91,7 +91,11 @@ static int add_hooks(struct xc_machine *m)
     if (uc_hook_add(uc, &m->hooks[1], UC_HOOK_INSN, xc_hook_syscall, m, 1, 0,
                     UC_X86_INS_SYSCALL))
         return -1;
-    return uc_hook_add(uc, &m->hooks[2], UC_HOOK_INTR, xc_hook_intr, m, 1, 0) ? -1 : 0;
+    if (uc_hook_add(uc, &m->hooks[2], UC_HOOK_INTR, xc_hook_intr, m, 1, 0))
+        return -1;
+    if (uc_hook_add(uc, &m->hooks[3], UC_HOOK_INSN, xc_hook_in, m, 1, 0, UC_X86_INS_IN))
+        return -1;
+    return uc_hook_add(uc, &m->hooks[4], UC_HOOK_INSN, xc_hook_out, m, 1, 0, UC_X86_INS_OUT) ? -1 : 0;
 }
 
 static int map_hypervisor(struct xc_machine *m, uint64_t hv_frames)
@@ -264,6 +268,7 @@ int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count)
     uint64_t rip;
     int err;
     m->current->stop = XC_STOP_NONE;
+    m->current->fault_rip = 0;
     m->exit_lookup = 0;
     if (m->flush_pending) {
         m->flush_pending = 0;

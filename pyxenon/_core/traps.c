@@ -66,3 +66,34 @@ void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code)
     v->stop = XC_STOP_EXCEPTION;
     uc_emu_stop(m->uc);
 }
+
+/*
+ * in/out: a PV guest has no I/O privilege here, so each is a #GP, as Xen
+ * gives it.  Unicorn does not fault them at ring 3 and completes the
+ * instruction after this hook, so keep the register unchanged and report
+ * the fault at the instruction's own rip.
+ */
+static void io_fault(uc_engine *uc, struct xc_machine *m)
+{
+    struct xc_vcpu *v = m->current;
+    if (!v)
+        return;
+    uc_reg_read(uc, UC_X86_REG_RIP, &v->fault_rip);
+    v->vector = 13;
+    v->error_code = 0;
+    v->stop = XC_STOP_EXCEPTION;
+    uc_emu_stop(uc);
+}
+
+uint32_t xc_hook_in(uc_engine *uc, uint32_t port, int size, void *data)
+{
+    uint64_t rax = 0;
+    uc_reg_read(uc, UC_X86_REG_RAX, &rax);
+    io_fault(uc, data);
+    return (uint32_t)rax;
+}
+
+void xc_hook_out(uc_engine *uc, uint32_t port, int size, uint32_t value, void *data)
+{
+    io_fault(uc, data);
+}

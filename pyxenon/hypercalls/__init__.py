@@ -11,9 +11,9 @@ import traceback
 from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.public import errno, xen
 
-from . import console_io, event_channel_op, mmu, sched_op, xen_version
+from . import console_io, descriptor, event_channel_op, mmu, sched_op, traps, xen_version
 
-FAMILIES = (console_io, sched_op, xen_version, event_channel_op, mmu)
+FAMILIES = (console_io, sched_op, xen_version, event_channel_op, mmu, traps, descriptor)
 TABLE_SIZE = 64
 
 TABLE = [None] * TABLE_SIZE

@@ -19,6 +19,7 @@ import struct
 from pyxenon._core import lib
 from pyxenon.public import errno
 
+from . import descriptors
 from .errors import HypercallError
 
 PAGE = 4096
@@ -89,6 +90,8 @@ class FrameTable:
             lib.xc_request_flush(self.machine.core)  # no stale writable TLB entry
         if L1 <= want <= L4:
             self.validate_table(mfn, domain, want)
+        if want == SEG_DESC and not descriptors.page_ok(self.mem[mfn * PAGE:(mfn + 1) * PAGE]):
+            raise HypercallError(errno.EINVAL)
         self.frames[mfn].type = want
 
     def put_type(self, mfn, domain):

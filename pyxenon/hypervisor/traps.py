@@ -8,6 +8,8 @@ report, as Xen's domain_crash() would; the host itself never faults.
 from pyxenon._core import ffi, lib
 from pyxenon.public import arch_x86
 
+from . import emulate
+from .bounce import bounce
 from .errors import GuestFault
 from .guestmem import copy_from_guest
 
@@ -30,14 +32,66 @@ XEN_CPUID_MAX_LEAF = 0x40000005
 MACHINE_ADDRESS_BITS = 52
 
 
+ERRCODE_VECTORS = {8, 10, 11, 12, 13, 14, 17}   # exceptions that push an error code
+TI_DPL, TI_IF = 3, 4                            # trap_info flags: DPL, mask events
+SYSCALL = 256                                   # XC_VECTOR_SYSCALL in core.h
+CALLBACKTYPE_syscall = 2
+CALLBACKF_mask_events = 1
+
+
 def on_exception(vcpu):
     """The engine stopped with a guest exception pending on vcpu."""
     core = vcpu.core
-    vector = core.vector
+    vector, error_code = core.vector, core.error_code
     core.stop = 0
-    if vector == 6 and emulate_forced(vcpu):
+    if core.fault_rip:
+        vcpu.set_regs(rip=core.fault_rip)
+    special = SPECIAL.get(vector)
+    if special is not None and special(vcpu):
         return
-    vcpu.domain.crash(crash_report(vcpu, vector, core.error_code))
+    deliver(vcpu, vector, error_code)
+
+
+def deliver(vcpu, vector, error_code):
+    """Bounce the exception to the guest's handler, or crash the domain."""
+    if vector >= 32:
+        return software_interrupt(vcpu, vector)
+    flags, _cs, address = vcpu.trap_table.get(vector, (0, 0, 0))
+    if not address:
+        return vcpu.domain.crash(crash_report(vcpu, vector, error_code))
+    if vector == 14:
+        vcpu.domain.vcpu_info(vcpu.vcpu_id).arch.cr2 = vcpu.core.cr2
+    code = error_code if vector in ERRCODE_VECTORS else None
+    return bounce(vcpu, address, code, mask_events=bool(flags & TI_IF))
+
+
+def software_interrupt(vcpu, vector):
+    """int n: allowed to the guest kernel, and to guest user code when the
+    trap table gives it DPL 3; otherwise #GP, as with a hardware gate."""
+    flags, _cs, address = vcpu.trap_table.get(vector, (0, 0, 0))
+    if address and (vcpu.core.kernel_mode or flags & TI_DPL == 3):
+        return bounce(vcpu, address, None, mask_events=bool(flags & TI_IF))
+    vcpu.set_regs(rip=vcpu.regs()["rip"] - 2)      # report at the `int n` itself
+    return deliver(vcpu, 13, vector << 3 | 2)
+
+
+def syscall_from_user(vcpu):
+    """A guest user `syscall`: into the guest kernel's syscall callback with
+    rcx/r11 as the instruction leaves them; #UD when none is registered."""
+    regs = vcpu.regs()
+    vcpu.set_regs(rcx=regs["rip"], r11=regs["rflags"])
+    address, flags = vcpu.callbacks.get(CALLBACKTYPE_syscall, (0, 0))
+    if not address:
+        vcpu.set_regs(rip=regs["rip"] - 2)
+        deliver(vcpu, 6, 0)
+        return True
+    bounce(vcpu, address, None, mask_events=bool(flags & CALLBACKF_mask_events))
+    return True
+
+
+def privileged(vcpu):
+    """#GP in guest kernel mode: maybe an instruction Xen emulates."""
+    return bool(vcpu.core.kernel_mode) and emulate.emulate_privileged(vcpu)
 
 
 def on_engine_error(vcpu, err):
@@ -129,3 +183,5 @@ def crash_report(vcpu, vector, error_code, reason=None):
              f"  faulting instruction at {regs['rip']:#018x}: {disassemble(vcpu, regs['rip'])}"]
     return "\n".join(lines + format_registers(regs))
 
+
+SPECIAL = {SYSCALL: syscall_from_user, 6: emulate_forced, 13: privileged}

@@ -25,6 +25,15 @@ class Vcpu:
         self.poll_ports = None  # ports a SCHEDOP_poll waits on
         self.wake_at = None     # system time (ns) a block/poll times out
         self.want_yield = False
+        # Trap virtualization state (Xen's struct pv_vcpu):
+        self.trap_table = {}      # vector -> (flags, cs, address)
+        self.callbacks = {}       # CALLBACKTYPE_* -> (address, flags)
+        self.kernel_ss = 0        # stack_switch: guest kernel stack
+        self.kernel_sp = 0
+        self.gs_base_other = 0    # the GS base of the mode not running
+        self.debugreg = [0] * 8
+        self.ldt = (0, 0)         # (linear address, entries)
+        self.gdt_frames = []      # frames installed by set_gdt
 
     def free(self):
         lib.xc_vcpu_free(self.domain.machine.core, self.core)

@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 
 from pyxenon.errors import UserInputError
+from pyxenon.hypervisor.hypercall_page import hypercall_page_bytes
 from pyxenon.hypervisor.mm import L4, FrameTable
 from pyxenon.public import xen
 
@@ -23,7 +24,6 @@ L1_RO = 0x65     # the same without rw: for page-table pages
 UPPER_PROT = 0x67
 SPAN = {1: 1 << 21, 2: 1 << 30, 3: 1 << 39, 4: 1 << 48}  # bytes one table of a level maps
 START_INFO_MAGIC = b"xen-3.0-x86_64"
-HYPERCALL_ENTRY = 32
 
 
 def up(value, align=PAGE):
@@ -134,15 +134,8 @@ class Builder:
         """Xen's x86_64 entries: push rcx/r11, mov $nr,%eax, syscall, pop, ret;
         iret's entry pushes rax too and never returns.  A kernel without the
         HYPERCALL_PAGE note asks for the page later (CPUID leaf 2 and MSR)."""
-        if self.image.hypercall_page is None:
-            return
-        page = bytearray(b"\xcc" * PAGE)
-        for nr in range(PAGE // HYPERCALL_ENTRY):
-            entry = b"\x51\x41\x53\xb8" + struct.pack("<I", nr) + b"\x0f\x05\x41\x5b\x59\xc3"
-            if nr == xen.HYPERVISOR_iret:
-                entry = b"\x51\x41\x53\x50\xb8" + struct.pack("<I", nr) + b"\x0f\x05"
-            page[nr * HYPERCALL_ENTRY:nr * HYPERCALL_ENTRY + len(entry)] = entry
-        self.write(self.image.hypercall_page, bytes(page))
+        if self.image.hypercall_page is not None:
+            self.write(self.image.hypercall_page, hypercall_page_bytes())
 
     def write_start_info(self, cmdline, store_port, console_port):
         lay, dom = self.layout, self.domain

@@ -1,0 +1,70 @@
+"""set_gdt and update_descriptor: a guest's descriptor tables, validated.
+
+GDT frames must be the domain's own and become segment-descriptor pages
+(so they can no longer be mapped writable); the vcpu's GDT area in Xen's
+reserved range then shows them, read-only, below Xen's own entries.
+"""
+import struct
+
+from pyxenon._core import lib
+from pyxenon.hypervisor import descriptors
+from pyxenon.hypervisor.errors import HypercallError
+from pyxenon.hypervisor.guestmem import read_u64s
+from pyxenon.hypervisor.mm import NONE, SEG_DESC, WRITABLE, FrameTable
+from pyxenon.public import arch_x86, errno, xen
+
+ENTRIES_PER_PAGE = 512
+
+
+def release_gdt(vcpu, frames):
+    for mfn in vcpu.gdt_frames:
+        frames.put_page_and_type(mfn, vcpu.domain)
+    vcpu.gdt_frames = []
+
+
+def take_frames(vcpu, frames, mfns):
+    taken = []
+    try:
+        for mfn in mfns:
+            frames.get_page_and_type(mfn, vcpu.domain, SEG_DESC)
+            taken.append(mfn)
+    except HypercallError:
+        for mfn in taken:
+            frames.put_page_and_type(mfn, vcpu.domain)
+        raise
+    return taken
+
+
+def do_set_gdt(vcpu, frame_list, entries, *_):
+    if entries > arch_x86.FIRST_RESERVED_GDT_ENTRY:
+        raise HypercallError(errno.EINVAL)
+    count = -(-entries // ENTRIES_PER_PAGE)
+    mfns = read_u64s(vcpu, frame_list, count) if count else ()
+    frames = FrameTable(vcpu.domain.machine)
+    taken = take_frames(vcpu, frames, mfns)
+    release_gdt(vcpu, frames)
+    vcpu.gdt_frames = taken
+    for i in range(arch_x86.FIRST_RESERVED_GDT_PAGE):
+        vcpu.core.gdt_mfn[i] = taken[i] if i < len(taken) else 0
+    vcpu.core.gdt_frames = len(taken)
+    lib.xc_request_flush(vcpu.domain.machine.core)
+    return 0
+
+
+def do_update_descriptor(vcpu, maddr, desc, *_):
+    frames = FrameTable(vcpu.domain.machine)
+    mfn = maddr >> 12
+    if maddr & 7 or not frames.owned(mfn, vcpu.domain) or not descriptors.descriptor_ok(desc):
+        raise HypercallError(errno.EINVAL)
+    if frames.frames[mfn].type not in (NONE, WRITABLE, SEG_DESC):
+        raise HypercallError(errno.EINVAL)
+    struct.pack_into("<Q", frames.mem, maddr, desc)
+    if frames.frames[mfn].type == SEG_DESC:
+        lib.xc_request_flush(vcpu.domain.machine.core)
+    return 0
+
+
+HYPERCALLS = {
+    xen.HYPERVISOR_set_gdt: do_set_gdt,
+    xen.HYPERVISOR_update_descriptor: do_update_descriptor,
+}

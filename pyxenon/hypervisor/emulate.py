@@ -1,0 +1,162 @@
+"""Privileged instructions a ring-3 PV kernel executes, emulated as Xen
+emulates them for PV guests (its emul-priv-op): control and debug
+registers, the MSRs a PV guest may see, clts, wbinvd.  Anything else that
+faulted stays a #GP for the guest (in/out included: no I/O privilege).
+"""
+from pyxenon._core import lib
+
+from .errors import GuestFault
+from .hypercall_page import hypercall_page_bytes
+from .guestmem import copy_from_guest
+
+CR0_TS = 0x8
+CR4_VISIBLE = 0x6A0        # PAE PGE OSFXSR OSXMMEXCPT: what the guest reads
+MSR_EFER, EFER_VALUE = 0xC0000080, 0xD01
+MSR_FS_BASE, MSR_GS_BASE, MSR_SHADOW_GS_BASE = 0xC0000100, 0xC0000101, 0xC0000102
+MSR_HYPERCALL_PAGE = 0x40000000  # CPUID leaf 0x40000002 names it
+MASK64 = (1 << 64) - 1
+
+_DISASM = None
+
+
+def decode(vcpu, rip):
+    global _DISASM
+    if _DISASM is None:
+        import capstone
+
+        _DISASM = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    try:
+        code = copy_from_guest(vcpu, rip, 15)
+    except GuestFault:
+        return None
+    return next(_DISASM.disasm(code, rip, 1), None)
+
+
+def reg64(name):
+    """Capstone's 64- or 32-bit GPR name -> our register name (32-bit
+    writes zero-extend, as in hardware)."""
+    if name.startswith("e"):
+        return "r" + name[1:]
+    return name[:-1] if name.startswith("r") and name.endswith("d") else name
+
+
+def canonical(value):
+    return value < 1 << 47 or value >= MASK64 - (1 << 47) + 1
+
+
+# -- control registers ----------------------------------------------------------
+
+def read_cr(vcpu, n):
+    core, m = vcpu.core, vcpu.domain.machine.core
+    values = {0: lambda: lib.xc_get_cr0(m, core),
+              2: lambda: vcpu.domain.vcpu_info(vcpu.vcpu_id).arch.cr2,
+              3: lambda: (core.kernel_cr3 if core.kernel_mode else core.user_cr3) << 12,
+              4: lambda: CR4_VISIBLE, 8: lambda: 0}
+    return values[n]() if n in values else None
+
+
+def write_cr(vcpu, n, value):
+    m = vcpu.domain.machine.core
+    if n == 0:
+        cr0 = lib.xc_get_cr0(m, vcpu.core)
+        if (cr0 ^ value) & ~CR0_TS:
+            return False           # only TS may change
+        return lib.xc_set_cr0(m, vcpu.core, value) == 0
+    if n == 3:
+        from .mm import FrameTable   # a base-pointer switch, validated
+        FrameTable(vcpu.domain.machine).set_base(vcpu, (value >> 12) & ((1 << 40) - 1))
+        return True
+    return n == 4 and value == CR4_VISIBLE
+
+
+# -- MSRs ---------------------------------------------------------------------------
+
+def read_msr(vcpu, index):
+    regs = vcpu.regs()
+    values = {MSR_FS_BASE: regs["fs_base"], MSR_GS_BASE: regs["gs_base"],
+              MSR_SHADOW_GS_BASE: vcpu.gs_base_other, MSR_EFER: EFER_VALUE}
+    return values.get(index)
+
+
+def write_msr(vcpu, index, value):
+    if index in (MSR_FS_BASE, MSR_GS_BASE, MSR_SHADOW_GS_BASE) and not canonical(value):
+        return False
+    if index == MSR_FS_BASE:
+        vcpu.set_regs(fs_base=value)
+    elif index == MSR_GS_BASE:
+        vcpu.set_regs(gs_base=value)
+    elif index == MSR_SHADOW_GS_BASE:
+        vcpu.gs_base_other = value
+    elif index == MSR_HYPERCALL_PAGE:
+        return install_hypercall_page(vcpu, value)
+    else:
+        return index == MSR_EFER and value == EFER_VALUE
+    return True
+
+
+def install_hypercall_page(vcpu, gpa):
+    """wrmsr 0x40000000: Xen writes the hypercall page into that frame."""
+    pfn = gpa >> 12
+    if gpa & 0xFFF or not 0 <= pfn < vcpu.domain.nr_pages:
+        return False
+    vcpu.domain.page(pfn)[:] = hypercall_page_bytes()
+    lib.xc_request_flush(vcpu.domain.machine.core)
+    return True
+
+
+# -- the instructions ------------------------------------------------------------------
+
+def emu_mov(vcpu, ops, regs):
+    dst, src = ops
+    if src.startswith(("cr", "dr")):
+        value = read_cr(vcpu, int(src[2:])) if src.startswith("cr") else vcpu.debugreg[int(src[2:])]
+        if value is None:
+            return False
+        vcpu.set_regs(**{reg64(dst): value & MASK64})
+        return True
+    if dst.startswith("cr"):
+        return write_cr(vcpu, int(dst[2:]), regs[reg64(src)])
+    if dst.startswith("dr"):
+        vcpu.debugreg[int(dst[2:])] = regs[reg64(src)]
+        return True
+    return False
+
+
+def emu_rdmsr(vcpu, ops, regs):
+    value = read_msr(vcpu, regs["rcx"] & 0xFFFFFFFF)
+    if value is None:
+        return False
+    vcpu.set_regs(rax=value & 0xFFFFFFFF, rdx=value >> 32)
+    return True
+
+
+def emu_wrmsr(vcpu, ops, regs):
+    value = (regs["rdx"] & 0xFFFFFFFF) << 32 | (regs["rax"] & 0xFFFFFFFF)
+    return write_msr(vcpu, regs["rcx"] & 0xFFFFFFFF, value)
+
+
+def emu_clts(vcpu, ops, regs):
+    m = vcpu.domain.machine.core
+    return lib.xc_set_cr0(m, vcpu.core, lib.xc_get_cr0(m, vcpu.core) & ~CR0_TS) == 0
+
+
+def emu_nop(vcpu, ops, regs):
+    return True     # wbinvd/invd: nothing to do for an unprivileged guest
+
+
+EMULATED = {"mov": emu_mov, "rdmsr": emu_rdmsr, "wrmsr": emu_wrmsr,
+            "clts": emu_clts, "wbinvd": emu_nop, "invd": emu_nop}
+
+
+def emulate_privileged(vcpu):
+    """True if the faulting instruction was emulated (rip moved past it)."""
+    regs = vcpu.regs()
+    insn = decode(vcpu, regs["rip"])
+    op = EMULATED.get(insn.mnemonic) if insn is not None else None
+    if op is None:
+        return False
+    ops = [o.strip() for o in insn.op_str.split(",")] if insn.op_str else []
+    if not op(vcpu, ops, regs):
+        return False
+    vcpu.set_regs(rip=regs["rip"] + insn.size)
+    return True
