@@ -101,7 +101,7 @@ def test_get_features(dom, hypercall, scratch):
     assert xv(hypercall, dom, version.XENVER_get_features, scratch) == 0
     idx, submap = struct.unpack("<II", get(dom, scratch, 8))
     assert idx == 0 and submap >> version.XENFEAT_pae_pgdir_above_4gb & 1
-    assert not submap >> version.XENFEAT_writable_page_tables & 1
+    assert submap >> version.XENFEAT_writable_page_tables & 1
     put(dom, scratch, struct.pack("<II", 5, 0xFFFFFFFF))
     assert xv(hypercall, dom, version.XENVER_get_features, scratch) == 0
     assert struct.unpack("<II", get(dom, scratch, 8))[1] == 0

@@ -11,9 +11,11 @@ import traceback
 from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.public import errno, xen
 
-from . import console_io, descriptor, event_channel_op, mmu, sched_op, traps, xen_version
+from . import (console_io, descriptor, event_channel_op, memory_op, mmu, multicall, sched_op,
+               traps, vm_assist, xen_version)
 
-FAMILIES = (console_io, sched_op, xen_version, event_channel_op, mmu, traps, descriptor)
+FAMILIES = (console_io, sched_op, xen_version, event_channel_op, mmu, traps, descriptor,
+            memory_op, vm_assist, multicall)
 TABLE_SIZE = 64
 
 TABLE = [None] * TABLE_SIZE

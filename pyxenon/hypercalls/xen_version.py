@@ -15,7 +15,8 @@ CAPABILITIES = b"xen-3.0-x86_64"
 CHANGESET = b"pyxenon 0.1.0"
 PAGE_SIZE = 4096
 # Feature bits a PV guest of pyxenon may rely on (submap 0).
-FEATURES = 1 << version.XENFEAT_pae_pgdir_above_4gb
+FEATURES = (1 << version.XENFEAT_writable_page_tables | 1 << version.XENFEAT_pae_pgdir_above_4gb
+            | 1 << version.XENFEAT_mmu_pt_update_preserve_ad)
 
 
 def fixed_string(value, size):

@@ -160,3 +160,62 @@ def emulate_privileged(vcpu):
         return False
     vcpu.set_regs(rip=regs["rip"] + insn.size)
     return True
+
+
+# -- writable page tables -------------------------------------------------------------
+
+PFEC_PRESENT_WRITE = 0x3
+PTWR_WIDTH = 8
+
+
+def ptwr_value(insn, regs, old):
+    """The 8-byte value a mov/xchg/cmpxchg writes, or None."""
+    ops = [o.strip() for o in insn.op_str.split(",")]
+    if len(ops) != 2 or not ops[0].startswith("qword ptr ["):
+        return None
+    src = ops[1]
+    value = int(src, 0) & MASK64 if src[0].isdigit() or src.startswith("-") else regs.get(src)
+    if value is None:
+        return None
+    if insn.mnemonic == "cmpxchg" and regs["rax"] != old:
+        return old              # comparison failed: memory unchanged
+    return value
+
+
+def emulate_ptwr(vcpu):
+    """A write to one of the guest's own L1 page tables (mapped read-only)
+    becomes a checked update of that entry, as Xen's writable-pagetable
+    assist does.  False: an ordinary #PF for the guest."""
+    from .mm import L1, FrameTable
+
+    core = vcpu.core
+    if core.error_code & PFEC_PRESENT_WRITE != PFEC_PRESENT_WRITE or not core.kernel_mode:
+        return False
+    ma = lib.xc_translate(vcpu.domain.machine.core, core, core.cr2, 0)
+    frames = FrameTable(vcpu.domain.machine)
+    if ma < 0 or core.cr2 & 7 or frames.frames[ma >> 12].type != L1:
+        return False
+    regs = vcpu.regs()
+    insn = decode(vcpu, regs["rip"])
+    if insn is None or insn.mnemonic not in ("mov", "xchg", "cmpxchg"):
+        return False
+    table, index = ma >> 12, (ma & 0xFFF) // 8
+    old = frames.read_entry(table, index)
+    value = ptwr_value(insn, regs, old)
+    if value is None or not frames.owned(table, vcpu.domain):
+        return False
+    return apply_ptwr(vcpu, frames, table, index, value, insn, regs, old)
+
+
+def apply_ptwr(vcpu, frames, table, index, value, insn, regs, old):
+    from .errors import HypercallError
+
+    try:
+        frames.mod_entry(table, index, value, vcpu.domain)
+    except HypercallError:
+        return False
+    after = {"rip": regs["rip"] + insn.size}
+    if insn.mnemonic in ("xchg", "cmpxchg"):
+        after["rax" if insn.mnemonic == "cmpxchg" else insn.op_str.split(",")[1].strip()] = old
+    vcpu.set_regs(**after)
+    return True

@@ -184,4 +184,5 @@ def crash_report(vcpu, vector, error_code, reason=None):
     return "\n".join(lines + format_registers(regs))
 
 
-SPECIAL = {SYSCALL: syscall_from_user, 6: emulate_forced, 13: privileged}
+SPECIAL = {SYSCALL: syscall_from_user, 6: emulate_forced, 13: privileged,
+           14: emulate.emulate_ptwr}

@@ -1,0 +1,109 @@
+"""memory_op: what a PV guest may learn about (and map into) its memory.
+
+The reservation never changes here (no ballooning yet); the e820 map is the
+one xl gives a PV guest: all of its RAM from address 0.  add_to_physmap, for
+a PV (not auto-translated) guest, records where the guest placed the
+shared_info or a grant-table frame in its pseudo-physical space, in the
+machine-to-phys table.
+"""
+import ctypes
+import struct
+
+from pyxenon.hypervisor.errors import HypercallError
+from pyxenon.hypervisor.guestmem import copy_to_guest, read_struct, read_u32s, write_struct
+from pyxenon.public import errno, memory, xen
+
+CMD_MASK = 0x3F                 # MEMOP_CMD_MASK: the rest is a continuation
+MACH2PHYS_VIRT_START = 0xFFFF800000000000
+DOMID_SELF = 0x7FF0
+
+
+def own_domain(vcpu, arg):
+    """The domid_t argument must name the caller (no privilege here)."""
+    domid = read_u32s(vcpu, arg, 1)[0] & 0xFFFF
+    if domid not in (DOMID_SELF, vcpu.domain.domid):
+        raise HypercallError(errno.ESRCH if domid not in vcpu.domain.machine.domains
+                             else errno.EPERM)
+    return vcpu.domain
+
+
+def mem_current_reservation(vcpu, arg):
+    return own_domain(vcpu, arg).nr_pages
+
+
+def mem_maximum_reservation(vcpu, arg):
+    return own_domain(vcpu, arg).nr_pages
+
+
+def mem_maximum_ram_page(vcpu, arg):
+    return vcpu.domain.machine.nr_frames - 1
+
+
+def mem_memory_map(vcpu, arg):
+    mmap = read_struct(vcpu, arg, memory.xen_memory_map)
+    if mmap.nr_entries < 1:
+        raise HypercallError(errno.EINVAL)
+    entry = memory.e820entry(addr=0, size=vcpu.domain.nr_pages * 4096, type=memory.E820_RAM)
+    write_struct(vcpu, mmap.buffer, entry)
+    mmap.nr_entries = 1
+    write_struct(vcpu, arg, mmap)
+    return 0
+
+
+def mem_machphys_mapping(vcpu, arg):
+    nr = vcpu.domain.machine.nr_frames
+    write_struct(vcpu, arg, memory.xen_machphys_mapping(
+        v_start=MACH2PHYS_VIRT_START, v_end=MACH2PHYS_VIRT_START + nr * 8, max_mfn=nr - 1))
+    return 0
+
+
+def mem_machphys_mfn_list(vcpu, arg):
+    """The 2 MiB chunks of the m2p table, as the frames that back them."""
+    req = read_struct(vcpu, arg, memory.xen_machphys_mfn_list)
+    machine = vcpu.domain.machine
+    first = machine.nr_frames            # the m2p sits just above machine memory
+    chunks = -(-machine.nr_frames * 8 // (2 << 20))
+    mfns = [first + i * 512 for i in range(min(req.max_extents, chunks))]
+    copy_to_guest(vcpu, req.extent_start, struct.pack(f"<{len(mfns)}Q", *mfns))
+    req.nr_extents = len(mfns)
+    write_struct(vcpu, arg, req)
+    return 0
+
+
+def physmap_frame(vcpu, space, idx):
+    domain = vcpu.domain
+    if space == memory.XENMAPSPACE_shared_info and idx == 0:
+        return domain.shared_info_mfn
+    if space == memory.XENMAPSPACE_grant_table and getattr(domain, "grant_table", None):
+        return domain.grant_table.frame_mfn(idx)
+    raise HypercallError(errno.EINVAL)
+
+
+def mem_add_to_physmap(vcpu, arg):
+    xatp = read_struct(vcpu, arg, memory.xen_add_to_physmap)
+    if xatp.domid not in (DOMID_SELF, vcpu.domain.domid):
+        raise HypercallError(errno.EPERM)
+    mfn = physmap_frame(vcpu, xatp.space, xatp.idx)
+    vcpu.domain.machine.m2p[mfn] = xatp.gpfn
+    return 0
+
+
+OPS = {
+    memory.XENMEM_current_reservation: mem_current_reservation,
+    memory.XENMEM_maximum_reservation: mem_maximum_reservation,
+    memory.XENMEM_maximum_ram_page: mem_maximum_ram_page,
+    memory.XENMEM_memory_map: mem_memory_map,
+    memory.XENMEM_machphys_mapping: mem_machphys_mapping,
+    memory.XENMEM_machphys_mfn_list: mem_machphys_mfn_list,
+    memory.XENMEM_add_to_physmap: mem_add_to_physmap,
+}
+
+
+def do_memory_op(vcpu, cmd, arg, *_):
+    op = OPS.get(cmd & CMD_MASK)
+    if op is None:
+        raise HypercallError(errno.ENOSYS)
+    return op(vcpu, arg)
+
+
+HYPERCALLS = {xen.HYPERVISOR_memory_op: do_memory_op}

@@ -1,0 +1,31 @@
+"""multicall: a batch of hypercalls in one trap, each result written back.
+
+Every entry runs whatever the others returned (as in Xen); a multicall
+inside a multicall is refused; an unreadable entry ends the batch with
+-EFAULT.
+"""
+import struct
+
+from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
+from pyxenon.public import errno, xen
+
+ENTRY = struct.Struct("<QQ6Q")     # struct multicall_entry: op, result, args[6]
+MASK64 = (1 << 64) - 1
+
+
+def do_multicall(vcpu, call_list, nr_calls, *_):
+    dispatch = vcpu.domain.dispatch
+    for i in range(nr_calls & 0xFFFFFFFF):
+        va = call_list + i * ENTRY.size
+        op, _result, *args = ENTRY.unpack(copy_from_guest(vcpu, va, ENTRY.size))
+        if op == xen.HYPERVISOR_multicall:
+            result = -errno.EINVAL
+        else:
+            result = dispatch(vcpu, op, *args[:5])
+        copy_to_guest(vcpu, va + 8, struct.pack("<Q", result & MASK64))
+        if vcpu.domain.state != "running":
+            break
+    return 0
+
+
+HYPERCALLS = {xen.HYPERVISOR_multicall: do_multicall}
