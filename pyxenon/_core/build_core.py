@@ -21,6 +21,7 @@ struct xc_vcpu {
     uint64_t gdt_mfn[14]; uint32_t gdt_frames;
     uint32_t vector; uint32_t error_code; int32_t stop; uint32_t handle;
     uint16_t domid; uint16_t vcpu_id; uint32_t kernel_mode;
+    uint32_t event_callback; uint64_t vcpu_info_ma;
     ...;
 };
 struct xc_machine {
@@ -46,6 +47,7 @@ void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);
 void xc_stop(struct xc_machine *m);
 int xc_set_cr0(struct xc_machine *m, struct xc_vcpu *v, uint64_t cr0);
 uint64_t xc_get_cr0(struct xc_machine *m, struct xc_vcpu *v);
+uint64_t xc_host_tsc(void);
 
 extern "Python+C" int64_t xc_py_hypercall(uint32_t handle, uint64_t nr, uint64_t a1,
                                           uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5);

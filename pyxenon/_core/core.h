@@ -89,6 +89,8 @@ struct xc_vcpu {
     uint16_t domid;
     uint16_t vcpu_id;
     uint32_t kernel_mode; /* guest kernel (1) or guest user (0) mode */
+    uint32_t event_callback; /* the guest registered an event callback */
+    uint64_t vcpu_info_ma;   /* machine address of this vcpu's vcpu_info */
     uc_context *ctx;      /* registers while the vcpu is not running */
 };
 
@@ -129,6 +131,7 @@ const char *xc_reg_names(void);
 int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals);
 uint64_t xc_get_cr0(struct xc_machine *m, struct xc_vcpu *v);
 int xc_set_cr0(struct xc_machine *m, struct xc_vcpu *v, uint64_t cr0);
+uint64_t xc_host_tsc(void);
 
 /* mm.c */
 bool xc_tlb_fill(uc_engine *uc, uint64_t va, uc_mem_type type,

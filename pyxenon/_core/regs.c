@@ -59,3 +59,9 @@ int xc_set_cr0(struct xc_machine *m, struct xc_vcpu *v, uint64_t cr0)
         return uc_reg_write(m->uc, UC_X86_REG_CR0, &cr0);
     return uc_context_reg_write(v->ctx, UC_X86_REG_CR0, &cr0);
 }
+
+/* The TSC a guest's rdtsc reads: Unicorn passes the host's through. */
+uint64_t xc_host_tsc(void)
+{
+    return __builtin_ia32_rdtsc();
+}

@@ -11,6 +11,14 @@ static const int arg_regs[6] = {
     UC_X86_REG_RDX, UC_X86_REG_R10, UC_X86_REG_R8,
 };
 
+/* An event is pending, unmasked, and the guest has somewhere to take it:
+ * evtchn_upcall_pending and evtchn_upcall_mask are vcpu_info's first bytes. */
+static int upcall_ready(struct xc_machine *m, struct xc_vcpu *v)
+{
+    const uint8_t *info = m->mem + v->vcpu_info_ma;
+    return v->event_callback && info[0] && !info[1];
+}
+
 void xc_hook_syscall(uc_engine *uc, void *data)
 {
     struct xc_machine *m = data;
@@ -32,6 +40,8 @@ void xc_hook_syscall(uc_engine *uc, void *data)
     v->hypercalls++;
     rc = xc_py_hypercall(v->handle, a[0], a[1], a[2], a[3], a[4], a[5]);
     uc_reg_write(uc, UC_X86_REG_RAX, &rc);
+    if (v->stop == XC_STOP_NONE && upcall_ready(m, v))
+        v->stop = XC_STOP_HYPERCALL;   /* deliver the event before the guest goes on */
     if (v->stop != XC_STOP_NONE)
         uc_emu_stop(uc);
 }

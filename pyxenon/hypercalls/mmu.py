@@ -5,7 +5,7 @@ import struct
 from pyxenon._core import lib
 from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
-from pyxenon.hypervisor.mm import L1, L4, NONE, PRESENT, PSE, WRITABLE, FrameTable, entry_mfn
+from pyxenon.hypervisor.mm import L1, L4, NONE, WRITABLE, FrameTable
 from pyxenon.public import errno, xen
 
 DOMID_SELF = 0x7FF0
@@ -88,18 +88,6 @@ def do_mmu_update(vcpu, reqs, count, done, foreigndom, *_):
 
 # -- update_va_mapping --------------------------------------------------------------
 
-def l1_slot(vcpu, va):
-    """(L1 table frame, index) of the entry that maps va, or -EINVAL."""
-    ft = frame_table(vcpu)
-    mfn = vcpu.core.cr3
-    for level in (4, 3, 2):
-        entry = ft.read_entry(mfn, (va >> (12 + 9 * (level - 1))) & 511)
-        if not entry & PRESENT or entry & PSE:
-            raise HypercallError(errno.EINVAL)
-        mfn = entry_mfn(entry)
-    return mfn, (va >> 12) & 511
-
-
 def flush_after(vcpu, flags, va):
     if flags & xen.UVMF_FLUSHTYPE_MASK:
         lib.xc_request_flush(vcpu.domain.machine.core)
@@ -108,8 +96,8 @@ def flush_after(vcpu, flags, va):
 def do_update_va_mapping(vcpu, va, val, flags, *_):
     if va >= 0xFFFF800000000000 and va < 0xFFFF880000000000:
         raise HypercallError(errno.EINVAL)
-    table, index = l1_slot(vcpu, va)
     ft = frame_table(vcpu)
+    table, index = ft.l1_slot(vcpu.core.cr3, va)
     if ft.frames[table].type != L1:
         raise HypercallError(errno.EINVAL)
     ft.mod_entry(table, index, val, vcpu.domain)

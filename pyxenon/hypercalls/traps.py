@@ -46,6 +46,8 @@ def register_callback(vcpu, kind, address, flags):
     if kind not in CALLBACK_TYPES or not canonical(address):
         raise HypercallError(errno.EINVAL)
     vcpu.callbacks[kind] = (address, flags)
+    if kind == callback.CALLBACKTYPE_event:
+        vcpu.core.event_callback = 1 if address else 0
 
 
 def cb_register(vcpu, arg):

@@ -4,6 +4,7 @@ import collections
 from pyxenon.public import sched, xen
 
 from .events import EventChannels
+from .grants import GrantTable
 from .vcpu import Vcpu
 
 PAGE = 4096
@@ -36,6 +37,7 @@ class Domain:
         self.vm_assist = 0
         self.shared_info = xen.shared_info.from_buffer(machine.mem, self.shared_info_mfn * PAGE)
         self.events = EventChannels(self)
+        self.grant_table = GrantTable(self, self.shared_info_mfn + 1)
         self.vcpus = [Vcpu(self, 0)]
         from pyxenon.hypercalls import dispatch  # the handler table
 
@@ -54,7 +56,7 @@ class Domain:
         return self.machine.mem[mfn * PAGE:(mfn + 1) * PAGE]
 
     def vcpu_info(self, vcpu_id):
-        return self.shared_info.vcpu_info[vcpu_id]
+        return self.vcpus[vcpu_id].info
 
     @property
     def console_text(self):

@@ -1,42 +1,53 @@
 """Event channels: a domain's ports and the 2-level pending/mask bitmaps.
 
-A port is bound to one of: nothing (free), the host (a backend in the
-toolstack, such as the console or XenStore), or, once the separation work
-lands, another domain's port, a virq or an ipi.  Delivery follows Xen's
+A port is free, unbound (offered to one remote domain), interdomain (joined
+to a remote port), bound to a virq or to ipis of a vcpu, or bound to the
+host (a backend in the toolstack: console, XenStore; to the guest it looks
+like an interdomain port whose peer is domain 0).  Delivery follows Xen's
 2-level ABI: set the port's bit in shared_info.evtchn_pending; unless it is
 masked, set the word's bit in the vcpu's evtchn_pending_sel and its
-evtchn_upcall_pending, and wake the vcpu.
+evtchn_upcall_pending, and kick the vcpu.
+
+Joining two domains (alloc_unbound, bind_interdomain) is an inter-domain
+operation and passes the MSM reference monitor; a send travels a channel
+the monitor already allowed, and the policy cannot change under it.
 """
 from pyxenon.public import errno
 
 from .errors import HypercallError
 
 BITS = 64
-NR_PORTS = BITS * BITS  # the 2-level ABI's limit on x86_64
+NR_PORTS = BITS * BITS      # the 2-level ABI's limit on x86_64
+NR_VIRQS = 24
+GLOBAL_VIRQS = {2, 3, 4, 6, 8, 9, 10, 11, 12}   # bound on vcpu 0 only
+DOMID_SELF = 0x7FF0
 
-FREE, HOST = "free", "host"
+FREE, RESERVED, UNBOUND, INTERDOMAIN, VIRQ, IPI, HOST = (
+    "free", "reserved", "unbound", "interdomain", "virq", "ipi", "host")
 
 
 class Port:
-    __slots__ = ("state", "notify", "vcpu")
+    __slots__ = ("state", "notify", "vcpu", "remote_dom", "remote_port", "virq")
 
-    def __init__(self, state=FREE, notify=None):
+    def __init__(self, state=FREE, **fields):
         self.state = state
-        self.notify = notify  # host-side callback for HOST ports
-        self.vcpu = 0         # vcpu that gets the upcall
+        self.notify = None      # HOST: the backend's callback
+        self.vcpu = 0           # vcpu that gets the upcall
+        self.remote_dom = None  # UNBOUND: who may bind; INTERDOMAIN: the peer domain
+        self.remote_port = 0
+        self.virq = None
+        for name, value in fields.items():
+            setattr(self, name, value)
 
 
 class EventChannels:
     def __init__(self, domain, max_ports=1024):
         self.domain = domain
         self.max_ports = min(max_ports, NR_PORTS)
-        self.ports = [Port("reserved")]  # port 0 is never valid
+        self.ports = [Port(RESERVED)]  # port 0 is never valid
+        self.virqs = {}                # (virq, vcpu) -> port
 
-    def alloc_host(self, notify):
-        """A port whose other end is a host backend; notify() runs on send."""
-        port = self._free_port()
-        self.ports[port] = Port(HOST, notify)
-        return port
+    # -- allocation ----------------------------------------------------------
 
     def _free_port(self):
         for port, p in enumerate(self.ports):
@@ -47,34 +58,143 @@ class EventChannels:
         self.ports.append(Port())
         return len(self.ports) - 1
 
+    def _new(self, state, **fields):
+        port = self._free_port()
+        self.ports[port] = Port(state, **fields)
+        return port
+
     def lookup(self, port):
-        if not 0 < port < len(self.ports) or self.ports[port].state == FREE:
+        if not 0 < port < len(self.ports) or self.ports[port].state in (FREE, RESERVED):
             raise HypercallError(errno.EINVAL)
         return self.ports[port]
+
+    def check_vcpu(self, vcpu_id):
+        if not 0 <= vcpu_id < len(self.domain.vcpus):
+            raise HypercallError(errno.ENOENT)
+
+    # -- the operations --------------------------------------------------------------
+
+    def alloc_host(self, notify):
+        """A port whose other end is a host backend; notify() runs on send."""
+        return self._new(HOST, notify=notify, remote_dom=0)
+
+    def alloc_unbound(self, remote_domid):
+        remote = self.domain.machine.find_domain(remote_domid, self.domain)
+        self.domain.machine.msm.check(self.domain, remote, "event_channel", "w", "alloc_unbound")
+        return self._new(UNBOUND, remote_dom=remote.domid)
+
+    def bind_interdomain(self, remote_domid, remote_port):
+        remote = self.domain.machine.find_domain(remote_domid, self.domain)
+        theirs = remote.events.lookup(remote_port)
+        if theirs.state != UNBOUND or theirs.remote_dom != self.domain.domid:
+            raise HypercallError(errno.EINVAL)
+        self.domain.machine.msm.check(self.domain, remote, "event_channel", "w",
+                                      "bind_interdomain")
+        port = self._new(INTERDOMAIN, remote_dom=remote.domid, remote_port=remote_port)
+        theirs.state, theirs.remote_port = INTERDOMAIN, port
+        self.set_pending(port)          # Xen raises the new local port once
+        return port
+
+    def bind_virq(self, virq, vcpu_id):
+        if not 0 <= virq < NR_VIRQS or (virq in GLOBAL_VIRQS and vcpu_id != 0):
+            raise HypercallError(errno.EINVAL)
+        self.check_vcpu(vcpu_id)
+        if (virq, vcpu_id) in self.virqs:
+            raise HypercallError(errno.EEXIST)
+        port = self._new(VIRQ, virq=virq, vcpu=vcpu_id)
+        self.virqs[(virq, vcpu_id)] = port
+        return port
+
+    def bind_ipi(self, vcpu_id):
+        self.check_vcpu(vcpu_id)
+        return self._new(IPI, vcpu=vcpu_id)
+
+    def close(self, port):
+        p = self.lookup(port)
+        if p.state == INTERDOMAIN:
+            self._unbind_peer(p)
+        if p.state == VIRQ:
+            self.virqs.pop((p.virq, p.vcpu), None)
+        self.ports[port] = Port()
+        self.clear_pending(port)
+
+    def _unbind_peer(self, p):
+        """The peer's port goes back to unbound, offered to us again."""
+        peer = self.domain.machine.domains.get(p.remote_dom)
+        if peer is not None and p.remote_port < len(peer.events.ports):
+            theirs = peer.events.ports[p.remote_port]
+            if theirs.state == INTERDOMAIN and theirs.remote_dom == self.domain.domid:
+                theirs.state, theirs.remote_port = UNBOUND, 0
+
+    def close_all(self):
+        """EVTCHNOP_reset, or the domain going away."""
+        for port in range(1, len(self.ports)):
+            if self.ports[port].state not in (FREE, RESERVED, HOST):
+                self.close(port)
 
     def send(self, port):
         """EVTCHNOP_send from this domain's guest."""
         p = self.lookup(port)
         if p.state == HOST:
             p.notify()
-            return 0
-        raise HypercallError(errno.EINVAL)
+        elif p.state == INTERDOMAIN:
+            peer = self.domain.machine.domains.get(p.remote_dom)
+            if peer is not None:
+                peer.events.set_pending(p.remote_port)
+        elif p.state == IPI:
+            self.set_pending(port)
+        elif p.state != UNBOUND:           # a send on an unbound port is dropped
+            raise HypercallError(errno.EINVAL)
+        return 0
+
+    def bind_vcpu(self, port, vcpu_id):
+        p = self.lookup(port)
+        self.check_vcpu(vcpu_id)
+        if p.state == IPI or (p.state == VIRQ and p.virq not in GLOBAL_VIRQS):
+            raise HypercallError(errno.EINVAL)
+        p.vcpu = vcpu_id
+
+    def raise_virq(self, virq, vcpu_id=0):
+        port = self.virqs.get((virq, vcpu_id))
+        if port is not None:
+            self.set_pending(port)
+
+    # -- the bitmaps -----------------------------------------------------------------
 
     def set_pending(self, port):
         """Raise port towards the guest (Xen's evtchn_set_pending)."""
         shared = self.domain.shared_info
+        if shared is None:
+            return
         word, bit = divmod(port, BITS)
         mask = 1 << bit
         if shared.evtchn_pending[word] & mask:
             return
         shared.evtchn_pending[word] |= mask
-        if shared.evtchn_mask[word] & mask:
-            return
-        vcpu = self.domain.vcpus[self.ports[port].vcpu]
+        if not shared.evtchn_mask[word] & mask:
+            self.mark_upcall(port, word)
+
+    def mark_upcall(self, port, word):
+        vcpu = self.domain.vcpus[self.ports[port].vcpu if port < len(self.ports) else 0]
         info = self.domain.vcpu_info(vcpu.vcpu_id)
         info.evtchn_pending_sel |= 1 << word
         info.evtchn_upcall_pending = 1
         self.domain.kick(vcpu, port)
+
+    def unmask(self, port):
+        """Clear the mask; a port pending meanwhile notifies now."""
+        if not 0 < port < self.max_ports:
+            raise HypercallError(errno.EINVAL)
+        shared = self.domain.shared_info
+        word, bit = divmod(port, BITS)
+        shared.evtchn_mask[word] &= ~(1 << bit)
+        if shared.evtchn_pending[word] >> bit & 1:
+            self.mark_upcall(port, word)
+
+    def clear_pending(self, port):
+        if self.domain.shared_info is not None and port < NR_PORTS:
+            word, bit = divmod(port, BITS)
+            self.domain.shared_info.evtchn_pending[word] &= ~(1 << bit)
 
     def is_pending(self, port):
         word, bit = divmod(port, BITS)

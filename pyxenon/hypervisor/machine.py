@@ -8,19 +8,27 @@ import time
 
 from pyxenon._core import ffi, lib
 
+from pyxenon.public import errno
+
+from . import grants
 from .domain import DEAD, Domain
+from .errors import HypercallError
+from .msm import Msm
 from .scheduler import Scheduler
 
 PAGE = 4096
 HV_FRAMES = 16  # the hypervisor's own frames at the bottom of machine memory
 INVALID_M2P = 0xFFFFFFFFFFFFFFFF
+DOMID_SELF = 0x7FF0
+EXTRA_FRAMES = 1 + grants.MAX_FRAMES   # shared_info, grant table
 
 
 class Machine:
     """``memory_mib`` sizes the machine frame space (reserved, not committed:
     host memory is used only as domains touch their pages)."""
 
-    def __init__(self, memory_mib=8192, slice_ms=10, deterministic=False):
+    def __init__(self, memory_mib=8192, slice_ms=10, deterministic=False, policy=None,
+                 audit=None):
         self.nr_frames = memory_mib * 256
         self.core = lib.xc_machine_new(self.nr_frames, HV_FRAMES)
         if self.core == ffi.NULL:
@@ -32,6 +40,8 @@ class Machine:
         self.next_domid = 1
         self.boot_ns = time.monotonic_ns()
         self.scheduler = Scheduler(self, slice_ms=slice_ms, deterministic=deterministic)
+        self.audit_log = []           # MSM decisions, unless an audit sink is given
+        self.msm = Msm(policy, audit if audit is not None else self.audit_log.append)
         self.console_listeners = []   # f(domain, bytes, source)
         self.shutdown_listeners = []  # f(domain), called outside the engine
         self.shutdown_queue = []
@@ -71,29 +81,43 @@ class Machine:
     # -- domains ------------------------------------------------------------
 
     def create_domain(self, name, nr_pages, label=None):
-        """A new domain with nr_pages of RAM (plus its shared_info frame)."""
-        first = self._alloc_frames(nr_pages + 1)
+        """A new domain: nr_pages of RAM, then its shared_info frame and its
+        grant-table frames (Xen's pages, owned by the domain)."""
+        total = nr_pages + EXTRA_FRAMES
+        first = self._alloc_frames(total)
         domid = self.next_domid
-        if lib.xc_frames_assign(self.core, first, nr_pages + 1, domid) < 0:
-            self._free_frames(first, nr_pages + 1)
+        if lib.xc_frames_assign(self.core, first, total, domid) < 0:
+            self._free_frames(first, total)
             raise MemoryError("cannot map the domain's memory")
         self.next_domid += 1
         for pfn in range(nr_pages):
             self.m2p[first + pfn] = pfn
-        self.m2p[first + nr_pages] = INVALID_M2P
+        for mfn in range(first + nr_pages, first + total):
+            self.m2p[mfn] = INVALID_M2P
         domain = Domain(self, domid, name, first, nr_pages, label)
         self.domains[domid] = domain
+        return domain
+
+    def find_domain(self, domid, caller):
+        """The domain a guest names (DOMID_SELF is itself), or -ESRCH."""
+        if domid == DOMID_SELF:
+            return caller
+        domain = self.domains.get(domid)
+        if domain is None or domain.state == DEAD:
+            raise HypercallError(errno.ESRCH)
         return domain
 
     def destroy_domain(self, domain):
         if domain.state == DEAD:
             return
+        grants.teardown(domain)
+        domain.events.close_all()
         domain.state = DEAD
         for vcpu in domain.vcpus:
             vcpu.free()
         domain.shared_info = None
-        lib.xc_frames_release(self.core, domain.first_mfn, domain.nr_pages + 1)
-        self._free_frames(domain.first_mfn, domain.nr_pages + 1)
+        lib.xc_frames_release(self.core, domain.first_mfn, domain.nr_pages + EXTRA_FRAMES)
+        self._free_frames(domain.first_mfn, domain.nr_pages + EXTRA_FRAMES)
         del self.domains[domain.domid]
 
     # -- notifications to the toolstack ---------------------------------------

@@ -27,11 +27,12 @@ NONE, L1, L2, L3, L4, SEG_DESC, WRITABLE = 0, 1, 2, 3, 4, 5, 6
 PINNED = 1
 
 PRESENT, RW, USER, ACCESSED, DIRTY, PSE = 0x1, 0x2, 0x4, 0x20, 0x40, 0x80
+GNTTAB = 0x800          # marks a grant mapping: set by the hypervisor only
 ADDR_MASK = 0x000FFFFFFFFFF000
 # Bits a guest may not set: cache attributes (PWT, PCD, PAT) and the
 # software/protection-key bits 52-62; upper levels also refuse PSE
 # (no superpages) and GLOBAL.
-L1_DISALLOW = 0x98 | (0x7FF << 52)
+L1_DISALLOW = 0x98 | GNTTAB | (0x7FF << 52)
 UPPER_DISALLOW = 0x198 | (0x7FF << 52)
 # L4 slots that belong to Xen's reserved range (256-271): never the guest's.
 XEN_L4_SLOTS = range(256, 272)
@@ -172,8 +173,8 @@ class FrameTable:
 
     def put_entry(self, entry, level, table_mfn, domain):
         target = entry_mfn(entry)
-        if target >= self.machine.nr_frames:
-            return
+        if target >= self.machine.nr_frames or (level == L1 and entry & GNTTAB):
+            return          # a grant mapping's references belong to its grant
         if (level == L1 and not entry & RW) or target == table_mfn:
             self.put_page(target)
         else:
@@ -192,19 +193,39 @@ class FrameTable:
         """Replace one entry of a validated table: new references first,
         then the write, then the old references go."""
         level = self.frames[table_mfn].type
-        if level == L4 and index in XEN_L4_SLOTS:
-            raise HypercallError(errno.EINVAL)
         old = self.read_entry(table_mfn, index)
-        if preserve_ad:
-            new = (new & ~(ACCESSED | DIRTY)) | (old & (ACCESSED | DIRTY))
-        if level == L1 and new & PRESENT and not new & USER:
-            new |= USER
+        self.check_replaceable(level, index, old)
+        new = self.adjust_new(level, old, new, preserve_ad)
         if new & PRESENT:
             self.get_entry(new, level, table_mfn, domain)
         self.write_entry(table_mfn, index, new)
         if old & PRESENT:
             self.put_entry(old, level, table_mfn, domain)
         lib.xc_request_flush(self.machine.core)
+
+    @staticmethod
+    def check_replaceable(level, index, old):
+        """Xen's L4 slots are not the guest's; a grant PTE goes only by unmap."""
+        if (level == L4 and index in XEN_L4_SLOTS) or (level == L1 and old & GNTTAB and old & PRESENT):
+            raise HypercallError(errno.EINVAL)
+
+    @staticmethod
+    def adjust_new(level, old, new, preserve_ad):
+        if preserve_ad:
+            new = (new & ~(ACCESSED | DIRTY)) | (old & (ACCESSED | DIRTY))
+        if level == L1 and new & PRESENT and not new & USER:
+            new |= USER      # a ring-3 PV kernel needs _PAGE_USER
+        return new
+
+    def l1_slot(self, cr3, va):
+        """(L1 frame, index) of the entry that maps va under cr3, or -EINVAL."""
+        mfn = cr3
+        for level in (4, 3, 2):
+            entry = self.read_entry(mfn, (va >> (12 + 9 * (level - 1))) & 511)
+            if not entry & PRESENT or entry & PSE:
+                raise HypercallError(errno.EINVAL)
+            mfn = entry_mfn(entry)
+        return mfn, (va >> 12) & 511
 
     # -- pins and base pointers ---------------------------------------------------
 

@@ -9,10 +9,11 @@ import time
 
 from pyxenon._core import lib
 
-from . import traps
+from . import timekeeping, traps
 from .domain import RUNNING
 
 SHUTDOWN_watchdog = 4
+VIRQ_TIMER = 0
 
 STOP_EXCEPTION = 2
 DET_SLICE_INSNS = 200_000      # instructions per slice in deterministic mode
@@ -37,8 +38,17 @@ class Scheduler:
                 for v in d.vcpus if v.runnable]
 
     def sleepers(self):
+        """Vcpus a deadline will wake: a block/poll timeout or a timer."""
         return [v for d in self.machine.domains.values() if d.state == RUNNING
-                for v in d.vcpus if not v.runnable and v.wake_at is not None]
+                for v in d.vcpus if not v.runnable and (v.wake_at or v.timer_at) is not None]
+
+    def fire_timers(self, now):
+        """An expired timer raises VIRQ_TIMER (which may wake the vcpu)."""
+        for domain in list(self.machine.domains.values()):
+            for vcpu in domain.vcpus:
+                if vcpu.timer_at is not None and vcpu.timer_at <= now:
+                    vcpu.timer_at = now + vcpu.timer_period if vcpu.timer_period else None
+                    domain.events.raise_virq(VIRQ_TIMER, vcpu.vcpu_id)
 
     def run(self, timeout=None):
         """Run until nothing can run: returns "idle" (no live domain),
@@ -62,12 +72,18 @@ class Scheduler:
     def run_slice(self, vcpu):
         core = self.machine.core
         lib.xc_switch_to(core, vcpu.core)
+        timekeeping.update_time_info(vcpu.info, self.now())
+        traps.deliver_upcall(vcpu)
+        if not vcpu.runnable or vcpu.domain.state != RUNNING:
+            return
+        start = self.now()
         if self.deterministic:
             err = lib.xc_run(core, 0, DET_SLICE_INSNS)
             self.virtual_ns += DET_NS_PER_SLICE
         else:
             err = lib.xc_run(core, self.slice_us, 0)
         self.slices += 1
+        vcpu.runstate[0] += self.now() - start
         if vcpu.core.stop == STOP_EXCEPTION:
             traps.on_exception(vcpu)
         elif err:
@@ -76,12 +92,13 @@ class Scheduler:
 
     def wake_expired(self):
         now = self.now()
+        self.fire_timers(now)
         for domain in list(self.machine.domains.values()):
             if domain.state == RUNNING and any(t <= now for t in domain.watchdogs.values()):
                 domain.watchdogs.clear()
                 domain.shutdown(SHUTDOWN_watchdog)
         for vcpu in self.sleepers():
-            if vcpu.wake_at <= now:
+            if vcpu.wake_at is not None and vcpu.wake_at <= now:
                 vcpu.wake()
 
     def wait_for_timer(self, end):
@@ -89,7 +106,7 @@ class Scheduler:
         sleepers = self.sleepers()
         if not sleepers:
             return False
-        wake = min(v.wake_at for v in sleepers)
+        wake = min(t for v in sleepers for t in (v.wake_at, v.timer_at) if t is not None)
         if self.deterministic:
             self.virtual_ns = max(self.virtual_ns, wake)
             return True

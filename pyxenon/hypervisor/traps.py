@@ -35,7 +35,7 @@ MACHINE_ADDRESS_BITS = 52
 ERRCODE_VECTORS = {8, 10, 11, 12, 13, 14, 17}   # exceptions that push an error code
 TI_DPL, TI_IF = 3, 4                            # trap_info flags: DPL, mask events
 SYSCALL = 256                                   # XC_VECTOR_SYSCALL in core.h
-CALLBACKTYPE_syscall = 2
+CALLBACKTYPE_event, CALLBACKTYPE_syscall = 0, 2
 CALLBACKF_mask_events = 1
 
 
@@ -87,6 +87,15 @@ def syscall_from_user(vcpu):
         return True
     bounce(vcpu, address, None, mask_events=bool(flags & CALLBACKF_mask_events))
     return True
+
+
+def deliver_upcall(vcpu):
+    """Enter the guest's event callback if an event is pending and unmasked
+    (events are masked on entry, as Xen's event callback does)."""
+    info = vcpu.domain.vcpu_info(vcpu.vcpu_id)
+    address, _flags = vcpu.callbacks.get(CALLBACKTYPE_event, (0, 0))
+    if address and info.evtchn_upcall_pending and not info.evtchn_upcall_mask:
+        bounce(vcpu, address, None, mask_events=True)
 
 
 def privileged(vcpu):

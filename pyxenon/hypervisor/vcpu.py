@@ -21,9 +21,17 @@ class Vcpu:
         self.core = lib.xc_vcpu_new(domain.machine.core, domain.domid, vcpu_id, self.handle)
         if self.core == ffi.NULL:
             raise MemoryError("no memory for a vcpu")
+        self.core.vcpu_info_ma = domain.shared_info_mfn * 4096 + vcpu_id * 64
+        self.info = domain.shared_info.vcpu_info[vcpu_id]   # until register_vcpu_info
+        self.info_registered = False
         self.runnable = True    # False while blocked or polling
         self.poll_ports = None  # ports a SCHEDOP_poll waits on
         self.wake_at = None     # system time (ns) a block/poll times out
+        self.timer_at = None    # set_timer_op / singleshot timer deadline (ns)
+        self.timer_period = 0   # VCPUOP_set_periodic_timer (ns), 0 = none
+        self.runstate_va = 0    # guest address for runstate updates (0 = none)
+        self.time_va = 0        # guest address for a vcpu_time_info copy (0 = none)
+        self.runstate = [0, 0, 0, 0]   # ns in RUNSTATE_running/runnable/blocked/offline
         self.want_yield = False
         # Trap virtualization state (Xen's struct pv_vcpu):
         self.trap_table = {}      # vector -> (flags, cs, address)

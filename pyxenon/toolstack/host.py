@@ -21,9 +21,18 @@ PAGES_PER_MIB = 256
 
 
 class Host:
-    def __init__(self, memory_mib=8192, slice_ms=10, deterministic=False):
+    def __init__(self, memory_mib=8192, slice_ms=10, deterministic=False, policy=None,
+                 audit=None):
+        """policy: a path to a policy file, or a compiled Policy; None
+        refuses every inter-domain operation.  audit: a callable given each
+        MSM decision (default: kept in machine.audit_log)."""
+        if isinstance(policy, (str, bytes)) or hasattr(policy, "__fspath__"):
+            from .policy import load_policy
+
+            policy = load_policy(policy)
+        self.policy = policy
         self.machine = Machine(memory_mib=memory_mib, slice_ms=slice_ms,
-                               deterministic=deterministic)
+                               deterministic=deterministic, policy=policy, audit=audit)
         self.machine.shutdown_listeners.append(self._on_shutdown)
         self.domains = []  # every domain created, dead ones included (their logs)
 

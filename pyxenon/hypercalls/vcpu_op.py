@@ -1,0 +1,131 @@
+"""vcpu_op and set_timer_op: a vcpu's timers, runstate and vcpu_info.
+
+One vcpu per domain for now (vcpu 0, always up); other vcpu ids are
+-ENOENT as for a domain created with one vcpu.  A timer that expires raises
+VIRQ_TIMER on the vcpu (the scheduler fires it).
+"""
+import ctypes
+import struct
+
+from pyxenon.hypervisor.errors import HypercallError
+from pyxenon.hypervisor.guestmem import read_struct, read_u64s
+from pyxenon.hypervisor.mm import FrameTable
+from pyxenon.public import errno, vcpu as vc, xen
+
+INFO_SIZE = ctypes.sizeof(xen.vcpu_info)
+PAGE = 4096
+
+
+def do_set_timer_op(vcpu, timeout, *_):
+    """timeout: absolute system time (ns); 0 cancels.  A past time fires at once."""
+    vcpu.timer_at = timeout or None
+    return 0
+
+
+def op_is_up(vcpu, arg):
+    return 1
+
+
+def op_up(vcpu, arg):
+    return 0          # vcpu 0 is already up
+
+
+def op_initialise(vcpu, arg):
+    raise HypercallError(errno.EEXIST)   # only for a vcpu not yet initialised
+
+
+def op_down(vcpu, arg):
+    raise HypercallError(errno.EINVAL)   # a domain's only vcpu stays up
+
+
+def op_set_singleshot_timer(vcpu, arg):
+    timer = read_struct(vcpu, arg, vc.vcpu_set_singleshot_timer)
+    now = vcpu.domain.machine.now()
+    if timer.flags & vc.VCPU_SSHOTTMR_future and timer.timeout_abs_ns < now:
+        raise HypercallError(errno.ETIME)
+    vcpu.timer_at = timer.timeout_abs_ns
+    return 0
+
+
+def op_stop_singleshot_timer(vcpu, arg):
+    vcpu.timer_at = None
+    return 0
+
+
+def op_set_periodic_timer(vcpu, arg):
+    period = read_u64s(vcpu, arg, 1)[0]
+    if period < 1_000_000:          # Xen's lower bound: 1 ms
+        raise HypercallError(errno.EINVAL)
+    vcpu.timer_period = period
+    vcpu.timer_at = vcpu.domain.machine.now() + period
+    return 0
+
+
+def op_stop_periodic_timer(vcpu, arg):
+    vcpu.timer_period = 0
+    return 0
+
+
+def runstate_bytes(vcpu):
+    now = vcpu.domain.machine.now()
+    return struct.pack("<iIQ4Q", 0, 0, now, *vcpu.runstate)
+
+
+def op_get_runstate_info(vcpu, arg):
+    from pyxenon.hypervisor.guestmem import copy_to_guest
+
+    copy_to_guest(vcpu, arg, runstate_bytes(vcpu))
+    return 0
+
+
+def op_register_runstate_memory_area(vcpu, arg):
+    vcpu.runstate_va = read_u64s(vcpu, arg, 1)[0]
+    return 0
+
+
+def op_register_vcpu_time_memory_area(vcpu, arg):
+    vcpu.time_va = read_u64s(vcpu, arg, 1)[0]
+    return 0
+
+
+def op_register_vcpu_info(vcpu, arg):
+    """Move vcpu_info into a frame of the guest's (once, as in Xen)."""
+    reg = read_struct(vcpu, arg, vc.vcpu_register_vcpu_info)
+    frames = FrameTable(vcpu.domain.machine)
+    if vcpu.info_registered or reg.offset + INFO_SIZE > PAGE or not frames.owned(reg.mfn, vcpu.domain):
+        raise HypercallError(errno.EINVAL)
+    ma = reg.mfn * PAGE + reg.offset
+    mem = vcpu.domain.machine.mem
+    mem[ma:ma + INFO_SIZE] = bytes(vcpu.info)
+    vcpu.info = xen.vcpu_info.from_buffer(mem, ma)
+    vcpu.core.vcpu_info_ma = ma
+    vcpu.info_registered = True
+    return 0
+
+
+OPS = {
+    vc.VCPUOP_initialise: op_initialise,
+    vc.VCPUOP_up: op_up,
+    vc.VCPUOP_down: op_down,
+    vc.VCPUOP_is_up: op_is_up,
+    vc.VCPUOP_get_runstate_info: op_get_runstate_info,
+    vc.VCPUOP_register_runstate_memory_area: op_register_runstate_memory_area,
+    vc.VCPUOP_set_periodic_timer: op_set_periodic_timer,
+    vc.VCPUOP_stop_periodic_timer: op_stop_periodic_timer,
+    vc.VCPUOP_set_singleshot_timer: op_set_singleshot_timer,
+    vc.VCPUOP_stop_singleshot_timer: op_stop_singleshot_timer,
+    vc.VCPUOP_register_vcpu_info: op_register_vcpu_info,
+    vc.VCPUOP_register_vcpu_time_memory_area: op_register_vcpu_time_memory_area,
+}
+
+
+def do_vcpu_op(vcpu, cmd, vcpu_id, arg, *_):
+    if vcpu_id >= len(vcpu.domain.vcpus):
+        raise HypercallError(errno.ENOENT)
+    op = OPS.get(cmd)
+    if op is None:
+        raise HypercallError(errno.ENOSYS)
+    return op(vcpu.domain.vcpus[vcpu_id], arg)
+
+
+HYPERCALLS = {xen.HYPERVISOR_vcpu_op: do_vcpu_op, xen.HYPERVISOR_set_timer_op: do_set_timer_op}

@@ -1,0 +1,240 @@
+"""Grant tables (v1): how a domain lets one other domain reach a frame.
+
+The granter writes grant_entry_v1 records {flags, domid, frame} into its
+table frames (its own memory, shared with the hypervisor).  A grantee maps a
+granted frame into its address space (map_grant_ref) or has the hypervisor
+copy bytes (GNTTABOP_copy).  The hypervisor checks the entry (permit_access,
+the grantee's domid, read-only), asks the MSM, and while a mapping exists
+keeps GTF_reading/GTF_writing set in the entry: the granter's protocol may
+not end a grant those bits show in use.  A grant PTE carries _PAGE_GNTTAB,
+a bit guests may not set, so only unmap_grant_ref (or a domain's death)
+removes it.
+"""
+import struct
+
+from pyxenon._core import lib
+from pyxenon.public import errno, grant_table as gt
+
+from .errors import HypercallError
+from .mm import GNTTAB, PRESENT, RW, USER, WRITABLE, FrameTable
+
+PAGE = 4096
+ENTRY = 8                         # sizeof(grant_entry_v1)
+MAX_FRAMES = 32
+PTE_FLAGS = PRESENT | USER | 0x20 | 0x40   # present, user, accessed, dirty
+DOMID_SELF = 0x7FF0
+
+
+class GrantError(Exception):
+    """A grant operation fails with status GNTST_*."""
+
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
+
+
+class Mapping:
+    __slots__ = ("granter", "ref", "mfn", "pte_ma", "readonly")
+
+    def __init__(self, granter, ref, mfn, pte_ma, readonly):
+        self.granter, self.ref, self.mfn = granter, ref, mfn
+        self.pte_ma, self.readonly = pte_ma, readonly
+
+
+class GrantTable:
+    def __init__(self, domain, first_mfn, max_frames=MAX_FRAMES):
+        self.domain = domain
+        self.first_mfn = first_mfn
+        self.max_frames = max_frames
+        self.nr_frames = 1
+        self.maptrack = {}        # handle -> Mapping (this domain as grantee)
+
+    # -- the table ----------------------------------------------------------------
+
+    def frame_mfn(self, idx):
+        if not 0 <= idx < self.max_frames:
+            raise HypercallError(errno.EINVAL)
+        self.nr_frames = max(self.nr_frames, idx + 1)
+        return self.first_mfn + idx
+
+    def setup(self, nr_frames):
+        if nr_frames > self.max_frames:
+            raise GrantError(gt.GNTST_general_error)
+        self.nr_frames = max(self.nr_frames, nr_frames)
+        return [self.first_mfn + i for i in range(nr_frames)]
+
+    def entry_offset(self, ref):
+        if not 0 <= ref < self.nr_frames * PAGE // ENTRY:
+            raise GrantError(gt.GNTST_bad_gntref)
+        return self.first_mfn * PAGE + ref * ENTRY
+
+    def read_entry(self, ref):
+        """(flags, domid, frame) of entry ref."""
+        return struct.unpack_from("<HHI", self.domain.machine.mem, self.entry_offset(ref))
+
+    def set_flags(self, ref, set_bits=0, clear_bits=0):
+        off = self.entry_offset(ref)
+        mem = self.domain.machine.mem
+        flags = struct.unpack_from("<H", mem, off)[0]
+        struct.pack_into("<H", mem, off, (flags | set_bits) & ~clear_bits)
+
+    # -- checking a grant --------------------------------------------------------------
+
+    def check(self, ref, grantee, write):
+        """The frame entry ref lets grantee reach (for writing if write)."""
+        flags, domid, frame = self.read_entry(ref)
+        if flags & gt.GTF_type_mask != gt.GTF_permit_access or domid != grantee.domid:
+            raise GrantError(gt.GNTST_general_error)
+        if write and flags & gt.GTF_readonly:
+            raise GrantError(gt.GNTST_permission_denied)
+        if not FrameTable(self.domain.machine).owned(frame, self.domain):
+            raise GrantError(gt.GNTST_bad_page)
+        return frame
+
+    def in_use(self, ref, write):
+        """Is ref still mapped by anyone (for reading, or for writing)?"""
+        for domain in self.domain.machine.domains.values():
+            for m in domain.grant_table.maptrack.values():
+                if m.granter is self.domain and m.ref == ref and (not write or not m.readonly):
+                    return True
+        return False
+
+
+def granter_of(grantee, domid):
+    granter = grantee.machine.domains.get(grantee.domid if domid == DOMID_SELF else domid)
+    if granter is None or granter.state == "dead":
+        raise GrantError(gt.GNTST_bad_domain)
+    return granter
+
+
+def allowed(grantee, granter, path, access, op):
+    try:
+        grantee.machine.msm.check(grantee, granter, path, access, op)
+    except HypercallError:
+        raise GrantError(gt.GNTST_permission_denied) from None
+
+
+# -- map and unmap -----------------------------------------------------------------
+
+def pte_address(vcpu, host_addr, contains_pte):
+    """Machine address of the L1 entry to write: given, or the one mapping
+    host_addr in the grantee's current tables (which must exist)."""
+    frames = FrameTable(vcpu.domain.machine)
+    if contains_pte:
+        ma = host_addr
+    else:
+        try:
+            table, index = frames.l1_slot(vcpu.core.cr3, host_addr)
+        except HypercallError:
+            raise GrantError(gt.GNTST_bad_virt_addr) from None
+        ma = table * PAGE + index * 8
+    if ma & 7 or not frames.owned(ma >> 12, vcpu.domain) or frames.frames[ma >> 12].type != 1:
+        raise GrantError(gt.GNTST_bad_virt_addr)
+    return ma
+
+
+def map_grant(vcpu, domid, ref, flags, host_addr):
+    """GNTTABOP_map_grant_ref (host mappings only): returns the handle."""
+    if not flags & gt.GNTMAP_host_map or flags & gt.GNTMAP_device_map:
+        raise GrantError(gt.GNTST_general_error)
+    grantee = vcpu.domain
+    granter = granter_of(grantee, domid)
+    readonly = bool(flags & gt.GNTMAP_readonly)
+    mfn = granter.grant_table.check(ref, grantee, not readonly)
+    allowed(grantee, granter, "grant_map", "r" if readonly else "rw", "map_grant_ref")
+    pte_ma = pte_address(vcpu, host_addr, flags & gt.GNTMAP_contains_pte)
+    install_pte(grantee.machine, pte_ma, mfn, readonly)
+    granter.grant_table.set_flags(ref, gt.GTF_reading | (0 if readonly else gt.GTF_writing))
+    table = grantee.grant_table
+    handle = next(h for h in range(len(table.maptrack) + 1) if h not in table.maptrack)
+    table.maptrack[handle] = Mapping(granter, ref, mfn, pte_ma, readonly)
+    return handle
+
+
+def install_pte(machine, pte_ma, mfn, readonly):
+    frames = FrameTable(machine)
+    old = struct.unpack_from("<Q", machine.mem, pte_ma)[0]
+    if old & PRESENT:
+        raise GrantError(gt.GNTST_bad_virt_addr)     # Xen will not replace a live entry
+    frames.frames[mfn].count += 1
+    if not readonly:
+        page = frames.frames[mfn]
+        if page.type_count and page.type != WRITABLE:
+            page.count -= 1
+            raise GrantError(gt.GNTST_general_error)
+        page.type, page.type_count = WRITABLE, page.type_count + 1
+    struct.pack_into("<Q", machine.mem, pte_ma,
+                     mfn << 12 | PTE_FLAGS | GNTTAB | (0 if readonly else RW))
+    lib.xc_request_flush(machine.core)
+
+
+def unmap_grant(vcpu, handle, host_addr, contains_pte=False):
+    table = vcpu.domain.grant_table
+    mapping = table.maptrack.get(handle)
+    if mapping is None:
+        raise GrantError(gt.GNTST_bad_handle)
+    if host_addr and pte_address(vcpu, host_addr, contains_pte) != mapping.pte_ma:
+        raise GrantError(gt.GNTST_general_error)
+    release(vcpu.domain.machine, table, handle)
+
+
+def release(machine, table, handle):
+    """Tear one mapping down: the PTE, the frame references, the in-use bits."""
+    m = table.maptrack.pop(handle)
+    frames = FrameTable(machine)
+    entry = struct.unpack_from("<Q", machine.mem, m.pte_ma)[0]
+    if entry & GNTTAB and entry >> 12 & ((1 << 40) - 1) == m.mfn:
+        struct.pack_into("<Q", machine.mem, m.pte_ma, 0)
+    page = frames.frames[m.mfn]
+    page.count = max(0, page.count - 1)
+    if not m.readonly and page.type_count:
+        page.type_count -= 1
+        page.type = page.type if page.type_count else 0
+    if m.granter.state != "dead":
+        clear_in_use_bits(m.granter.grant_table, m.ref)
+    lib.xc_request_flush(machine.core)
+
+
+def clear_in_use_bits(table, ref):
+    """GTF_writing/GTF_reading stay only while some mapping still needs them."""
+    clear = 0 if table.in_use(ref, write=True) else gt.GTF_writing
+    clear |= 0 if table.in_use(ref, write=False) else gt.GTF_reading
+    table.set_flags(ref, clear_bits=clear)
+
+
+def teardown(domain):
+    """A domain is dying: every mapping of its grants, everywhere, goes, and
+    so do its own mappings of others' grants."""
+    machine = domain.machine
+    for other in list(machine.domains.values()):
+        table = other.grant_table
+        for handle, m in list(table.maptrack.items()):
+            if m.granter is domain or other is domain:
+                release(machine, table, handle)
+
+
+# -- copy --------------------------------------------------------------------------------
+
+def copy_end(vcpu, ptr, is_gref, write):
+    """Machine address of one end of a GNTTABOP_copy."""
+    domain = vcpu.domain
+    if is_gref:
+        granter = granter_of(domain, ptr.domid)
+        mfn = granter.grant_table.check(ptr.u.ref, domain, write)
+        allowed(domain, granter, "grant_copy", "w" if write else "r", "copy")
+    else:
+        if ptr.domid not in (DOMID_SELF, domain.domid):
+            raise GrantError(gt.GNTST_permission_denied)
+        mfn = ptr.u.gmfn
+        if not FrameTable(domain.machine).owned(mfn, domain):
+            raise GrantError(gt.GNTST_bad_page)
+    return mfn * PAGE + ptr.offset
+
+
+def grant_copy(vcpu, op):
+    if op.source.offset + op.len > PAGE or op.dest.offset + op.len > PAGE:
+        raise GrantError(gt.GNTST_bad_copy_arg)
+    src = copy_end(vcpu, op.source, op.flags & gt.GNTCOPY_source_gref, False)
+    dst = copy_end(vcpu, op.dest, op.flags & gt.GNTCOPY_dest_gref, True)
+    mem = vcpu.domain.machine.mem
+    mem[dst:dst + op.len] = mem[src:src + op.len]

@@ -1,0 +1,216 @@
+"""Event channels between domains, under the MSM policy; virqs, ipis,
+timers and event upcalls."""
+import struct
+
+import pytest
+
+from pyxenon.hypervisor import traps
+from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
+from pyxenon.public import errno, event_channel as ev, vcpu as vc, xen
+from pyxenon.toolstack.host import Host
+from pyxenon.toolstack.policy import parse_policy
+
+PAGE = 4096
+SELF = 0x7FF0
+POLICY = """
+version = 1
+[labels]
+ping = "a"
+pong = "b"
+intruder = "c"
+[[allow]]
+from = "ping"
+to = "pong"
+paths = ["event_channel"]
+bidirectional = true
+"""
+
+
+@pytest.fixture
+def trio(guests):
+    with Host(memory_mib=1024, policy=parse_policy(POLICY, "test.toml")) as host:
+        doms = [host.create(str(guests / "hello.cfg"),
+                            overrides=[f'name="{n}"', f'seclabel="{n}"'])
+                for n in ("ping", "pong", "intruder")]
+        yield host, doms
+
+
+def scratch(dom, n=1):
+    return dom.layout.stack + n * PAGE
+
+
+def call(hypercall, dom, cmd, fmt, *fields):
+    va = scratch(dom)
+    copy_to_guest(dom.vcpus[0], va, struct.pack(fmt, *fields))
+    rc = hypercall(dom, xen.HYPERVISOR_event_channel_op, cmd, va)
+    return rc, copy_from_guest(dom.vcpus[0], va, struct.calcsize(fmt))
+
+
+def alloc_unbound(hypercall, dom, remote):
+    rc, raw = call(hypercall, dom, ev.EVTCHNOP_alloc_unbound, "<HHI", SELF, remote, 0)
+    return rc, struct.unpack("<HHI", raw)[2]
+
+
+def bind(hypercall, dom, remote, port):
+    rc, raw = call(hypercall, dom, ev.EVTCHNOP_bind_interdomain, "<HxxII", remote, port, 0)
+    return rc, struct.unpack("<HxxII", raw)[2]
+
+
+def connect(hypercall, a, b):
+    rc, port_a = alloc_unbound(hypercall, a, b.domid)
+    assert rc == 0
+    rc, port_b = bind(hypercall, b, a.domid, port_a)
+    assert rc == 0
+    return port_a, port_b
+
+
+def send(hypercall, dom, port):
+    return call(hypercall, dom, ev.EVTCHNOP_send, "<I", port)[0]
+
+
+def test_interdomain_channel_both_ways(trio, hypercall):
+    host, (ping, pong, _) = trio
+    port_a, port_b = connect(hypercall, ping, pong)
+    assert pong.events.is_pending(port_b)          # Xen raises the new port once
+    pong.events.clear_pending(port_b)
+    assert send(hypercall, ping, port_a) == 0
+    assert pong.events.is_pending(port_b)
+    assert send(hypercall, pong, port_b) == 0
+    assert ping.events.is_pending(port_a)
+    decisions = [(r["operation"], r["decision"]) for r in host.machine.audit_log]
+    assert ("event_channel:alloc_unbound", "allow") in decisions
+    assert ("event_channel:bind_interdomain", "allow") in decisions
+
+
+def test_intruder_is_refused_and_audited(trio, hypercall):
+    host, (ping, pong, intruder) = trio
+    assert alloc_unbound(hypercall, intruder, ping.domid)[0] == -errno.EACCES
+    rc, port = alloc_unbound(hypercall, ping, intruder.domid)
+    assert rc == -errno.EACCES
+    rc, port = alloc_unbound(hypercall, ping, pong.domid)     # offered to pong only
+    assert bind(hypercall, intruder, ping.domid, port)[0] == -errno.EINVAL
+    denied = [r for r in host.machine.audit_log if r["decision"] == "deny"]
+    assert len(denied) == 2 and all(r["rule"] == "default deny" for r in denied)
+
+
+def test_no_policy_refuses_everything(guests, hypercall):
+    with Host(memory_mib=512) as host:
+        a = host.create(str(guests / "hello.cfg"))
+        b = host.create(str(guests / "hello.cfg"), overrides=['name="b"'])
+        assert alloc_unbound(hypercall, a, b.domid)[0] == -errno.EACCES
+        assert host.machine.audit_log[-1]["rule"] == "no policy"
+        assert alloc_unbound(hypercall, a, SELF)[0] == 0      # its own: no rule needed
+
+
+def test_bad_ports_and_foreign_sends(trio, hypercall):
+    host, (ping, pong, intruder) = trio
+    port_a, port_b = connect(hypercall, ping, pong)
+    for port in (0, 999, 5000, 0xFFFFFFFF):
+        assert send(hypercall, intruder, port) == -errno.EINVAL
+    assert send(hypercall, intruder, port_a) == -errno.EINVAL   # not its port
+    assert bind(hypercall, intruder, 999, 1)[0] == -errno.ESRCH
+    assert bind(hypercall, intruder, ping.domid, 999)[0] == -errno.EINVAL
+
+
+def test_close_returns_peer_to_unbound(trio, hypercall):
+    _, (ping, pong, _) = trio
+    port_a, port_b = connect(hypercall, ping, pong)
+    assert call(hypercall, pong, ev.EVTCHNOP_close, "<I", port_b)[0] == 0
+    rc, raw = call(hypercall, ping, ev.EVTCHNOP_status, "<HxxIIIII", SELF, port_a, 0, 0, 0, 0)
+    assert rc == 0 and struct.unpack("<HxxIIIII", raw)[2] == ev.EVTCHNSTAT_unbound
+    assert bind(hypercall, pong, ping.domid, port_a)[0] == 0  # can bind again
+
+
+def test_status_interdomain(trio, hypercall):
+    _, (ping, pong, _) = trio
+    port_a, port_b = connect(hypercall, ping, pong)
+    rc, raw = call(hypercall, ping, ev.EVTCHNOP_status, "<HxxIIIHxxI", SELF, port_a, 0, 0, 0, 0)
+    _, _, status, vcpu, dom, port = struct.unpack("<HxxIIIHxxI", raw)
+    assert (rc, status, dom, port) == (0, ev.EVTCHNSTAT_interdomain, pong.domid, port_b)
+
+
+def test_virq_ipi_unmask_bind_vcpu_reset(trio, hypercall):
+    _, (ping, _, _) = trio
+    rc, raw = call(hypercall, ping, ev.EVTCHNOP_bind_virq, "<III", xen_virq_timer(), 0, 0)
+    timer_port = struct.unpack("<III", raw)[2]
+    assert rc == 0
+    assert call(hypercall, ping, ev.EVTCHNOP_bind_virq, "<III", 0, 0, 0)[0] == -errno.EEXIST
+    assert call(hypercall, ping, ev.EVTCHNOP_bind_virq, "<III", 3, 1, 0)[0] == -errno.EINVAL
+    assert call(hypercall, ping, ev.EVTCHNOP_bind_virq, "<III", 99, 0, 0)[0] == -errno.EINVAL
+    rc, raw = call(hypercall, ping, ev.EVTCHNOP_bind_ipi, "<II", 0, 0)
+    ipi = struct.unpack("<II", raw)[1]
+    ping.shared_info.evtchn_mask[0] |= 1 << ipi
+    assert send(hypercall, ping, ipi) == 0
+    assert ping.events.is_pending(ipi) and not ping.vcpu_info(0).evtchn_upcall_pending
+    assert call(hypercall, ping, ev.EVTCHNOP_unmask, "<I", ipi)[0] == 0
+    assert ping.vcpu_info(0).evtchn_upcall_pending
+    assert call(hypercall, ping, ev.EVTCHNOP_bind_ipi, "<II", 3, 0)[0] == -errno.ENOENT
+    assert call(hypercall, ping, ev.EVTCHNOP_bind_vcpu, "<II", ipi, 0)[0] == -errno.EINVAL
+    assert call(hypercall, ping, ev.EVTCHNOP_reset, "<H", SELF)[0] == 0
+    assert send(hypercall, ping, timer_port) == -errno.EINVAL
+
+
+def xen_virq_timer():
+    return ev.VIRQ_TIMER
+
+
+def test_timer_raises_virq_timer(trio, hypercall):
+    host, (ping, _, _) = trio
+    rc, raw = call(hypercall, ping, ev.EVTCHNOP_bind_virq, "<III", ev.VIRQ_TIMER, 0, 0)
+    port = struct.unpack("<III", raw)[2]
+    assert hypercall(ping, xen.HYPERVISOR_set_timer_op, 1) == 0     # already past
+    host.machine.scheduler.fire_timers(host.machine.now())
+    assert ping.events.is_pending(port)
+
+
+def test_singleshot_timer_and_vcpu_op(trio, hypercall):
+    host, (ping, _, _) = trio
+    va = scratch(ping)
+    copy_to_guest(ping.vcpus[0], va, struct.pack("<QI", 1, vc.VCPU_SSHOTTMR_future))
+    assert hypercall(ping, xen.HYPERVISOR_vcpu_op, vc.VCPUOP_set_singleshot_timer, 0, va) == -errno.ETIME
+    copy_to_guest(ping.vcpus[0], va, struct.pack("<QI", 10 ** 15, 0))
+    assert hypercall(ping, xen.HYPERVISOR_vcpu_op, vc.VCPUOP_set_singleshot_timer, 0, va) == 0
+    assert ping.vcpus[0].timer_at == 10 ** 15
+    assert hypercall(ping, xen.HYPERVISOR_vcpu_op, vc.VCPUOP_stop_singleshot_timer, 0, 0) == 0
+    assert ping.vcpus[0].timer_at is None
+    assert hypercall(ping, xen.HYPERVISOR_vcpu_op, vc.VCPUOP_is_up, 0, 0) == 1
+    assert hypercall(ping, xen.HYPERVISOR_vcpu_op, vc.VCPUOP_is_up, 1, 0) == -errno.ENOENT
+    assert hypercall(ping, xen.HYPERVISOR_vcpu_op, vc.VCPUOP_get_runstate_info, 0, va) == 0
+    assert struct.unpack("<i", copy_from_guest(ping.vcpus[0], va, 4))[0] == vc.RUNSTATE_running
+
+
+def test_register_vcpu_info_moves_it(trio, hypercall):
+    _, (ping, _, _) = trio
+    mfn = ping.pfn_to_mfn(ping.layout.pfn(ping.layout.virt_end) + 1)
+    va = scratch(ping)
+    copy_to_guest(ping.vcpus[0], va, struct.pack("<QII", mfn, 128, 0))
+    assert hypercall(ping, xen.HYPERVISOR_vcpu_op, vc.VCPUOP_register_vcpu_info, 0, va) == 0
+    ping.events.set_pending(ping.console.port)
+    assert ping.machine.mem[mfn * PAGE + 128] == 1          # upcall_pending, at the new place
+    assert hypercall(ping, xen.HYPERVISOR_vcpu_op, vc.VCPUOP_register_vcpu_info, 0, va) == -errno.EINVAL
+
+
+def test_upcall_is_delivered_to_event_callback(trio, hypercall):
+    _, (ping, _, _) = trio
+    vcpu = ping.vcpus[0]
+    hypercall(ping, xen.HYPERVISOR_set_callbacks, 0xFFFFFFFF80001000, 0xFFFFFFFF80001010, 0)
+    vcpu.set_regs(rsp=scratch(ping, 2), rip=0x4444)
+    ping.vcpu_info(0).evtchn_upcall_mask = 0
+    ping.events.set_pending(ping.console.port)
+    traps.deliver_upcall(vcpu)
+    regs = vcpu.regs()
+    assert regs["rip"] == 0xFFFFFFFF80001000
+    assert ping.vcpu_info(0).evtchn_upcall_mask == 1
+    assert struct.unpack("<3Q", copy_from_guest(vcpu, regs["rsp"], 24))[2] == 0x4444
+
+
+def test_time_info_is_consistent(trio):
+    from pyxenon.hypervisor import timekeeping
+
+    _, (ping, _, _) = trio
+    info = ping.vcpu_info(0)
+    timekeeping.update_time_info(info, 12345)
+    t = info.time
+    assert t.version % 2 == 0 and t.system_time == 12345 and t.tsc_to_system_mul > 0
+    mul, shift = timekeeping.scale_for(2.5e9)
+    assert abs(((10 ** 9 * 2.5) * mul / 2 ** 32) * 2 ** shift - 1e9) < 1e6
