@@ -3,6 +3,7 @@ mmu_update, update_va_mapping and mmuext_op, checking after each step that
 no frame is both a page table and mapped writable, that every present entry
 names a frame the domain owns, and that each type count equals the number
 of references to it."""
+import pathlib
 import struct
 
 import hypothesis.strategies as st
@@ -14,7 +15,7 @@ from pyxenon.hypervisor.guestmem import copy_to_guest
 from pyxenon.public import xen
 from pyxenon.toolstack.host import Host
 
-from conftest import GUESTS
+GUESTS = pathlib.Path(__file__).resolve().parent.parent / "guests"
 
 PAGE = 4096
 SELF = 0x7FF0

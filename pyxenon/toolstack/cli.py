@@ -1,6 +1,8 @@
 """The pyxenon command line.
 
     pyxenon run CFG [CFG...] [--trace] [--timeout S] [--deterministic]
+    pyxenon COMMAND ...        xl's commands against the host daemon (xl.py)
+    xl COMMAND ...             the same, through a symlink named xl
 
 boots the domains the xl.cfg files describe in this process and streams
 their consoles to stdout (each line prefixed by the domain's name when there
@@ -8,9 +10,12 @@ are several).  Exit status 0 when every domain powered off; otherwise 1,
 with the reason on stderr.  A malformed input gets one line naming the file.
 """
 import argparse
+import os
 import sys
 
 from pyxenon.errors import UserInputError
+
+from . import xl
 
 EXIT_OK, EXIT_GUEST, EXIT_USAGE = 0, 1, 2
 
@@ -71,9 +76,17 @@ def report(domains, outcome):
     return status
 
 
+class TopParser(argparse.ArgumentParser):
+    """A bad command name gets one line, not the usage."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
+
+
 def parser():
-    p = argparse.ArgumentParser(prog="pyxenon", description="A separation VMM for Xen PV guests.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = TopParser(prog="pyxenon", description="A separation VMM for Xen PV guests.")
+    # run's own parser stays the standard one, so `pyxenon run` behaves as before.
+    sub = p.add_subparsers(dest="command", required=True, parser_class=argparse.ArgumentParser)
     run = sub.add_parser("run", help="boot domains from xl.cfg files in this process")
     run.add_argument("cfg", nargs="+", help="xl.cfg file")
     run.add_argument("--trace", action="store_true", help="print every hypercall to stderr")
@@ -81,10 +94,19 @@ def parser():
     run.add_argument("--deterministic", action="store_true",
                      help="schedule by instruction count and virtual time")
     run.set_defaults(func=cmd_run)
+    # Listed for --help and the choices; main() hands them to xl.main first.
+    for name in xl.COMMANDS:
+        sub.add_parser(name, help=f"xl's {name} (`pyxenon {name} -h`)", add_help=False)
     return p
 
 
 def main(argv=None):
+    if argv is None:
+        argv = sys.argv[1:]
+        if os.path.basename(sys.argv[0]) == "xl":
+            return xl.main(argv, prog="xl")
+    if argv and argv[0] in xl.COMMANDS:
+        return xl.main(argv, prog="pyxenon")
     args = parser().parse_args(argv)
     try:
         return args.func(args)

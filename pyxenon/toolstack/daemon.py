@@ -1,0 +1,666 @@
+"""The host daemon: one Host whose domains outlive the command that made them.
+
+xl's commands talk to it over a Unix socket (see protocol.py).  It is a
+single-threaded event loop, because the engine may only be touched from one
+thread: wait on the sockets, serve every request that arrived, then give the
+scheduler a bounded slice (Host.run(timeout=RUN_SLICE)) and go round again.
+Nothing a client or a guest does may end the loop: a malformed request gets
+an error reply, a vanished client is dropped, a domain that breaks the engine
+is crashed on its own.
+"""
+import collections
+import fcntl
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+
+from pyxenon.errors import UserInputError
+from pyxenon.hypervisor.domain import DEAD, PAUSED, RUNNING, SHUTDOWN
+
+from . import protocol
+from .host import Host
+from .protocol import MAX_LINE, b64
+
+RUN_SLICE = 0.05          # seconds of guest time between looks at the sockets
+IDLE_WAIT = 0.5           # select timeout when no domain can run
+MAX_CLIENTS = 64
+MAX_OUTPUT = 1 << 20      # bytes queued for a client that does not read
+CONSOLE_BACKLOG = 64 * 1024
+MAX_INPUT_QUEUE = 64 * 1024
+DMESG_LINES = 10000
+PAGES_PER_MIB = 256
+REASON_LETTERS = {"poweroff": "-", "reboot": "r", "suspend": "s", "crash": "c", "watchdog": "w"}
+
+
+class RequestError(Exception):
+    """A request the daemon refuses; its text is the error reply."""
+
+
+class Client:
+    def __init__(self, sock):
+        self.sock = sock
+        self.inbuf = b""
+        self.outbuf = bytearray()
+        self.console = None      # the Domain whose console this client streams
+        self.closing = False     # close once outbuf is sent
+
+    def queue(self, message):
+        self.outbuf += protocol.encode(message)
+
+
+class Dmesg:
+    """The hypervisor's console log, as `xl dmesg` shows it."""
+
+    def __init__(self):
+        self.lines = collections.deque(maxlen=DMESG_LINES)
+        self.t0 = time.monotonic()
+        self.partial = {}  # domid -> unfinished console_io line
+
+    def log(self, text):
+        stamp = time.monotonic() - self.t0
+        for line in str(text).splitlines() or [""]:
+            self.lines.append(f"(XEN) [{stamp:12.6f}] {line}")
+
+    def guest(self, domain, data):
+        """console_io output: Xen puts it in its own log, prefixed (dN)."""
+        text = self.partial.pop(domain.domid, "") + data.decode("utf-8", errors="replace")
+        *lines, rest = text.split("\n")
+        for line in lines:
+            self.lines.append(f"(d{domain.domid}) {line}")
+        if rest:
+            self.partial[domain.domid] = rest[-1024:]
+
+
+# -- requests ---------------------------------------------------------------------
+
+# op -> {argument: type}; any other argument, or one of the wrong type, is refused.
+SCHEMAS = {
+    "ping": {}, "info": {}, "stop": {},
+    "list": {"domain": str},
+    "vcpu_list": {"domain": str},
+    "create": {"cfg": str, "overrides": list, "paused": bool, "cwd": str, "console": bool},
+    "pause": {"domain": str}, "unpause": {"domain": str},
+    "destroy": {"domain": str}, "shutdown": {"domain": str}, "reboot": {"domain": str},
+    "dmesg": {"clear": bool},
+    "console": {"domain": str},
+    "input": {"data": str},
+}
+NEEDS_DOMAIN = {"pause", "unpause", "destroy", "shutdown", "reboot", "console"}
+
+
+def check_request(message):
+    """The op and its arguments, or RequestError naming what is wrong."""
+    op = message.get("op")
+    if not isinstance(op, str) or op not in SCHEMAS:
+        raise RequestError(f"unknown operation {str(op)[:40]!r}")
+    args = {k: v for k, v in message.items() if k != "op"}
+    check_args(op, args, SCHEMAS[op])
+    if op in NEEDS_DOMAIN and "domain" not in args:
+        raise RequestError(f"{op}: a domain is required")
+    return op, args
+
+
+def check_args(op, args, schema):
+    for name, value in args.items():
+        if name not in schema:
+            raise RequestError(f"{op}: unknown argument {name[:40]!r}")
+        if not isinstance(value, schema[name]):
+            raise RequestError(f"{op}: {name} must be {schema[name].__name__}")
+    if not all(isinstance(o, str) for o in args.get("overrides", [])):
+        raise RequestError(f"{op}: overrides must be strings")
+
+
+def peer_uid(sock):
+    """The uid of the process at the other end (Linux SO_PEERCRED)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+class Daemon:
+    def __init__(self, folder, host=None):
+        self.folder = folder
+        self.path = protocol.socket_path(folder)
+        self.host = host or Host()
+        self.machine = self.host.machine
+        self.dmesg = Dmesg()
+        self.started = {}                        # domid -> monotonic creation time
+        self.known = {}                          # domid -> Domain, as last seen
+        self.cpu_ns = collections.Counter()      # (domid, vcpu_id) -> ns on the engine
+        self.pending_input = {}                  # domid -> bytes not yet in in[]
+        self.clients = {}
+        self.selector = selectors.DefaultSelector()
+        self.listener = None
+        self.busy = False
+        self.stopping = False
+        self.t0 = time.monotonic()
+        self.machine.console_listeners.append(self.on_console)
+        self.machine.shutdown_listeners.append(self.on_shutdown)
+        self._time_slices()
+
+    def _time_slices(self):
+        """Wrap the scheduler's run_slice (on this instance only): per-vcpu
+        time for `xl list`/`vcpu-list`, and a fault in one domain's slice
+        crashes that domain instead of the daemon."""
+        scheduler = self.machine.scheduler
+        inner = scheduler.run_slice
+
+        def run_slice(vcpu):
+            start = time.thread_time_ns()
+            try:
+                inner(vcpu)
+            except Exception as e:  # noqa: BLE001 - any failure is the domain's
+                self.contain(vcpu.domain, e)
+            finally:
+                self.cpu_ns[(vcpu.domain.domid, vcpu.vcpu_id)] += time.thread_time_ns() - start
+        scheduler.run_slice = run_slice
+
+    def contain(self, domain, error):
+        self.dmesg.log(f"d{domain.domid} ({domain.name}): engine error: {error!r}")
+        traceback.print_exc()
+        domain.crash(f"domain {domain.name} (d{domain.domid}) crashed: "
+                     f"internal error while it ran: {error!r}")
+        self.machine.after_slice()
+
+    # -- the socket ------------------------------------------------------------
+
+    def listen(self):
+        """Bind the socket, mode 0600 from the start (umask), not after."""
+        if os.path.exists(self.path):
+            os.unlink(self.path)  # stale: we hold the lock, so no daemon owns it
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            sock.bind(self.path)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+        sock.listen(16)
+        sock.setblocking(False)
+        self.selector.register(sock, selectors.EVENT_READ)
+        self.listener = sock
+
+    def accept(self):
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:
+            return
+        if peer_uid(sock) not in (os.getuid(), 0) or len(self.clients) >= MAX_CLIENTS:
+            sock.close()
+            return
+        sock.setblocking(False)
+        client = Client(sock)
+        self.clients[sock] = client
+        self.selector.register(sock, selectors.EVENT_READ, client)
+
+    def drop(self, client):
+        self.clients.pop(client.sock, None)
+        try:
+            self.selector.unregister(client.sock)
+        except (KeyError, ValueError):
+            pass
+        client.sock.close()
+
+    def readable(self, client):
+        try:
+            data = client.sock.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self.drop(client)  # gone, perhaps killed mid-console: nothing else to undo
+            return
+        if client.closing:
+            return  # read and discarded, so the close is not a reset that loses our reply
+        client.inbuf += data
+        while b"\n" in client.inbuf and not client.closing:
+            line, client.inbuf = client.inbuf.split(b"\n", 1)
+            self.serve_line(client, line)
+        if len(client.inbuf) >= MAX_LINE:
+            client.queue({"ok": False, "error": f"request longer than {MAX_LINE} bytes"})
+            client.inbuf, client.closing = b"", True
+
+    def serve_line(self, client, line):
+        try:
+            op, args = check_request(protocol.decode(line))
+            reply = getattr(self, "op_" + op)(client, **args)
+        except (ValueError, RequestError, UserInputError) as e:
+            reply = {"ok": False, "error": str(e)}
+        except MemoryError as e:
+            reply = {"ok": False, "error": f"out of memory: {e}"}
+        except Exception as e:  # noqa: BLE001 - a bug must not end the daemon
+            traceback.print_exc()
+            reply = {"ok": False, "error": f"internal error: {e!r}"}
+        if reply is not None:
+            client.queue(reply)
+
+    def flush(self, client):
+        try:
+            sent = client.sock.send(client.outbuf) if client.outbuf else 0
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.drop(client)
+            return
+        del client.outbuf[:sent]
+        if client.closing and not client.outbuf:
+            self.half_close(client)
+        elif len(client.outbuf) > MAX_OUTPUT:
+            self.drop(client)  # a console nobody reads must not eat the host
+        else:
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.outbuf else 0)
+            self.selector.modify(client.sock, events, client)
+
+    def half_close(self, client):
+        """All said: end our direction; the client's EOF then drops it."""
+        try:
+            client.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.drop(client)
+            return
+        self.selector.modify(client.sock, selectors.EVENT_READ, client)
+
+    # -- the loop ------------------------------------------------------------
+
+    def serve_forever(self):
+        self.dmesg.log(f"pyxenon host daemon started (pid {os.getpid()}), "
+                       f"{self.machine.nr_frames // PAGES_PER_MIB} MiB machine memory")
+        while not self.stopping:
+            self.poll(0 if self.busy else IDLE_WAIT)
+            self.run_domains()
+            self.after_run()
+        self.stop_domains()
+        self.close()
+
+    def poll(self, timeout):
+        for key, _ in self.selector.select(timeout):
+            if key.fileobj is self.listener:
+                self.accept()
+            elif key.fileobj in self.clients:
+                self.readable(key.data)
+
+    def run_domains(self):
+        if not any(d.state == RUNNING for d in self.machine.domains.values()):
+            self.busy = False
+            return
+        try:
+            outcome = self.host.run(timeout=RUN_SLICE)
+        except Exception as e:  # noqa: BLE001 - logged; the domains' slices are guarded
+            self.dmesg.log(f"scheduler error: {e!r}")
+            traceback.print_exc()
+            outcome = "blocked"
+        self.busy = outcome == "timeout"
+
+    def after_run(self):
+        self.notice_domains()
+        self.feed_consoles()
+        self.end_consoles()
+        for client in list(self.clients.values()):
+            if client.outbuf:
+                self.flush(client)
+
+    def notice_domains(self):
+        """Log domains that appeared (restarts) or went away, however they did."""
+        live = dict(self.machine.domains)
+        for domid, domain in self.known.items():
+            if domid not in live:
+                self.dmesg.log(f"d{domid} ({domain.name}) destroyed")
+                self.started.pop(domid, None)
+                self.pending_input.pop(domid, None)
+        # Host keeps every domain it made; a long-lived daemon keeps the live ones.
+        self.host.domains[:] = [d for d in self.host.domains if d.state != DEAD]
+        for domid, domain in live.items():
+            if domid not in self.known:
+                self.dmesg.log(f"d{domid} ({domain.name}) created, "
+                               f"{domain.nr_pages // PAGES_PER_MIB} MiB")
+                self.started.setdefault(domid, time.monotonic())
+        self.known = live
+
+    def feed_consoles(self):
+        for domid, data in list(self.pending_input.items()):
+            domain = self.machine.domains.get(domid)
+            if domain is None or domain.state in (SHUTDOWN, DEAD):
+                del self.pending_input[domid]
+                continue
+            n = domain.console.feed(data)
+            if n:
+                self.busy = True  # the guest has input to read
+            self.pending_input[domid] = data[n:]
+            if not self.pending_input[domid]:
+                del self.pending_input[domid]
+
+    def end_consoles(self):
+        for client in self.clients.values():
+            domain = client.console
+            if domain is not None and domain.state in (SHUTDOWN, DEAD) and not client.closing:
+                client.queue({"end": domain.shutdown_reason or "destroyed"})
+                client.closing = True
+
+    # -- notifications from the machine --------------------------------------------
+
+    def on_console(self, domain, data, source):
+        """Runs inside a slice: only queue, never fail."""
+        try:
+            if source != "ring":
+                self.dmesg.guest(domain, data)
+            for client in self.clients.values():
+                if client.console is domain and not client.closing:
+                    client.queue({"out": b64(data)})
+        except Exception:  # noqa: BLE001 - a listener must not break the slice
+            traceback.print_exc()
+
+    def on_shutdown(self, domain):
+        self.dmesg.log(f"d{domain.domid} ({domain.name}) shut down: {domain.shutdown_reason}")
+        if domain.crash_report:
+            self.dmesg.log(domain.crash_report)
+
+    # -- finding domains -------------------------------------------------------
+
+    def find(self, which):
+        """A live domain by id or name; 0 and "Domain-0" are the host itself."""
+        if which in ("0", "Domain-0"):
+            return None
+        if which.isdigit():
+            domain = self.machine.domains.get(int(which))
+        else:
+            domain = next((d for d in self.machine.domains.values() if d.name == which), None)
+        if domain is None:
+            raise RequestError(f"{which[:64]} is an invalid domain identifier")
+        return domain
+
+    def guest(self, which, op):
+        """Like find, for operations Domain-0 does not allow."""
+        domain = self.find(which)
+        if domain is None:
+            raise RequestError(f"{op}: not allowed on Domain-0 (the host itself)")
+        return domain
+
+    # -- operations ------------------------------------------------------------
+
+    def op_ping(self, client):
+        return {"ok": True, "pid": os.getpid()}
+
+    def op_create(self, client, cfg, overrides=(), paused=False, cwd="/", console=False):
+        """console: attach this connection before the domain first runs,
+        so not a byte of its output is missed (`create -c`)."""
+        config = load_config(cfg, overrides, cwd)
+        if config.name == "Domain-0" or any(d.name == config.name
+                                            for d in self.machine.domains.values()):
+            raise RequestError(f"domain with name {config.name!r} already exists")
+        domain = self.host.create_from_config(config, paused=paused)
+        self.started[domain.domid] = time.monotonic()
+        self.notice_domains()
+        self.dmesg.log(f"d{domain.domid} ({domain.name}) from {cfg}"
+                       + (", paused" if paused else ""))
+        self.busy = True
+        if console:
+            return self.attach(client, domain)
+        return {"ok": True, "domid": domain.domid, "name": domain.name}
+
+    def op_list(self, client, domain=None):
+        if domain is not None:
+            found = self.find(domain)
+            rows = [self.host_row() if found is None else self.domain_row(found)]
+        else:
+            rows = [self.host_row()] + [self.domain_row(d) for _, d in
+                                        sorted(self.machine.domains.items())]
+        return {"ok": True, "domains": rows}
+
+    def op_vcpu_list(self, client, domain=None):
+        rows = self.op_list(client, domain)["domains"]
+        return {"ok": True, "vcpus": [v for row in rows for v in row["vcpu_info"]]}
+
+    def op_pause(self, client, domain):
+        self.guest(domain, "pause").pause()
+        return {"ok": True}
+
+    def op_unpause(self, client, domain):
+        self.guest(domain, "unpause").unpause()
+        self.busy = True
+        return {"ok": True}
+
+    def op_destroy(self, client, domain):
+        target = self.guest(domain, "destroy")
+        self.machine.destroy_domain(target)
+        self.after_run()
+        return {"ok": True}
+
+    def op_shutdown(self, client, domain):
+        return self.shut(self.guest(domain, "shutdown"), 0)
+
+    def op_reboot(self, client, domain):
+        return self.shut(self.guest(domain, "reboot"), 1)
+
+    def shut(self, domain, code):
+        """As if the guest had called SCHEDOP_shutdown (a PV guest with no
+        xenstore cannot be asked politely), then the cfg's on_* action."""
+        domain.shutdown(code)
+        self.machine.after_slice()
+        self.after_run()
+        return {"ok": True}
+
+    def op_info(self, client):
+        return {"ok": True, "info": host_info(self.machine)}
+
+    def op_dmesg(self, client, clear=False):
+        lines = list(self.dmesg.lines)
+        if clear:
+            self.dmesg.lines.clear()
+        return {"ok": True, "lines": lines}
+
+    def op_console(self, client, domain):
+        return self.attach(client, self.guest(domain, "console"))
+
+    def attach(self, client, target):
+        """Stream target's console to client: the ok reply, the backlog, then
+        output as it comes (on_console) until the domain stops (end_consoles)."""
+        if client.console is not None:
+            raise RequestError("console: this connection already streams a console")
+        client.queue({"ok": True, "domid": target.domid, "name": target.name})
+        client.console = target
+        backlog = bytes(target.console_log[-CONSOLE_BACKLOG:])
+        if backlog:
+            client.queue({"out": b64(backlog)})
+        return None
+
+    def op_input(self, client, data):
+        if client.console is None:
+            raise RequestError("input: attach a console first")
+        try:
+            raw = protocol.unb64(data)
+        except ValueError:
+            raise RequestError("input: data is not base64") from None
+        domid = client.console.domid
+        queued = self.pending_input.get(domid, b"") + raw
+        self.pending_input[domid] = queued[:MAX_INPUT_QUEUE]
+        return None  # streaming: no reply, as a terminal gives none
+
+    def op_stop(self, client):
+        self.stopping = True
+        return {"ok": True}
+
+    # -- rows for list ---------------------------------------------------------
+
+    def host_row(self):
+        """Domain-0: the host process itself, the way xl shows dom0."""
+        import resource
+
+        rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        cpu = time.process_time()
+        return {"domid": 0, "name": "Domain-0", "mem_mib": rss_mib, "maxmem_mib": rss_mib,
+                "vcpus": 1, "state": "r-----", "cpu_time": cpu,
+                "uptime": time.monotonic() - self.t0, "shutdown_code": None,
+                "uuid": "00000000-0000-0000-0000-000000000000", "ssid_label": None,
+                "config": {"c_info": {"type": "pv", "name": "Domain-0"}},
+                "vcpu_info": [{"name": "Domain-0", "domid": 0, "vcpu": 0, "state": "r--",
+                               "cpu_time": cpu}]}
+
+    def domain_row(self, domain):
+        vcpus = [self.vcpu_row(domain, v) for v in domain.vcpus]
+        return {"domid": domain.domid, "name": domain.name,
+                "mem_mib": domain.nr_pages // PAGES_PER_MIB,
+                "maxmem_mib": getattr(domain.config, "maxmem_mib", None),
+                "vcpus": len(domain.vcpus), "state": state_letters(domain),
+                "cpu_time": sum(v["cpu_time"] for v in vcpus),
+                "uptime": time.monotonic() - self.started.get(domain.domid, self.t0),
+                "shutdown_code": domain.shutdown_code, "uuid": uuid_text(domain.handle),
+                "ssid_label": domain.label, "config": config_dict(domain),
+                "vcpu_info": vcpus}
+
+    def vcpu_row(self, domain, vcpu):
+        running = domain.state == RUNNING and vcpu.runnable
+        blocked = domain.state == RUNNING and not vcpu.runnable
+        state = ("r" if running else "-") + ("b" if blocked else "-") + \
+                ("p" if domain.state == PAUSED else "-")
+        return {"name": domain.name, "domid": domain.domid, "vcpu": vcpu.vcpu_id,
+                "state": state, "cpu_time": self.cpu_ns[(domain.domid, vcpu.vcpu_id)] / 1e9}
+
+    # -- stopping ------------------------------------------------------------
+
+    def stop_domains(self):
+        """`daemon stop`: power every domain off, then destroy what remains."""
+        for domain in list(self.machine.domains.values()):
+            domain.shutdown(0)
+        self.machine.after_slice()
+        for domain in list(self.machine.domains.values()):
+            self.machine.destroy_domain(domain)
+        self.after_run()
+
+    def close(self):
+        for client in list(self.clients.values()):
+            if client.console is not None and not client.closing:
+                client.queue({"end": "daemon stopped"})
+            try:
+                client.sock.setblocking(True)
+                client.sock.settimeout(1.0)
+                client.sock.sendall(client.outbuf)
+            except OSError:
+                pass
+            self.drop(client)
+        if self.listener is not None:
+            self.selector.unregister(self.listener)
+            self.listener.close()
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        self.host.close()
+
+
+# -- helpers ----------------------------------------------------------------------
+
+def load_config(cfg, overrides, cwd):
+    """The cfg checked by xlcfg, with relative override paths taken from the
+    client's folder (xlcfg resolves them against the current folder)."""
+    from .xlcfg import load_cfg
+
+    if not os.path.isabs(cfg) or not os.path.isabs(cwd):
+        raise RequestError("create: cfg and cwd must be absolute paths")
+    here = os.getcwd()
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise RequestError(f"create: folder {cwd}: {e.strerror}") from None
+    try:
+        return load_cfg(cfg, list(overrides))
+    finally:
+        os.chdir(here)
+
+
+def state_letters(domain):
+    """xl's six state columns: running, blocked, paused, shutdown, reason, dying."""
+    runnable = any(v.runnable for v in domain.vcpus)
+    running = domain.state == RUNNING and runnable
+    blocked = domain.state == RUNNING and not runnable
+    shut = domain.state == SHUTDOWN
+    reason = REASON_LETTERS.get(domain.shutdown_reason, "?") if shut else "-"
+    return "".join(["r" if running else "-", "b" if blocked else "-",
+                    "p" if domain.state == PAUSED else "-", "s" if shut else "-",
+                    reason, "d" if domain.state == DEAD else "-"])
+
+
+def uuid_text(handle):
+    h = bytes(handle).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def config_dict(domain):
+    """The domain's settings as `xl list -l` shows them (libxl's grouping)."""
+    config = getattr(domain, "config", None)
+    if config is None:
+        return None
+    return {
+        "c_info": {"type": "pv", "name": config.name, "ssid_label": config.seclabel},
+        "b_info": {"max_vcpus": config.vcpus, "max_memkb": config.maxmem_mib * 1024,
+                   "target_memkb": config.memory_mib * 1024,
+                   "type.pv": {"kernel": config.kernel, "cmdline": config.cmdline,
+                               "ramdisk": config.ramdisk}},
+        "on_poweroff": config.on_poweroff, "on_reboot": config.on_reboot,
+        "on_watchdog": config.on_watchdog, "on_crash": config.on_crash,
+    }
+
+
+def host_info(machine):
+    """`xl info`'s fields, in xl's order, for this host."""
+    from pyxenon.hypercalls import xen_version as ver
+    from pyxenon.public import arch_x86
+
+    uname = os.uname()
+    free = sum(size for _, size in machine.free_ranges)
+    extra = ver.EXTRAVERSION.decode()
+    scheduler = "rr (deterministic)" if machine.scheduler.deterministic else "rr"
+    return [
+        ["host", uname.nodename], ["release", uname.release], ["version", uname.version],
+        ["machine", uname.machine], ["nr_cpus", 1], ["max_cpu_id", 0], ["nr_nodes", 1],
+        ["cores_per_socket", 1], ["threads_per_core", 1], ["virt_caps", "pv"],
+        ["total_memory", machine.nr_frames // PAGES_PER_MIB],
+        ["free_memory", free // PAGES_PER_MIB], ["sharing_freed_memory", 0],
+        ["sharing_used_memory", 0], ["outstanding_claims", 0], ["free_cpus", 0],
+        ["xen_major", ver.MAJOR], ["xen_minor", ver.MINOR], ["xen_extra", extra],
+        ["xen_version", f"{ver.MAJOR}.{ver.MINOR}{extra}"],
+        ["xen_caps", ver.CAPABILITIES.decode()], ["xen_scheduler", scheduler],
+        ["xen_pagesize", ver.PAGE_SIZE],
+        ["platform_params", f"virt_start={arch_x86.HYPERVISOR_VIRT_START:#x}"],
+        ["xen_changeset", ver.CHANGESET.decode()], ["xen_commandline", ""],
+        ["cc_compiler", "gcc"], ["cc_compile_by", "pyxenon"], ["cc_compile_domain", ""],
+        ["cc_compile_date", ""], ["build_id", ""], ["xend_config_format", 4],
+    ]
+
+
+# -- running the daemon -----------------------------------------------------------
+
+def hold_lock(folder):
+    """The daemon's lock file, held; None if another daemon holds it."""
+    handle = open(os.path.join(folder, protocol.LOCK_NAME), "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def serve(folder):
+    """Run the daemon in this process until `daemon stop` or SIGTERM.
+    Exit status 0; 1 if another daemon already serves the folder."""
+    protocol.ensure_runtime_dir(folder)
+    lock = hold_lock(folder)
+    if lock is None:
+        print(f"pyxenon: a daemon already serves {folder}", file=sys.stderr)
+        return 1
+    daemon = Daemon(folder)
+
+    def stop(signum, frame):
+        daemon.stopping = True
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        daemon.listen()
+        daemon.serve_forever()
+    finally:
+        lock.close()
+    return 0

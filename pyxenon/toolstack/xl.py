@@ -1,0 +1,449 @@
+"""xl's commands, against the host daemon (or, for `create -F`, in this process).
+
+    create [-p] [-c] [-F] [-q] CFG [KEY=VALUE...]     list [-l] [-v] [DOMAIN]
+    console [-t pv] DOMAIN    pause|unpause|destroy|reboot DOMAIN
+    shutdown [-w] DOMAIN      info [FIELD]     dmesg [-c]     domid NAME
+    domname ID                vcpu-list [DOMAIN]              uptime [DOMAIN]
+    daemon start|stop|status|run
+
+The same commands answer as `pyxenon COMMAND` and, through a symlink named
+xl, as `xl COMMAND`.  Output follows xl's formats.  Exit status 0 on success,
+1 when the operation failed (one line on stderr), 2 for a malformed command
+line or cfg.
+"""
+import argparse
+import json
+import os
+import selectors
+import sys
+import time
+
+from pyxenon.errors import UserInputError
+
+from . import protocol
+from .xlcfg import load_cfg
+from .protocol import ToolstackError
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+DETACH = 0x1D            # Ctrl-], xl console's escape character
+STOP_TIMEOUT = 15.0
+
+
+class UsageError(Exception):
+    """A malformed command line, reported in one line."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        # self.prog is "xl create" on a subcommand; main() adds the "xl: ".
+        where = self.prog.split(" ", 1)[1:]
+        raise UsageError(f"{where[0]}: {message}" if where else message)
+
+
+def request(op, **args):
+    """One request to the daemon (started if need be); the reply's fields."""
+    conn = protocol.connect(start=True)
+    try:
+        return conn.request(op, **{k: v for k, v in args.items() if v is not None})
+    finally:
+        conn.close()
+
+
+# -- create ---------------------------------------------------------------------
+
+def cmd_create(args):
+    if args.cfg is None:
+        raise UsageError("create: a cfg file is required")
+    if args.foreground and (args.paused or args.console):
+        raise UsageError("create: -F runs the domain here; it does not go with -p or -c")
+    if not args.quiet:
+        print(f"Parsing config from {args.cfg}", file=sys.stderr)
+    if args.foreground:
+        return create_foreground(args)
+    load_cfg(args.cfg, args.overrides)  # a malformed cfg is reported here, exit 2
+    conn = protocol.connect(start=True)
+    try:
+        conn.request("create", cfg=os.path.abspath(args.cfg), overrides=args.overrides,
+                     paused=args.paused, cwd=os.getcwd(), console=args.console)
+        if args.console:
+            return stream_console(conn)
+    finally:
+        conn.close()
+    return EXIT_OK
+
+
+def create_foreground(args):
+    """The domain runs in this process, its console on stdout, until it stops."""
+    from .cli import report
+    from .host import Host
+
+    with Host() as host:
+        host.machine.console_listeners.append(write_console)
+        domain = host.create(args.cfg, overrides=args.overrides)
+        outcome = host.run()
+        return report([domain], outcome)
+
+
+def write_console(domain, data, source):
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+# -- console ---------------------------------------------------------------------
+
+def cmd_console(args):
+    conn = protocol.connect(start=True)
+    try:
+        return stream_console(conn, args.domain)
+    finally:
+        conn.close()
+
+
+def stream_console(conn, domain=None):
+    """Attach to domain's console (None: this connection is attached already):
+    its output to stdout, stdin to the guest, until the domain stops (or
+    Ctrl-] on a terminal)."""
+    if domain is not None:
+        conn.request("console", domain=domain)
+    terminal = Terminal(sys.stdin)
+    with terminal:
+        selector = selectors.DefaultSelector()
+        selector.register(conn.sock, selectors.EVENT_READ, "daemon")
+        watch_stdin(selector, conn)
+        try:
+            return console_loop(selector, conn, terminal)
+        except BrokenPipeError:
+            return EXIT_OK  # our reader went away: detach quietly
+
+
+def watch_stdin(selector, conn):
+    try:
+        selector.register(sys.stdin.fileno(), selectors.EVENT_READ, "stdin")
+    except (ValueError, OSError):
+        # Not pollable (a regular file, say): give it all at once.
+        data = sys.stdin.buffer.read(protocol.MAX_LINE // 2) if sys.stdin else b""
+        if data:
+            conn.send({"op": "input", "data": protocol.b64(data)})
+
+
+def console_loop(selector, conn, terminal):
+    if show_output(conn):  # what came with the attach reply
+        return EXIT_OK
+    while True:
+        for key, _ in selector.select():
+            if key.data == "stdin":
+                if not forward_input(selector, conn, terminal):
+                    return EXIT_OK
+                continue
+            data = conn.sock.recv(65536)
+            if not data:
+                raise ToolstackError("the daemon closed the console")
+            conn.feed(data)
+            if show_output(conn):
+                return EXIT_OK
+
+
+def forward_input(selector, conn, terminal):
+    """Send what stdin has; False when the user asked to detach."""
+    data = os.read(sys.stdin.fileno(), 4096)
+    if not data:
+        selector.unregister(sys.stdin.fileno())  # stdin ended; the output goes on
+        return True
+    if terminal.raw and DETACH in data:
+        return False
+    conn.send({"op": "input", "data": protocol.b64(data)})
+    return True
+
+
+def show_output(conn):
+    """Write the console bytes received; True once the domain has stopped."""
+    out = sys.stdout.buffer
+    while True:
+        message = conn.pop()
+        if message is None:
+            return False
+        if "out" in message:
+            out.write(protocol.unb64(message["out"]))
+            out.flush()
+        elif "end" in message:
+            return True
+
+
+class Terminal:
+    """Raw mode on a terminal stdin for the console's lifetime (as xl does)."""
+
+    def __init__(self, stream):
+        self.fd = stream.fileno() if stream and stream.isatty() else None
+        self.saved = None
+        self.raw = self.fd is not None
+
+    def __enter__(self):
+        if self.raw:
+            import termios
+            import tty
+
+            self.saved = termios.tcgetattr(self.fd)
+            tty.setraw(self.fd)
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            import termios
+
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
+
+
+# -- list, info and the rest --------------------------------------------------------
+
+LIST_HEADER = "Name                                        ID   Mem VCPUs\tState\tTime(s)"
+VERBOSE_HEADER = "   UUID                            Reason-Code\tSecurity Label"
+
+
+def cmd_list(args):
+    rows = request("list", domain=args.domain)["domains"]
+    if args.long:
+        print(json.dumps([{"domid": r["domid"], "config": r["config"]} for r in rows],
+                         indent=4))
+        return EXIT_OK
+    print(LIST_HEADER + (VERBOSE_HEADER if args.verbose else ""))
+    for row in rows:
+        print(list_line(row, args.verbose))
+    return EXIT_OK
+
+
+def list_line(row, verbose):
+    line = (f"{row['name']:<40} {row['domid']:5d} {row['mem_mib']:5d} {row['vcpus']:5d}     "
+            f"{row['state']}  {row['cpu_time']:8.1f}")
+    if verbose:
+        code = row["shutdown_code"]
+        line += f" {row['uuid']} {'-' if code is None else format(code, 'x'):>8}"
+        line += f" {row['ssid_label'] or '-':>16}"
+    return line
+
+
+def cmd_vcpu_list(args):
+    vcpus = request("vcpu_list", domain=args.domain)["vcpus"]
+    print(f"{'Name':<32} {'ID':>5} {'VCPU':>5} {'CPU':>5} {'State':>5} {'Time(s)':>9} "
+          "Affinity (Hard / Soft)")
+    for v in vcpus:
+        print(f"{v['name']:<32} {v['domid']:5d} {v['vcpu']:5d} {0:5d} {v['state']:>5} "
+              f"{v['cpu_time']:9.1f}  all / all")
+    return EXIT_OK
+
+
+def cmd_uptime(args):
+    rows = request("list", domain=args.domain)["domains"]
+    print(f"{'Name':<33} {'ID':>4} Uptime")
+    for row in rows:
+        print(f"{row['name']:<33} {row['domid']:4d} {uptime_text(row['uptime'])}")
+    return EXIT_OK
+
+
+def uptime_text(seconds):
+    """xl's long uptime form: "[D day(s), ]HH:MM:SS"."""
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    clock = f"{hours:2d}:{rest // 60:02d}:{rest % 60:02d}"
+    if days:
+        return f"{days} day{'s' if days > 1 else ''}, {clock}"
+    return clock
+
+
+def cmd_info(args):
+    fields = request("info")["info"]
+    if args.field is None:
+        for key, value in fields:
+            print(f"{key:<23}: {value}")
+        return EXIT_OK
+    for key, value in fields:
+        if key == args.field:
+            print(value)
+            return EXIT_OK
+    raise UsageError(f"info: no field {args.field!r} (try `info` for the list)")
+
+
+def cmd_dmesg(args):
+    for line in request("dmesg", clear=args.clear or None)["lines"]:
+        print(line)
+    return EXIT_OK
+
+
+def cmd_domid(args):
+    print(one_row(args.name)["domid"])
+    return EXIT_OK
+
+
+def cmd_domname(args):
+    if not args.domid.isdigit():
+        raise UsageError(f"domname: {args.domid!r} is not a domain id")
+    print(one_row(args.domid)["name"])
+    return EXIT_OK
+
+
+def one_row(domain):
+    return request("list", domain=domain)["domains"][0]
+
+
+def simple(op, verb=None):
+    """A command that sends op for one domain (pause, unpause, destroy)."""
+    def command(args):
+        if verb:
+            print(f"{verb} domain {one_row(args.domain)['domid']}", file=sys.stderr)
+        request(op, domain=args.domain)
+        return EXIT_OK
+    return command
+
+
+def cmd_shutdown(args):
+    domid = one_row(args.domain)["domid"]
+    print(f"Shutting down domain {domid}", file=sys.stderr)
+    request("shutdown", domain=str(domid))
+    if args.wait:
+        print("Waiting for 1 domains", file=sys.stderr)
+        wait_gone(domid)
+    return EXIT_OK
+
+
+def wait_gone(domid):
+    """Until the domain is destroyed (or preserved in its shut-down state)."""
+    while True:
+        try:
+            state = one_row(str(domid))["state"]
+        except ToolstackError:
+            print(f"Domain {domid} has been destroyed.", file=sys.stderr)
+            return
+        if state[3] == "s":
+            print(f"Domain {domid} has been shut down", file=sys.stderr)
+            return
+        time.sleep(0.05)
+
+
+# -- the daemon ---------------------------------------------------------------------
+
+def cmd_daemon(args):
+    folder = protocol.ensure_runtime_dir(protocol.runtime_dir())
+    if args.action == "run":
+        from .daemon import serve
+
+        return serve(folder)
+    if args.action == "start":
+        conn = protocol.connect(start=True)
+    else:
+        conn = protocol.try_connect(protocol.socket_path(folder))
+    if conn is None:
+        print("pyxenon: daemon not running")
+        return EXIT_OK if args.action == "stop" else EXIT_FAIL
+    try:
+        return DAEMON_ACTIONS[args.action](conn, folder)
+    finally:
+        conn.close()
+
+
+def daemon_status(conn, folder):
+    pid = conn.request("ping")["pid"]
+    print(f"pyxenon: daemon running, pid {pid}, socket {protocol.socket_path(folder)}")
+    return EXIT_OK
+
+
+def daemon_stop(conn, folder):
+    """Ask the daemon to stop and wait until its socket is gone."""
+    pid = conn.request("ping")["pid"]
+    conn.request("stop")
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while os.path.exists(protocol.socket_path(folder)):
+        if time.monotonic() > deadline:
+            raise ToolstackError(f"daemon (pid {pid}) did not stop")
+        time.sleep(0.05)
+    print(f"pyxenon: daemon (pid {pid}) stopped")
+    return EXIT_OK
+
+
+DAEMON_ACTIONS = {"start": daemon_status, "status": daemon_status, "stop": daemon_stop}
+
+
+# -- the command line ---------------------------------------------------------------
+
+def add_domain_command(sub, name, func, help_text, **extra):
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("domain", help="domain name or id")
+    p.set_defaults(func=func, **extra)
+    return p
+
+
+def add_create(sub):
+    p = sub.add_parser("create", help="create a domain from an xl.cfg file")
+    p.add_argument("-p", dest="paused", action="store_true", help="leave it paused")
+    p.add_argument("-c", dest="console", action="store_true", help="attach its console")
+    p.add_argument("-F", dest="foreground", action="store_true",
+                   help="run it in the foreground, in this process")
+    p.add_argument("-q", dest="quiet", action="store_true", help="quiet")
+    p.add_argument("cfg", nargs="?", metavar="CFG", help="xl.cfg file")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="cfg settings that win")
+    p.set_defaults(func=cmd_create)
+
+
+def add_queries(sub):
+    p = sub.add_parser("list", help="list domains")
+    p.add_argument("-l", "--long", action="store_true", help="each domain's settings, as JSON")
+    p.add_argument("-v", "--verbose", action="store_true", help="add uuid, reason, label")
+    p.add_argument("domain", nargs="?")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("info", help="about the host")
+    p.add_argument("field", nargs="?", help="print only this field's value")
+    p.set_defaults(func=cmd_info)
+    p = sub.add_parser("dmesg", help="the hypervisor's log")
+    p.add_argument("-c", dest="clear", action="store_true", help="clear it after printing")
+    p.set_defaults(func=cmd_dmesg)
+    sub.add_parser("domid", help="a domain's id").add_argument("name")
+    sub.choices["domid"].set_defaults(func=cmd_domid)
+    sub.add_parser("domname", help="a domain's name").add_argument("domid")
+    sub.choices["domname"].set_defaults(func=cmd_domname)
+    for name, func in (("vcpu-list", cmd_vcpu_list), ("uptime", cmd_uptime)):
+        p = sub.add_parser(name, help=f"{name} for every domain or one")
+        p.add_argument("domain", nargs="?")
+        p.set_defaults(func=func)
+
+
+def add_lifecycle(sub):
+    p = add_domain_command(sub, "console", cmd_console, "attach to a domain's console")
+    p.add_argument("-t", dest="type", choices=["pv"], default="pv", help="console type")
+    add_domain_command(sub, "pause", simple("pause"), "pause a domain")
+    add_domain_command(sub, "unpause", simple("unpause"), "unpause a domain")
+    add_domain_command(sub, "destroy", simple("destroy"), "destroy a domain now")
+    add_domain_command(sub, "reboot", simple("reboot", "Rebooting"), "reboot a domain")
+    p = add_domain_command(sub, "shutdown", cmd_shutdown, "shut a domain down")
+    p.add_argument("-w", dest="wait", action="store_true", help="wait until it is gone")
+    p = sub.add_parser("daemon", help="the host daemon that keeps the domains")
+    p.add_argument("action", choices=["start", "stop", "status", "run"])
+    p.set_defaults(func=cmd_daemon)
+
+
+def parser(prog):
+    p = OneLineParser(prog=prog, description="xl's commands against the pyxenon host daemon.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    add_create(sub)
+    add_queries(sub)
+    add_lifecycle(sub)
+    return p
+
+
+COMMANDS = ("create", "list", "console", "pause", "unpause", "destroy", "shutdown", "reboot",
+            "info", "dmesg", "domid", "domname", "vcpu-list", "uptime", "daemon")
+
+
+def main(argv, prog="xl"):
+    try:
+        args = parser(prog).parse_args(argv)
+        return args.func(args)
+    except (UsageError, UserInputError) as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except ToolstackError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    except (ConnectionError, BrokenPipeError) as e:
+        print(f"{prog}: lost the connection to the daemon: {e.strerror or e}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
