@@ -45,6 +45,7 @@ class Machine:
         self.console_listeners = []   # f(domain, bytes, source)
         self.shutdown_listeners = []  # f(domain), called outside the engine
         self.shutdown_queue = []
+        self.destroy_listeners = []   # f(domain), before its memory goes
 
     def close(self):
         for domain in list(self.domains.values()):
@@ -110,6 +111,8 @@ class Machine:
     def destroy_domain(self, domain):
         if domain.state == DEAD:
             return
+        for listener in self.destroy_listeners:
+            listener(domain)
         grants.teardown(domain)
         domain.events.close_all()
         domain.state = DEAD

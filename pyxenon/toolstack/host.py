@@ -10,11 +10,13 @@ This is the Python API (and what the CLI and the pytest fixtures use):
 import time
 
 from pyxenon.hypervisor.domain import SHUTDOWN
+from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.hypervisor.machine import Machine
 
 from . import builder
 from .console import ConsoleBackend
 from .elfimage import load_kernel
+from .xenstore import XenStore
 from .xlcfg import DomainConfig, load_cfg
 
 PAGES_PER_MIB = 256
@@ -34,6 +36,8 @@ class Host:
         self.machine = Machine(memory_mib=memory_mib, slice_ms=slice_ms,
                                deterministic=deterministic, policy=policy, audit=audit)
         self.machine.shutdown_listeners.append(self._on_shutdown)
+        self.machine.destroy_listeners.append(self._on_destroy)
+        self.xenstore = XenStore(gate=self._xenstore_gate)
         self.domains = []  # every domain created, dead ones included (their logs)
 
     def __enter__(self):
@@ -80,11 +84,15 @@ class Host:
     def _build(self, domain, image, config, ramdisk):
         layout = builder.plan(image, domain.nr_pages, len(ramdisk))
         builder.check_fits(image, layout, domain.nr_pages)
-        domain.store_port = domain.events.alloc_host(lambda: None)
+        domid = domain.domid
+        domain.store_port = domain.events.alloc_host(lambda: self.xenstore.on_event(domid))
         domain.console = ConsoleBackend(domain, layout.pfn(layout.console))
         builder.build(domain, image, config.cmdline, ramdisk,
                       ports=(domain.store_port, domain.console.port),
                       wallclock_ns=time.time_ns())
+        self.xenstore.connect(domid, domain.page(layout.pfn(layout.xenstore)),
+                              lambda: domain.events.set_pending(domain.store_port))
+        populate_store(self.xenstore, domain, layout)
 
     # -- running -------------------------------------------------------------
 
@@ -99,6 +107,23 @@ class Host:
                 return domain
         return None
 
+    def _on_destroy(self, domain):
+        if self.xenstore.is_introduced(domain.domid):
+            self.xenstore.release(domain.domid)
+
+    def _xenstore_gate(self, caller, owner, need):
+        """A guest touching another guest's XenStore nodes: the MSM decides."""
+        domains = self.machine.domains
+        subject, obj = domains.get(caller), domains.get(owner)
+        if subject is None or obj is None:
+            return False
+        access = {1: "r", 2: "w"}.get(need & 3, "rw")
+        try:
+            self.machine.msm.check(subject, obj, "xenstore", access, "xenstore")
+        except HypercallError:
+            return False
+        return True
+
     def _on_shutdown(self, domain):
         """Apply the cfg's on_poweroff/on_reboot/on_crash action."""
         action = action_for(domain)
@@ -107,6 +132,27 @@ class Host:
         elif action in ("restart", "rename-restart", "coredump-restart"):
             self.machine.destroy_domain(domain)
             self.create_from_config(domain.config, trace=domain.trace_sink)
+
+
+def populate_store(xs, domain, layout):
+    """The nodes xl writes for a new PV domain, under its home."""
+    home = f"/local/domain/{domain.domid}"
+    nodes = {
+        "name": domain.name, "domid": str(domain.domid),
+        "memory/target": str(domain.nr_pages * 4), "memory/static-max": str(domain.nr_pages * 4),
+        "cpu/0/availability": "online",
+        "console/ring-ref": str(domain.pfn_to_mfn(layout.pfn(layout.console))),
+        "console/port": str(domain.console.port), "console/type": "xenconsoled",
+        "console/limit": "1048576", "console/backend-id": "0",
+        "store/ring-ref": str(domain.pfn_to_mfn(layout.pfn(layout.xenstore))),
+        "store/port": str(domain.store_port),
+    }
+    for key, value in nodes.items():
+        xs.write(f"{home}/{key}", value)
+    for key in ("control", "device", "data", "drivers", "feature", "attr", "error"):
+        xs.mkdir(f"{home}/{key}")
+    for path in [home] + [f"{home}/{k.split('/')[0]}" for k in nodes]:
+        xs.set_perms(path, [(domain.domid, "n")])
 
 
 def action_for(domain):

@@ -145,7 +145,10 @@ def _check_domid(domid):
 
 
 class XenStore:
-    def __init__(self, limits=None):
+    def __init__(self, limits=None, gate=None):
+        """gate(caller, owner, need) -> bool decides access to another
+        guest's nodes beyond Xen's permissions (the MSM's xenstore path)."""
+        self.gate = gate
         self.limits = limits or Limits()
         self.tree = tree.Tree()
         self.clock = itertools.count(1)
@@ -294,7 +297,8 @@ class XenStore:
     # -- shared machinery -----------------------------------------------------
 
     def _access(self, domid, tx):
-        return Access(self.tree if tx is None else tx.tree, domid, self.limits, self.clock, tx)
+        return Access(self.tree if tx is None else tx.tree, domid, self.limits, self.clock, tx,
+                      self.gate)
 
     def _emit(self, events):
         for event in events:
