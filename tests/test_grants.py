@@ -5,7 +5,6 @@ import struct
 import pytest
 
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
-from pyxenon.hypervisor.mm import FrameTable
 from pyxenon.public import errno, grant_table as gt, xen
 from pyxenon.toolstack.host import Host
 from pyxenon.toolstack.policy import parse_policy
@@ -199,7 +198,7 @@ def test_destroyed_granter_is_torn_down_everywhere(world, hypercall):
     assert pong.grant_table.maptrack == {}
     with pytest.raises(Exception):
         copy_from_guest(pong.vcpus[0], va, 1)
-    assert FrameTable(host.machine).frames[mfn].owner != pong.domid
+    assert host.machine.frame_table.frames[mfn].owner != pong.domid
 
 
 def copy_op(hypercall, dom, src, dst, length, flags):

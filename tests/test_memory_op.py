@@ -5,7 +5,7 @@ import pytest
 
 from pyxenon.hypervisor import traps
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
-from pyxenon.hypervisor.mm import WRITABLE, FrameTable
+from pyxenon.hypervisor.mm import WRITABLE
 from pyxenon.public import errno, memory, xen
 
 PAGE = 4096
@@ -112,7 +112,7 @@ def test_multicall_unreadable_list(dom, hypercall):
 
 def l1_entry_va(dom, va):
     """The virtual address (in the start-of-day map) of the L1 entry for va."""
-    t = FrameTable(dom.machine)
+    t = dom.machine.frame_table
     table = dom.vcpus[0].core.cr3
     for level in (4, 3, 2):
         table = t.read_entry(table, (va >> (12 + 9 * (level - 1))) & 511) >> 12 & ((1 << 40) - 1)
@@ -137,7 +137,7 @@ def test_ptwr_mov_updates_entry_through_checks(dom):
     write_fault(dom, entry_va, b"\x48\x89\x07")          # mov [rdi], rax
     assert dom.shutdown_reason is None
     assert dom.vcpus[0].regs()["rip"] == scratch(dom) + 3
-    assert FrameTable(dom.machine).frames[target].type == WRITABLE
+    assert dom.machine.frame_table.frames[target].type == WRITABLE
 
 
 def test_ptwr_refuses_foreign_frame(guests, host, dom):

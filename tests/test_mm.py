@@ -25,7 +25,7 @@ def dom(two):
 
 
 def ft(dom):
-    return mm.FrameTable(dom.machine)
+    return dom.machine.frame_table
 
 
 def scratch(dom):

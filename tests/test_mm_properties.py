@@ -23,7 +23,7 @@ SELF = 0x7FF0
 
 def expected_type_counts(dom):
     """Type references recomputed from the tables themselves."""
-    t = mm.FrameTable(dom.machine)
+    t = dom.machine.frame_table
     counts = {}
     for mfn in domain_frames(dom):
         page = t.frames[mfn]
@@ -56,7 +56,7 @@ class FrameTableMachine(RuleBasedStateMachine):
         self.host = Host(memory_mib=256)
         self.dom = self.host.create(str(GUESTS / "hello.cfg"))
         self.other = self.host.create(str(GUESTS / "hello.cfg"), overrides=['name="other"'])
-        self.t = mm.FrameTable(self.host.machine)
+        self.t = self.host.machine.frame_table
         lay = self.dom.layout
         self.scratch = lay.stack + PAGE
         # candidate frames: own RAM (tables, mapped pages, free pages), foreign, Xen's

@@ -6,7 +6,6 @@ import pytest
 
 from pyxenon.hypervisor import traps
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
-from pyxenon.hypervisor.mm import FrameTable
 from pyxenon.public import arch_x86, callback, errno, xen
 
 PAGE = 4096
@@ -249,16 +248,16 @@ def test_set_gdt(dom, vcpu, hypercall):
     put(vcpu, scratch(dom), struct.pack("<Q", mfn))
     assert hypercall(dom, xen.HYPERVISOR_set_gdt, scratch(dom), 16) == 0
     assert vcpu.core.gdt_mfn[0] == mfn and vcpu.core.gdt_frames == 1
-    assert FrameTable(dom.machine).frames[mfn].type == 5      # seg_desc
+    assert dom.machine.frame_table.frames[mfn].type == 5      # seg_desc
     # ...so it can no longer be mapped writable
     assert hypercall(dom, xen.HYPERVISOR_update_descriptor, mfn << 12 | 16, RING0_CODE) == -errno.EINVAL
     assert hypercall(dom, xen.HYPERVISOR_set_gdt, scratch(dom), 0) == 0
-    assert FrameTable(dom.machine).frames[mfn].type_count == 0
+    assert dom.machine.frame_table.frames[mfn].type_count == 0
 
 
 def test_set_gdt_refuses_bad_pages(dom, vcpu, hypercall):
     mfn = free_frame(dom)
-    FrameTable(dom.machine).write_entry(mfn, 3, RING0_CODE)
+    dom.machine.frame_table.write_entry(mfn, 3, RING0_CODE)
     put(vcpu, scratch(dom), struct.pack("<Q", mfn))
     assert hypercall(dom, xen.HYPERVISOR_set_gdt, scratch(dom), 16) == -errno.EINVAL
     stack = dom.pfn_to_mfn(dom.layout.pfn(dom.layout.stack))      # mapped writable

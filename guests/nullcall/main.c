@@ -1,28 +1,93 @@
 /*
- * nullcall - the null-hypercall benchmark: "loops=N" on the command line
- * makes N xen_version(XENVER_version) calls, then powers off.
+ * nullcall - the benchmark guest.  Its command line picks the work:
+ *   loops=N   N xen_version(XENVER_version) hypercalls (the null hypercall)
+ *   spin=N    N rounds of a fixed 5-instruction ALU loop (straight-line code)
+ *   touch=R   R rounds of reading one byte from every page of the mapped
+ *             start-of-day padding, with a TLB flush after each round
+ *   mmu=N     N mmu_update batches of 32 entries remapping padding pages
+ * then powers off.
  */
 #include "lib.h"
 
-static unsigned long parse_loops(const char *cmdline)
+#define MMUEXT_TLB_FLUSH_LOCAL_ 6
+#define DOMID_SELF_ 0x7ff0
+#define BATCH 32
+
+static unsigned long param(const char *cmdline, const char *key)
 {
-    static const char key[] = "loops=";
+    size_t len = strlen(key);
     unsigned long n = 0;
     const char *p = cmdline;
 
     for ( ; *p; p++ )
-        if ( !memcmp(p, key, sizeof(key) - 1) )
+        if ( !memcmp(p, key, len) && p[len] == '=' )
             break;
-    for ( p += *p ? sizeof(key) - 1 : 0; *p >= '0' && *p <= '9'; p++ )
+    for ( p += *p ? len + 1 : 0; *p >= '0' && *p <= '9'; p++ )
         n = n * 10 + (*p - '0');
     return n;
 }
 
+/* The exact bytes the benchmark's raw-Unicorn baseline runs too. */
+static void spin(unsigned long n)
+{
+    if ( n )
+        asm volatile ( "1: add %%rbx, %%rax; xor %%rax, %%rbx; rol $7, %%rax;"
+                       "dec %%rcx; jnz 1b"
+                       : "+c" (n) : "a" (1UL), "b" (2UL) : "cc" );
+}
+
+/* The padding after the boot stack: mapped, writable, unused. */
+static unsigned long pad_start(start_info_t *si)
+{
+    return si->pt_base + (si->nr_pt_frames + 2) * 4096;
+}
+
+static unsigned long pad_end(start_info_t *si)
+{
+    return (pad_start(si) + (512 << 10) + (4 << 20) - 1) & ~((4UL << 20) - 1);
+}
+
+static void touch(start_info_t *si, unsigned long rounds)
+{
+    struct { uint32_t cmd; uint32_t pad; uint64_t arg1, arg2; } flush = { MMUEXT_TLB_FLUSH_LOCAL_ };
+    volatile unsigned char sink;
+
+    while ( rounds-- )
+    {
+        for ( unsigned long va = pad_start(si); va < pad_end(si); va += 4096 )
+            sink = *(volatile unsigned char *)va;
+        _hypercall4(__HYPERVISOR_mmuext_op, &flush, 1, NULL, DOMID_SELF_);
+    }
+    (void)sink;
+}
+
+/* Remap BATCH padding pages onto themselves: full validation, no net change. */
+static void mmu(start_info_t *si, unsigned long n)
+{
+    static struct { uint64_t ptr, val; } req[BATCH];
+    unsigned long *l1 = (unsigned long *)(si->pt_base + (si->nr_pt_frames - 1) * 4096);
+    unsigned long l1_mfn = ((unsigned long *)si->mfn_list)[(si->pt_base - 0xffffffff80000000UL) / 4096
+                                                          + si->nr_pt_frames - 1];
+    unsigned int first = ((pad_start(si) >> 12) & 511);
+
+    for ( int i = 0; i < BATCH; i++ )
+    {
+        req[i].ptr = (l1_mfn << 12) + (first + i) * 8;
+        req[i].val = l1[first + i];
+    }
+    while ( n-- )
+        _hypercall4(__HYPERVISOR_mmu_update, req, BATCH, NULL, DOMID_SELF_);
+}
+
 void guest_main(start_info_t *si)
 {
-    unsigned long n = parse_loops((const char *)si->cmd_line);
+    const char *cmdline = (const char *)si->cmd_line;
+    unsigned long n = param(cmdline, "loops");
 
     while ( n-- )
         HYPERVISOR_xen_version(XENVER_version, NULL);
+    spin(param(cmdline, "spin"));
+    touch(si, param(cmdline, "touch"));
+    mmu(si, param(cmdline, "mmu"));
     xen_shutdown(SHUTDOWN_poweroff);
 }

@@ -9,9 +9,17 @@ import os
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c"]
+SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c"]
 
 CDEF = """
+#define PGT_NONE 0
+#define PGT_L1 1
+#define PGT_L2 2
+#define PGT_L3 3
+#define PGT_L4 4
+#define PGT_SEG_DESC 5
+#define PGT_WRITABLE 6
+#define _PAGE_GNTTAB 2048
 struct page_info {
     uint32_t count; uint32_t type_count; uint16_t owner; uint8_t type; uint8_t flags;
 };
@@ -44,6 +52,10 @@ const char *xc_reg_names(void);
 int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals);
 int64_t xc_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write);
 void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);
+int xc_l1_update(struct xc_machine *m, uint16_t domid, uint64_t table, uint32_t index,
+                 uint64_t new, int preserve_ad);
+int xc_l1_validate(struct xc_machine *m, uint16_t domid, uint64_t table);
+void xc_l1_devalidate(struct xc_machine *m, uint64_t table);
 void xc_stop(struct xc_machine *m);
 int xc_set_cr0(struct xc_machine *m, struct xc_vcpu *v, uint64_t cr0);
 uint64_t xc_get_cr0(struct xc_machine *m, struct xc_vcpu *v);

@@ -41,6 +41,7 @@
 #define _PAGE_ACCESSED 0x020UL
 #define _PAGE_DIRTY 0x040UL
 #define _PAGE_PSE 0x080UL
+#define _PAGE_GNTTAB 0x800UL /* a grant mapping: set by the hypervisor only */
 #define _PAGE_NX (1UL << 63)
 #define PADDR_MASK 0x000FFFFFFFFFF000UL
 
@@ -64,6 +65,15 @@ enum xc_stop {
 /* Frame owners that are not domains (Xen's DOMID_ values). */
 #define OWNER_XEN 0x7FF2
 #define OWNER_FREE 0x7FF4 /* DOMID_INVALID: nobody owns it */
+
+/* Frame types (page_info.type); hypervisor/mm.py uses these values. */
+#define PGT_NONE 0
+#define PGT_L1 1
+#define PGT_L2 2
+#define PGT_L3 3
+#define PGT_L4 4
+#define PGT_SEG_DESC 5
+#define PGT_WRITABLE 6
 
 struct page_info {
     uint32_t count;      /* general references */
@@ -125,6 +135,12 @@ void xc_request_flush(struct xc_machine *m);
 int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count);
 void xc_stop(struct xc_machine *m);
 const char *xc_strerror(int err);
+
+/* pagetype.c */
+int xc_l1_update(struct xc_machine *m, uint16_t domid, uint64_t table, uint32_t index,
+                 uint64_t new, int preserve_ad);
+int xc_l1_validate(struct xc_machine *m, uint16_t domid, uint64_t table);
+void xc_l1_devalidate(struct xc_machine *m, uint64_t table);
 
 /* regs.c */
 const char *xc_reg_names(void);

@@ -10,7 +10,7 @@ from pyxenon._core import lib
 from pyxenon.hypervisor import descriptors
 from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.hypervisor.guestmem import read_u64s
-from pyxenon.hypervisor.mm import NONE, SEG_DESC, WRITABLE, FrameTable
+from pyxenon.hypervisor.mm import NONE, SEG_DESC, WRITABLE
 from pyxenon.public import arch_x86, errno, xen
 
 ENTRIES_PER_PAGE = 512
@@ -40,7 +40,7 @@ def do_set_gdt(vcpu, frame_list, entries, *_):
         raise HypercallError(errno.EINVAL)
     count = -(-entries // ENTRIES_PER_PAGE)
     mfns = read_u64s(vcpu, frame_list, count) if count else ()
-    frames = FrameTable(vcpu.domain.machine)
+    frames = vcpu.domain.machine.frame_table
     taken = take_frames(vcpu, frames, mfns)
     release_gdt(vcpu, frames)
     vcpu.gdt_frames = taken
@@ -52,7 +52,7 @@ def do_set_gdt(vcpu, frame_list, entries, *_):
 
 
 def do_update_descriptor(vcpu, maddr, desc, *_):
-    frames = FrameTable(vcpu.domain.machine)
+    frames = vcpu.domain.machine.frame_table
     mfn = maddr >> 12
     if maddr & 7 or not frames.owned(mfn, vcpu.domain) or not descriptors.descriptor_ok(desc):
         raise HypercallError(errno.EINVAL)

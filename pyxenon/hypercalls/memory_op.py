@@ -6,7 +6,6 @@ a PV (not auto-translated) guest, records where the guest placed the
 shared_info or a grant-table frame in its pseudo-physical space, in the
 machine-to-phys table.
 """
-import ctypes
 import struct
 
 from pyxenon.hypervisor.errors import HypercallError

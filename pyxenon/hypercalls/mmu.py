@@ -3,9 +3,9 @@ page tables passes the frame-type checks in hypervisor/mm.py."""
 import struct
 
 from pyxenon._core import lib
-from pyxenon.hypervisor.errors import HypercallError
+from pyxenon.hypervisor.errors import GuestFault, HypercallError
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
-from pyxenon.hypervisor.mm import L1, L4, NONE, WRITABLE, FrameTable
+from pyxenon.hypervisor.mm import L1, L4, NONE, WRITABLE
 from pyxenon.public import errno, xen
 
 DOMID_SELF = 0x7FF0
@@ -15,7 +15,7 @@ EXT = struct.Struct("<IxxxxQQ")  # struct mmuext_op: cmd, arg1, arg2
 
 
 def frame_table(vcpu):
-    return FrameTable(vcpu.domain.machine)
+    return vcpu.domain.machine.frame_table
 
 
 def check_foreign(vcpu, domid):
@@ -37,12 +37,24 @@ def batch(vcpu, items_va, count, done_va, size, one):
     count &= ~PREEMPTED
     done = 0
     try:
-        for i in range(count):
-            one(copy_from_guest(vcpu, items_va + i * size, size))
+        for raw in records(vcpu, items_va, count, size):
+            one(raw)
             done += 1
     finally:
         report_done(vcpu, done_va, done)
     return 0
+
+
+def records(vcpu, va, count, size):
+    """The count records at va: read at once when the whole array is
+    readable, else one by one (so a fault stops at the right record)."""
+    try:
+        data = copy_from_guest(vcpu, va, count * size) if count <= 4096 else None
+    except GuestFault:
+        data = None
+    for i in range(count):
+        yield data[i * size:(i + 1) * size] if data is not None else \
+            copy_from_guest(vcpu, va + i * size, size)
 
 
 # -- mmu_update -------------------------------------------------------------------

@@ -9,7 +9,6 @@ import struct
 
 from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.hypervisor.guestmem import read_struct, read_u64s
-from pyxenon.hypervisor.mm import FrameTable
 from pyxenon.public import errno, vcpu as vc, xen
 
 INFO_SIZE = ctypes.sizeof(xen.vcpu_info)
@@ -91,7 +90,7 @@ def op_register_vcpu_time_memory_area(vcpu, arg):
 def op_register_vcpu_info(vcpu, arg):
     """Move vcpu_info into a frame of the guest's (once, as in Xen)."""
     reg = read_struct(vcpu, arg, vc.vcpu_register_vcpu_info)
-    frames = FrameTable(vcpu.domain.machine)
+    frames = vcpu.domain.machine.frame_table
     if vcpu.info_registered or reg.offset + INFO_SIZE > PAGE or not frames.owned(reg.mfn, vcpu.domain):
         raise HypercallError(errno.EINVAL)
     ma = reg.mfn * PAGE + reg.offset

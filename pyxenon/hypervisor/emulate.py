@@ -63,8 +63,7 @@ def write_cr(vcpu, n, value):
             return False           # only TS may change
         return lib.xc_set_cr0(m, vcpu.core, value) == 0
     if n == 3:
-        from .mm import FrameTable   # a base-pointer switch, validated
-        FrameTable(vcpu.domain.machine).set_base(vcpu, (value >> 12) & ((1 << 40) - 1))
+        vcpu.domain.machine.frame_table.set_base(vcpu, (value >> 12) & ((1 << 40) - 1))
         return True
     return n == 4 and value == CR4_VISIBLE
 
@@ -186,13 +185,13 @@ def emulate_ptwr(vcpu):
     """A write to one of the guest's own L1 page tables (mapped read-only)
     becomes a checked update of that entry, as Xen's writable-pagetable
     assist does.  False: an ordinary #PF for the guest."""
-    from .mm import L1, FrameTable
+    from .mm import L1
 
     core = vcpu.core
     if core.error_code & PFEC_PRESENT_WRITE != PFEC_PRESENT_WRITE or not core.kernel_mode:
         return False
     ma = lib.xc_translate(vcpu.domain.machine.core, core, core.cr2, 0)
-    frames = FrameTable(vcpu.domain.machine)
+    frames = vcpu.domain.machine.frame_table
     if ma < 0 or core.cr2 & 7 or frames.frames[ma >> 12].type != L1:
         return False
     regs = vcpu.regs()

@@ -16,7 +16,7 @@ from pyxenon._core import lib
 from pyxenon.public import errno, grant_table as gt
 
 from .errors import HypercallError
-from .mm import GNTTAB, PRESENT, RW, USER, WRITABLE, FrameTable
+from .mm import GNTTAB, PRESENT, RW, USER, WRITABLE
 
 PAGE = 4096
 ENTRY = 8                         # sizeof(grant_entry_v1)
@@ -87,7 +87,7 @@ class GrantTable:
             raise GrantError(gt.GNTST_general_error)
         if write and flags & gt.GTF_readonly:
             raise GrantError(gt.GNTST_permission_denied)
-        if not FrameTable(self.domain.machine).owned(frame, self.domain):
+        if not self.domain.machine.frame_table.owned(frame, self.domain):
             raise GrantError(gt.GNTST_bad_page)
         return frame
 
@@ -119,7 +119,7 @@ def allowed(grantee, granter, path, access, op):
 def pte_address(vcpu, host_addr, contains_pte):
     """Machine address of the L1 entry to write: given, or the one mapping
     host_addr in the grantee's current tables (which must exist)."""
-    frames = FrameTable(vcpu.domain.machine)
+    frames = vcpu.domain.machine.frame_table
     if contains_pte:
         ma = host_addr
     else:
@@ -152,7 +152,7 @@ def map_grant(vcpu, domid, ref, flags, host_addr):
 
 
 def install_pte(machine, pte_ma, mfn, readonly):
-    frames = FrameTable(machine)
+    frames = machine.frame_table
     old = struct.unpack_from("<Q", machine.mem, pte_ma)[0]
     if old & PRESENT:
         raise GrantError(gt.GNTST_bad_virt_addr)     # Xen will not replace a live entry
@@ -181,7 +181,7 @@ def unmap_grant(vcpu, handle, host_addr, contains_pte=False):
 def release(machine, table, handle):
     """Tear one mapping down: the PTE, the frame references, the in-use bits."""
     m = table.maptrack.pop(handle)
-    frames = FrameTable(machine)
+    frames = machine.frame_table
     entry = struct.unpack_from("<Q", machine.mem, m.pte_ma)[0]
     if entry & GNTTAB and entry >> 12 & ((1 << 40) - 1) == m.mfn:
         struct.pack_into("<Q", machine.mem, m.pte_ma, 0)
@@ -226,7 +226,7 @@ def copy_end(vcpu, ptr, is_gref, write):
         if ptr.domid not in (DOMID_SELF, domain.domid):
             raise GrantError(gt.GNTST_permission_denied)
         mfn = ptr.u.gmfn
-        if not FrameTable(domain.machine).owned(mfn, domain):
+        if not domain.machine.frame_table.owned(mfn, domain):
             raise GrantError(gt.GNTST_bad_page)
     return mfn * PAGE + ptr.offset
 

@@ -13,6 +13,7 @@ from pyxenon.public import errno
 from . import grants
 from .domain import DEAD, Domain
 from .errors import HypercallError
+from .mm import FrameTable
 from .msm import Msm
 from .scheduler import Scheduler
 
@@ -35,6 +36,7 @@ class Machine:
             raise RuntimeError("cannot create the machine (out of memory or Unicorn failed)")
         self.mem = memoryview(ffi.buffer(self.core.mem, self.nr_frames * PAGE))
         self.m2p = self.core.m2p
+        self.frame_table = FrameTable(self)     # the page-type rules over core.frames
         self.free_ranges = [(HV_FRAMES, self.nr_frames - HV_FRAMES)]
         self.domains = {}
         self.next_domid = 1

@@ -23,16 +23,17 @@ from . import descriptors
 from .errors import HypercallError
 
 PAGE = 4096
-NONE, L1, L2, L3, L4, SEG_DESC, WRITABLE = 0, 1, 2, 3, 4, 5, 6
+# Frame types: the C core's values (core.h), one definition for both.
+NONE, L1, L2, L3, L4, SEG_DESC, WRITABLE = (lib.PGT_NONE, lib.PGT_L1, lib.PGT_L2, lib.PGT_L3,
+                                            lib.PGT_L4, lib.PGT_SEG_DESC, lib.PGT_WRITABLE)
 PINNED = 1
 
 PRESENT, RW, USER, ACCESSED, DIRTY, PSE = 0x1, 0x2, 0x4, 0x20, 0x40, 0x80
-GNTTAB = 0x800          # marks a grant mapping: set by the hypervisor only
+GNTTAB = lib._PAGE_GNTTAB   # marks a grant mapping: set by the hypervisor only
 ADDR_MASK = 0x000FFFFFFFFFF000
-# Bits a guest may not set: cache attributes (PWT, PCD, PAT) and the
-# software/protection-key bits 52-62; upper levels also refuse PSE
-# (no superpages) and GLOBAL.
-L1_DISALLOW = 0x98 | GNTTAB | (0x7FF << 52)
+# Bits a guest may not set in an L2-L4 entry: cache attributes, PSE (no
+# superpages), GLOBAL, the software/protection-key bits 52-62.  (The L1 rule,
+# which also refuses the grant bit, is in C: pagetype.c.)
 UPPER_DISALLOW = 0x198 | (0x7FF << 52)
 # L4 slots that belong to Xen's reserved range (256-271): never the guest's.
 XEN_L4_SLOTS = range(256, 272)
@@ -123,7 +124,10 @@ class FrameTable:
         return [i for i in range(512) if level != L4 or i not in XEN_L4_SLOTS]
 
     def validate_table(self, mfn, domain, level):
-        """Take the references every present entry needs; all or nothing."""
+        """Take the references every present entry needs; all or nothing.
+        An L1 is checked in C (pagetype.c)."""
+        if level == L1:
+            return self.check(lib.xc_l1_validate(self.machine.core, domain.domid, mfn))
         taken = []
         try:
             for index in self.guest_slots(level):
@@ -135,47 +139,41 @@ class FrameTable:
             for entry in taken:
                 self.put_entry(entry, level, mfn, domain)
             raise
-        if level == L1:
-            self.adjust_user_bits(mfn)
+
+    @staticmethod
+    def check(rc):
+        if rc < 0:
+            raise HypercallError(-rc)
 
     def devalidate_table(self, mfn, domain, level):
+        if level == L1:
+            return lib.xc_l1_devalidate(self.machine.core, mfn)
         for index in self.guest_slots(level):
             entry = self.read_entry(mfn, index)
             if entry & PRESENT:
                 self.put_entry(entry, level, mfn, domain)
 
-    def adjust_user_bits(self, mfn):
-        """A 64-bit PV kernel runs in ring 3: its mappings need _PAGE_USER."""
-        for index in range(512):
-            entry = self.read_entry(mfn, index)
-            if entry & PRESENT and not entry & USER:
-                self.write_entry(mfn, index, entry | USER)
-
     # -- one entry ----------------------------------------------------------------
 
     def get_entry(self, entry, level, table_mfn, domain):
-        """References for one present entry of a table at `level`."""
+        """References for one present entry of an L2-L4 table: the next
+        level down, validated (L1 entries are checked in C, pagetype.c)."""
         target = entry_mfn(entry)
-        if entry & (L1_DISALLOW if level == L1 else UPPER_DISALLOW):
+        if entry & UPPER_DISALLOW:
             raise HypercallError(errno.EINVAL)
         if target >= self.machine.nr_frames:
             raise HypercallError(errno.EPERM)
-        if level == L1:
-            want = WRITABLE if entry & RW else None
-        elif self.is_linear(entry, level, table_mfn, domain):
-            want = level
-        else:
-            want = level - 1
-        if want is None or target == table_mfn:   # read-only, or a self-map
-            self.get_page(target, domain)
-        else:
-            self.get_page_and_type(target, domain, want)
+        if target == table_mfn and self.is_linear(entry, level, table_mfn, domain):
+            self.get_page(target, domain)         # a self-map takes no type reference
+            return
+        want = level if self.is_linear(entry, level, table_mfn, domain) else level - 1
+        self.get_page_and_type(target, domain, want)
 
     def put_entry(self, entry, level, table_mfn, domain):
         target = entry_mfn(entry)
-        if target >= self.machine.nr_frames or (level == L1 and entry & GNTTAB):
-            return          # a grant mapping's references belong to its grant
-        if (level == L1 and not entry & RW) or target == table_mfn:
+        if target >= self.machine.nr_frames:
+            return
+        if target == table_mfn:
             self.put_page(target)
         else:
             self.put_page_and_type(target, domain)
@@ -184,15 +182,21 @@ class FrameTable:
         """Xen's linear page tables: a read-only entry naming a table of its
         own level (itself, or another validated one of the domain)."""
         target = entry_mfn(entry)
-        if level == L1 or entry & RW or not self.owned(target, domain):
+        if entry & RW or not self.owned(target, domain):
             return False
         page = self.frames[target]
         return target == table_mfn or (page.type == level and page.type_count > 0)
 
     def mod_entry(self, table_mfn, index, new, domain, preserve_ad=False):
         """Replace one entry of a validated table: new references first,
-        then the write, then the old references go."""
+        then the write, then the old references go.  No TLB flush: as on
+        hardware the guest flushes (UVMF_*, MMUEXT_*); what isolation needs
+        flushed (a retype away from writable, frames leaving the domain, a
+        grant unmapped) is flushed where that happens."""
         level = self.frames[table_mfn].type
+        if level == L1:
+            return self.check(lib.xc_l1_update(self.machine.core, domain.domid, table_mfn,
+                                               index, new, preserve_ad))
         old = self.read_entry(table_mfn, index)
         self.check_replaceable(level, index, old)
         new = self.adjust_new(level, old, new, preserve_ad)
@@ -201,20 +205,17 @@ class FrameTable:
         self.write_entry(table_mfn, index, new)
         if old & PRESENT:
             self.put_entry(old, level, table_mfn, domain)
-        lib.xc_request_flush(self.machine.core)
 
     @staticmethod
     def check_replaceable(level, index, old):
-        """Xen's L4 slots are not the guest's; a grant PTE goes only by unmap."""
-        if (level == L4 and index in XEN_L4_SLOTS) or (level == L1 and old & GNTTAB and old & PRESENT):
+        """Xen's L4 slots are not the guest's."""
+        if level == L4 and index in XEN_L4_SLOTS:
             raise HypercallError(errno.EINVAL)
 
     @staticmethod
     def adjust_new(level, old, new, preserve_ad):
         if preserve_ad:
             new = (new & ~(ACCESSED | DIRTY)) | (old & (ACCESSED | DIRTY))
-        if level == L1 and new & PRESENT and not new & USER:
-            new |= USER      # a ring-3 PV kernel needs _PAGE_USER
         return new
 
     def l1_slot(self, cr3, va):

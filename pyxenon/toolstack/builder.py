@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pyxenon.errors import UserInputError
 from pyxenon.hypervisor.hypercall_page import hypercall_page_bytes
-from pyxenon.hypervisor.mm import L4, FrameTable
+from pyxenon.hypervisor.mm import L4
 from pyxenon.public import xen
 
 PAGE = 4096
@@ -172,7 +172,7 @@ class Builder:
         lay, vcpu = self.layout, self.domain.vcpus[0]
         vcpu.set_regs(rip=self.image.entry, rsi=lay.start_info, rsp=lay.stack + PAGE,
                       rflags=0x202)
-        frames = FrameTable(self.domain.machine)
+        frames = self.domain.machine.frame_table
         l4 = self.mfn_of(lay.pt_base)
         frames.pin(l4, self.domain, L4)
         frames.set_base(vcpu, l4)
