@@ -18,6 +18,8 @@ RATIOS = [
      "pyxenon null hypercall / Unicorn Python hook reading its arguments"),
     ("null_hypercall_python", "unicorn_python_hook_result_only",
      "pyxenon null hypercall / Unicorn Python hook writing only rax"),
+    ("null_hypercall_c", "native_getppid_syscall",
+     "pyxenon null hypercall in C / native getppid"),
     ("spin_iteration_raw_unicorn", "spin_iteration_pyxenon",
      "guest code speed under pyxenon's paging, as a fraction of raw Unicorn"),
     ("tlb_miss", "null_hypercall_python", "one TLB miss / one null hypercall"),

@@ -9,7 +9,7 @@ import os
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c"]
+SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c", "fast.c"]
 
 CDEF = """
 #define PGT_NONE 0
@@ -35,6 +35,7 @@ struct xc_vcpu {
 struct xc_machine {
     uint8_t *mem; uint64_t nr_frames; uint64_t *m2p; struct page_info *frames;
     struct xc_vcpu *current;
+    int fast_paths; int64_t xen_version;
     ...;
 };
 struct xc_machine *xc_machine_new(uint64_t nr_frames, uint64_t hv_frames);

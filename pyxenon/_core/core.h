@@ -119,6 +119,8 @@ struct xc_machine {
     uc_context *ring3;    /* template state: long mode, CPL 3 */
     int exit_lookup;      /* Unicorn looked up XC_NEVER while stopping */
     int flush_pending;    /* flush translations before the next run */
+    int fast_paths;       /* handle the hypercalls fast.c knows in C */
+    int64_t xen_version;  /* what XENVER_version answers */
     uc_hook hooks[5];
 };
 
@@ -135,6 +137,9 @@ void xc_request_flush(struct xc_machine *m);
 int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count);
 void xc_stop(struct xc_machine *m);
 const char *xc_strerror(int err);
+
+/* fast.c */
+int xc_fast_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc);
 
 /* pagetype.c */
 int xc_l1_update(struct xc_machine *m, uint16_t domid, uint64_t table, uint32_t index,

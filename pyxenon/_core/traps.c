@@ -36,9 +36,14 @@ void xc_hook_syscall(uc_engine *uc, void *data)
         uc_emu_stop(uc);
         return;
     }
-    uc_reg_read_batch(uc, (int *)arg_regs, ptrs, 6);
+    /* The number and first argument pick a fast path; read the rest only
+     * for the Python handlers. */
+    uc_reg_read_batch(uc, (int *)arg_regs, ptrs, 2);
     v->hypercalls++;
-    rc = xc_py_hypercall(v->handle, a[0], a[1], a[2], a[3], a[4], a[5]);
+    if (!xc_fast_hypercall(m, v, a, &rc)) {
+        uc_reg_read_batch(uc, (int *)arg_regs + 2, ptrs + 2, 4);
+        rc = xc_py_hypercall(v->handle, a[0], a[1], a[2], a[3], a[4], a[5]);
+    }
     uc_reg_write(uc, UC_X86_REG_RAX, &rc);
     if (v->stop == XC_STOP_NONE && upcall_ready(m, v))
         v->stop = XC_STOP_HYPERCALL;   /* deliver the event before the guest goes on */

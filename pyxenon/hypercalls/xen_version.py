@@ -7,9 +7,10 @@ import ctypes
 
 from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.hypervisor.guestmem import copy_to_guest, read_struct, write_struct
+from pyxenon.hypervisor.traps import XEN_VERSION
 from pyxenon.public import arch_x86, errno, version, xen
 
-MAJOR, MINOR = 4, 17
+MAJOR, MINOR = XEN_VERSION          # one place: hypervisor/traps.py
 EXTRAVERSION = b"-pyxenon"
 CAPABILITIES = b"xen-3.0-x86_64"
 CHANGESET = b"pyxenon 0.1.0"

@@ -14,6 +14,7 @@ from . import grants
 from .domain import DEAD, Domain
 from .errors import HypercallError
 from .mm import FrameTable
+from .traps import XEN_VERSION
 from .msm import Msm
 from .scheduler import Scheduler
 
@@ -29,7 +30,7 @@ class Machine:
     host memory is used only as domains touch their pages)."""
 
     def __init__(self, memory_mib=8192, slice_ms=10, deterministic=False, policy=None,
-                 audit=None):
+                 audit=None, fast_paths=True):
         self.nr_frames = memory_mib * 256
         self.core = lib.xc_machine_new(self.nr_frames, HV_FRAMES)
         if self.core == ffi.NULL:
@@ -37,6 +38,8 @@ class Machine:
         self.mem = memoryview(ffi.buffer(self.core.mem, self.nr_frames * PAGE))
         self.m2p = self.core.m2p
         self.frame_table = FrameTable(self)     # the page-type rules over core.frames
+        self.core.fast_paths = int(fast_paths)   # C answers what _core/fast.c knows
+        self.core.xen_version = XEN_VERSION[0] << 16 | XEN_VERSION[1]
         self.free_ranges = [(HV_FRAMES, self.nr_frames - HV_FRAMES)]
         self.domains = {}
         self.next_domid = 1

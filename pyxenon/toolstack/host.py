@@ -24,7 +24,7 @@ PAGES_PER_MIB = 256
 
 class Host:
     def __init__(self, memory_mib=8192, slice_ms=10, deterministic=False, policy=None,
-                 audit=None):
+                 audit=None, fast_paths=True):
         """policy: a path to a policy file, or a compiled Policy; None
         refuses every inter-domain operation.  audit: a callable given each
         MSM decision (default: kept in machine.audit_log)."""
@@ -34,7 +34,8 @@ class Host:
             policy = load_policy(policy)
         self.policy = policy
         self.machine = Machine(memory_mib=memory_mib, slice_ms=slice_ms,
-                               deterministic=deterministic, policy=policy, audit=audit)
+                               deterministic=deterministic, policy=policy, audit=audit,
+                               fast_paths=fast_paths)
         self.machine.shutdown_listeners.append(self._on_shutdown)
         self.machine.destroy_listeners.append(self._on_destroy)
         self.xenstore = XenStore(gate=self._xenstore_gate)
@@ -76,6 +77,7 @@ class Host:
             from pyxenon.hypercalls import traced
 
             domain.dispatch = traced(trace)
+            self.machine.core.fast_paths = 0    # a trace shows every hypercall
         if paused:
             domain.pause()
         self.domains.append(domain)
