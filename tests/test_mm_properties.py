@@ -11,7 +11,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from pyxenon.hypervisor import mm
-from pyxenon.hypervisor.guestmem import copy_to_guest
 from pyxenon.public import xen
 from pyxenon.toolstack.host import Host
 
@@ -63,6 +62,12 @@ class FrameTableMachine(RuleBasedStateMachine):
         self.frames = ([self.dom.pfn_to_mfn(p) for p in range(0, lay.pfn(lay.virt_end) + 64)]
                        + [self.other.first_mfn, 0, 5])
         self.vas = list(range(lay.virt_base, lay.virt_end, PAGE))
+        # Requests are written through machine memory: a random update may
+        # unmap the scratch page itself (the hypercall then fails -EFAULT).
+        self.scratch_ma = self.dom.pfn_to_mfn(lay.pfn(self.scratch)) * PAGE
+
+    def put(self, data):
+        self.host.machine.mem[self.scratch_ma:self.scratch_ma + len(data)] = data
 
     def teardown(self):
         self.host.close()
@@ -82,7 +87,7 @@ class FrameTableMachine(RuleBasedStateMachine):
         index = data.draw(st.integers(0, 511))
         target = data.draw(st.sampled_from(self.frames))
         val = target << 12 | (0x65 if present else 0) | (0x2 if rw else 0)
-        copy_to_guest(self.dom.vcpus[0], self.scratch, struct.pack("<QQ", table << 12 | index * 8, val))
+        self.put(struct.pack("<QQ", table << 12 | index * 8, val))
         self.hypercall(xen.HYPERVISOR_mmu_update, self.scratch, 1, 0, SELF)
 
     @rule(data=st.data(), rw=st.booleans())
@@ -97,7 +102,7 @@ class FrameTableMachine(RuleBasedStateMachine):
     def pin_or_unpin(self, data, level):
         mfn = data.draw(st.sampled_from(self.frames))
         cmd = xen.MMUEXT_UNPIN_TABLE if level == 4 else xen.MMUEXT_PIN_L1_TABLE + level
-        copy_to_guest(self.dom.vcpus[0], self.scratch, struct.pack("<IxxxxQQ", cmd, mfn, 0))
+        self.put(struct.pack("<IxxxxQQ", cmd, mfn, 0))
         self.hypercall(xen.HYPERVISOR_mmuext_op, self.scratch, 1, 0, SELF)
 
     @invariant()

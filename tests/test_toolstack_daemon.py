@@ -301,3 +301,20 @@ def test_xl_symlink_gives_the_same_answers(xl, guests, tmp_path):
     assert as_xl("info", "xen_caps").stdout == xl("info", "xen_caps").stdout
     res = as_xl("run", str(cfg(guests, "hello")), check=False)   # xl has no run
     assert res.returncode == 2 and res.stderr.startswith("xl: ")
+
+
+def test_xl_symlink_same_answers_under_a_policy(xl, guests, tmp_path):
+    """A daemon started with a policy: xl (a symlink) sees what pyxenon sees."""
+    policy = HERE.parent / "examples" / "policies" / "ping-pong.toml"
+    link = tmp_path / "bin" / "xl"
+    os.symlink(xl.program, link)
+    as_xl = XL(xl.folder, str(link))
+    res = as_xl("daemon", "start", "--policy", str(policy))
+    assert res.stdout.endswith(f"policy {policy}\n")
+    xl("create", "-q", "-p", cfg(guests, "hello"), 'seclabel="ping"')
+    assert as_xl("info").stdout == xl("info").stdout
+    assert as_xl("info", "xen_policy").stdout == f"{policy} (3 labels, 3 rules)\n"
+    assert as_xl("list", "-v", "hello").stdout == xl("list", "-v", "hello").stdout
+    assert as_xl("list", "-v", "hello").stdout.rstrip().endswith("ping")
+    assert as_xl("daemon", "status").stdout == xl("daemon", "status").stdout
+    assert as_xl("dmesg").stdout.splitlines()[:2] == xl("dmesg").stdout.splitlines()[:2]

@@ -118,4 +118,45 @@ static inline long HYPERVISOR_event_channel_op(unsigned int cmd, void *arg)
     return _hypercall2(__HYPERVISOR_event_channel_op, cmd, arg);
 }
 
+/* traps: the virtual IDT, ended by an entry with address 0 (NULL clears it). */
+static inline long HYPERVISOR_set_trap_table(const struct trap_info *traps)
+{
+    return _hypercall1(__HYPERVISOR_set_trap_table, traps);
+}
+
+/* reqs[count]; *done gets how many were applied; foreigndom: DOMID_SELF. */
+static inline long HYPERVISOR_mmu_update(const struct mmu_update *reqs,
+                                         unsigned int count,
+                                         unsigned int *done,
+                                         unsigned int foreigndom)
+{
+    return _hypercall4(__HYPERVISOR_mmu_update, reqs, count, done, foreigndom);
+}
+
+static inline long HYPERVISOR_mmuext_op(const struct mmuext_op *ops,
+                                        unsigned int count,
+                                        unsigned int *done,
+                                        unsigned int foreigndom)
+{
+    return _hypercall4(__HYPERVISOR_mmuext_op, ops, count, done, foreigndom);
+}
+
+/* Set the L1 entry that maps va to val (a PTE naming a machine frame). */
+static inline long HYPERVISOR_update_va_mapping(unsigned long va, uint64_t val,
+                                                unsigned long flags)
+{
+    return _hypercall3(__HYPERVISOR_update_va_mapping, va, val, flags);
+}
+
+/* maddr: machine address of a descriptor slot; desc: the 8-byte descriptor. */
+static inline long HYPERVISOR_update_descriptor(uint64_t maddr, uint64_t desc)
+{
+    return _hypercall2(__HYPERVISOR_update_descriptor, maddr, desc);
+}
+
+/*
+ * HYPERVISOR_iret is not called but jumped to, with an iret_context on the
+ * stack: see lib/entry.S.
+ */
+
 #endif /* GUEST_HYPERCALL_H */

@@ -35,7 +35,7 @@ struct xc_vcpu {
 struct xc_machine {
     uint8_t *mem; uint64_t nr_frames; uint64_t *m2p; struct page_info *frames;
     struct xc_vcpu *current;
-    int fast_paths; int64_t xen_version;
+    int fast_paths; long exception_field; int64_t xen_version;
     ...;
 };
 struct xc_machine *xc_machine_new(uint64_t nr_frames, uint64_t hv_frames);
@@ -51,6 +51,7 @@ int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count);
 const char *xc_strerror(int err);
 const char *xc_reg_names(void);
 int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals);
+int xc_set_rip(struct xc_machine *m, struct xc_vcpu *v, uint64_t rip);
 int64_t xc_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write);
 void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);
 int xc_l1_update(struct xc_machine *m, uint16_t domid, uint64_t table, uint32_t index,

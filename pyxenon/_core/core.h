@@ -120,8 +120,9 @@ struct xc_machine {
     int exit_lookup;      /* Unicorn looked up XC_NEVER while stopping */
     int flush_pending;    /* flush translations before the next run */
     int fast_paths;       /* handle the hypercalls fast.c knows in C */
+    long exception_field; /* offset of old_exception in a saved context (<0: unknown) */
     int64_t xen_version;  /* what XENVER_version answers */
-    uc_hook hooks[5];
+    uc_hook hooks[6];
 };
 
 /* machine.c: the interface the Python side uses (see build_core.py) */
@@ -136,6 +137,7 @@ void xc_flush_tlb(struct xc_machine *m);
 void xc_request_flush(struct xc_machine *m);
 int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count);
 void xc_stop(struct xc_machine *m);
+void xc_clear_exception(struct xc_machine *m);
 const char *xc_strerror(int err);
 
 /* fast.c */
@@ -150,6 +152,7 @@ void xc_l1_devalidate(struct xc_machine *m, uint64_t table);
 /* regs.c */
 const char *xc_reg_names(void);
 int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals);
+int xc_set_rip(struct xc_machine *m, struct xc_vcpu *v, uint64_t rip);
 uint64_t xc_get_cr0(struct xc_machine *m, struct xc_vcpu *v);
 int xc_set_cr0(struct xc_machine *m, struct xc_vcpu *v, uint64_t cr0);
 uint64_t xc_host_tsc(void);
@@ -164,6 +167,7 @@ int64_t xc_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va,
 void xc_hook_syscall(uc_engine *uc, void *data);
 void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data);
 void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);
+bool xc_hook_invalid(uc_engine *uc, void *data);
 uint32_t xc_hook_in(uc_engine *uc, uint32_t port, int size, void *data);
 void xc_hook_out(uc_engine *uc, uint32_t port, int size, uint32_t value, void *data);
 

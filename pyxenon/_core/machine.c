@@ -57,12 +57,66 @@ static int set_control_state(uc_engine *uc)
 }
 
 /*
+ * Unicorn skips QEMU's exception delivery when an interrupt hook takes the
+ * exception, and with it the reset of the CPU's "exception in flight"
+ * (old_exception): the next contributory fault would become a #DF.  The
+ * field is not in the API, so find it in the saved context once -- it is the
+ * one 32-bit word that goes from -1 to 0 when a #DE is taken -- and reset
+ * it after every exception (xc_clear_exception).
+ */
+static void stop_on_intr(uc_engine *uc, uint32_t intno, void *data)
+{
+    uc_emu_stop(uc);
+}
+
+static long find_exception_field(struct xc_machine *m)
+{
+    size_t size = uc_context_size(m->uc);
+    uc_context *before, *after;
+    uc_hook h;
+    long found = -1;
+    uint64_t rip = XEN_VIRT_START + 32, rsp = XEN_VIRT_START + 2 * PAGE_SIZE - 64;
+    static const uint8_t div0[] = {0x31, 0xc9, 0xf7, 0xf1};   /* xor ecx,ecx; div ecx */
+    if (uc_context_alloc(m->uc, &before) || uc_context_alloc(m->uc, &after))
+        return -1;
+    memcpy(m->mem + (m->text_mfn << PAGE_SHIFT) + 32, div0, sizeof(div0));
+    uc_reg_write(m->uc, UC_X86_REG_RSP, &rsp);
+    uc_context_save(m->uc, before);
+    uc_hook_add(m->uc, &h, UC_HOOK_INTR, stop_on_intr, NULL, 1, 0);
+    uc_emu_start(m->uc, rip, rip + sizeof(div0), 0, 0);
+    uc_hook_del(m->uc, h);
+    uc_context_save(m->uc, after);
+    for (size_t off = 0; off + 4 <= size; off += 4) {
+        int32_t a, b;
+        memcpy(&a, (char *)before + off, 4);
+        memcpy(&b, (char *)after + off, 4);
+        if (a == -1 && b == 0)
+            found = found < 0 ? (long)off : -2;   /* -2: not unique */
+    }
+    uc_context_restore(m->uc, before);
+    uc_context_free(before);
+    uc_context_free(after);
+    return found;
+}
+
+void xc_clear_exception(struct xc_machine *m)
+{
+    int32_t none = -1;
+    if (m->exception_field < 0 || !m->current)
+        return;
+    uc_context_save(m->uc, m->current->ctx);
+    memcpy((char *)m->current->ctx + m->exception_field, &none, 4);
+    uc_context_restore(m->uc, m->current->ctx);
+}
+
+/*
  * Unicorn enforces the privilege level only after a real ring transition,
  * so the machine starts in ring 0 and runs one iretq into ring 3; the
  * resulting CPU state is the template every new vcpu starts from.
  */
 static int drop_to_ring3(struct xc_machine *m)
 {
+    m->exception_field = find_exception_field(m);
     uint64_t *stack = (uint64_t *)(m->mem + (m->stack_mfn << PAGE_SHIFT));
     uint64_t frame[5] = {XEN_VIRT_START + 16, RING3_CS64, 0x202, 0, RING3_DS};
     uint64_t rsp = XEN_VIRT_START + 2 * PAGE_SIZE - sizeof(frame);
@@ -94,6 +148,8 @@ static int add_hooks(struct xc_machine *m)
     if (uc_hook_add(uc, &m->hooks[2], UC_HOOK_INTR, xc_hook_intr, m, 1, 0))
         return -1;
     if (uc_hook_add(uc, &m->hooks[3], UC_HOOK_INSN, xc_hook_in, m, 1, 0, UC_X86_INS_IN))
+        return -1;
+    if (uc_hook_add(uc, &m->hooks[5], UC_HOOK_INSN_INVALID, xc_hook_invalid, m, 1, 0))
         return -1;
     return uc_hook_add(uc, &m->hooks[4], UC_HOOK_INSN, xc_hook_out, m, 1, 0, UC_X86_INS_OUT) ? -1 : 0;
 }
@@ -276,6 +332,11 @@ int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count)
     }
     uc_reg_read(m->uc, UC_X86_REG_RIP, &rip);
     err = uc_emu_start(m->uc, rip, XC_NEVER, timeout_us, count);
+    if (m->current->stop == XC_STOP_EXCEPTION) {
+        xc_clear_exception(m);
+        if (err == UC_ERR_INSN_INVALID)
+            err = UC_ERR_OK;      /* reported as #UD */
+    }
     /* A stop request makes Unicorn look up the exit address; its refused
      * lookup is reported as an exception the guest never raised. */
     if (err == UC_ERR_EXCEPTION && m->exit_lookup && m->current->stop != XC_STOP_EXCEPTION)

@@ -142,6 +142,12 @@ static int hv_fill(struct xc_machine *m, uc_engine *uc, uint64_t va,
     return va >= XEN_VIRT_START ? text_fill(m, uc, va, e) : 0;
 }
 
+static int guest_readable(struct xc_machine *m, uint64_t va)
+{
+    return (va >= MACH2PHYS_VIRT_START && va < MACH2PHYS_VIRT_START + m->nr_frames * 8) ||
+           (va >= GDT_VIRT_START && va < GDT_VIRT_START + GDT_PAGES * PAGE_SIZE);
+}
+
 static void note_fault(struct xc_machine *m, uint32_t vector, uint64_t va, uint32_t code)
 {
     struct xc_vcpu *v = m->current;
@@ -192,8 +198,8 @@ bool xc_tlb_fill(uc_engine *uc, uint64_t va, uc_mem_type type,
     if (va < HYPERVISOR_VIRT_START || va >= HYPERVISOR_VIRT_END)
         return fill_guest(m, va, type, e);
     mapped = hv_fill(m, uc, va, type, e);
-    if (!mapped)
-        note_fault(m, 14, va, access_pfec(type));
+    if (!mapped)   /* a write to the read-only m2p or GDT area finds it present */
+        note_fault(m, 14, va, access_pfec(type) | (guest_readable(m, va) ? PFEC_present : 0));
     return mapped > 0;
 }
 

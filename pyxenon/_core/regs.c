@@ -19,26 +19,43 @@ const char *xc_reg_names(void)
            "rip rflags cs ss ds es fs gs fs_base gs_base";
 }
 
+/* What xc_regs writes: the GPRs, rflags, the FS/GS bases.  Never rip:
+ * Unicorn answers a pc write inside a hook by longjmp-ing out of it, past
+ * the rest of the hook (and the Python frames above it); xc_set_rip writes
+ * rip, and only while the engine is not running. */
+static const int write_idx[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 24, 25};
+#define NR_WRITE (int)(sizeof(write_idx) / sizeof(write_idx[0]))
+
 /*
- * Read (write=0) or write (write=1) every register of v: from the engine when
+ * Read (write=0) or write (write=1) the registers of v: from the engine when
  * v is running, else from its saved context.  Segment selectors are read-only
  * here: writing one would not change the privilege the CPU enforces.
  */
 int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals)
 {
     void *ptrs[NR_REGS];
+    int ids[NR_WRITE];
     for (int i = 0; i < NR_REGS; i++)
         ptrs[i] = &vals[i];
-    if (m->current == v) {
-        if (write)
-            return uc_reg_write_batch(m->uc, (int *)reg_ids, ptrs, 18) ||
-                   uc_reg_write_batch(m->uc, (int *)reg_ids + 24, ptrs + 24, 2);
-        return uc_reg_read_batch(m->uc, (int *)reg_ids, ptrs, NR_REGS);
+    if (!write) {
+        if (m->current == v)
+            return uc_reg_read_batch(m->uc, (int *)reg_ids, ptrs, NR_REGS);
+        return uc_context_reg_read_batch(v->ctx, (int *)reg_ids, ptrs, NR_REGS);
     }
-    if (write)
-        return uc_context_reg_write_batch(v->ctx, (int *)reg_ids, ptrs, 18) ||
-               uc_context_reg_write_batch(v->ctx, (int *)reg_ids + 24, ptrs + 24, 2);
-    return uc_context_reg_read_batch(v->ctx, (int *)reg_ids, ptrs, NR_REGS);
+    for (int i = 0; i < NR_WRITE; i++) {
+        ids[i] = reg_ids[write_idx[i]];
+        ptrs[i] = &vals[write_idx[i]];
+    }
+    if (m->current == v)
+        return uc_reg_write_batch(m->uc, ids, ptrs, NR_WRITE);
+    return uc_context_reg_write_batch(v->ctx, ids, ptrs, NR_WRITE);
+}
+
+int xc_set_rip(struct xc_machine *m, struct xc_vcpu *v, uint64_t rip)
+{
+    if (m->current == v)
+        return uc_reg_write(m->uc, UC_X86_REG_RIP, &rip);
+    return uc_context_reg_write(v->ctx, UC_X86_REG_RIP, &rip);
 }
 
 /* CR0 of a vcpu: the guest's virtual TS flag lives in the real one, so

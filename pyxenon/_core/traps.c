@@ -112,3 +112,17 @@ void xc_hook_out(uc_engine *uc, uint32_t port, int size, uint32_t value, void *d
 {
     io_fault(uc, data);
 }
+
+/* An opcode the CPU does not know: #UD for the guest (Unicorn reports it
+ * here, not through the interrupt hook). */
+bool xc_hook_invalid(uc_engine *uc, void *data)
+{
+    struct xc_machine *m = data;
+    struct xc_vcpu *v = m->current;
+    if (v) {
+        v->vector = 6;
+        v->error_code = 0;
+        v->stop = XC_STOP_EXCEPTION;
+    }
+    return false;
+}

@@ -34,7 +34,8 @@ def dispatch(vcpu, nr, a1, a2, a3, a4, a5):
         vcpu.domain.unsupported[nr] += 1
         return ENOSYS
     try:
-        return handler(vcpu, a1, a2, a3, a4, a5)
+        rc = handler(vcpu, a1, a2, a3, a4, a5)
+        return rc - (1 << 64) if rc >= 1 << 63 else rc    # rax is 64 bits, signed here
     except HypercallError as e:
         return -e.errno
     except Exception:  # a hypervisor bug must not take the host down

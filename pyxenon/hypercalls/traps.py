@@ -165,7 +165,6 @@ def do_iret(vcpu, *_):
         new.update(r11=ctx.r11, rcx=ctx.rcx)
     vcpu.set_regs(**new)
     vcpu.domain.vcpu_info(vcpu.vcpu_id).evtchn_upcall_mask = 0 if ctx.rflags & IF else 1
-    vcpu.stop()       # resume at the new rip from outside the engine
     return ctx.rax
 
 

@@ -25,11 +25,44 @@ def decode(vcpu, rip):
         import capstone
 
         _DISASM = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+        _DISASM.detail = True
     try:
         code = copy_from_guest(vcpu, rip, 15)
     except GuestFault:
         return None
     return next(_DISASM.disasm(code, rip, 1), None)
+
+
+def effective_addresses(insn, regs):
+    """The addresses insn's memory operands name (capstone's detail)."""
+    import capstone.x86 as x86
+
+    out = []
+    for op in insn.operands:
+        if op.type != x86.X86_OP_MEM:
+            continue
+        base = regs.get(reg64(insn.reg_name(op.mem.base)), 0) if op.mem.base else 0
+        index = regs.get(reg64(insn.reg_name(op.mem.index)), 0) if op.mem.index else 0
+        if op.mem.base == x86.X86_REG_RIP:
+            base = insn.address + insn.size
+        out.append((base + index * op.mem.scale + op.mem.disp) & MASK64)
+    return out
+
+
+def fault_address(vcpu, error_code):
+    """cr2 for a #PF: Unicorn names only the page, so find the byte from the
+    faulting instruction's memory operand (or rip, for a fetch)."""
+    page = vcpu.core.cr2
+    regs = vcpu.regs()
+    if error_code & 0x10:
+        return regs["rip"] if regs["rip"] >> 12 == page >> 12 else page
+    insn = decode(vcpu, regs["rip"])
+    if insn is None:
+        return page
+    for ea in effective_addresses(insn, regs) + [regs["rdi"], regs["rsi"]]:
+        if ea >> 12 == page >> 12:
+            return ea
+    return page
 
 
 def reg64(name):

@@ -37,6 +37,7 @@ class Machine:
             raise RuntimeError("cannot create the machine (out of memory or Unicorn failed)")
         self.mem = memoryview(ffi.buffer(self.core.mem, self.nr_frames * PAGE))
         self.m2p = self.core.m2p
+        self.in_engine = False                  # guest code (or a hook) is running
         self.frame_table = FrameTable(self)     # the page-type rules over core.frames
         self.core.fast_paths = int(fast_paths)   # C answers what _core/fast.c knows
         self.core.xen_version = XEN_VERSION[0] << 16 | XEN_VERSION[1]

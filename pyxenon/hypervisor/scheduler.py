@@ -77,11 +77,14 @@ class Scheduler:
         if not vcpu.runnable or vcpu.domain.state != RUNNING:
             return
         start = self.now()
+        self.machine.in_engine = True
         if self.deterministic:
             err = lib.xc_run(core, 0, DET_SLICE_INSNS)
             self.virtual_ns += DET_NS_PER_SLICE
         else:
             err = lib.xc_run(core, self.slice_us, 0)
+        self.machine.in_engine = False
+        vcpu.apply_pending_rip()
         self.slices += 1
         vcpu.runstate[0] += self.now() - start
         if vcpu.core.stop == STOP_EXCEPTION:

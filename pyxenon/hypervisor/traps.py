@@ -60,7 +60,9 @@ def deliver(vcpu, vector, error_code):
     if not address:
         return vcpu.domain.crash(crash_report(vcpu, vector, error_code))
     if vector == 14:
-        vcpu.domain.vcpu_info(vcpu.vcpu_id).arch.cr2 = vcpu.core.cr2
+        vcpu.domain.vcpu_info(vcpu.vcpu_id).arch.cr2 = emulate.fault_address(vcpu, error_code)
+        if vcpu.core.kernel_mode:
+            error_code &= ~4      # Xen hides PFEC_user from a ring-3 guest kernel
     code = error_code if vector in ERRCODE_VECTORS else None
     return bounce(vcpu, address, code, mask_events=bool(flags & TI_IF))
 

@@ -33,6 +33,7 @@ class Vcpu:
         self.time_va = 0        # guest address for a vcpu_time_info copy (0 = none)
         self.runstate = [0, 0, 0, 0]   # ns in RUNSTATE_running/runnable/blocked/offline
         self.want_yield = False
+        self.pending_rip = None   # rip set by a handler, for when the engine stops
         # Trap virtualization state (Xen's struct pv_vcpu):
         self.trap_table = {}      # vector -> (flags, cs, address)
         self.callbacks = {}       # CALLBACKTYPE_* -> (address, flags)
@@ -56,15 +57,34 @@ class Vcpu:
         return dict(zip(REG_NAMES, vals))
 
     def set_regs(self, **changes):
-        """Change general registers, rip, rflags, fs_base, gs_base."""
+        """Change general registers, rip, rflags, fs_base, gs_base.
+
+        rip changed while this vcpu is inside the engine (a hypercall
+        handler) takes effect when the engine stops: Unicorn would move a
+        pc written from the syscall hook on past the syscall."""
         bad = set(changes) - _WRITABLE
         if bad:
             raise ValueError(f"registers not writable here: {sorted(bad)}")
-        vals = ffi.new("uint64_t[]", len(REG_NAMES))
-        lib.xc_regs(self.domain.machine.core, self.core, 0, vals)
-        for name, value in changes.items():
-            vals[_REG_INDEX[name]] = value & 0xFFFFFFFFFFFFFFFF
-        lib.xc_regs(self.domain.machine.core, self.core, 1, vals)
+        machine = self.domain.machine
+        rip = changes.pop("rip", None)
+        if changes:
+            vals = ffi.new("uint64_t[]", len(REG_NAMES))
+            lib.xc_regs(machine.core, self.core, 0, vals)
+            for name, value in changes.items():
+                vals[_REG_INDEX[name]] = value & 0xFFFFFFFFFFFFFFFF
+            lib.xc_regs(machine.core, self.core, 1, vals)
+        if rip is None:
+            return
+        if machine.in_engine and machine.core.current == self.core:
+            self.pending_rip = rip & 0xFFFFFFFFFFFFFFFF
+            self.stop()
+        else:
+            lib.xc_set_rip(machine.core, self.core, rip & 0xFFFFFFFFFFFFFFFF)
+
+    def apply_pending_rip(self):
+        if self.pending_rip is not None:
+            lib.xc_set_rip(self.domain.machine.core, self.core, self.pending_rip)
+            self.pending_rip = None
 
     def stop(self):
         """Leave the engine after this hypercall so the scheduler can look."""

@@ -1,15 +1,24 @@
 """The pyxenon command line.
 
-    pyxenon run CFG [CFG...] [--trace] [--timeout S] [--deterministic]
-    pyxenon COMMAND ...        xl's commands against the host daemon (xl.py)
-    xl COMMAND ...             the same, through a symlink named xl
+    pyxenon run CFG [CFG...] [--policy FILE] [--audit FILE|-] [--trace] [--timeout S]
+                [--deterministic]
+    pyxenon COMMAND ...        xl's commands against the host daemon (xl.py),
+                               and pyxenon's own: xenstore, audit
+    pyxenon policy check FILE [--can-flow A B] [--graph] [--dot OUT]
+    pyxenon assurance [--check]     pyxenon interface [--write]     pyxenon fuzz ...
+    xl COMMAND ...             xl's commands only, through a symlink named xl
 
-boots the domains the xl.cfg files describe in this process and streams
-their consoles to stdout (each line prefixed by the domain's name when there
-are several).  Exit status 0 when every domain powered off; otherwise 1,
-with the reason on stderr.  A malformed input gets one line naming the file.
+`run` boots the domains the xl.cfg files describe in this process and
+streams their consoles to stdout (each line prefixed by the domain's name
+when there are several), under the policy file given (without one, domains
+reach only their own console and XenStore, and the run says so on stderr).
+--audit writes each of the policy's decisions as a JSON line to FILE (- for
+stderr).  Exit status 0 when every domain powered off; otherwise 1, with the
+reason on stderr.  A malformed input gets one line naming the file, exit 2.
 """
 import argparse
+import contextlib
+import importlib
 import os
 import sys
 
@@ -18,6 +27,19 @@ from pyxenon.errors import UserInputError
 from . import xl
 
 EXIT_OK, EXIT_GUEST, EXIT_USAGE = 0, 1, 2
+NO_POLICY = "pyxenon: no policy: domains can reach only their own console and XenStore"
+
+# Commands another module answers: name -> (module, help).  Imported only
+# when used (assurance needs lizard; fuzz may not be installed).
+DELEGATES = {
+    "policy": ("pyxenon.toolstack.policy",
+               "check a separation policy and analyse its flows (`policy check FILE`)"),
+    "assurance": ("pyxenon.toolstack.assurance", "the TCB's size and complexity report"),
+    "interface": ("pyxenon.toolstack.interface", "the hypercall interface table"),
+    "fuzz": ("pyxenon.toolstack.fuzz", "fuzz the hypercall interface"),
+}
+OWN_HELP = {"xenstore": "read, write, list, remove and watch XenStore nodes, as domain 0",
+            "audit": "print the last policy decisions the daemon logged"}
 
 
 class ConsoleWriter:
@@ -46,17 +68,66 @@ class ConsoleWriter:
         self.partial.clear()
 
 
-def cmd_run(args):
-    from pyxenon.toolstack.host import Host
+class RunAudit:
+    """Where `run` sends the reference monitor's decisions: JSON lines to a
+    file or to stderr ("-"), or nowhere; refusals are counted either way."""
 
-    with Host(deterministic=args.deterministic) as host:
-        writer = ConsoleWriter(sys.stdout, prefix=len(args.cfg) > 1)
-        host.machine.console_listeners.append(writer)
-        trace = (lambda line: print(line, file=sys.stderr)) if args.trace else None
-        domains = [host.create(cfg, trace=trace) for cfg in args.cfg]
-        outcome = host.run(timeout=args.timeout)
-        writer.flush()
-        return report(domains, outcome)
+    def __init__(self, target):
+        from .policy import JsonLinesAudit
+
+        self.denied = 0
+        self.lines = None
+        try:
+            if target is not None:
+                self.lines = JsonLinesAudit(sys.stderr if target == "-" else target)
+        except OSError as e:
+            raise UserInputError(target, f"cannot write the audit log: {e.strerror}") from None
+
+    def __call__(self, record):
+        if record.get("decision") != "allow":
+            self.denied += 1
+        if self.lines is not None:
+            self.lines(record)
+
+    def close(self):
+        if self.lines is not None:
+            self.lines.close()
+
+    def summary(self):
+        """A line for stderr when refusals happened that no audit log shows."""
+        if self.denied and self.lines is None:
+            s = "s" if self.denied != 1 else ""
+            return (f"pyxenon: the policy refused {self.denied} inter-domain operation{s} "
+                    "(--audit FILE lists them)")
+        return None
+
+
+def cmd_run(args):
+    from .host import Host
+    from .policy import load_policy
+
+    policy = load_policy(args.policy) if args.policy else None
+    audit = RunAudit(args.audit)
+    try:
+        with Host(deterministic=args.deterministic, policy=policy, audit=audit) as host:
+            status = run_domains(host, args)
+    finally:
+        audit.close()
+    if audit.summary():
+        print(audit.summary(), file=sys.stderr)
+    return status
+
+
+def run_domains(host, args):
+    writer = ConsoleWriter(sys.stdout, prefix=len(args.cfg) > 1)
+    host.machine.console_listeners.append(writer)
+    trace = (lambda line: print(line, file=sys.stderr)) if args.trace else None
+    domains = [host.create(cfg, trace=trace) for cfg in args.cfg]
+    if host.policy is None:
+        print(NO_POLICY, file=sys.stderr)  # once every cfg and kernel has been accepted
+    outcome = host.run(timeout=args.timeout)
+    writer.flush()
+    return report(domains, outcome)
 
 
 def report(domains, outcome):
@@ -76,6 +147,42 @@ def report(domains, outcome):
     return status
 
 
+# -- commands another module answers ---------------------------------------------
+
+def delegate(name, argv):
+    """`pyxenon NAME ARGS`: NAME's module's main(ARGS), its errors in one line."""
+    module_name = DELEGATES[name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        why = "it is not part of this installation" if e.name == module_name \
+            else f"it needs the {e.name} module"
+        print(f"pyxenon: {name}: not available ({why})", file=sys.stderr)
+        return EXIT_GUEST
+    with one_line_usage_errors():
+        try:
+            return module.main(argv) or EXIT_OK
+        except SystemExit as stop:
+            return stop.code if isinstance(stop.code, int) else EXIT_USAGE
+
+
+@contextlib.contextmanager
+def one_line_usage_errors():
+    """While a delegate parses its command line, argparse's errors are one
+    line ("pyxenon policy check: ...") instead of the usage and the error."""
+    standard = argparse.ArgumentParser.error
+
+    def error(parser, message):
+        parser.exit(EXIT_USAGE, f"{parser.prog}: {message}\n")
+    argparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = standard
+
+
+# -- the command line ---------------------------------------------------------------
+
 class TopParser(argparse.ArgumentParser):
     """A bad command name gets one line, not the usage."""
 
@@ -89,14 +196,23 @@ def parser():
     sub = p.add_subparsers(dest="command", required=True, parser_class=argparse.ArgumentParser)
     run = sub.add_parser("run", help="boot domains from xl.cfg files in this process")
     run.add_argument("cfg", nargs="+", help="xl.cfg file")
+    run.add_argument("--policy", metavar="FILE",
+                     help="enforce this separation policy (without one, domains reach only "
+                          "their own console and XenStore)")
+    run.add_argument("--audit", metavar="FILE",
+                     help="append each policy decision to FILE as a JSON line (- for stderr)")
     run.add_argument("--trace", action="store_true", help="print every hypercall to stderr")
     run.add_argument("--timeout", type=float, default=None, help="give up after S seconds")
     run.add_argument("--deterministic", action="store_true",
                      help="schedule by instruction count and virtual time")
     run.set_defaults(func=cmd_run)
-    # Listed for --help and the choices; main() hands them to xl.main first.
+    # Listed for --help and the choices; main() hands them to their modules first.
     for name in xl.COMMANDS:
         sub.add_parser(name, help=f"xl's {name} (`pyxenon {name} -h`)", add_help=False)
+    for name in xl.PYXENON_COMMANDS:
+        sub.add_parser(name, help=OWN_HELP[name], add_help=False)
+    for name, (_, help_text) in DELEGATES.items():
+        sub.add_parser(name, help=help_text, add_help=False)
     return p
 
 
@@ -105,10 +221,12 @@ def main(argv=None):
         argv = sys.argv[1:]
         if os.path.basename(sys.argv[0]) == "xl":
             return xl.main(argv, prog="xl")
-    if argv and argv[0] in xl.COMMANDS:
-        return xl.main(argv, prog="pyxenon")
-    args = parser().parse_args(argv)
+    if argv and argv[0] in xl.COMMANDS + xl.PYXENON_COMMANDS:
+        return xl.main(argv, prog="pyxenon", extra=True)
     try:
+        if argv and argv[0] in DELEGATES:
+            return delegate(argv[0], argv[1:])
+        args = parser().parse_args(argv)
         return args.func(args)
     except UserInputError as e:
         print(f"pyxenon: {e}", file=sys.stderr)

@@ -7,9 +7,16 @@ scheduler a bounded slice (Host.run(timeout=RUN_SLICE)) and go round again.
 Nothing a client or a guest does may end the loop: a malformed request gets
 an error reply, a vanished client is dropped, a domain that breaks the engine
 is crashed on its own.
+
+The policy the host enforces is fixed when the daemon starts (`daemon start
+--policy FILE`, or $PYXENON_POLICY); every decision the reference monitor
+makes goes, as a JSON line, to audit.log in the runtime folder.  XenStore
+requests act as domain 0 through the store's host API.
 """
 import collections
+import errno
 import fcntl
+import json
 import os
 import selectors
 import signal
@@ -24,7 +31,9 @@ from pyxenon.hypervisor.domain import DEAD, PAUSED, RUNNING, SHUTDOWN
 
 from . import protocol
 from .host import Host
-from .protocol import MAX_LINE, b64
+from .policy import JsonLinesAudit
+from .protocol import MAX_LINE, ToolstackError, b64
+from .xenstore import XenStoreError
 
 RUN_SLICE = 0.05          # seconds of guest time between looks at the sockets
 IDLE_WAIT = 0.5           # select timeout when no domain can run
@@ -33,6 +42,9 @@ MAX_OUTPUT = 1 << 20      # bytes queued for a client that does not read
 CONSOLE_BACKLOG = 64 * 1024
 MAX_INPUT_QUEUE = 64 * 1024
 DMESG_LINES = 10000
+REPLY_BUDGET = MAX_LINE - 4096   # bytes of list items in one reply (the rest: framing)
+BACKLOG_CHUNK = 32 * 1024        # console bytes per message (base64 grows them by 4/3)
+MAX_AUDIT_BYTES = 16 << 20       # audit.log is rotated to audit.log.1 past this size
 PAGES_PER_MIB = 256
 REASON_LETTERS = {"poweroff": "-", "reboot": "r", "suspend": "s", "crash": "c", "watchdog": "w"}
 
@@ -47,10 +59,14 @@ class Client:
         self.inbuf = b""
         self.outbuf = bytearray()
         self.console = None      # the Domain whose console this client streams
+        self.watch = None        # the XenStore watch this client streams
         self.closing = False     # close once outbuf is sent
 
     def queue(self, message):
         self.outbuf += protocol.encode(message)
+
+    def streaming(self):
+        return self.console is not None or self.watch is not None
 
 
 class Dmesg:
@@ -76,6 +92,33 @@ class Dmesg:
             self.partial[domain.domid] = rest[-1024:]
 
 
+class AuditLog:
+    """The MSM's audit sink: one JSON object per line in path (mode 0600),
+    flushed each time; past MAX_AUDIT_BYTES the file becomes path.1 (the one
+    before is dropped), so a guest retrying a refused operation cannot fill
+    the host's disk."""
+
+    def __init__(self, path, limit=MAX_AUDIT_BYTES):
+        self.path = path
+        self.limit = limit
+        self.sink = None
+        self.open()
+
+    def open(self):
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.sink = JsonLinesAudit(open(fd, "a", encoding="utf-8"))
+
+    def __call__(self, record):
+        self.sink(record)
+        if os.fstat(self.sink.file.fileno()).st_size >= self.limit:
+            self.sink.file.close()
+            os.replace(self.path, self.path + ".1")
+            self.open()
+
+    def close(self):
+        self.sink.file.close()
+
+
 # -- requests ---------------------------------------------------------------------
 
 # op -> {argument: type}; any other argument, or one of the wrong type, is refused.
@@ -89,8 +132,19 @@ SCHEMAS = {
     "dmesg": {"clear": bool},
     "console": {"domain": str},
     "input": {"data": str},
+    # XenStore, as domain 0; values are base64
+    "xenstore_read": {"path": str},
+    "xenstore_write": {"path": str, "value": str},
+    "xenstore_ls": {"path": str, "values": bool, "offset": int},
+    "xenstore_rm": {"path": str},
+    "xenstore_watch": {"path": str},
 }
-NEEDS_DOMAIN = {"pause", "unpause", "destroy", "shutdown", "reboot", "console"}
+# op -> the arguments it cannot do without
+REQUIRED = {op: ("domain",) for op in ("pause", "unpause", "destroy", "shutdown", "reboot",
+                                       "console")}
+REQUIRED.update({op: ("path",) for op in ("xenstore_read", "xenstore_ls", "xenstore_rm",
+                                          "xenstore_watch")})
+REQUIRED["xenstore_write"] = ("path", "value")
 
 
 def check_request(message):
@@ -100,8 +154,9 @@ def check_request(message):
         raise RequestError(f"unknown operation {str(op)[:40]!r}")
     args = {k: v for k, v in message.items() if k != "op"}
     check_args(op, args, SCHEMAS[op])
-    if op in NEEDS_DOMAIN and "domain" not in args:
-        raise RequestError(f"{op}: a domain is required")
+    for name in REQUIRED.get(op, ()):
+        if name not in args:
+            raise RequestError(f"{op}: a{'n' if name[0] in 'aeiou' else ''} {name} is required")
     return op, args
 
 
@@ -109,7 +164,7 @@ def check_args(op, args, schema):
     for name, value in args.items():
         if name not in schema:
             raise RequestError(f"{op}: unknown argument {name[:40]!r}")
-        if not isinstance(value, schema[name]):
+        if not isinstance(value, schema[name]) or (schema[name] is int and type(value) is bool):
             raise RequestError(f"{op}: {name} must be {schema[name].__name__}")
     if not all(isinstance(o, str) for o in args.get("overrides", [])):
         raise RequestError(f"{op}: overrides must be strings")
@@ -122,10 +177,16 @@ def peer_uid(sock):
 
 
 class Daemon:
-    def __init__(self, folder, host=None):
+    def __init__(self, folder, host=None, policy=None):
+        """policy: a compiled Policy (or a path), or None; used when the
+        daemon makes its own Host, which then audits to audit.log."""
         self.folder = folder
         self.path = protocol.socket_path(folder)
-        self.host = host or Host()
+        self.audit = None
+        if host is None:
+            self.audit = AuditLog(os.path.join(folder, protocol.AUDIT_NAME))
+            host = Host(policy=policy, audit=self.audit)
+        self.host = host
         self.machine = self.host.machine
         self.dmesg = Dmesg()
         self.started = {}                        # domid -> monotonic creation time
@@ -199,6 +260,7 @@ class Daemon:
 
     def drop(self, client):
         self.clients.pop(client.sock, None)
+        self.unwatch(client)
         try:
             self.selector.unregister(client.sock)
         except (KeyError, ValueError):
@@ -219,7 +281,7 @@ class Daemon:
         while b"\n" in client.inbuf and not client.closing:
             line, client.inbuf = client.inbuf.split(b"\n", 1)
             self.serve_line(client, line)
-        if len(client.inbuf) >= MAX_LINE:
+        if len(client.inbuf) >= MAX_LINE and not client.closing:
             client.queue({"ok": False, "error": f"request longer than {MAX_LINE} bytes"})
             client.inbuf, client.closing = b"", True
 
@@ -235,7 +297,14 @@ class Daemon:
             traceback.print_exc()
             reply = {"ok": False, "error": f"internal error: {e!r}"}
         if reply is not None:
+            self.reply(client, reply)
+
+    @staticmethod
+    def reply(client, reply):
+        try:
             client.queue(reply)
+        except ToolstackError as e:  # a reply over MAX_LINE: say so, never die
+            client.queue({"ok": False, "error": f"the reply is too long to send: {e}"})
 
     def flush(self, client):
         try:
@@ -268,6 +337,7 @@ class Daemon:
     def serve_forever(self):
         self.dmesg.log(f"pyxenon host daemon started (pid {os.getpid()}), "
                        f"{self.machine.nr_frames // PAGES_PER_MIB} MiB machine memory")
+        self.dmesg.log(f"policy: {policy_text(self.host.policy)}")
         while not self.stopping:
             self.poll(0 if self.busy else IDLE_WAIT)
             self.run_domains()
@@ -333,7 +403,7 @@ class Daemon:
                 del self.pending_input[domid]
 
     def end_consoles(self):
-        for client in self.clients.values():
+        for client in list(self.clients.values()):
             domain = client.console
             if domain is not None and domain.state in (SHUTDOWN, DEAD) and not client.closing:
                 client.queue({"end": domain.shutdown_reason or "destroyed"})
@@ -349,6 +419,14 @@ class Daemon:
             for client in self.clients.values():
                 if client.console is domain and not client.closing:
                     client.queue({"out": b64(data)})
+        except Exception:  # noqa: BLE001 - a listener must not break the slice
+            traceback.print_exc()
+
+    def on_watch(self, client, path):
+        """A XenStore watch fired (perhaps inside a slice): only queue, never fail."""
+        try:
+            if client.sock in self.clients and not client.closing:
+                client.queue({"watch": str(path)})
         except Exception:  # noqa: BLE001 - a listener must not break the slice
             traceback.print_exc()
 
@@ -381,7 +459,8 @@ class Daemon:
     # -- operations ------------------------------------------------------------
 
     def op_ping(self, client):
-        return {"ok": True, "pid": os.getpid()}
+        policy = self.host.policy
+        return {"ok": True, "pid": os.getpid(), "policy": policy.source if policy else None}
 
     def op_create(self, client, cfg, overrides=(), paused=False, cwd="/", console=False):
         """console: attach this connection before the domain first runs,
@@ -443,13 +522,17 @@ class Daemon:
         return {"ok": True}
 
     def op_info(self, client):
-        return {"ok": True, "info": host_info(self.machine)}
+        return {"ok": True, "info": host_info(self.machine, self.host.policy)}
 
     def op_dmesg(self, client, clear=False):
+        """The newest lines that fit in one reply (a note says how many did not)."""
         lines = list(self.dmesg.lines)
         if clear:
             self.dmesg.lines.clear()
-        return {"ok": True, "lines": lines}
+        shown = fit(reversed(lines))[::-1]
+        if len(shown) < len(lines):
+            shown.insert(0, f"(XEN) [{len(lines) - len(shown)} older lines not shown]")
+        return {"ok": True, "lines": shown}
 
     def op_console(self, client, domain):
         return self.attach(client, self.guest(domain, "console"))
@@ -457,13 +540,13 @@ class Daemon:
     def attach(self, client, target):
         """Stream target's console to client: the ok reply, the backlog, then
         output as it comes (on_console) until the domain stops (end_consoles)."""
-        if client.console is not None:
-            raise RequestError("console: this connection already streams a console")
+        if client.streaming():
+            raise RequestError("console: this connection already streams")
         client.queue({"ok": True, "domid": target.domid, "name": target.name})
         client.console = target
         backlog = bytes(target.console_log[-CONSOLE_BACKLOG:])
-        if backlog:
-            client.queue({"out": b64(backlog)})
+        for start in range(0, len(backlog), BACKLOG_CHUNK):
+            client.queue({"out": b64(backlog[start:start + BACKLOG_CHUNK])})
         return None
 
     def op_input(self, client, data):
@@ -481,6 +564,71 @@ class Daemon:
     def op_stop(self, client):
         self.stopping = True
         return {"ok": True}
+
+    # -- XenStore, as domain 0 ---------------------------------------------------
+
+    def store(self, op, path, *args):
+        """host.xenstore.<op>(path, *args); a XenStoreError as a one-line refusal."""
+        try:
+            return getattr(self.host.xenstore, op)(path, *args)
+        except XenStoreError as e:
+            raise RequestError(xenstore_error(op, path, e)) from None
+
+    def op_xenstore_read(self, client, path):
+        return {"ok": True, "value": b64(self.store("read", path))}
+
+    def op_xenstore_write(self, client, path, value):
+        try:
+            raw = protocol.unb64(value)
+        except ValueError:
+            raise RequestError("xenstore_write: value is not base64") from None
+        self.store("write", path, raw)
+        self.busy = True  # a guest may be watching
+        return {"ok": True}
+
+    def op_xenstore_rm(self, client, path):
+        self.store("rm", path)
+        self.busy = True
+        return {"ok": True}
+
+    def op_xenstore_ls(self, client, path, values=False, offset=0):
+        """path's children from offset on, as many as fit in one reply: entries
+        [[name, base64 value or null]], and next, the offset to ask for next
+        (null when this is the last of them)."""
+        if offset < 0:
+            raise RequestError("xenstore_ls: offset must not be negative")
+        names = self.store("ls", path)[offset:]
+        entries = fit([name, b64(self.store("read", child(path, name))) if values else None]
+                      for name in names)
+        more = len(entries) < len(names)
+        return {"ok": True, "entries": entries, "next": offset + len(entries) if more else None}
+
+    def op_xenstore_watch(self, client, path):
+        """Stream path's watch events to this connection: the ok reply, the
+        event every watch fires when set, then each change until the daemon
+        stops (or the client goes)."""
+        if client.streaming():
+            raise RequestError("xenstore_watch: this connection already streams")
+        early = []  # the watch fires once while it is being set: after the reply
+
+        def fired(changed):
+            if client.watch is None:
+                early.append(changed)
+            else:
+                self.on_watch(client, changed)
+        client.watch = self.store("watch", path, fired)
+        client.queue({"ok": True})
+        for changed in early:
+            self.on_watch(client, changed)
+        return None
+
+    def unwatch(self, client):
+        if client.watch is not None:
+            try:
+                self.host.xenstore.unwatch(client.watch)
+            except XenStoreError:
+                pass
+            client.watch = None
 
     # -- rows for list ---------------------------------------------------------
 
@@ -531,7 +679,7 @@ class Daemon:
 
     def close(self):
         for client in list(self.clients.values()):
-            if client.console is not None and not client.closing:
+            if client.streaming() and not client.closing:
                 client.queue({"end": "daemon stopped"})
             try:
                 client.sock.setblocking(True)
@@ -548,6 +696,8 @@ class Daemon:
             except OSError:
                 pass
         self.host.close()
+        if self.audit is not None:
+            self.audit.close()
 
 
 # -- helpers ----------------------------------------------------------------------
@@ -603,7 +753,42 @@ def config_dict(domain):
     }
 
 
-def host_info(machine):
+def fit(items, size=lambda item: len(json.dumps(item))):
+    """The first of items (an iterable) whose JSON sizes, a comma each, fit
+    in REPLY_BUDGET bytes; at least one, so a paged reply always moves on."""
+    kept, budget = [], REPLY_BUDGET
+    for item in items:
+        budget -= size(item) + 1
+        if budget < 0 and kept:
+            break
+        kept.append(item)
+    return kept
+
+
+def child(path, name):
+    return f"/{name}" if path == "/" else f"{path}/{name}"
+
+
+XS_REASONS = {"EQUOTA": "node quota exceeded"}
+
+
+def xenstore_error(op, path, error):
+    """"xenstore read /a: No such file or directory (ENOENT)"."""
+    code = getattr(errno, error.name, None)
+    reason = os.strerror(code) if isinstance(code, int) else XS_REASONS.get(error.name, "failed")
+    return f"xenstore {op} {path[:256]}: {reason} ({error.name})"
+
+
+def policy_text(policy):
+    """`xl info`'s xen_policy: the file and its size, or what having none means."""
+    if policy is None:
+        return "none (inter-domain paths refused)"
+    labels, rules = len(policy.labels), policy.rule_count
+    return (f"{policy.source} ({labels} label{'s' * (labels != 1)}, "
+            f"{rules} rule{'s' * (rules != 1)})")
+
+
+def host_info(machine, policy=None):
     """`xl info`'s fields, in xl's order, for this host."""
     from pyxenon.hypercalls import xen_version as ver
     from pyxenon.public import arch_x86
@@ -625,6 +810,7 @@ def host_info(machine):
         ["xen_pagesize", ver.PAGE_SIZE],
         ["platform_params", f"virt_start={arch_x86.HYPERVISOR_VIRT_START:#x}"],
         ["xen_changeset", ver.CHANGESET.decode()], ["xen_commandline", ""],
+        ["xen_policy", policy_text(policy)],
         ["cc_compiler", "gcc"], ["cc_compile_by", "pyxenon"], ["cc_compile_domain", ""],
         ["cc_compile_date", ""], ["build_id", ""], ["xend_config_format", 4],
     ]
@@ -643,15 +829,22 @@ def hold_lock(folder):
     return handle
 
 
-def serve(folder):
-    """Run the daemon in this process until `daemon stop` or SIGTERM.
-    Exit status 0; 1 if another daemon already serves the folder."""
+def serve(folder, policy=None):
+    """Run the daemon in this process until `daemon stop` or SIGTERM,
+    enforcing the policy file named by policy (None: no policy).  Exit
+    status 0; 1 if another daemon already serves the folder; 2 for a
+    malformed policy."""
     protocol.ensure_runtime_dir(folder)
     lock = hold_lock(folder)
     if lock is None:
         print(f"pyxenon: a daemon already serves {folder}", file=sys.stderr)
         return 1
-    daemon = Daemon(folder)
+    try:
+        daemon = Daemon(folder, policy=load(policy))
+    except (UserInputError, OSError) as e:
+        lock.close()
+        print(f"pyxenon: {e}", file=sys.stderr)
+        return 2
 
     def stop(signum, frame):
         daemon.stopping = True
@@ -664,3 +857,10 @@ def serve(folder):
     finally:
         lock.close()
     return 0
+
+
+def load(policy):
+    """The compiled policy at path policy (made absolute: info shows where), or None."""
+    if not policy:
+        return None
+    return protocol.check_policy(os.path.abspath(policy))

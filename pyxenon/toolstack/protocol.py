@@ -8,7 +8,10 @@ MAX_LINE bytes.  A request names its operation in "op"; a reply carries
 "ok" (true, with the result's fields, or false with a one-line "error").
 After a successful "console" request the connection streams: the daemon
 sends {"out": BASE64} for console bytes and {"end": REASON} when the domain
-stops; the client sends {"op": "input", "data": BASE64}.
+stops; the client sends {"op": "input", "data": BASE64}.  After a successful
+"xenstore_watch" the daemon sends {"watch": PATH} each time the watch fires
+and {"end": REASON} when it stops.  Byte strings (console data, XenStore
+values) travel as base64.
 """
 import base64
 import json
@@ -23,6 +26,8 @@ MAX_LINE = 64 * 1024         # bytes in one message, newline included
 SOCKET_NAME = "xend.sock"    # named after Xen's old host daemon
 LOCK_NAME = "daemon.lock"
 LOG_NAME = "daemon.log"
+AUDIT_NAME = "audit.log"     # the MSM's decisions, one JSON object per line
+POLICY_ENV = "PYXENON_POLICY"  # the policy a daemon started on demand enforces
 START_TIMEOUT = 15.0         # seconds a client waits for a new daemon to answer
 
 
@@ -60,6 +65,19 @@ def ensure_runtime_dir(path):
 
 def socket_path(folder=None):
     return os.path.join(folder or runtime_dir(), SOCKET_NAME)
+
+
+def default_policy():
+    """$PYXENON_POLICY (a policy file), or None when unset or empty."""
+    return os.environ.get(POLICY_ENV) or None
+
+
+def check_policy(path):
+    """Load the policy file at path, so a malformed one is reported to the
+    user who named it (UserInputError, one line), not in the daemon's log."""
+    from .policy import load_policy
+
+    return load_policy(path)
 
 
 # -- framing ------------------------------------------------------------------
@@ -159,7 +177,8 @@ def try_connect(path):
 
 
 def connect(start=True):
-    """A Connection to this user's daemon; started first if start and none runs."""
+    """A Connection to this user's daemon; started first if start and none
+    runs (enforcing $PYXENON_POLICY, if set)."""
     folder = ensure_runtime_dir(runtime_dir())
     path = socket_path(folder)
     conn = try_connect(path)
@@ -171,12 +190,19 @@ def connect(start=True):
     return conn
 
 
-def start_daemon(folder):
+def start_daemon(folder, policy=None):
     """Start `pyxenon daemon run` in its own session, detached from this
-    terminal, with its output going to the runtime folder's log."""
+    terminal, with its output going to the runtime folder's log.  policy
+    (default $PYXENON_POLICY): the policy file it enforces, checked here first."""
+    policy = policy or default_policy()
+    command = [sys.executable, "-m", "pyxenon", "daemon", "run"]
+    if policy:
+        check_policy(policy)
+        command += ["--policy", os.path.abspath(policy)]  # the daemon runs in /
     env = dict(os.environ, PYXENON_RUNTIME_DIR=folder)
+    env.pop(POLICY_ENV, None)
     with open(os.path.join(folder, LOG_NAME), "ab") as log:
-        subprocess.Popen([sys.executable, "-m", "pyxenon", "daemon", "run"],
+        subprocess.Popen(command,
                          stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                          cwd="/", env=env, start_new_session=True, close_fds=True)
 

@@ -1,0 +1,35 @@
+/*
+ * traps.c - the C side of exception handling (see traps.h).
+ */
+#include "traps.h"
+
+trap_handler_t trap_handler;
+volatile unsigned long probe_insn, probe_resume, probe_sp;
+
+const char *trap_name(unsigned int vector)
+{
+    static const char *const names[32] = {
+        [X86_EXC_DE] = "#DE", [X86_EXC_DB] = "#DB", [X86_EXC_NMI] = "NMI",
+        [X86_EXC_BP] = "#BP", [X86_EXC_OF] = "#OF", [X86_EXC_BR] = "#BR",
+        [X86_EXC_UD] = "#UD", [X86_EXC_NM] = "#NM", [X86_EXC_DF] = "#DF",
+        [X86_EXC_TS] = "#TS", [X86_EXC_NP] = "#NP", [X86_EXC_SS] = "#SS",
+        [X86_EXC_GP] = "#GP", [X86_EXC_PF] = "#PF", [X86_EXC_MF] = "#MF",
+        [X86_EXC_AC] = "#AC", [X86_EXC_MC] = "#MC", [X86_EXC_XM] = "#XM",
+    };
+
+    return vector < 32 && names[vector] ? names[vector] : "#??";
+}
+
+/* Called from entry.S for every exception. */
+void do_trap(struct cpu_regs *regs)
+{
+    if ( trap_handler )
+    {
+        trap_handler(regs);
+        return;
+    }
+
+    printk("unexpected trap %s (vector %lu) at rip 0x%lx, error code 0x%lx\n",
+           trap_name(regs->vector), regs->vector, regs->rip, regs->error_code);
+    xen_shutdown(SHUTDOWN_crash);
+}
