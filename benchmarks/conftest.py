@@ -12,6 +12,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = {}
+SIZES = {}          # case -> bytes
 RATIOS = [
     # (case, baseline, what the ratio means)
     ("null_hypercall_python", "unicorn_python_hook_syscall",
@@ -23,6 +24,9 @@ RATIOS = [
     ("spin_iteration_raw_unicorn", "spin_iteration_pyxenon",
      "guest code speed under pyxenon's paging, as a fraction of raw Unicorn"),
     ("tlb_miss", "null_hypercall_python", "one TLB miss / one null hypercall"),
+    ("grant_copy_4k", "host_copy_4k", "GNTTABOP_copy of 4 KiB / a host copy of 4 KiB"),
+    ("domain_create", "null_hypercall_python", "creating a domain / null hypercall"),
+    ("hello_boot_to_poweroff", "null_hypercall_python", "hello boot to poweroff / null hypercall"),
     ("mmu_update_batch_32", "null_hypercall_python", "a 32-entry mmu_update batch / null hypercall"),
 ]
 
@@ -38,15 +42,22 @@ def results():
     return RESULTS
 
 
+@pytest.fixture(scope="session")
+def sizes():
+    return SIZES
+
+
 def pytest_terminal_summary(terminalreporter):
-    if not RESULTS:
+    if not RESULTS and not SIZES:
         return
     tr = terminalreporter
     tr.section("pyxenon figures (per operation, this run)")
     for case, seconds in sorted(RESULTS.items()):
         tr.write_line(f"  {case:40s} {seconds * 1e9:12.1f} ns")
+    for case, size in sorted(SIZES.items()):
+        tr.write_line(f"  {case:40s} {size / 2 ** 20:12.3f} MiB")
     for case, base, meaning in RATIOS:
         if case in RESULTS and base in RESULTS:
             tr.write_line(f"  ratio {meaning}: {RESULTS[case] / RESULTS[base]:.3f}")
     out = ROOT / "benchmarks" / "results.json"
-    out.write_text(json.dumps({"per_op_seconds": RESULTS}, indent=2) + "\n")
+    out.write_text(json.dumps({"per_op_seconds": RESULTS, "bytes": SIZES}, indent=2) + "\n")
