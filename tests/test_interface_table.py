@@ -135,3 +135,22 @@ def test_ops_owner_is_one_of_the_familys_hypercalls(family):
     if getattr(family, "OPS", None):
         owner = interface.ops_owner(family)
         assert owner in {xen.HYPERCALL_NAMES[nr] for nr in family.HYPERCALLS}
+
+
+def test_readme_block_is_up_to_date():
+    root = interface.default_root()
+    text = (root / "README.md").read_text()
+    block = interface.readme_block(interface.entries())
+    assert interface.with_readme_block(text, block) == text, \
+        "README's interface table is stale: run `python -m pyxenon.toolstack.interface --write`"
+
+
+def test_every_supported_hypercall_has_a_test():
+    """The issue's rule: each supported hypercall on record is exercised by
+    some test (named through pyxenon.public's HYPERVISOR_<name>)."""
+    tests = interface.default_root() / "tests"
+    text = "".join(p.read_text() for p in tests.glob("test_*.py"))
+    supported = [e.hypercall for e in interface.entries() if not e.op and e.status == "supported"]
+    missing = [name for name in supported if f"HYPERVISOR_{name}," not in text
+               and f"HYPERVISOR_{name})" not in text]
+    assert not missing, f"supported hypercalls no test calls: {missing}"

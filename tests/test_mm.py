@@ -249,3 +249,11 @@ def test_unknown_mmuext_op(dom, hypercall):
 def test_mmuext_flushes(dom, hypercall):
     for cmd in (xen.MMUEXT_TLB_FLUSH_LOCAL, xen.MMUEXT_TLB_FLUSH_ALL, xen.MMUEXT_INVLPG_LOCAL):
         assert mmuext(hypercall, dom, cmd, scratch(dom)) == 0
+
+
+def test_update_va_mapping_otherdomain(dom, two, hypercall):
+    va = scratch(dom) + PAGE
+    val = free_page(dom) << 12 | 0x67
+    assert hypercall(dom, xen.HYPERVISOR_update_va_mapping_otherdomain, va, val, 0, two[1].domid) \
+        == -errno.EPERM
+    assert hypercall(dom, xen.HYPERVISOR_update_va_mapping_otherdomain, va, val, 0, SELF) == 0

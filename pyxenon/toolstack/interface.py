@@ -22,6 +22,8 @@ from pyxenon.public import xen
 
 SUPPORTED, REFUSED_STATUS, LEFT_OUT = "supported", "refused", "left out"
 DOC = Path("docs") / "INTERFACE.md"
+README = Path("README.md")
+BEGIN, END = "<!-- interface:begin -->", "<!-- interface:end -->"
 EXIT_OK, EXIT_USAGE = 0, 2
 
 # Hypercall -> (module in pyxenon.public, prefix of its sub-operation
@@ -309,6 +311,35 @@ def subop_sections(all_entries):
     return lines
 
 
+def readme_block(all_entries):
+    """The README's part: the totals and one row per Xen hypercall."""
+    lines = [BEGIN, "", totals(all_entries), "",
+             "| nr | hypercall | status | note |", "| ---: | --- | --- | --- |"]
+    for e in all_entries:
+        if not e.op:
+            note = "; ".join(x for x in (error_cell(e), e.reason) if x)
+            lines.append(f"| {e.nr} | {e.hypercall} | {e.status} | {note} |")
+    return "\n".join(lines + ["", END])
+
+
+def with_readme_block(text, block):
+    """README text with the block between the markers replaced (or None)."""
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        return None
+    return text[:start] + block + text[end + len(END):]
+
+
+def write_docs(root, all_entries):
+    (root / DOC).parent.mkdir(parents=True, exist_ok=True)
+    (root / DOC).write_text(render(all_entries))
+    readme = root / README
+    if readme.exists():
+        updated = with_readme_block(readme.read_text(), readme_block(all_entries))
+        if updated is not None:
+            readme.write_text(updated)
+
+
 # ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
@@ -329,10 +360,10 @@ def main(argv=None) -> int:
     if not args.write:
         sys.stdout.write(text)
         return EXIT_OK
-    path = (args.root or default_root()) / DOC
+    root = args.root or default_root()
+    path = root / DOC
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        write_docs(root, entries())
     except OSError as e:
         print(f"pyxenon interface: {e}", file=sys.stderr)
         return EXIT_USAGE
