@@ -5,6 +5,7 @@
  *   touch=R   R rounds of reading one byte from every page of the mapped
  *             start-of-day padding, with a TLB flush after each round
  *   mmu=N     N mmu_update batches of 32 entries remapping padding pages
+ *   yield=N   N SCHEDOP_yield calls (each gives the CPU to the next domain)
  * then powers off.
  */
 #include "lib.h"
@@ -89,5 +90,7 @@ void guest_main(start_info_t *si)
     spin(param(cmdline, "spin"));
     touch(si, param(cmdline, "touch"));
     mmu(si, param(cmdline, "mmu"));
+    for ( n = param(cmdline, "yield"); n; n-- )
+        HYPERVISOR_sched_op(SCHEDOP_yield, NULL);
     xen_shutdown(SHUTDOWN_poweroff);
 }

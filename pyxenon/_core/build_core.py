@@ -9,7 +9,7 @@ import os
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c", "fast.c"]
+SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c", "fast.c", "watchdog.c"]
 
 CDEF = """
 #define PGT_NONE 0
@@ -89,7 +89,7 @@ def make_ffi():
         sources=[os.path.relpath(os.path.join(HERE, s)) for s in SOURCES],
         include_dirs=[HERE, include],
         library_dirs=[lib],
-        extra_link_args=[os.path.join(lib, "libunicorn.so.2"),
+        extra_link_args=[os.path.join(lib, "libunicorn.so.2"), "-lpthread",
                          "-Wl,-rpath,$ORIGIN/../../unicorn/lib"],
         extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wno-unused-function"],
     )

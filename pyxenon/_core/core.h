@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <unicorn/unicorn.h>
 
 #define PAGE_SHIFT 12
@@ -120,6 +121,9 @@ struct xc_machine {
     int exit_lookup;      /* Unicorn looked up XC_NEVER while stopping */
     int flush_pending;    /* flush translations before the next run */
     int fast_paths;       /* handle the hypercalls fast.c knows in C */
+    pthread_t watchdog;   /* ends time slices (watchdog.c) */
+    int watchdog_quit;
+    uint64_t run_gen, stopped_gen, deadline_ns;
     long exception_field; /* offset of old_exception in a saved context (<0: unknown) */
     int64_t xen_version;  /* what XENVER_version answers */
     uc_hook hooks[6];
@@ -139,6 +143,12 @@ int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count);
 void xc_stop(struct xc_machine *m);
 void xc_clear_exception(struct xc_machine *m);
 const char *xc_strerror(int err);
+
+/* watchdog.c */
+int xc_watchdog_start(struct xc_machine *m);
+void xc_watchdog_stop(struct xc_machine *m);
+void xc_watchdog_arm(struct xc_machine *m, uint64_t timeout_us);
+void xc_watchdog_disarm(struct xc_machine *m);
 
 /* fast.c */
 int xc_fast_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc);

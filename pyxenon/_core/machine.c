@@ -196,7 +196,8 @@ struct xc_machine *xc_machine_new(uint64_t nr_frames, uint64_t hv_frames)
     if (!m)
         return NULL;
     if (reserve_memory(m, nr_frames) || open_engine(m) || map_hypervisor(m, hv_frames) ||
-        set_control_state(m->uc) || add_hooks(m) || drop_to_ring3(m)) {
+        set_control_state(m->uc) || add_hooks(m) || drop_to_ring3(m) ||
+        xc_watchdog_start(m)) {
         xc_machine_free(m);
         return NULL;
     }
@@ -207,6 +208,8 @@ void xc_machine_free(struct xc_machine *m)
 {
     if (!m)
         return;
+    if (m->watchdog)
+        xc_watchdog_stop(m);
     if (m->ring3)
         uc_context_free(m->ring3);
     if (m->uc)
@@ -331,7 +334,9 @@ int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count)
         xc_flush_tlb(m);
     }
     uc_reg_read(m->uc, UC_X86_REG_RIP, &rip);
-    err = uc_emu_start(m->uc, rip, XC_NEVER, timeout_us, count);
+    xc_watchdog_arm(m, timeout_us);
+    err = uc_emu_start(m->uc, rip, XC_NEVER, 0, count);
+    xc_watchdog_disarm(m);
     if (m->current->stop == XC_STOP_EXCEPTION) {
         xc_clear_exception(m);
         if (err == UC_ERR_INSN_INVALID)
