@@ -214,3 +214,17 @@ def test_time_info_is_consistent(trio):
     assert t.version % 2 == 0 and t.system_time == 12345 and t.tsc_to_system_mul > 0
     mul, shift = timekeeping.scale_for(2.5e9)
     assert abs(((10 ** 9 * 2.5) * mul / 2 ** 32) * 2 ** shift - 1e9) < 1e6
+
+
+def test_poll_wakes_on_a_masked_port(trio, hypercall):
+    """As Xen's evtchn_check_pollers: a poll waits on the port, mask or not."""
+    _, (ping, _, _) = trio
+    port = ping.console.port
+    ping.shared_info.evtchn_mask[0] |= 1 << port
+    va = scratch(ping)
+    copy_to_guest(ping.vcpus[0], va + 64, struct.pack("<I", port))
+    copy_to_guest(ping.vcpus[0], va, struct.pack("<QIxxxxQ", va + 64, 1, 0))
+    assert hypercall(ping, xen.HYPERVISOR_sched_op, 3, va) == 0
+    assert not ping.vcpus[0].runnable
+    ping.events.set_pending(port)
+    assert ping.vcpus[0].runnable and not ping.vcpu_info(0).evtchn_upcall_pending

@@ -173,6 +173,13 @@ class EventChannels:
         shared.evtchn_pending[word] |= mask
         if not shared.evtchn_mask[word] & mask:
             self.mark_upcall(port, word)
+        else:
+            self.wake_pollers(port)   # a poll waits on the port, masked or not
+
+    def wake_pollers(self, port):
+        for vcpu in self.domain.vcpus:
+            if vcpu.poll_ports is not None and port in vcpu.poll_ports:
+                self.domain.kick(vcpu, port)
 
     def mark_upcall(self, port, word):
         vcpu = self.domain.vcpus[self.ports[port].vcpu if port < len(self.ports) else 0]

@@ -140,8 +140,9 @@ def map_grant(vcpu, domid, ref, flags, host_addr):
     grantee = vcpu.domain
     granter = granter_of(grantee, domid)
     readonly = bool(flags & gt.GNTMAP_readonly)
-    mfn = granter.grant_table.check(ref, grantee, not readonly)
+    # The policy first, then the entry (Xen's order: xsm_grant_mapref).
     allowed(grantee, granter, "grant_map", "r" if readonly else "rw", "map_grant_ref")
+    mfn = granter.grant_table.check(ref, grantee, not readonly)
     pte_ma = pte_address(vcpu, host_addr, flags & gt.GNTMAP_contains_pte)
     install_pte(grantee.machine, pte_ma, mfn, readonly)
     granter.grant_table.set_flags(ref, gt.GTF_reading | (0 if readonly else gt.GTF_writing))
@@ -220,8 +221,8 @@ def copy_end(vcpu, ptr, is_gref, write):
     domain = vcpu.domain
     if is_gref:
         granter = granter_of(domain, ptr.domid)
-        mfn = granter.grant_table.check(ptr.u.ref, domain, write)
         allowed(domain, granter, "grant_copy", "w" if write else "r", "copy")
+        mfn = granter.grant_table.check(ptr.u.ref, domain, write)
     else:
         if ptr.domid not in (DOMID_SELF, domain.domid):
             raise GrantError(gt.GNTST_permission_denied)
