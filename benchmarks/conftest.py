@@ -24,6 +24,8 @@ RATIOS = [
     ("spin_iteration_raw_unicorn", "spin_iteration_pyxenon",
      "guest code speed under pyxenon's paging, as a fraction of raw Unicorn"),
     ("tlb_miss", "null_hypercall_python", "one TLB miss / one null hypercall"),
+    ("evtchn_round_trip", "domain_switch_yield",
+     "one ping-pong round trip / one domain switch"),
     ("grant_copy_4k", "host_copy_4k", "GNTTABOP_copy of 4 KiB / a host copy of 4 KiB"),
     ("domain_create", "null_hypercall_python", "creating a domain / null hypercall"),
     ("hello_boot_to_poweroff", "null_hypercall_python", "hello boot to poweroff / null hypercall"),

@@ -72,7 +72,7 @@ class Scheduler:
     def run_slice(self, vcpu):
         core = self.machine.core
         lib.xc_switch_to(core, vcpu.core)
-        timekeeping.update_time_info(vcpu.info, self.now())
+        timekeeping.update_time_info(vcpu.info, self.now(), self.deterministic)
         traps.deliver_upcall(vcpu)
         if not vcpu.runnable or vcpu.domain.state != RUNNING:
             return

@@ -39,9 +39,11 @@ def tsc_scale():
     return _SCALE
 
 
-def update_time_info(info, system_time):
-    """Write a consistent vcpu_time_info (Xen's version protocol)."""
-    mul, shift = tsc_scale()
+def update_time_info(info, system_time, frozen=False):
+    """Write a consistent vcpu_time_info (Xen's version protocol).  frozen
+    (deterministic mode): a zero scale, so the guest's clock is the virtual
+    system time, not the host's TSC."""
+    mul, shift = (0, 0) if frozen else tsc_scale()
     t = info.time
     t.version = (t.version + 1) | 1
     t.tsc_timestamp = lib.xc_host_tsc()

@@ -1,0 +1,45 @@
+"""Event-channel ping-pong between two domains: ping and pong (the demo
+guests) exchange ROUNDS messages over a granted ring page, each round one
+send and one wake-up each way, beside two domains that only yield to each
+other (the floor of a domain switch) in the same run."""
+import pathlib
+import time
+
+from pyxenon.toolstack.host import Host
+
+ROUNDS = 2000
+POLICY = str(pathlib.Path(__file__).resolve().parent.parent / "examples/policies/ping-pong.toml")
+
+
+def pingpong(guests, rounds):
+    with Host(memory_mib=512, policy=POLICY, audit=lambda record: None) as host:
+        ping = host.create(str(guests / "ping.cfg"),
+                           overrides=[f'extra="peer=pong peer-domid=2 rounds={rounds}"'])
+        pong = host.create(str(guests / "pong.cfg"))
+        start = time.perf_counter()
+        host.run(timeout=300)
+        elapsed = time.perf_counter() - start
+    assert ping.shutdown_reason == pong.shutdown_reason == "poweroff", ping.console_text
+    return elapsed
+
+
+def yields(guests, n):
+    with Host(memory_mib=256) as host:
+        for name in ("a", "b"):
+            host.create(str(guests / "nullcall.cfg"), overrides=[f'name="{name}"', f'cmdline="yield={n}"'])
+        start = time.perf_counter()
+        host.run(timeout=300)
+        return (time.perf_counter() - start) / (2 * n)
+
+
+def test_event_channel_ping_pong(benchmark, guests, results):
+    empty = pingpong(guests, 1)
+    benchmark.pedantic(pingpong, args=(guests, ROUNDS), rounds=2, iterations=1)
+    best = min(benchmark.stats.stats.data) if benchmark.stats else pingpong(guests, ROUNDS)
+    results["evtchn_round_trip"] = max(best - empty, 1e-9) / ROUNDS
+    benchmark.extra_info["round_trips_per_s"] = 1 / results["evtchn_round_trip"]
+
+
+def test_domain_switch_by_yield(benchmark, guests, results):
+    per = benchmark.pedantic(yields, args=(guests, ROUNDS), rounds=2, iterations=1)
+    results["domain_switch_yield"] = per
