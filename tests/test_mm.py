@@ -257,3 +257,23 @@ def test_update_va_mapping_otherdomain(dom, two, hypercall):
     assert hypercall(dom, xen.HYPERVISOR_update_va_mapping_otherdomain, va, val, 0, two[1].domid) \
         == -errno.EPERM
     assert hypercall(dom, xen.HYPERVISOR_update_va_mapping_otherdomain, va, val, 0, SELF) == 0
+
+
+def test_long_batch_continues(dom, hypercall, monkeypatch):
+    """A batch longer than the per-trap budget returns through a
+    continuation (count | PREEMPTED, the done count carried), as Xen's does."""
+    from pyxenon.hypercalls import mmu
+
+    monkeypatch.setattr(mmu, "BUDGET", 2)
+    ptr = pte_ptr(dom, scratch(dom) + PAGE)
+    val = free_page(dom) << 12 | 0x67
+    va = scratch(dom)
+    copy_to_guest(dom.vcpus[0], va, struct.pack("<QQ", ptr, val) * 5)
+    rc = hypercall(dom, xen.HYPERVISOR_mmu_update, va, 5, va + 2048, SELF)
+    assert rc == xen.HYPERVISOR_mmu_update                   # "make the call again"
+    regs = dom.vcpus[0].regs()
+    assert regs["rdi"] == va + 32 and regs["rsi"] == 3 | 1 << 31
+    rc = hypercall(dom, xen.HYPERVISOR_mmu_update, regs["rdi"], regs["rsi"], va + 2048, SELF)
+    regs = dom.vcpus[0].regs()
+    assert hypercall(dom, xen.HYPERVISOR_mmu_update, regs["rdi"], regs["rsi"], va + 2048, SELF) == 0
+    assert struct.unpack("<I", copy_from_guest(dom.vcpus[0], va + 2048, 4))[0] == 5

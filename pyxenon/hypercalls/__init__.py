@@ -8,7 +8,7 @@ which is what the interface table in the README is generated from.
 """
 import traceback
 
-from pyxenon.hypervisor.errors import HypercallError
+from pyxenon.hypervisor.errors import Continuation, HypercallError
 from pyxenon.public import errno, xen
 
 from . import (console_io, descriptor, event_channel_op, grant_table_op, memory_op, mmu,
@@ -38,10 +38,23 @@ def dispatch(vcpu, nr, a1, a2, a3, a4, a5):
         return rc - (1 << 64) if rc >= 1 << 63 else rc    # rax is 64 bits, signed here
     except HypercallError as e:
         return -e.errno
+    except Continuation as c:
+        if vcpu.in_multicall:
+            raise                      # multicall turns it into its own continuation
+        return continue_later(vcpu, nr, c.args5)
     except Exception:  # a hypervisor bug must not take the host down
         vcpu.domain.crash("hypervisor error in hypercall "
                           f"{name_of(nr)}:\n{traceback.format_exc()}")
         return EFAULT
+
+
+def continue_later(vcpu, nr, args):
+    """Make the guest issue the hypercall again: arguments in their
+    registers, rip back on the syscall, and rax (our result) the number."""
+    regs = vcpu.regs()
+    vcpu.set_regs(rdi=args[0], rsi=args[1], rdx=args[2], r10=args[3], r8=args[4],
+                  rip=regs["rip"] if vcpu.domain.machine.in_engine else regs["rip"] - 2)
+    return nr
 
 
 def name_of(nr):

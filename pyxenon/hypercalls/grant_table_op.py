@@ -6,20 +6,27 @@ import ctypes
 import struct
 
 from pyxenon.hypervisor import grants
-from pyxenon.hypervisor.errors import HypercallError
+from pyxenon.hypervisor.errors import Continuation, HypercallError
 from pyxenon.hypervisor.guestmem import copy_to_guest, read_struct, write_struct
 from pyxenon.public import errno, grant_table as gt, xen
 
 DOMID_SELF = 0x7FF0
 
 
-def each(vcpu, arg, count, ctype, one):
-    """Run one(op) on count structures at arg, writing each back."""
+BUDGET = 256     # operations per trap; the rest through a continuation
+
+
+def each(vcpu, cmd, arg, count, ctype, one):
+    """Run one(op) on count structures at arg, writing each back; a long
+    batch continues from where it stopped, as Xen's does."""
     size = ctypes.sizeof(ctype)
-    for i in range(count & 0xFFFFFFFF):
+    count &= 0xFFFFFFFF
+    for i in range(min(count, BUDGET)):
         op = read_struct(vcpu, arg + i * size, ctype)
         one(vcpu, op)
         write_struct(vcpu, arg + i * size, op)
+    if count > BUDGET:
+        raise Continuation(cmd, arg + BUDGET * size, count - BUDGET)
     return 0
 
 
@@ -84,11 +91,11 @@ def gnttab_set_version(vcpu, arg, count):
 
 
 OPS = {
-    gt.GNTTABOP_map_grant_ref: lambda v, a, c: each(v, a, c, gt.gnttab_map_grant_ref, map_one),
-    gt.GNTTABOP_unmap_grant_ref: lambda v, a, c: each(v, a, c, gt.gnttab_unmap_grant_ref, unmap_one),
-    gt.GNTTABOP_setup_table: lambda v, a, c: each(v, a, c, gt.gnttab_setup_table, setup_one),
-    gt.GNTTABOP_copy: lambda v, a, c: each(v, a, c, gt.gnttab_copy, copy_one),
-    gt.GNTTABOP_query_size: lambda v, a, c: each(v, a, c, gt.gnttab_query_size, query_one),
+    gt.GNTTABOP_map_grant_ref: lambda v, a, c: each(v, gt.GNTTABOP_map_grant_ref, a, c, gt.gnttab_map_grant_ref, map_one),
+    gt.GNTTABOP_unmap_grant_ref: lambda v, a, c: each(v, gt.GNTTABOP_unmap_grant_ref, a, c, gt.gnttab_unmap_grant_ref, unmap_one),
+    gt.GNTTABOP_setup_table: lambda v, a, c: each(v, gt.GNTTABOP_setup_table, a, c, gt.gnttab_setup_table, setup_one),
+    gt.GNTTABOP_copy: lambda v, a, c: each(v, gt.GNTTABOP_copy, a, c, gt.gnttab_copy, copy_one),
+    gt.GNTTABOP_query_size: lambda v, a, c: each(v, gt.GNTTABOP_query_size, a, c, gt.gnttab_query_size, query_one),
     gt.GNTTABOP_get_version: gnttab_get_version,
     gt.GNTTABOP_set_version: gnttab_set_version,
 }

@@ -3,7 +3,7 @@ page tables passes the frame-type checks in hypervisor/mm.py."""
 import struct
 
 from pyxenon._core import lib
-from pyxenon.hypervisor.errors import GuestFault, HypercallError
+from pyxenon.hypervisor.errors import Continuation, GuestFault, HypercallError
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
 from pyxenon.hypervisor.mm import L1, L4, NONE, WRITABLE
 from pyxenon.public import errno, xen
@@ -31,18 +31,30 @@ def report_done(vcpu, done_va, done):
         copy_to_guest(vcpu, done_va, struct.pack("<I", done))
 
 
-def batch(vcpu, items_va, count, done_va, size, one):
+BUDGET = 512     # records per trap; the rest through a continuation
+
+
+def batch(vcpu, nr, items_va, count, done_va, foreigndom, size, one):
     """Run `one` over count records; stop at the first failure, and write
-    how many were done (Xen's partial-failure semantics)."""
+    how many were done (Xen's partial-failure semantics).  A long batch
+    continues as Xen's does: count | PREEMPTED, the done count carried."""
+    preempted = count & PREEMPTED
     count &= ~PREEMPTED
-    done = 0
+    done = read_done(vcpu, done_va) if preempted else 0
+    todo = min(count, BUDGET)
     try:
-        for raw in records(vcpu, items_va, count, size):
+        for raw in records(vcpu, items_va, todo, size):
             one(raw)
             done += 1
     finally:
         report_done(vcpu, done_va, done)
+    if todo < count:
+        raise Continuation(items_va + todo * size, (count - todo) | PREEMPTED, done_va, foreigndom)
     return 0
+
+
+def read_done(vcpu, done_va):
+    return struct.unpack("<I", copy_from_guest(vcpu, done_va, 4))[0] if done_va else 0
 
 
 def records(vcpu, va, count, size):
@@ -95,7 +107,8 @@ def one_update(vcpu, raw):
 
 def do_mmu_update(vcpu, reqs, count, done, foreigndom, *_):
     check_foreign(vcpu, foreigndom & 0xFFFF)
-    return batch(vcpu, reqs, count, done, REQ.size, lambda raw: one_update(vcpu, raw))
+    return batch(vcpu, xen.HYPERVISOR_mmu_update, reqs, count, done, foreigndom, REQ.size,
+                 lambda raw: one_update(vcpu, raw))
 
 
 # -- update_va_mapping --------------------------------------------------------------
@@ -203,7 +216,8 @@ def one_ext(vcpu, raw):
 
 def do_mmuext_op(vcpu, ops, count, done, foreigndom, *_):
     check_foreign(vcpu, foreigndom & 0xFFFF)
-    return batch(vcpu, ops, count, done, EXT.size, lambda raw: one_ext(vcpu, raw))
+    return batch(vcpu, xen.HYPERVISOR_mmuext_op, ops, count, done, foreigndom, EXT.size,
+                 lambda raw: one_ext(vcpu, raw))
 
 
 OPS = EXT_OPS  # the sub-operations on record: mmuext_op's commands

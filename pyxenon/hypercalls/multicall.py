@@ -6,6 +6,7 @@ inside a multicall is refused; an unreadable entry ends the batch with
 """
 import struct
 
+from pyxenon.hypervisor.errors import Continuation
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
 from pyxenon.public import errno, xen
 
@@ -14,18 +15,30 @@ MASK64 = (1 << 64) - 1
 
 
 def do_multicall(vcpu, call_list, nr_calls, *_):
-    dispatch = vcpu.domain.dispatch
     for i in range(nr_calls & 0xFFFFFFFF):
         va = call_list + i * ENTRY.size
         op, _result, *args = ENTRY.unpack(copy_from_guest(vcpu, va, ENTRY.size))
-        if op == xen.HYPERVISOR_multicall:
-            result = -errno.EINVAL
-        else:
-            result = dispatch(vcpu, op, *args[:5])
+        try:
+            result = one_call(vcpu, op, args)
+        except Continuation as c:
+            # As Xen: the entry's arguments become the continuation's, and
+            # the multicall itself goes on from this entry.
+            copy_to_guest(vcpu, va + 16, struct.pack("<5Q", *(a & MASK64 for a in c.args5)))
+            raise Continuation(va, (nr_calls & 0xFFFFFFFF) - i) from None
         copy_to_guest(vcpu, va + 8, struct.pack("<Q", result & MASK64))
         if vcpu.domain.state != "running":
             break
     return 0
+
+
+def one_call(vcpu, op, args):
+    if op == xen.HYPERVISOR_multicall:
+        return -errno.EINVAL
+    vcpu.in_multicall = True
+    try:
+        return vcpu.domain.dispatch(vcpu, op, *args[:5])
+    finally:
+        vcpu.in_multicall = False
 
 
 HYPERCALLS = {xen.HYPERVISOR_multicall: do_multicall}

@@ -16,3 +16,13 @@ class GuestFault(HypercallError):
     def __init__(self, va):
         super().__init__(errno.EFAULT)
         self.va = va
+
+
+class Continuation(Exception):
+    """A long hypercall stops here and is made again with these arguments
+    (Xen's hypercall continuation): the guest re-executes the syscall, so a
+    guest's batch never holds the host for long."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.args5 = (list(args) + [0] * 5)[:5]

@@ -34,6 +34,7 @@ class Vcpu:
         self.runstate = [0, 0, 0, 0]   # ns in RUNSTATE_running/runnable/blocked/offline
         self.want_yield = False
         self.pending_rip = None   # rip set by a handler, for when the engine stops
+        self.in_multicall = False
         # Trap virtualization state (Xen's struct pv_vcpu):
         self.trap_table = {}      # vector -> (flags, cs, address)
         self.callbacks = {}       # CALLBACKTYPE_* -> (address, flags)
