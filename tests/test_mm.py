@@ -277,3 +277,12 @@ def test_long_batch_continues(dom, hypercall, monkeypatch):
     regs = dom.vcpus[0].regs()
     assert hypercall(dom, xen.HYPERVISOR_mmu_update, regs["rdi"], regs["rsi"], va + 2048, SELF) == 0
     assert struct.unpack("<I", copy_from_guest(dom.vcpus[0], va + 2048, 4))[0] == 5
+
+
+def test_xen_shared_pages_never_become_tables(dom, hypercall):
+    """shared_info and grant frames are written by the hypervisor: they keep a
+    writable type, so they cannot be pinned as page tables or used as a GDT."""
+    for mfn in (dom.shared_info_mfn, dom.grant_table.first_mfn):
+        assert mmuext(hypercall, dom, xen.MMUEXT_PIN_L1_TABLE, mfn) == -errno.EINVAL
+    copy_to_guest(dom.vcpus[0], scratch(dom), struct.pack("<Q", dom.grant_table.first_mfn))
+    assert hypercall(dom, xen.HYPERVISOR_set_gdt, scratch(dom), 16) == -errno.EINVAL

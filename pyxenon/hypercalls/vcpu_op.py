@@ -66,8 +66,9 @@ def op_stop_periodic_timer(vcpu, arg):
 
 
 def runstate_bytes(vcpu):
+    mask = (1 << 64) - 1
     now = vcpu.domain.machine.now()
-    return struct.pack("<iIQ4Q", 0, 0, now, *vcpu.runstate)
+    return struct.pack("<iIQ4Q", 0, 0, now & mask, *(t & mask for t in vcpu.runstate))
 
 
 def op_get_runstate_info(vcpu, arg):

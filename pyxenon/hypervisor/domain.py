@@ -1,6 +1,7 @@
 """A domain: its frames, vcpus, shared_info, event channels and life cycle."""
 import collections
 
+from pyxenon._core import lib
 from pyxenon.public import sched, xen
 
 from .events import EventChannels
@@ -38,12 +39,24 @@ class Domain:
         self.shared_info = xen.shared_info.from_buffer(machine.mem, self.shared_info_mfn * PAGE)
         self.events = EventChannels(self)
         self.grant_table = GrantTable(self, self.shared_info_mfn + 1)
+        self.share_xen_pages()
         self.vcpus = [Vcpu(self, 0)]
         from pyxenon.hypercalls import dispatch  # the handler table
 
         self.dispatch = dispatch
 
     # -- memory -------------------------------------------------------------
+
+    def share_xen_pages(self):
+        """shared_info and the grant-table frames are Xen's pages lent to the
+        guest: a permanent writable type reference (as Xen's
+        share_xen_page_with_guest gives) keeps them from ever becoming page
+        tables or descriptor pages, which Xen itself writes into."""
+        frames = self.machine.core.frames
+        first = self.shared_info_mfn
+        for mfn in range(first, first + 1 + self.grant_table.max_frames):
+            frames[mfn].type = lib.PGT_WRITABLE
+            frames[mfn].type_count = 1
 
     def pfn_to_mfn(self, pfn):
         if not 0 <= pfn < self.nr_pages:

@@ -97,6 +97,8 @@ def decode(line):
         raise ValueError("request is not UTF-8") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"request is not JSON ({e.msg})") from None
+    except RecursionError:
+        raise ValueError("request is nested too deeply") from None
     if not isinstance(message, dict):
         raise ValueError("request is not a JSON object")
     return message
