@@ -9,6 +9,7 @@ import struct
 
 from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.hypervisor.guestmem import read_struct, read_u64s
+from pyxenon.hypervisor.mm import WRITABLE
 from pyxenon.public import errno, vcpu as vc, xen
 
 INFO_SIZE = ctypes.sizeof(xen.vcpu_info)
@@ -94,6 +95,9 @@ def op_register_vcpu_info(vcpu, arg):
     frames = vcpu.domain.machine.frame_table
     if vcpu.info_registered or reg.offset + INFO_SIZE > PAGE or not frames.owned(reg.mfn, vcpu.domain):
         raise HypercallError(errno.EINVAL)
+    # The hypervisor writes vcpu_info: the frame keeps a writable type for
+    # good, so it can never become a page table or descriptor page.
+    frames.get_page_and_type(reg.mfn, vcpu.domain, WRITABLE)
     ma = reg.mfn * PAGE + reg.offset
     mem = vcpu.domain.machine.mem
     mem[ma:ma + INFO_SIZE] = bytes(vcpu.info)

@@ -229,7 +229,14 @@ def copy_end(vcpu, ptr, is_gref, write):
         mfn = ptr.u.gmfn
         if not domain.machine.frame_table.owned(mfn, domain):
             raise GrantError(gt.GNTST_bad_page)
+    if write and not writable_now(domain.machine.frame_table.frames[mfn]):
+        raise GrantError(gt.GNTST_general_error)   # Xen needs the writable type to copy in
     return mfn * PAGE + ptr.offset
+
+
+def writable_now(page):
+    """Could the frame take a writable type (not a page table or descriptor page)?"""
+    return page.type_count == 0 or page.type == WRITABLE
 
 
 def grant_copy(vcpu, op):

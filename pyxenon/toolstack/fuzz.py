@@ -28,9 +28,11 @@ The hypercall campaign (host-driven)
     every present entry of a validated table names a frame the domain owns
     (or, in an L1, a live grant mapping the policy allows), type and general
     reference counts equal the references, descriptor and base-pointer
-    frames have their types, the frames Xen writes for a vcpu are plain
-    pages; every grant mapping belongs to a live granter whose entry still
-    shows it in use; interdomain event channels are symmetric and allowed by
+    frames have their types, the frames Xen writes (shared_info, grant
+    tables, vcpu_info) are plain pages and no hypercall outside the
+    page-table paths changes a table; every grant mapping belongs to a live
+    granter, is allowed by the policy, and Xen keeps its in-use bits in the
+    granter's entry; interdomain event channels are symmetric and allowed by
     the policy in both directions.
 
     The campaign runs in epochs of EPOCH_CALLS calls, each on a fresh Host
@@ -535,6 +537,7 @@ class Invariants:
         self.world = world
         self.cache = {}      # domid -> (rows, pages, others, problems, {table: (level, bytes)})
         self.grant_key = ()
+        self.grant_flags = {}  # (granter, ref) -> entry flags at the last check
         self.failing = set()  # domids with problems at the last check
 
     def check(self, op=None):
@@ -544,8 +547,7 @@ class Invariants:
         grant_index = self.grant_index()
         grant_key = tuple(sorted((ma, g.domid, m.granter.domid, m.ref, m.mfn, m.readonly)
                                  for ma, (g, m) in grant_index.items()))
-        touched = {(key[2], key[3]) for key in set(grant_key) ^ set(self.grant_key)}
-        problems = self.check_events() + self.check_grants(touched)
+        problems = self.check_events() + self.check_grants(set(self.grant_key), set(grant_key))
         writer = table_writer(op) or grant_key != self.grant_key
         cache = {}
         for dom in self.world.live():
@@ -586,15 +588,23 @@ class Invariants:
                 index[mapping.pte_ma] = (dom, mapping)
         return index
 
-    def check_grants(self, touched):
-        """touched: (granter, ref) of the mappings made or ended since the
-        last check -- the only entries whose in-use bits Xen just set or
-        cleared (any other change to an entry is its granter's own)."""
+    def check_grants(self, before, now):
+        """Every mapping; and the in-use bits Xen owes the granter's entry
+        (before, now: the mappings at the last check and now): a new mapping
+        sets its bits, and ending one keeps the bits the others still need.
+        Any other change to an entry is its granter's own doing."""
+        added = {key[0] for key in now - before}
+        ended = {(key[2], key[3]) for key in before - now}
+        flags = {}
         problems = []
         for dom in self.world.live():
             for handle, m in dom.grant_table.maptrack.items():
-                problems += self.note(dom, grant_problems(
-                    self.world, dom, handle, m, (m.granter.domid, m.ref) in touched))
+                ref = (m.granter.domid, m.ref)
+                flags[ref] = m.granter.grant_table.read_entry(m.ref)[0]
+                owed = wanted_bits(m) if m.pte_ma in added else \
+                    wanted_bits(m) & self.grant_flags.get(ref, 0) if ref in ended else 0
+                problems += self.note(dom, grant_problems(self.world, dom, handle, m, owed))
+        self.grant_flags = flags
         return problems
 
     def check_events(self):
@@ -672,10 +682,14 @@ def check_ownership(view):
         view.problem("mm-stale-type", f"frame {mfn:#x} keeps a type with no type references")
 
 
+def xen_pages(dom):
+    return range(dom.shared_info_mfn, dom.shared_info_mfn + EXTRA_FRAMES)
+
+
 def check_xen_pages(view):
     """shared_info and the grant-table frames, which Xen writes, stay plain pages."""
     dom = view.dom
-    for mfn in range(dom.shared_info_mfn, dom.shared_info_mfn + EXTRA_FRAMES):
+    for mfn in xen_pages(dom):
         if view.type_of(mfn) not in (mm.NONE, mm.WRITABLE):
             what = "shared_info" if mfn == dom.shared_info_mfn else "grant-table frame"
             view.problem("xen-page-typed", f"{what} {mfn:#x} has type {type_name(view.type_of(mfn))}")
@@ -756,7 +770,12 @@ def check_grant_pte(view, table, index, entry):
 
 
 def count_holders(view):
-    """Pins, base pointers and GDT frames hold a type and a general reference."""
+    """Pins, base pointers and GDT frames hold a type and a general
+    reference; Xen holds a writable type reference on the pages it shares
+    with the domain (shared_info, the grant-table frames), as Xen's
+    share_xen_page_with_guest does, so they never become tables."""
+    for mfn in xen_pages(view.dom):
+        view.types[mfn] += 1
     for mfn in view.pinned:
         hold(view, mfn)
     for vcpu in view.dom.vcpus:
@@ -765,6 +784,8 @@ def count_holders(view):
                 hold(view, base, mm.L4, "base pointer")
         for mfn in vcpu.gdt_frames:
             hold(view, mfn, mm.SEG_DESC, "GDT frame")
+        if vcpu.info_registered:     # register_vcpu_info keeps a writable type
+            hold(view, vcpu.core.vcpu_info_ma // PAGE, mm.WRITABLE, "vcpu_info frame")
 
 
 def hold(view, mfn, want=None, what=""):
@@ -812,28 +833,31 @@ def compare_counts(view):
                      f"references {counts[i]}")
 
 
-def grant_problems(world, grantee, handle, m, touched):
+def grant_problems(world, grantee, handle, m, owed):
     where = f"d{grantee.domid} handle {handle} (d{m.granter.domid} ref {m.ref} frame {m.mfn:#x})"
     if m.granter.state == DEAD or m.granter.domid not in world.machine.domains:
         return [("grant-dead-granter", f"{where}: the granter is gone")]
     if world.owner(m.mfn) != m.granter.domid:
         return [("grant-not-granters-frame", f"{where}: frame owned by {world.owner(m.mfn)}")]
     problems = grant_policy_problems(world, grantee, m, where)
-    if touched and not in_use_shown(grantee, m):
-        problems.append(("grant-in-use-bits", f"{where}: entry flags do not show the "
-                         "mapping in use after Xen updated them"))
+    if owed and not in_use_shown(grantee, m, owed):
+        problems.append(("grant-in-use-bits", f"{where}: entry flags lack {owed:#x} "
+                         "after Xen mapped or unmapped this reference"))
     return problems
 
 
-def in_use_shown(grantee, m):
-    """Does the granter's entry show the mapping in use (if it still grants
-    that frame to that domain, and no vcpu_info of the granter sits on it)?"""
+def wanted_bits(m):
+    return gt.GTF_reading | (0 if m.readonly else gt.GTF_writing)
+
+
+def in_use_shown(grantee, m, owed):
+    """Does the granter's entry show the owed bits (if it still grants that
+    frame to that domain, and no vcpu_info of the granter sits on it)?"""
     flags, domid, frame = m.granter.grant_table.read_entry(m.ref)
     if (flags & gt.GTF_type_mask != gt.GTF_permit_access or domid != grantee.domid
             or frame != m.mfn or under_vcpu_info(m.granter, m.ref)):
         return True
-    want = gt.GTF_reading | (0 if m.readonly else gt.GTF_writing)
-    return flags & want == want
+    return flags & owed == owed
 
 
 def under_vcpu_info(granter, ref):

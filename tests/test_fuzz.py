@@ -1,0 +1,206 @@
+"""The hostile-input campaigns (pyxenon.toolstack.fuzz): a bounded CI
+campaign, a replay of every saved finding, and proof that the fuzzer finds
+bugs planted on purpose.
+
+A saved finding (tests/fuzz_regressions/*.json) that is still open is
+replayed under xfail(strict=True): the test passes while the bug is there
+and fails loudly once it is fixed, so the fix also closes the record (set
+"open": false and keep the file as a regression test)."""
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from pyxenon.hypercalls import xen_version
+from pyxenon.hypervisor import grants
+from pyxenon.public import grant_table as gt, version
+from pyxenon.toolstack import fuzz
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+REGRESSIONS = pathlib.Path(__file__).resolve().parent / "fuzz_regressions"
+CI_SEED = 2024
+CI_CALLS = 3000
+CI_INPUTS = 2000
+
+
+def saved_findings():
+    params = []
+    for path in sorted(REGRESSIONS.glob("*.json")):
+        record = fuzz.load_record(path)
+        marks = [pytest.mark.xfail(strict=True, reason=record["reason"])] \
+            if record.get("open", True) else []
+        params.append(pytest.param(path, marks=marks, id=path.stem))
+    return params
+
+
+# -- the CI campaign -----------------------------------------------------------------------
+
+def test_bounded_campaign_finds_nothing_new(guests):
+    """3000 hypercalls and 2000 parser inputs; findings already on record
+    (open ones in tests/fuzz_regressions) are not news."""
+    stats = fuzz.Stats()
+    found = fuzz.Campaign(CI_SEED, guests, known=REGRESSIONS, stats=stats, shrink_budget=30).run(CI_CALLS)
+    found += fuzz.ParserCampaign(CI_SEED, guests, stats, known=REGRESSIONS).run(CI_INPUTS)
+    assert not found, fuzz.summary(CI_SEED, stats, found)
+    assert stats.calls == CI_CALLS
+    assert sum(stats.parser_inputs.values()) == CI_INPUTS
+    assert set(stats.parser_inputs) == set(fuzz.FEEDERS)
+    assert stats.runs > 0, "the guests never ran"
+    made = set(stats.per_hypercall)
+    assert {fuzz.hypercall_name(nr) for nr in fuzz.GENERATORS} <= made
+
+
+def test_campaign_is_deterministic(guests):
+    counts = []
+    for _ in range(2):
+        campaign = fuzz.Campaign(5, guests, known=REGRESSIONS, shrink_budget=0)
+        campaign.run(400)
+        counts.append((campaign.stats.per_hypercall, campaign.stats.errors))
+    assert counts[0] == counts[1]
+
+
+# -- saved findings ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", saved_findings())
+def test_saved_finding_does_not_reproduce(path, guests):
+    record = fuzz.load_record(path)
+    found = fuzz.replay_record(record, guests)
+    assert not found, found[0].detail
+
+
+def test_saved_findings_are_well_formed():
+    for path in REGRESSIONS.glob("*.json"):
+        record = fuzz.load_record(path)
+        assert record["reason"].startswith("finding: "), path
+        assert {"kind", "signature", "detail"} <= set(record["finding"]), path
+        assert record["seed"] is not None and record["call"], path
+        assert record.get("ops") or "parser" in record["call"], path
+
+
+# -- planted bugs ----------------------------------------------------------------------------
+
+def planted(found, kind, text):
+    return [f for f in found if f.kind == kind and text in f.signature]
+
+
+def plant(monkeypatch, handler):
+    """Every xen_version sub-operation becomes handler."""
+    for cmd in range(version.XENVER_version, version.XENVER_build_id + 1):
+        monkeypatch.setitem(xen_version.OPS, cmd, handler)
+
+
+def test_finds_a_handler_that_raises(guests, monkeypatch):
+    def broken(vcpu, arg):
+        raise KeyError("planted")
+    plant(monkeypatch, broken)
+    found = fuzz.Campaign(1, guests, shrink_budget=20).run(800)
+    hits = planted(found, "hypervisor-error", "KeyError")
+    assert hits, [f.signature for f in found]
+    assert any(f.signature == hits[0].signature for f in fuzz.replay(hits[0].ops, guests))
+
+
+def test_finds_a_result_that_is_not_an_errno(guests, monkeypatch):
+    plant(monkeypatch, lambda vcpu, arg: -4242)
+    found = fuzz.Campaign(1, guests, shrink_budget=0).run(600)
+    assert planted(found, "bad-result", "xen_version:negative but not -errno"), \
+        [f.signature for f in found]
+
+
+def test_finds_a_result_that_is_not_an_int(guests, monkeypatch):
+    monkeypatch.setitem(xen_version.OPS, version.XENVER_version, lambda vcpu, arg: 4.17)
+    found = fuzz.Campaign(1, guests, shrink_budget=0).run(1500)
+    assert planted(found, "bad-result", "xen_version:not an int"), [f.signature for f in found]
+
+
+def test_finds_a_broken_invariant(guests, monkeypatch):
+    """Releasing a grant mapping forgets the general reference it held on
+    the granter's frame: the counts drift."""
+    real = grants.release
+
+    def release(machine, table, handle):
+        mfn = table.maptrack[handle].mfn
+        real(machine, table, handle)
+        machine.frame_table.frames[mfn].count += 1
+    monkeypatch.setattr(grants, "release", release)
+    found = fuzz.Campaign(1, guests, shrink_budget=0).run(2000)
+    assert planted(found, "invariant", "mm-count"), [f.signature for f in found]
+
+
+def test_finds_in_use_bits_cleared_too_soon(guests, monkeypatch):
+    """Unmapping a grant clears GTF_reading/GTF_writing even while other
+    mappings of the same reference remain."""
+    monkeypatch.setattr(grants, "clear_in_use_bits", lambda table, ref: table.set_flags(
+        ref, clear_bits=gt.GTF_reading | gt.GTF_writing))
+    found = fuzz.Campaign(1, guests, known=REGRESSIONS, shrink_budget=0).run(4000)
+    assert planted(found, "invariant", "grant-in-use-bits"), [f.signature for f in found]
+
+
+def test_finds_a_parser_that_raises(guests, monkeypatch):
+    from pyxenon.toolstack import xlcfg
+
+    real = xlcfg.parse_cfg
+
+    def parse_cfg(text, path, overrides=()):
+        if "#" in text:
+            raise IndexError("planted")
+        return real(text, path, overrides)
+    monkeypatch.setattr(xlcfg, "parse_cfg", parse_cfg)
+    found = fuzz.ParserCampaign(1, guests).run(300)
+    hits = planted(found, "parser", "parser:xlcfg:")
+    assert hits and "IndexError" in hits[0].signature, [f.signature for f in found]
+    record = {"finding": {"signature": hits[0].signature}, "call": hits[0].op}
+    assert fuzz.replay_record(record, guests)
+
+
+def test_a_hang_is_a_finding(guests, monkeypatch):
+    import time
+
+    def slow(vcpu, arg):
+        time.sleep(5)
+        return 0
+    monkeypatch.setattr(fuzz, "CALL_LIMIT", 0.2)
+    monkeypatch.setitem(xen_version.OPS, version.XENVER_changeset, slow)
+    op = fuzz.call_op(0, 17, [version.XENVER_changeset, 0])
+    session = fuzz.Session(guests)
+    try:
+        _, problems = session.perform(op, limit=0.2)
+    finally:
+        session.close()
+    assert problems and problems[0][0] == "hang"
+
+
+# -- saving and the command line -------------------------------------------------------------
+
+def test_findings_are_saved_and_replayed(guests, monkeypatch, tmp_path):
+    plant(monkeypatch, lambda vcpu, arg: [][1])
+    found = fuzz.Campaign(1, guests, save=tmp_path, shrink_budget=20).run(800)
+    saved = [f for f in found if "IndexError" in f.signature]
+    assert saved and saved[0].saved
+    record = json.loads(pathlib.Path(saved[0].saved).read_text())
+    assert record["seed"] == 1 and record["index"] == saved[0].index
+    assert record["call"] == saved[0].op and record["ops"][-1] == record["call"]
+    assert fuzz.replay_record(record, guests)
+    assert fuzz.main(["--replay", saved[0].saved, "--guests", str(guests)]) == 1
+
+
+def test_command_line_exit_status(guests, monkeypatch, capsys):
+    assert fuzz.main(["--parsers", "5", "--seed", "3", "--guests", str(guests),
+                      "--known", str(REGRESSIONS)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("pyxenon fuzz: seed 3") and "findings: 0" in out
+    plant(monkeypatch, lambda vcpu, arg: {}["x"])
+    assert fuzz.main(["--hypercalls", "800", "--seed", "1", "--guests", str(guests)]) == 1
+    assert "hypervisor-error" in capsys.readouterr().out
+
+
+def test_runs_as_a_module(guests, tmp_path):
+    out = tmp_path / "summary.json"
+    done = subprocess.run([sys.executable, "-m", "pyxenon.toolstack.fuzz", "--hypercalls", "50",
+                           "--parsers", "20", "--seed", "4", "--guests", str(guests),
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode in (0, 1), done.stderr
+    assert "hypercalls: 50 in" in done.stdout
+    summary = json.loads(out.read_text())
+    assert summary["calls"] == 50 and sum(summary["parser_inputs"].values()) == 20
