@@ -38,7 +38,7 @@ BAD_VA = 0x0000000100000000   # not mapped by the start-of-day tables
 def test_unknown_hypercall_is_enosys_and_counted(dom, hypercall):
     assert hypercall(dom, 63) == -errno.ENOSYS
     assert hypercall(dom, 1000) == -errno.ENOSYS
-    assert dom.unsupported[63] == 1 and dom.unsupported[1000] == 1
+    assert dom.unsupported[63] == 1 and dom.unsupported[64] == 1   # numbers >= 64 share a key
 
 
 # -- console_io -----------------------------------------------------------------

@@ -31,7 +31,7 @@ def dispatch(vcpu, nr, a1, a2, a3, a4, a5):
     """The hypercall path's Python half: called from the C syscall hook."""
     handler = TABLE[nr] if nr < TABLE_SIZE else None
     if handler is None:
-        vcpu.domain.unsupported[nr] += 1
+        vcpu.domain.unsupported[nr if nr < TABLE_SIZE else TABLE_SIZE] += 1   # bounded keys
         return ENOSYS
     try:
         rc = handler(vcpu, a1, a2, a3, a4, a5)

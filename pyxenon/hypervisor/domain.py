@@ -9,6 +9,7 @@ from .grants import GrantTable
 from .vcpu import Vcpu
 
 PAGE = 4096
+CONSOLE_LOG_LIMIT = 1 << 20   # the last MiB a guest printed
 
 RUNNING, PAUSED, SHUTDOWN, DEAD = "running", "paused", "shutdown", "dead"
 
@@ -87,6 +88,8 @@ class Domain:
     def emit(self, data, source="ring"):
         """Guest console output reached the host."""
         self.console_log += data
+        if len(self.console_log) > CONSOLE_LOG_LIMIT:   # a guest cannot grow host memory
+            del self.console_log[:len(self.console_log) - CONSOLE_LOG_LIMIT]
         self.machine.on_console(self, bytes(data), source)
 
     # -- life cycle ---------------------------------------------------------
