@@ -13,3 +13,13 @@ class UserInputError(Exception):
         self.line = line
         where = self.path if line is None else f"{self.path}:{line}"
         super().__init__(f"{where}: {problem}")
+
+
+def read_user_file(path, what):
+    """The bytes of a user's file, or UserInputError "cannot read <what>: reason"."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise UserInputError(path, f"cannot read {what}: {reason}") from None

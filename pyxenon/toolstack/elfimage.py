@@ -54,7 +54,7 @@ from typing import Optional
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from pyxenon.errors import UserInputError
+from pyxenon.errors import UserInputError, read_user_file
 
 PAGE_SIZE = 0x1000
 MIB = 1 << 20
@@ -163,12 +163,7 @@ def _load(path, blob, max_bytes):
 # ---------------------------------------------------------------- file ----
 
 def _read_file(path):
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as err:
-        reason = err.strerror or type(err).__name__
-        raise UserInputError(path, f"cannot read kernel: {reason}") from None
+    return read_user_file(path, "kernel")
 
 
 def _one_line(text, limit=160):

@@ -9,6 +9,7 @@ This is the Python API (and what the CLI and the pytest fixtures use):
 """
 import time
 
+from pyxenon.errors import read_user_file
 from pyxenon.hypervisor.domain import SHUTDOWN
 from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.hypervisor.machine import Machine
@@ -175,12 +176,4 @@ def config_from(options):
 
 
 def read_ramdisk(path):
-    if not path:
-        return b""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        from pyxenon.errors import UserInputError
-
-        raise UserInputError(path, f"cannot read ramdisk: {e.strerror}") from None
+    return read_user_file(path, "ramdisk") if path else b""

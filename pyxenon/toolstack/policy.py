@@ -72,7 +72,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from pyxenon.errors import UserInputError
+from pyxenon.errors import UserInputError, read_user_file
 
 try:
     import tomllib
@@ -108,12 +108,7 @@ class Policy:
 def load_policy(path):
     """Read, check and compile the policy file at ``path``."""
     path = str(path)
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except OSError as err:
-        reason = err.strerror or type(err).__name__
-        raise UserInputError(path, f"cannot read policy: {reason}") from None
+    raw = read_user_file(path, "policy")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:

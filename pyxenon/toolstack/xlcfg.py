@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from pyxenon.errors import UserInputError
+from pyxenon.errors import UserInputError, read_user_file
 
 OVERRIDE_SOURCE = "command line"
 DEFAULT_MEMORY_MIB = 32  # libxl's default max_memkb
@@ -76,12 +76,7 @@ class DomainConfig:
 def load_cfg(path, overrides=()):
     """Read and check the xl.cfg file at ``path``, then apply overrides."""
     path = str(path)
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except OSError as err:
-        reason = err.strerror or type(err).__name__
-        raise UserInputError(path, f"cannot read config: {reason}") from None
+    raw = read_user_file(path, "config")
     return parse_cfg(_decode(raw, path), path, overrides)
 
 
