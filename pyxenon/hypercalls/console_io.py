@@ -3,9 +3,9 @@
 A guest's writes appear in the host's log of that domain, prefixed by the
 toolstack like Xen's "(d1)" lines; reads take what the host typed for it.
 """
-from pyxenon.hypervisor.errors import HypercallError
+from pyxenon.hypervisor.errors import sub_op
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
-from pyxenon.public import errno, xen
+from pyxenon.public import xen
 
 CHUNK = 4096
 
@@ -35,10 +35,7 @@ OPS = {xen.CONSOLEIO_write: console_write, xen.CONSOLEIO_read: console_read}
 
 
 def do_console_io(vcpu, cmd, count, buffer, *_):
-    op = OPS.get(cmd)
-    if op is None:
-        raise HypercallError(errno.ENOSYS)
-    return op(vcpu, count, buffer)
+    return sub_op(OPS, cmd)(vcpu, count, buffer)
 
 
 HYPERCALLS = {xen.HYPERVISOR_console_io: do_console_io}

@@ -4,7 +4,7 @@ The rules live in hypervisor/events.py; this module reads and writes the
 guest's structures.  The FIFO ABI (init_control, expand_array,
 set_priority) and physical IRQs are not offered: -ENOSYS.
 """
-from pyxenon.hypervisor.errors import HypercallError
+from pyxenon.hypervisor.errors import HypercallError, sub_op
 from pyxenon.hypervisor.events import DOMID_SELF, HOST, INTERDOMAIN, IPI, UNBOUND, VIRQ
 from pyxenon.hypervisor.guestmem import read_struct, write_struct
 from pyxenon.public import errno, event_channel as ev, xen
@@ -115,10 +115,7 @@ OPS = {
 
 
 def do_event_channel_op(vcpu, cmd, arg, *_):
-    op = OPS.get(cmd)
-    if op is None:
-        raise HypercallError(errno.ENOSYS)
-    return op(vcpu, arg)
+    return sub_op(OPS, cmd)(vcpu, arg)
 
 
 HYPERCALLS = {xen.HYPERVISOR_event_channel_op: do_event_channel_op}

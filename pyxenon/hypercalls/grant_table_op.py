@@ -6,7 +6,7 @@ import ctypes
 import struct
 
 from pyxenon.hypervisor import grants
-from pyxenon.hypervisor.errors import Continuation, HypercallError
+from pyxenon.hypervisor.errors import Continuation, HypercallError, sub_op
 from pyxenon.hypervisor.guestmem import copy_to_guest, read_struct, write_struct
 from pyxenon.public import errno, grant_table as gt, xen
 
@@ -102,10 +102,7 @@ OPS = {
 
 
 def do_grant_table_op(vcpu, cmd, arg, count, *_):
-    op = OPS.get(cmd)
-    if op is None:
-        raise HypercallError(errno.ENOSYS)
-    return op(vcpu, arg, count)
+    return sub_op(OPS, cmd)(vcpu, arg, count)
 
 
 HYPERCALLS = {xen.HYPERVISOR_grant_table_op: do_grant_table_op}

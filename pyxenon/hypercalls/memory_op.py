@@ -8,7 +8,7 @@ machine-to-phys table.
 """
 import struct
 
-from pyxenon.hypervisor.errors import HypercallError
+from pyxenon.hypervisor.errors import HypercallError, sub_op
 from pyxenon.hypervisor.guestmem import copy_to_guest, read_struct, read_u32s, write_struct
 from pyxenon.public import errno, memory, xen
 
@@ -99,10 +99,7 @@ OPS = {
 
 
 def do_memory_op(vcpu, cmd, arg, *_):
-    op = OPS.get(cmd & CMD_MASK)
-    if op is None:
-        raise HypercallError(errno.ENOSYS)
-    return op(vcpu, arg)
+    return sub_op(OPS, cmd & CMD_MASK)(vcpu, arg)
 
 
 HYPERCALLS = {xen.HYPERVISOR_memory_op: do_memory_op}

@@ -3,7 +3,7 @@ page tables passes the frame-type checks in hypervisor/mm.py."""
 import struct
 
 from pyxenon._core import lib
-from pyxenon.hypervisor.errors import Continuation, GuestFault, HypercallError
+from pyxenon.hypervisor.errors import Continuation, GuestFault, HypercallError, sub_op
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
 from pyxenon.hypervisor.mm import L1, L4, NONE, WRITABLE
 from pyxenon.public import errno, xen
@@ -208,10 +208,7 @@ EXT_OPS = {
 
 def one_ext(vcpu, raw):
     cmd, arg1, arg2 = EXT.unpack(raw)
-    op = EXT_OPS.get(cmd)
-    if op is None:
-        raise HypercallError(errno.ENOSYS)
-    op(vcpu, arg1, arg2)
+    sub_op(EXT_OPS, cmd)(vcpu, arg1, arg2)
 
 
 def do_mmuext_op(vcpu, ops, count, done, foreigndom, *_):

@@ -1,5 +1,5 @@
 """sched_op: yield, block, poll, shutdown and the domain watchdog."""
-from pyxenon.hypervisor.errors import HypercallError
+from pyxenon.hypervisor.errors import HypercallError, sub_op
 from pyxenon.hypervisor.guestmem import read_struct, read_u32s
 from pyxenon.public import errno, sched, xen
 
@@ -95,10 +95,7 @@ OPS = {
 
 
 def do_sched_op(vcpu, cmd, arg, *_):
-    op = OPS.get(cmd)
-    if op is None:
-        raise HypercallError(errno.ENOSYS)
-    return op(vcpu, arg)
+    return sub_op(OPS, cmd)(vcpu, arg)
 
 
 HYPERCALLS = {xen.HYPERVISOR_sched_op: do_sched_op}

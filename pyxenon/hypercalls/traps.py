@@ -4,7 +4,7 @@ import ctypes
 
 from pyxenon._core import lib
 from pyxenon.hypervisor.bounce import IF, IOPL, toggle_guest_mode
-from pyxenon.hypervisor.errors import HypercallError
+from pyxenon.hypervisor.errors import HypercallError, sub_op
 from pyxenon.hypervisor.guestmem import copy_from_guest, read_struct
 from pyxenon.public import arch_x86, callback, errno, xen
 
@@ -70,10 +70,7 @@ CALLBACK_OPS = {callback.CALLBACKOP_register: cb_register,
 
 
 def do_callback_op(vcpu, cmd, arg, *_):
-    op = CALLBACK_OPS.get(cmd)
-    if op is None:
-        raise HypercallError(errno.ENOSYS)
-    return op(vcpu, arg)
+    return sub_op(CALLBACK_OPS, cmd)(vcpu, arg)
 
 
 def do_set_callbacks(vcpu, event, failsafe, syscall, *_):

@@ -7,7 +7,7 @@ VIRQ_TIMER on the vcpu (the scheduler fires it).
 import ctypes
 import struct
 
-from pyxenon.hypervisor.errors import HypercallError
+from pyxenon.hypervisor.errors import HypercallError, sub_op
 from pyxenon.hypervisor.guestmem import read_struct, read_u64s
 from pyxenon.hypervisor.mm import WRITABLE
 from pyxenon.public import errno, vcpu as vc, xen
@@ -126,10 +126,7 @@ OPS = {
 def do_vcpu_op(vcpu, cmd, vcpu_id, arg, *_):
     if vcpu_id >= len(vcpu.domain.vcpus):
         raise HypercallError(errno.ENOENT)
-    op = OPS.get(cmd)
-    if op is None:
-        raise HypercallError(errno.ENOSYS)
-    return op(vcpu.domain.vcpus[vcpu_id], arg)
+    return sub_op(OPS, cmd)(vcpu.domain.vcpus[vcpu_id], arg)
 
 
 HYPERCALLS = {xen.HYPERVISOR_vcpu_op: do_vcpu_op, xen.HYPERVISOR_set_timer_op: do_set_timer_op}

@@ -5,7 +5,7 @@ with "-pyxenon" as the extra version so a guest or a person can tell.
 """
 import ctypes
 
-from pyxenon.hypervisor.errors import HypercallError
+from pyxenon.hypervisor.errors import HypercallError, sub_op
 from pyxenon.hypervisor.guestmem import copy_to_guest, read_struct, write_struct
 from pyxenon.hypervisor.traps import XEN_VERSION
 from pyxenon.public import arch_x86, errno, version, xen
@@ -93,10 +93,7 @@ OPS = {
 
 
 def do_xen_version(vcpu, cmd, arg, *_):
-    op = OPS.get(cmd)
-    if op is None:
-        raise HypercallError(errno.ENOSYS)
-    return op(vcpu, arg)
+    return sub_op(OPS, cmd)(vcpu, arg)
 
 
 HYPERCALLS = {xen.HYPERVISOR_xen_version: do_xen_version}

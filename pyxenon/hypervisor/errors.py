@@ -26,3 +26,11 @@ class Continuation(Exception):
     def __init__(self, *args):
         super().__init__(*args)
         self.args5 = (list(args) + [0] * 5)[:5]
+
+
+def sub_op(ops, cmd):
+    """A family's handler for sub-operation cmd; -ENOSYS, as from Xen, if none."""
+    op = ops.get(cmd)
+    if op is None:
+        raise HypercallError(errno.ENOSYS)
+    return op
