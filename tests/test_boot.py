@@ -42,6 +42,19 @@ def test_two_domains_do_not_see_each_other(guests, boot, host):
     assert "crash guest" not in hello.console_text
 
 
+def test_a_reused_frame_runs_its_new_owners_code(guests, host):
+    """crash gets the frames hello had (same kernel addresses, other code):
+    the translations of hello's code must go with hello."""
+    hello = host.create(str(guests / "hello.cfg"))
+    host.run(timeout=30)
+    crash = host.create(str(guests / "crash.cfg"))
+    assert crash.first_mfn == hello.first_mfn
+    host.run(timeout=30)
+    assert hello.shutdown_reason == "poweroff"
+    assert crash.shutdown_reason == "crash", crash.console_text
+    assert "crash guest" in crash.console_text
+
+
 def test_trace_reports_each_hypercall(guests, host):
     lines = []
     dom = host.create(str(guests / "hello.cfg"), trace=lines.append)

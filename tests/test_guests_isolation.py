@@ -1,4 +1,4 @@
-"""The isolation guests (guests/README.md): traps, paging and hostile.
+"""The isolation guests (guests/README.md): traps, paging, hostile, codewrite.
 
 Each guest checks the hypervisor against Xen's x86_64 PV ABI from the inside
 and says so on its console; these tests read the verdict.  On failure the
@@ -56,3 +56,13 @@ def test_hostile_guest_is_refused_every_time(guests, boot):
     assert summary.groups() == (str(HOSTILE_ATTEMPTS), str(HOSTILE_ATTEMPTS)), story(dom)
     assert dom.shutdown_reason == "poweroff", story(dom)
     assert dom.crash_report is None
+
+
+def test_code_the_hypervisor_writes_runs_as_written(guests, boot):
+    """guests/codewrite: translations of a frame go when the hypervisor
+    writes it (MMUEXT_COPY_PAGE, GNTTABOP_copy), not only when the guest does."""
+    dom = boot(str(guests / "codewrite.cfg"), timeout=TIMEOUT)
+    assert dom.shutdown_reason == "poweroff", story(dom)
+    for step, value in (("after MMUEXT_COPY_PAGE", 2), ("after GNTTABOP_copy", 4)):
+        assert f"codewrite: {step}: page A returns {value}" in dom.console_text, story(dom)
+    assert "codewrite: all steps passed" in dom.console_text, story(dom)

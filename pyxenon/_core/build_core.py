@@ -47,6 +47,7 @@ void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v);
 void xc_switch_to(struct xc_machine *m, struct xc_vcpu *v);
 void xc_flush_tlb(struct xc_machine *m);
 void xc_request_flush(struct xc_machine *m);
+void xc_frame_written(struct xc_machine *m, uint64_t mfn);
 int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count);
 const char *xc_strerror(int err);
 const char *xc_reg_names(void);

@@ -81,8 +81,11 @@ struct page_info {
     uint32_t type_count; /* references needing the current type */
     uint16_t owner;      /* domid, OWNER_XEN or OWNER_FREE */
     uint8_t type;        /* PGT_* (set by the memory-management issue) */
-    uint8_t flags;
+    uint8_t flags;       /* PGF_* */
 };
+
+/* page_info.flags: bit 0 is hypervisor/mm.py's PINNED. */
+#define PGF_CODE 0x02 /* instructions were fetched from it: translations may exist */
 
 struct xc_vcpu {
     uint64_t cr3;         /* machine frame of the top-level page table */
@@ -119,7 +122,8 @@ struct xc_machine {
     uint64_t stack_mfn;   /* hypervisor stack for that iretq */
     uc_context *ring3;    /* template state: long mode, CPL 3 */
     int exit_lookup;      /* Unicorn looked up XC_NEVER while stopping */
-    int flush_pending;    /* flush translations before the next run */
+    int flush_pending;    /* flush the TLB before the next run */
+    int code_flush_pending; /* drop translated code before the next run */
     int fast_paths;       /* handle the hypercalls fast.c knows in C */
     pthread_t watchdog;   /* ends time slices (watchdog.c) */
     int watchdog_quit;
@@ -139,6 +143,7 @@ void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v);
 void xc_switch_to(struct xc_machine *m, struct xc_vcpu *v);
 void xc_flush_tlb(struct xc_machine *m);
 void xc_request_flush(struct xc_machine *m);
+void xc_frame_written(struct xc_machine *m, uint64_t mfn);
 int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count);
 void xc_stop(struct xc_machine *m);
 void xc_clear_exception(struct xc_machine *m);

@@ -164,7 +164,12 @@ static int map_hypervisor(struct xc_machine *m, uint64_t hv_frames)
     m->text_mfn = 2;
     m->stack_mfn = 3;
     build_xen_gdt((uint64_t *)m->mem);
-    if (uc_mem_map_ptr(m->uc, 0, hv_frames << PAGE_SHIFT, UC_PROT_ALL, m->mem))
+    /* All of machine memory is one Unicorn region, mapped once: Unicorn
+     * 2.1.4 can give a region added after a smaller one the same internal
+     * RAM offset as an earlier region, and translated blocks are found by
+     * that offset, so per-domain regions could run one domain's code in
+     * another.  Which frames a guest reaches is the page walk's business. */
+    if (uc_mem_map_ptr(m->uc, 0, m->nr_frames << PAGE_SHIFT, UC_PROT_ALL, m->mem))
         return -1;
     m->m2p_paddr = m->nr_frames << PAGE_SHIFT;
     return uc_mem_map_ptr(m->uc, m->m2p_paddr, m2p_bytes, UC_PROT_READ, m->m2p) ? -1 : 0;
@@ -223,7 +228,7 @@ void xc_machine_free(struct xc_machine *m)
     free(m);
 }
 
-/* Give frames [first, first+count) to a domain and map them in the engine. */
+/* Give frames [first, first+count) to a domain. */
 int xc_frames_assign(struct xc_machine *m, uint64_t first, uint64_t count, uint16_t owner)
 {
     if (first + count > m->nr_frames || first + count < first)
@@ -232,23 +237,27 @@ int xc_frames_assign(struct xc_machine *m, uint64_t first, uint64_t count, uint1
         memset(&m->frames[f], 0, sizeof(m->frames[f]));
         m->frames[f].owner = owner;
     }
-    return uc_mem_map_ptr(m->uc, first << PAGE_SHIFT, count << PAGE_SHIFT,
-                          UC_PROT_ALL, m->mem + (first << PAGE_SHIFT)) ? -1 : 0;
+    return 0;
 }
 
-/* Take frames back: unmapped from the engine, zeroed, host memory freed. */
+/*
+ * Take frames back: zeroed, host memory freed, and every translation of
+ * them dropped, so that code a dead domain ran there never runs for the
+ * next owner of the frame.
+ */
 int xc_frames_release(struct xc_machine *m, uint64_t first, uint64_t count)
 {
     if (first + count > m->nr_frames || first + count < first)
         return -1;
-    uc_mem_unmap(m->uc, first << PAGE_SHIFT, count << PAGE_SHIFT);
     for (uint64_t f = first; f < first + count; f++) {
         m->frames[f].owner = OWNER_FREE;
         m->frames[f].count = m->frames[f].type_count = 0;
+        m->frames[f].flags = 0;
         m->m2p[f] = ~0UL;
     }
     madvise(m->mem + (first << PAGE_SHIFT), count << PAGE_SHIFT, MADV_DONTNEED);
-    uc_ctl_flush_tlb(m->uc);
+    m->code_flush_pending = 1;
+    xc_request_flush(m);
     return 0;
 }
 
@@ -284,7 +293,12 @@ void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v)
     free(v);
 }
 
-/* Make v the vcpu the engine runs: registers and address space. */
+/*
+ * Make v the vcpu the engine runs: registers and address space.  Only the
+ * TLB goes (with it Unicorn's jump cache, which finds blocks by virtual
+ * address); translated blocks stay, because Unicorn finds them by machine
+ * address, which says whose code they are.
+ */
 void xc_switch_to(struct xc_machine *m, struct xc_vcpu *v)
 {
     if (m->current == v)
@@ -293,25 +307,22 @@ void xc_switch_to(struct xc_machine *m, struct xc_vcpu *v)
         uc_context_save(m->uc, m->current->ctx);
     uc_context_restore(m->uc, v->ctx);
     m->current = v;
-    xc_flush_tlb(m);
+    uc_ctl_flush_tlb(m->uc);
 }
 
-/*
- * Forget every translation.  Unicorn's TLB flush leaves its jump cache,
- * which finds translated blocks by virtual address alone, so blocks of the
- * previous address space would run; flushing the blocks too is what makes
- * an address-space switch safe.
- */
 void xc_flush_tlb(struct xc_machine *m)
 {
     uc_ctl_flush_tlb(m->uc);
-    uc_ctl_flush_tb(m->uc);
+    if (m->code_flush_pending) {
+        m->code_flush_pending = 0;
+        uc_ctl_flush_tb(m->uc);
+    }
 }
 
 /*
- * A handler changed mappings: flushing inside the engine would free the
- * block that is running, so leave the engine now and flush before the
- * guest's next instruction.
+ * A handler changed mappings (or code, see xc_frame_written): flushing
+ * inside the engine would free the block that is running, so leave the
+ * engine now and flush before the guest's next instruction.
  */
 void xc_request_flush(struct xc_machine *m)
 {
@@ -319,6 +330,20 @@ void xc_request_flush(struct xc_machine *m)
     if (m->current)
         m->current->stop = m->current->stop ? m->current->stop : XC_STOP_HYPERCALL;
     uc_emu_stop(m->uc);
+}
+
+/*
+ * The hypervisor wrote frame mfn through its own mapping, which Unicorn
+ * does not watch for self-modifying code: if code was ever fetched from
+ * the frame, its translations may be stale, so drop them all (rare: guests
+ * seldom have the hypervisor write into their code).
+ */
+void xc_frame_written(struct xc_machine *m, uint64_t mfn)
+{
+    if (mfn < m->nr_frames && (m->frames[mfn].flags & PGF_CODE)) {
+        m->code_flush_pending = 1;
+        xc_request_flush(m);
+    }
 }
 
 /* Run the current vcpu from its rip until a stop, a timeout or count insns. */

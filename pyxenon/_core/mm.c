@@ -166,6 +166,20 @@ static uint32_t access_pfec(uc_mem_type type)
            (type == UC_MEM_FETCH ? PFEC_insn : 0);
 }
 
+/*
+ * Writable in the TLB only once dirty, so the first write walks again.
+ * Executable only once fetched from, so PGF_CODE marks every frame that
+ * can have translations (see xc_frame_written).
+ */
+static uint32_t tlb_perms(struct xc_machine *m, const struct walk *w, uc_mem_type type)
+{
+    struct page_info *page = &m->frames[w->mfn];
+    if (type == UC_MEM_FETCH)
+        page->flags |= PGF_CODE;
+    return UC_PROT_READ | (w->writable && w->dirty ? UC_PROT_WRITE : 0) |
+           (!w->nx && (page->flags & PGF_CODE) ? UC_PROT_EXEC : 0);
+}
+
 static bool fill_guest(struct xc_machine *m, uint64_t va, uc_mem_type type, uc_tlb_entry *e)
 {
     struct walk w;
@@ -180,9 +194,7 @@ static bool fill_guest(struct xc_machine *m, uint64_t va, uc_mem_type type, uc_t
         return false;
     }
     e->paddr = w.mfn << PAGE_SHIFT;
-    /* Writable in the TLB only once dirty, so the first write walks again. */
-    e->perms = UC_PROT_READ | (w.writable && w.dirty ? UC_PROT_WRITE : 0) |
-               (w.nx ? 0 : UC_PROT_EXEC);
+    e->perms = tlb_perms(m, &w, type);
     return true;
 }
 
@@ -212,5 +224,7 @@ int64_t xc_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va,
         return -1;
     if (walk(m, v->cr3, va, write, &w) < 0)
         return -1;
+    if (write)
+        xc_frame_written(m, w.mfn);
     return (int64_t)((w.mfn << PAGE_SHIFT) | (va & (PAGE_SIZE - 1)));
 }

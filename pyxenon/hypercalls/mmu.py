@@ -176,6 +176,7 @@ def writable_frame(vcpu, mfn):
     page = ft.frames[mfn] if 0 <= mfn < ft.machine.nr_frames else None
     if not ft.owned(mfn, vcpu.domain) or page.type not in (NONE, WRITABLE):
         raise HypercallError(errno.EINVAL)
+    lib.xc_frame_written(ft.machine.core, mfn)   # its old code must not run on
     return ft
 
 

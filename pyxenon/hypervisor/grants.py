@@ -246,3 +246,4 @@ def grant_copy(vcpu, op):
     dst = copy_end(vcpu, op.dest, op.flags & gt.GNTCOPY_dest_gref, True)
     mem = vcpu.domain.machine.mem
     mem[dst:dst + op.len] = mem[src:src + op.len]
+    lib.xc_frame_written(vcpu.domain.machine.core, dst // PAGE)
