@@ -9,7 +9,7 @@ import os
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c", "fast.c", "watchdog.c"]
+SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c", "fast.c", "events.c", "watchdog.c"]
 
 CDEF = """
 #define PGT_NONE 0
@@ -23,6 +23,8 @@ CDEF = """
 struct page_info {
     uint32_t count; uint32_t type_count; uint16_t owner; uint8_t type; uint8_t flags;
 };
+struct xc_vcpu;
+struct xc_link;
 struct xc_vcpu {
     uint64_t cr3; uint64_t kernel_cr3; uint64_t user_cr3; uint64_t cr2;
     uint64_t hypercalls; uint64_t fault_rip;
@@ -30,8 +32,12 @@ struct xc_vcpu {
     uint32_t vector; uint32_t error_code; int32_t stop; uint32_t handle;
     uint16_t domid; uint16_t vcpu_id; uint32_t kernel_mode;
     uint32_t event_callback; uint64_t vcpu_info_ma;
+    int32_t blocked; uint32_t poll_port; uint64_t wake_at; int32_t domain_running;
+    uint32_t nr_links; uint64_t shared_ma; struct xc_link *links;
     ...;
 };
+#define XC_POLL_SET 4294967295
+struct xc_link { struct xc_vcpu *peer; uint64_t peer_shared_ma; uint32_t peer_port; };
 struct xc_machine {
     uint8_t *mem; uint64_t nr_frames; uint64_t *m2p; struct page_info *frames;
     struct xc_vcpu *current;
@@ -55,6 +61,7 @@ int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals);
 int xc_set_rip(struct xc_machine *m, struct xc_vcpu *v, uint64_t rip);
 int64_t xc_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write);
 void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);
+int64_t xc_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a);
 int xc_l1_update(struct xc_machine *m, uint16_t domid, uint64_t table, uint32_t index,
                  uint64_t new, int preserve_ad);
 int xc_l1_validate(struct xc_machine *m, uint16_t domid, uint64_t table);

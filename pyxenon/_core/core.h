@@ -87,6 +87,21 @@ struct page_info {
 /* page_info.flags: bit 0 is hypervisor/mm.py's PINNED. */
 #define PGF_CODE 0x02 /* instructions were fetched from it: translations may exist */
 
+/*
+ * Where a send on one port of a domain lands, for the C fast path: an
+ * interdomain channel whose remote domain has one vcpu.  hypervisor/
+ * events.py keeps these in step with its ports (it stays the authority);
+ * peer == NULL sends the call to Python.
+ */
+struct xc_link {
+    struct xc_vcpu *peer;     /* the vcpu the remote port notifies */
+    uint64_t peer_shared_ma;  /* machine address of the remote shared_info */
+    uint32_t peer_port;       /* the remote port */
+};
+
+/* xc_vcpu.poll_port: a poll on a set of ports that hypervisor/vcpu.py holds. */
+#define XC_POLL_SET 0xFFFFFFFFu
+
 struct xc_vcpu {
     uint64_t cr3;         /* machine frame of the top-level page table */
     uint64_t kernel_cr3;  /* guest kernel's base pointer */
@@ -105,6 +120,13 @@ struct xc_vcpu {
     uint32_t kernel_mode; /* guest kernel (1) or guest user (0) mode */
     uint32_t event_callback; /* the guest registered an event callback */
     uint64_t vcpu_info_ma;   /* machine address of this vcpu's vcpu_info */
+    int32_t blocked;      /* blocked or polling: the scheduler passes it by */
+    uint32_t poll_port;   /* polling this port; 0: a plain block; or XC_POLL_SET */
+    uint64_t wake_at;     /* system time (ns) the block or poll ends; 0: never */
+    int32_t domain_running; /* its domain runs (not paused or shut down) */
+    uint32_t nr_links;    /* entries in links */
+    uint64_t shared_ma;   /* machine address of the domain's shared_info */
+    struct xc_link *links; /* per port of the domain, shared by its vcpus; or NULL */
     uc_context *ctx;      /* registers while the vcpu is not running */
 };
 
@@ -158,6 +180,10 @@ void xc_watchdog_disarm(struct xc_machine *m);
 /* fast.c */
 int xc_fast_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc);
 
+/* events.c */
+int xc_fast_evtchn_send(struct xc_machine *m, struct xc_vcpu *v, uint64_t arg, int64_t *rc);
+int xc_fast_poll(struct xc_machine *m, struct xc_vcpu *v, uint64_t arg, int64_t *rc);
+
 /* pagetype.c */
 int xc_l1_update(struct xc_machine *m, uint16_t domid, uint64_t table, uint32_t index,
                  uint64_t new, int preserve_ad);
@@ -177,9 +203,12 @@ bool xc_tlb_fill(uc_engine *uc, uint64_t va, uc_mem_type type,
                  uc_tlb_entry *e, void *data);
 int64_t xc_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va,
                      int write);
+int xc_copy_from_guest(struct xc_machine *m, struct xc_vcpu *v, void *dst,
+                       uint64_t va, uint64_t len);
 
 /* traps.c */
 void xc_hook_syscall(uc_engine *uc, void *data);
+int64_t xc_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a);
 void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data);
 void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);
 bool xc_hook_invalid(uc_engine *uc, void *data);

@@ -8,27 +8,47 @@
 
 #define HYPERVISOR_xen_version 17
 #define HYPERVISOR_sched_op 29
+#define HYPERVISOR_event_channel_op 32
 #define XENVER_version 0
 #define XENVER_pagesize 7
 #define SCHEDOP_yield 0
+#define SCHEDOP_poll 3
+#define EVTCHNOP_send 4
+
+static int fast_xen_version(struct xc_machine *m, uint64_t cmd, int64_t *rc)
+{
+    if (cmd == XENVER_version)
+        *rc = m->xen_version;
+    else if (cmd == XENVER_pagesize)
+        *rc = PAGE_SIZE;
+    else
+        return 0;
+    return 1;
+}
+
+static int fast_sched_op(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc)
+{
+    if (a[1] == SCHEDOP_poll)
+        return xc_fast_poll(m, v, a[2], rc);
+    if (a[1] != SCHEDOP_yield)
+        return 0;
+    v->stop = XC_STOP_HYPERCALL;   /* the scheduler runs the next vcpu */
+    *rc = 0;
+    return 1;
+}
 
 /* 1 when handled (result in *rc), 0 to take the Python path. */
 int xc_fast_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc)
 {
     if (!m->fast_paths)
         return 0;
-    if (a[0] == HYPERVISOR_xen_version && a[1] == XENVER_version) {
-        *rc = m->xen_version;
-        return 1;
-    }
-    if (a[0] == HYPERVISOR_xen_version && a[1] == XENVER_pagesize) {
-        *rc = PAGE_SIZE;
-        return 1;
-    }
-    if (a[0] == HYPERVISOR_sched_op && a[1] == SCHEDOP_yield) {
-        v->stop = XC_STOP_HYPERCALL;   /* the scheduler runs the next vcpu */
-        *rc = 0;
-        return 1;
+    switch (a[0]) {
+    case HYPERVISOR_xen_version:
+        return fast_xen_version(m, a[1], rc);
+    case HYPERVISOR_sched_op:
+        return fast_sched_op(m, v, a, rc);
+    case HYPERVISOR_event_channel_op:
+        return a[1] == EVTCHNOP_send && xc_fast_evtchn_send(m, v, a[2], rc);
     }
     return 0;
 }

@@ -6,6 +6,8 @@
  * reaches memory: a frame outside the machine or not owned by anybody is a
  * page fault, never a host access.
  */
+#include <string.h>
+
 #include "core.h"
 
 #define LEVELS 4
@@ -227,4 +229,24 @@ int64_t xc_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va,
     if (write)
         xc_frame_written(m, w.mfn);
     return (int64_t)((w.mfn << PAGE_SHIFT) | (va & (PAGE_SIZE - 1)));
+}
+
+/* Copy len bytes in from guest address va, page by page; -1 if any page
+ * is not mapped for the guest (the caller's -EFAULT, or its slow path). */
+int xc_copy_from_guest(struct xc_machine *m, struct xc_vcpu *v, void *dst,
+                       uint64_t va, uint64_t len)
+{
+    uint8_t *out = dst;
+    while (len) {
+        uint64_t n = PAGE_SIZE - (va & (PAGE_SIZE - 1));
+        int64_t ma = xc_translate(m, v, va, 0);
+        if (ma < 0)
+            return -1;
+        n = n < len ? n : len;
+        memcpy(out, m->mem + ma, n);
+        out += n;
+        va += n;
+        len -= n;
+    }
+    return 0;
 }

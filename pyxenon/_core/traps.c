@@ -36,12 +36,12 @@ void xc_hook_syscall(uc_engine *uc, void *data)
         uc_emu_stop(uc);
         return;
     }
-    /* The number and first argument pick a fast path; read the rest only
-     * for the Python handlers. */
-    uc_reg_read_batch(uc, (int *)arg_regs, ptrs, 2);
+    /* The number and first two arguments are all a fast path uses; read
+     * the rest only for the Python handlers. */
+    uc_reg_read_batch(uc, (int *)arg_regs, ptrs, 3);
     v->hypercalls++;
     if (!xc_fast_hypercall(m, v, a, &rc)) {
-        uc_reg_read_batch(uc, (int *)arg_regs + 2, ptrs + 2, 4);
+        uc_reg_read_batch(uc, (int *)arg_regs + 3, ptrs + 3, 3);
         rc = xc_py_hypercall(v->handle, a[0], a[1], a[2], a[3], a[4], a[5]);
     }
     uc_reg_write(uc, UC_X86_REG_RAX, &rc);
@@ -49,6 +49,19 @@ void xc_hook_syscall(uc_engine *uc, void *data)
         v->stop = XC_STOP_HYPERCALL;   /* deliver the event before the guest goes on */
     if (v->stop != XC_STOP_NONE)
         uc_emu_stop(uc);
+}
+
+/*
+ * A hypercall the host makes on v's behalf (tests, the fuzzer): the same
+ * path as the trap, fast path first, without the registers.
+ */
+int64_t xc_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a)
+{
+    int64_t rc;
+    v->hypercalls++;
+    if (xc_fast_hypercall(m, v, a, &rc))
+        return rc;
+    return xc_py_hypercall(v->handle, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 
 /*

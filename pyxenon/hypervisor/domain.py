@@ -1,7 +1,7 @@
 """A domain: its frames, vcpus, shared_info, event channels and life cycle."""
 import collections
 
-from pyxenon._core import lib
+from pyxenon._core import ffi, lib
 from pyxenon.public import sched, xen
 
 from .events import EventChannels
@@ -45,6 +45,18 @@ class Domain:
         from pyxenon.hypercalls import dispatch  # the handler table
 
         self.dispatch = dispatch
+
+    @property
+    def state(self):
+        return self._state
+
+    @state.setter
+    def state(self, value):
+        """The C vcpus know whether their domain runs: an event may wake only those."""
+        self._state = value
+        for vcpu in getattr(self, "vcpus", ()):
+            if vcpu.core != ffi.NULL:
+                vcpu.core.domain_running = value == RUNNING
 
     # -- memory -------------------------------------------------------------
 

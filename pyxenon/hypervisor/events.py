@@ -12,6 +12,7 @@ Joining two domains (alloc_unbound, bind_interdomain) is an inter-domain
 operation and passes the MSM reference monitor; a send travels a channel
 the monitor already allowed, and the policy cannot change under it.
 """
+from pyxenon._core import ffi
 from pyxenon.public import errno
 
 from .errors import HypercallError
@@ -21,6 +22,7 @@ NR_PORTS = BITS * BITS      # the 2-level ABI's limit on x86_64
 NR_VIRQS = 24
 GLOBAL_VIRQS = {2, 3, 4, 6, 8, 9, 10, 11, 12}   # bound on vcpu 0 only
 DOMID_SELF = 0x7FF0
+PAGE = 4096
 
 FREE, RESERVED, UNBOUND, INTERDOMAIN, VIRQ, IPI, HOST = (
     "free", "reserved", "unbound", "interdomain", "virq", "ipi", "host")
@@ -46,6 +48,7 @@ class EventChannels:
         self.max_ports = min(max_ports, NR_PORTS)
         self.ports = [Port(RESERVED)]  # port 0 is never valid
         self.virqs = {}                # (virq, vcpu) -> port
+        self.links = None              # the C fast path's view (see sync_link)
 
     # -- allocation ----------------------------------------------------------
 
@@ -92,6 +95,8 @@ class EventChannels:
                                       "bind_interdomain")
         port = self._new(INTERDOMAIN, remote_dom=remote.domid, remote_port=remote_port)
         theirs.state, theirs.remote_port = INTERDOMAIN, port
+        self.sync_link(port)
+        remote.events.sync_link(remote_port)
         self.set_pending(port)          # Xen raises the new local port once
         return port
 
@@ -116,6 +121,7 @@ class EventChannels:
         if p.state == VIRQ:
             self.virqs.pop((p.virq, p.vcpu), None)
         self.ports[port] = Port()
+        self.sync_link(port)
         self.clear_pending(port)
 
     def _unbind_peer(self, p):
@@ -125,6 +131,7 @@ class EventChannels:
             theirs = peer.events.ports[p.remote_port]
             if theirs.state == INTERDOMAIN and theirs.remote_dom == self.domain.domid:
                 theirs.state, theirs.remote_port = UNBOUND, 0
+                peer.events.sync_link(p.remote_port)
 
     def close_all(self):
         """EVTCHNOP_reset, or the domain going away."""
@@ -153,11 +160,38 @@ class EventChannels:
         if p.state == IPI or (p.state == VIRQ and p.virq not in GLOBAL_VIRQS):
             raise HypercallError(errno.EINVAL)
         p.vcpu = vcpu_id
+        peer = self.domain.machine.domains.get(p.remote_dom) if p.state == INTERDOMAIN else None
+        if peer is not None:
+            peer.events.sync_link(p.remote_port)   # sends from the peer now notify vcpu_id
 
     def raise_virq(self, virq, vcpu_id=0):
         port = self.virqs.get((virq, vcpu_id))
         if port is not None:
             self.set_pending(port)
+
+    # -- the C fast path's view ------------------------------------------------------
+
+    def _link_target(self, port):
+        """(vcpu, shared_info address, port) a send on port reaches, when it is
+        a plain interdomain channel to a one-vcpu domain; else None."""
+        p = self.ports[port] if port < len(self.ports) else None
+        peer = self.domain.machine.domains.get(p.remote_dom) if p and p.state == INTERDOMAIN else None
+        if peer is None or peer.shared_info is None or len(peer.vcpus) != 1:
+            return None
+        theirs = peer.events.ports[p.remote_port]
+        return peer.vcpus[theirs.vcpu].core, peer.shared_info_mfn * PAGE, p.remote_port
+
+    def sync_link(self, port):
+        """Tell _core/events.c where a send on port lands (after any change)."""
+        target = self._link_target(port)
+        if target is None and self.links is None:
+            return
+        if self.links is None:
+            self.links = ffi.new("struct xc_link[]", self.max_ports)
+            for vcpu in self.domain.vcpus:
+                vcpu.core.links, vcpu.core.nr_links = self.links, self.max_ports
+        link = self.links[port]
+        link.peer, link.peer_shared_ma, link.peer_port = target or (ffi.NULL, 0, 0)
 
     # -- the bitmaps -----------------------------------------------------------------
 

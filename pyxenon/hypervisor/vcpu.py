@@ -22,11 +22,11 @@ class Vcpu:
         if self.core == ffi.NULL:
             raise MemoryError("no memory for a vcpu")
         self.core.vcpu_info_ma = domain.shared_info_mfn * 4096 + vcpu_id * 64
+        self.core.shared_ma = domain.shared_info_mfn * 4096
+        self.core.domain_running = domain.state == "running"
+        self._poll_set = None   # a poll's ports, when the C vcpu cannot hold them
         self.info = domain.shared_info.vcpu_info[vcpu_id]   # until register_vcpu_info
         self.info_registered = False
-        self.runnable = True    # False while blocked or polling
-        self.poll_ports = None  # ports a SCHEDOP_poll waits on
-        self.wake_at = None     # system time (ns) a block/poll times out
         self.timer_at = None    # set_timer_op / singleshot timer deadline (ns)
         self.timer_period = 0   # VCPUOP_set_periodic_timer (ns), 0 = none
         self.runstate_va = 0    # guest address for runstate updates (0 = none)
@@ -91,16 +91,51 @@ class Vcpu:
         """Leave the engine after this hypercall so the scheduler can look."""
         lib.xc_stop(self.domain.machine.core)
 
+    # Blocking lives in the C vcpu, where the event-channel fast paths
+    # (_core/events.c) block and wake it too.
+
+    @property
+    def runnable(self):
+        """False while blocked or polling."""
+        return not self.core.blocked
+
+    @runnable.setter
+    def runnable(self, value):
+        self.core.blocked = 0 if value else 1
+
+    @property
+    def wake_at(self):
+        """System time (ns) a block or poll times out, or None."""
+        return self.core.wake_at or None if self.core.blocked else None
+
+    @property
+    def poll_ports(self):
+        """The ports a SCHEDOP_poll waits on (None: not polling)."""
+        if not self.core.blocked or self.core.poll_port == 0:
+            return None
+        if self.core.poll_port == lib.XC_POLL_SET:
+            return self._poll_set
+        return {self.core.poll_port}
+
     def block(self, wake_at=None, ports=None):
-        self.runnable = False
-        self.wake_at = wake_at
-        self.poll_ports = ports
+        """Sleep until an event (ports None) or one of ports is pending, or wake_at."""
+        core = self.core
+        core.blocked = 1
+        core.wake_at = wake_at or 0
+        one = next(iter(ports)) if ports is not None and len(ports) == 1 else 0
+        if ports is None:
+            core.poll_port = 0
+        elif 0 < one < lib.XC_POLL_SET:
+            core.poll_port = one
+        else:
+            core.poll_port, self._poll_set = lib.XC_POLL_SET, set(ports)
         self.stop()
 
     def wake(self):
-        self.runnable = True
-        self.wake_at = None
-        self.poll_ports = None
+        self.core.blocked = 0
+        self.core.poll_port = 0
+        self.core.wake_at = 0
+        self._poll_set = None
 
 
 @ffi.def_extern()

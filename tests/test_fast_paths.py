@@ -1,0 +1,187 @@
+"""The C fast paths (_core/fast.c, _core/events.c) against the Python
+handlers they shortcut: the same random sequence of event-channel sends,
+polls, blocks, masks and closes, made on two hosts -- one with fast paths,
+one without -- must leave the same bitmaps, the same vcpu_info flags, the
+same blocked and polling vcpus and the same results."""
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from pyxenon._core import ffi, lib
+from pyxenon.hypervisor.guestmem import copy_to_guest
+from pyxenon.public import event_channel as ev, sched, xen
+from pyxenon.toolstack.host import Host
+from pyxenon.toolstack.policy import parse_policy
+
+PAGE = 4096
+SELF = 0x7FF0
+POLICY = """
+version = 1
+[labels]
+ping = "a"
+pong = "b"
+[[allow]]
+from = "ping"
+to = "pong"
+paths = ["event_channel"]
+bidirectional = true
+"""
+
+
+def hypercall(dom, nr, *args):
+    """The trap path's entry: the fast path first, then Python."""
+    a = ffi.new("uint64_t[6]", [x & (1 << 64) - 1 for x in (nr, *args, 0, 0, 0, 0, 0)[:6]])
+    return lib.xc_hypercall(dom.machine.core, dom.vcpus[0].core, a)
+
+
+def scratch(dom):
+    return dom.layout.stack + PAGE
+
+
+def with_struct(dom, nr, cmd, fmt, *fields):
+    copy_to_guest(dom.vcpus[0], scratch(dom), struct.pack(fmt, *fields))
+    return hypercall(dom, nr, cmd, scratch(dom))
+
+
+def poll(dom, ports, timeout):
+    va = scratch(dom) + 256
+    copy_to_guest(dom.vcpus[0], va, struct.pack(f"<{len(ports)}I", *ports))
+    return with_struct(dom, xen.HYPERVISOR_sched_op, sched.SCHEDOP_poll, "<QIIQ",
+                       va, len(ports), 0, timeout)
+
+
+class Pair:
+    """ping and pong, built and joined by one channel, never run."""
+
+    def __init__(self, guests, fast):
+        self.host = Host(memory_mib=256, policy=parse_policy(POLICY, "test.toml"),
+                         fast_paths=fast, audit=lambda record: None)
+        self.doms = [self.host.create(str(guests / "hello.cfg"),
+                                      overrides=[f'name="{n}"', f'seclabel="{n}"'])
+                     for n in ("ping", "pong")]
+        a, b = self.doms
+        assert with_struct(a, xen.HYPERVISOR_event_channel_op, ev.EVTCHNOP_alloc_unbound,
+                           "<HHI", SELF, b.domid, 0) == 0
+        port_a = next(i for i, p in enumerate(a.events.ports) if p.state == "unbound")
+        assert with_struct(b, xen.HYPERVISOR_event_channel_op, ev.EVTCHNOP_bind_interdomain,
+                           "<HxxII", a.domid, port_a, 0) == 0
+        port_b = next(i for i, p in enumerate(b.events.ports) if p.state == "interdomain")
+        self.ports = [port_a, port_b]
+
+    def apply(self, op):
+        kind, side, choice = op
+        dom = self.doms[side]
+        port = (self.ports[side], 1, 0, 4095, 70)[choice]   # its channel, its console, bad ones
+        if kind == "send":
+            return with_struct(dom, xen.HYPERVISOR_event_channel_op, ev.EVTCHNOP_send, "<I", port)
+        if kind == "poll":
+            return poll(dom, [port], 0)
+        if kind == "poll2":
+            return poll(dom, [port, self.ports[side]], 0)
+        if kind == "block":
+            return hypercall(dom, xen.HYPERVISOR_sched_op, sched.SCHEDOP_block, 0)
+        if kind == "close":
+            return with_struct(dom, xen.HYPERVISOR_event_channel_op, ev.EVTCHNOP_close, "<I", port)
+        return self.guest_or_host(kind, dom, port)
+
+    def guest_or_host(self, kind, dom, port):
+        """What a guest does to its own bitmaps, or the scheduler to its vcpu."""
+        word, bit = divmod(port, 64)
+        shared = dom.shared_info
+        if kind == "mask":
+            shared.evtchn_mask[word] |= 1 << bit
+        elif kind == "unmask_bit":
+            shared.evtchn_mask[word] &= ~(1 << bit)
+        elif kind == "clear":
+            shared.evtchn_pending[word] &= ~(1 << bit)
+            dom.vcpu_info(0).evtchn_upcall_pending = 0
+        elif kind == "wake":
+            dom.vcpus[0].wake()
+        elif kind == "pause":
+            dom.pause()
+        elif kind == "unpause":
+            dom.unpause()
+        return None
+
+    def state(self):
+        out = []
+        for dom in self.doms:
+            info, vcpu = dom.vcpu_info(0), dom.vcpus[0]
+            out.append((list(dom.shared_info.evtchn_pending[:2]), list(dom.shared_info.evtchn_mask[:2]),
+                        info.evtchn_upcall_pending, info.evtchn_pending_sel, vcpu.runnable,
+                        vcpu.poll_ports, vcpu.wake_at,
+                        [(p.state, p.remote_port) for p in dom.events.ports]))
+        return out
+
+    def close(self):
+        self.host.close()
+
+
+OPS = st.tuples(st.sampled_from(["send", "send", "send", "poll", "poll2", "block", "close",
+                                 "mask", "unmask_bit", "clear", "wake", "pause", "unpause"]),
+                st.integers(0, 1), st.sampled_from([0, 0, 0, 1, 2, 3, 4]))
+
+
+@pytest.fixture(scope="module")
+def built(guests):
+    return guests
+
+
+def same_outcome(guests, ops):
+    fast, slow = Pair(guests, True), Pair(guests, False)
+    try:
+        assert fast.state() == slow.state()
+        for op in ops:
+            assert fast.apply(op) == slow.apply(op), op
+            assert fast.state() == slow.state(), op
+    finally:
+        fast.close()
+        slow.close()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(OPS, max_size=25))
+def test_fast_paths_do_what_the_python_handlers_do(built, ops):
+    same_outcome(built, ops)
+
+
+# The cases the semantics turn on, each from a quiet start (nothing pending).
+QUIET = [("clear", 0, 0), ("clear", 1, 0)]
+
+
+@pytest.mark.parametrize("ops", [
+    [("mask", 1, 0), ("block", 1, 0), ("send", 0, 0)],        # masked: a block sleeps on
+    [("mask", 1, 0), ("poll", 1, 0), ("send", 0, 0)],         # masked: a poll of it wakes
+    [("block", 1, 0), ("send", 0, 0)],                        # unmasked: a block wakes
+    [("poll", 1, 1), ("send", 0, 0)],                         # a poll of another port sleeps on
+    [("poll2", 1, 1), ("send", 0, 0)],                        # a poll set that holds it wakes
+    [("poll", 1, 0), ("pause", 1, 0), ("send", 0, 0)],        # a paused domain is not woken
+    [("send", 0, 0), ("send", 0, 0), ("poll", 1, 0)],         # already pending: poll returns
+    [("close", 1, 0), ("send", 0, 0), ("send", 1, 0)],        # closed: unbound, and EINVAL
+    [("poll", 1, 3), ("poll", 1, 4), ("send", 0, 3)],         # ports out of range
+], ids=["masked-block", "masked-poll", "block", "poll-other", "poll-set", "paused",
+        "pending", "closed", "out-of-range"])
+def test_fast_paths_in_the_cases_that_matter(guests, ops):
+    same_outcome(guests, QUIET + ops)
+
+
+def test_fast_send_and_poll_stay_in_c(guests):
+    """The plain cases never reach Python; a two-port poll does."""
+    pair = Pair(guests, True)
+    python_calls = []
+    try:
+        ping, pong = pair.doms
+        for dom in pair.doms:
+            dom.dispatch = lambda vcpu, nr, *a, inner=dom.dispatch: (
+                python_calls.append(nr) or inner(vcpu, nr, *a))
+        pong.events.clear_pending(pair.ports[1])
+        assert poll(pong, [pair.ports[1]], 0) == 0
+        assert not pong.vcpus[0].runnable and pong.vcpus[0].poll_ports == {pair.ports[1]}
+        assert pair.apply(("send", 0, 0)) == 0
+        assert pong.vcpus[0].runnable and pong.events.is_pending(pair.ports[1])
+        assert python_calls == []
+        assert pair.apply(("poll2", 1, 0)) == 0
+        assert python_calls == [xen.HYPERVISOR_sched_op]
+    finally:
+        pair.close()
