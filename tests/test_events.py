@@ -205,13 +205,20 @@ def test_upcall_is_delivered_to_event_callback(trio, hypercall):
 
 
 def test_time_info_is_consistent(trio):
+    """A slice starts with the vcpu's clock written (_core xc_enter)."""
+    from pyxenon._core import lib
     from pyxenon.hypervisor import timekeeping
 
-    _, (ping, _, _) = trio
+    host, (ping, _, _) = trio
+    core = host.machine.core
+    core.tsc_mul, core.tsc_shift = timekeeping.tsc_scale()
     info = ping.vcpu_info(0)
-    timekeeping.update_time_info(info, 12345)
+    before = info.time.version
+    lib.xc_enter(core, ping.vcpus[0].core, 12345)
     t = info.time
-    assert t.version % 2 == 0 and t.system_time == 12345 and t.tsc_to_system_mul > 0
+    assert t.version == before + 2 and t.system_time == 12345
+    assert (t.tsc_to_system_mul, t.tsc_shift) == timekeeping.tsc_scale()
+    assert 0 < lib.xc_host_tsc() - t.tsc_timestamp < 10 ** 10
     mul, shift = timekeeping.scale_for(2.5e9)
     assert abs(((10 ** 9 * 2.5) * mul / 2 ** 32) * 2 ** shift - 1e9) < 1e6
 

@@ -42,6 +42,7 @@ struct xc_machine {
     uint8_t *mem; uint64_t nr_frames; uint64_t *m2p; struct page_info *frames;
     struct xc_vcpu *current;
     int fast_paths; long exception_field; int64_t xen_version;
+    uint32_t tsc_mul; int32_t tsc_shift;
     ...;
 };
 struct xc_machine *xc_machine_new(uint64_t nr_frames, uint64_t hv_frames);
@@ -51,6 +52,7 @@ int xc_frames_release(struct xc_machine *m, uint64_t first, uint64_t count);
 struct xc_vcpu *xc_vcpu_new(struct xc_machine *m, uint16_t domid, uint16_t vcpu_id, uint32_t handle);
 void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v);
 void xc_switch_to(struct xc_machine *m, struct xc_vcpu *v);
+int xc_enter(struct xc_machine *m, struct xc_vcpu *v, uint64_t system_time);
 void xc_flush_tlb(struct xc_machine *m);
 void xc_request_flush(struct xc_machine *m);
 void xc_frame_written(struct xc_machine *m, uint64_t mfn);

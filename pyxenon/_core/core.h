@@ -152,6 +152,8 @@ struct xc_machine {
     uint64_t run_gen, stopped_gen, deadline_ns;
     long exception_field; /* offset of old_exception in a saved context (<0: unknown) */
     int64_t xen_version;  /* what XENVER_version answers */
+    uint32_t tsc_mul;     /* vcpu_time_info's tsc_to_system_mul (0: frozen clock) */
+    int32_t tsc_shift;    /* and its tsc_shift */
     uc_hook hooks[6];
 };
 
@@ -163,6 +165,7 @@ int xc_frames_release(struct xc_machine *m, uint64_t first, uint64_t count);
 struct xc_vcpu *xc_vcpu_new(struct xc_machine *m, uint16_t domid, uint16_t vcpu_id, uint32_t handle);
 void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v);
 void xc_switch_to(struct xc_machine *m, struct xc_vcpu *v);
+int xc_enter(struct xc_machine *m, struct xc_vcpu *v, uint64_t system_time);
 void xc_flush_tlb(struct xc_machine *m);
 void xc_request_flush(struct xc_machine *m);
 void xc_frame_written(struct xc_machine *m, uint64_t mfn);
@@ -208,6 +211,7 @@ int xc_copy_from_guest(struct xc_machine *m, struct xc_vcpu *v, void *dst,
 
 /* traps.c */
 void xc_hook_syscall(uc_engine *uc, void *data);
+int xc_upcall_ready(struct xc_machine *m, struct xc_vcpu *v);
 int64_t xc_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a);
 void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data);
 void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);

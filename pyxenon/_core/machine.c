@@ -310,6 +310,38 @@ void xc_switch_to(struct xc_machine *m, struct xc_vcpu *v)
     uc_ctl_flush_tlb(m->uc);
 }
 
+/* Xen's vcpu_time_info (in vcpu_info at 32), written with its version
+ * protocol: odd while it changes. */
+struct time_info {
+    uint32_t version, pad0;
+    uint64_t tsc_timestamp, system_time;
+    uint32_t tsc_to_system_mul;
+    int8_t tsc_shift;
+    uint8_t flags, pad1[2];
+};
+
+static void update_time(struct xc_machine *m, struct xc_vcpu *v, uint64_t system_time)
+{
+    volatile struct time_info *t = (void *)(m->mem + v->vcpu_info_ma + 32);
+    t->version = (t->version + 1) | 1;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    t->tsc_timestamp = __builtin_ia32_rdtsc();
+    t->system_time = system_time;
+    t->tsc_to_system_mul = m->tsc_mul;
+    t->tsc_shift = (int8_t)m->tsc_shift;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    t->version += 1;
+}
+
+/* Give the engine to v for a slice that starts at system_time: registers,
+ * address space, clock.  Returns 1 when an event upcall is due first. */
+int xc_enter(struct xc_machine *m, struct xc_vcpu *v, uint64_t system_time)
+{
+    xc_switch_to(m, v);
+    update_time(m, v, system_time);
+    return xc_upcall_ready(m, v);
+}
+
 void xc_flush_tlb(struct xc_machine *m)
 {
     uc_ctl_flush_tlb(m->uc);

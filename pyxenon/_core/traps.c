@@ -13,7 +13,7 @@ static const int arg_regs[6] = {
 
 /* An event is pending, unmasked, and the guest has somewhere to take it:
  * evtchn_upcall_pending and evtchn_upcall_mask are vcpu_info's first bytes. */
-static int upcall_ready(struct xc_machine *m, struct xc_vcpu *v)
+int xc_upcall_ready(struct xc_machine *m, struct xc_vcpu *v)
 {
     const uint8_t *info = m->mem + v->vcpu_info_ma;
     return v->event_callback && info[0] && !info[1];
@@ -45,7 +45,7 @@ void xc_hook_syscall(uc_engine *uc, void *data)
         rc = xc_py_hypercall(v->handle, a[0], a[1], a[2], a[3], a[4], a[5]);
     }
     uc_reg_write(uc, UC_X86_REG_RAX, &rc);
-    if (v->stop == XC_STOP_NONE && upcall_ready(m, v))
+    if (v->stop == XC_STOP_NONE && xc_upcall_ready(m, v))
         v->stop = XC_STOP_HYPERCALL;   /* deliver the event before the guest goes on */
     if (v->stop != XC_STOP_NONE)
         uc_emu_stop(uc);

@@ -54,6 +54,8 @@ class Scheduler:
         """Run until nothing can run: returns "idle" (no live domain),
         "blocked" (live domains wait on nothing that can come) or "timeout"."""
         end = None if timeout is None else time.monotonic() + timeout
+        self.machine.core.tsc_mul, self.machine.core.tsc_shift = (
+            (0, 0) if self.deterministic else timekeeping.tsc_scale())
         while True:
             self.wake_expired()
             if not self.round() and not self.wait_for_timer(end):
@@ -70,20 +72,18 @@ class Scheduler:
         return bool(ready)
 
     def run_slice(self, vcpu):
-        core = self.machine.core
-        lib.xc_switch_to(core, vcpu.core)
-        timekeeping.update_time_info(vcpu.info, self.now(), self.deterministic)
-        traps.deliver_upcall(vcpu)
-        if not vcpu.runnable or vcpu.domain.state != RUNNING:
-            return
-        start = self.now()
-        self.machine.in_engine = True
+        machine, start = self.machine, self.now()
+        if lib.xc_enter(machine.core, vcpu.core, start):   # switched; an upcall is due
+            traps.deliver_upcall(vcpu)
+            if not vcpu.runnable or vcpu.domain.state != RUNNING:
+                return
+        machine.in_engine = True
         if self.deterministic:
-            err = lib.xc_run(core, 0, DET_SLICE_INSNS)
+            err = lib.xc_run(machine.core, 0, DET_SLICE_INSNS)
             self.virtual_ns += DET_NS_PER_SLICE
         else:
-            err = lib.xc_run(core, self.slice_us, 0)
-        self.machine.in_engine = False
+            err = lib.xc_run(machine.core, self.slice_us, 0)
+        machine.in_engine = False
         vcpu.apply_pending_rip()
         self.slices += 1
         vcpu.runstate[0] += self.now() - start
@@ -91,18 +91,24 @@ class Scheduler:
             traps.on_exception(vcpu)
         elif err:
             traps.on_engine_error(vcpu, err)
-        self.machine.after_slice()
+        if machine.shutdown_queue:
+            machine.after_slice()
 
     def wake_expired(self):
+        """Fire timers, end timed-out blocks and polls, act on watchdogs."""
         now = self.now()
         self.fire_timers(now)
         for domain in list(self.machine.domains.values()):
-            if domain.state == RUNNING and any(t <= now for t in domain.watchdogs.values()):
+            if domain.state != RUNNING:
+                continue
+            if domain.watchdogs and min(domain.watchdogs.values()) <= now:
                 domain.watchdogs.clear()
                 domain.shutdown(SHUTDOWN_watchdog)
-        for vcpu in self.sleepers():
-            if vcpu.wake_at is not None and vcpu.wake_at <= now:
-                vcpu.wake()
+                continue
+            for vcpu in domain.vcpus:
+                wake_at = vcpu.wake_at
+                if wake_at is not None and wake_at <= now:
+                    vcpu.wake()
 
     def wait_for_timer(self, end):
         """Sleep (or jump virtual time) to the next timer; False if none."""

@@ -3,8 +3,9 @@
 The guest's rdtsc is the host's TSC (Unicorn passes it through), so Xen's
 time protocol works as on hardware: system_time and tsc_timestamp are
 sampled together, and tsc_to_system_mul/tsc_shift scale a TSC delta to
-nanoseconds.  The TSC rate is measured once per process.  The version
-field is odd while an update is in progress.
+nanoseconds.  The TSC rate is measured once per process; _core/machine.c
+writes vcpu_time_info at the start of every slice (xc_enter), its version
+odd while the update is in progress.
 """
 import time
 
@@ -37,17 +38,3 @@ def tsc_scale():
     if _SCALE is None:
         _SCALE = scale_for(measure_tsc_hz())
     return _SCALE
-
-
-def update_time_info(info, system_time, frozen=False):
-    """Write a consistent vcpu_time_info (Xen's version protocol).  frozen
-    (deterministic mode): a zero scale, so the guest's clock is the virtual
-    system time, not the host's TSC."""
-    mul, shift = (0, 0) if frozen else tsc_scale()
-    t = info.time
-    t.version = (t.version + 1) | 1
-    t.tsc_timestamp = lib.xc_host_tsc()
-    t.system_time = system_time
-    t.tsc_to_system_mul = mul
-    t.tsc_shift = shift
-    t.version += 1
