@@ -3,7 +3,7 @@ import struct
 
 import pytest
 
-from pyxenon.hypervisor.guestmem import copy_from_guest
+from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
 from pyxenon.public import xen
 from pyxenon.toolstack import builder
 
@@ -90,8 +90,8 @@ def test_page_tables_read_only_rest_writable(dom, host):
 def test_hypercall_page_entries(dom):
     page = copy_from_guest(dom.vcpus[0], 0xFFFFFFFF80000000, PAGE)  # the guest's hypercall_page
     entry = page[17 * 32:18 * 32]
-    assert entry[:14] == b"\x51\x41\x53\xb8" + struct.pack("<I", 17) + b"\x0f\x05\x41\x5b\x59\xc3"
-    assert entry[14:] == b"\xcc" * 18
+    assert entry[:8] == b"\xb8" + struct.pack("<I", 17) + b"\x0f\x05\xc3"   # mov; syscall; ret
+    assert entry[8:] == b"\xcc" * 24
     iret = page[xen.HYPERVISOR_iret * 32:][:11]
     assert iret == b"\x51\x41\x53\x50\xb8" + struct.pack("<I", xen.HYPERVISOR_iret) + b"\x0f\x05"
 
@@ -120,3 +120,24 @@ def test_ramdisk_is_loaded_after_kernel(guests, host, tmp_path):
 ])
 def test_tables_needed(start, end, count):
     assert builder.tables_needed(start, end) == count
+
+
+def test_a_hypercall_through_the_page_keeps_rcx_and_r11(guests, host):
+    """Xen's stubs save rcx/r11 around syscall (hardware clobbers them);
+    pyxenon's trapped syscall leaves them, and the page's entries rely on it."""
+    dom = host.create(str(guests / "hello.cfg"), paused=True)
+    vcpu = dom.vcpus[0]
+    va = dom.layout.stack + PAGE
+    code = (b"\x48\xb9" + struct.pack("<Q", 0x1111111111111111)      # mov rcx, imm64
+            + b"\x49\xbb" + struct.pack("<Q", 0x2222222222222222)    # mov r11, imm64
+            + b"\x31\xff\x31\xf6")                                   # xor edi, esi
+    entry = 0xFFFFFFFF80000000 + xen.HYPERVISOR_xen_version * 32
+    code += b"\xe8" + struct.pack("<i", entry - (va + len(code) + 5)) + b"\x0f\x0b"   # call; ud2
+    copy_to_guest(vcpu, va, code)
+    vcpu.set_regs(rip=va, rsp=dom.layout.stack + 3 * PAGE - 64)
+    dom.unpause()
+    host.run(timeout=10)
+    assert "unhandled #UD" in dom.crash_report            # it came back to the ud2
+    assert "rcx=1111111111111111" in dom.crash_report
+    assert "r11=2222222222222222" in dom.crash_report
+    assert "rax=0000000000040011" in dom.crash_report      # xen_version: 4.17

@@ -315,4 +315,4 @@ def test_hypercall_page_msr(dom, vcpu):
     pfn = dom.layout.pfn(dom.layout.virt_end) + 6
     run_insn(dom, vcpu, b"\x0f\x30", rcx=0x40000000, rax=(pfn << 12) & 0xFFFFFFFF, rdx=pfn >> 20)
     page = bytes(dom.page(pfn))
-    assert page[17 * 32:17 * 32 + 4] == b"\x51\x41\x53\xb8"
+    assert page[17 * 32:17 * 32 + 8] == b"\xb8\x11\x00\x00\x00\x0f\x05\xc3"

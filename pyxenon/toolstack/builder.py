@@ -131,8 +131,8 @@ class Builder:
         self.write(table_va + index * 8, struct.pack("<Q", mfn << 12 | prot))
 
     def write_hypercall_page(self):
-        """Xen's x86_64 entries: push rcx/r11, mov $nr,%eax, syscall, pop, ret;
-        iret's entry pushes rax too and never returns.  A kernel without the
+        """32-byte entries, mov $nr,%eax; syscall; ret (see hypervisor/
+        hypercall_page.py); iret's is Xen's.  A kernel without the
         HYPERCALL_PAGE note asks for the page later (CPUID leaf 2 and MSR)."""
         if self.image.hypercall_page is not None:
             self.write(self.image.hypercall_page, hypercall_page_bytes())

@@ -1,0 +1,99 @@
+/*
+ * The floor of a system call trapped by Unicorn and answered in C: a bare
+ * libunicorn (the one in the unicorn wheel), a UC_HOOK_INSN syscall hook
+ * that reads the number and five argument registers and writes rax -- the
+ * work any hypercall trap must do -- and no hypervisor at all.
+ *
+ *   unicorn_c_hook N plain   loop of mov $17,%eax; syscall (the issue's case)
+ *   unicorn_c_hook N page    loop of call entry, where entry is Xen's x86_64
+ *                            hypercall-page stub: push %rcx; push %r11;
+ *                            mov $17,%eax; syscall; pop %r11; pop %rcx; ret
+ *   unicorn_c_hook N vtlb    the page case with Unicorn's virtual TLB and a
+ *                            one-line TLB-fill hook (identity), as pyxenon runs
+ *
+ * Prints nanoseconds per call.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unicorn/unicorn.h>
+
+#define CODE 0x1000
+#define STUB 0x1800
+#define STACK_TOP 0x2f00
+
+static const int arg_regs[6] = {UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_REG_RSI,
+                                UC_X86_REG_RDX, UC_X86_REG_R10, UC_X86_REG_R8};
+
+static void on_syscall(uc_engine *uc, void *data)
+{
+    uint64_t a[6];
+    void *ptrs[6] = {&a[0], &a[1], &a[2], &a[3], &a[4], &a[5]};
+    int64_t rc;
+    uc_reg_read_batch(uc, (int *)arg_regs, ptrs, 6);
+    rc = a[0] == 17 ? (4 << 16 | 17) : -38;
+    uc_reg_write(uc, UC_X86_REG_RAX, &rc);
+}
+
+static bool identity_fill(uc_engine *uc, uint64_t va, uc_mem_type type,
+                          uc_tlb_entry *e, void *data)
+{
+    e->paddr = va;
+    e->perms = UC_PROT_ALL;
+    return true;
+}
+
+/* mov $n,%ecx; 1: <body>; dec %ecx; jnz 1b; hlt -- returns its length. */
+static size_t loop(uint8_t *code, uint32_t n, const uint8_t *body, size_t len)
+{
+    size_t at = 0;
+    code[at++] = 0xb9;
+    memcpy(code + at, &n, 4);
+    at += 4;
+    memcpy(code + at, body, len);
+    at += len;
+    code[at++] = 0xff;
+    code[at++] = 0xc9;
+    code[at++] = 0x75;
+    code[at++] = (uint8_t)-(int)(len + 4);
+    code[at++] = 0xf4;
+    return at;
+}
+
+int main(int argc, char **argv)
+{
+    static const uint8_t plain[] = {0xb8, 0x11, 0, 0, 0, 0x0f, 0x05};
+    static const uint8_t stub[] = {0x51, 0x41, 0x53, 0xb8, 0x11, 0, 0, 0,
+                                   0x0f, 0x05, 0x41, 0x5b, 0x59, 0xc3};
+    uint8_t call[5] = {0xe8}, code[64];
+    long n = argc > 1 ? atol(argv[1]) : 1000000;
+    const char *mode = argc > 2 ? argv[2] : "plain";
+    int paged = strcmp(mode, "plain") != 0;
+    int32_t rel = STUB - (CODE + 5 + 5);
+    uint64_t sp = STACK_TOP;
+    struct timespec t0, t1;
+    uc_engine *uc;
+    uc_hook hook;
+    size_t len;
+
+    memcpy(call + 1, &rel, 4);
+    len = paged ? loop(code, n, call, sizeof(call)) : loop(code, n, plain, sizeof(plain));
+    if (uc_open(UC_ARCH_X86, UC_MODE_64, &uc))
+        return 1;
+    if (!strcmp(mode, "vtlb")) {
+        uc_ctl_tlb_mode(uc, UC_TLB_VIRTUAL);
+        uc_hook_add(uc, &hook, UC_HOOK_TLB_FILL, identity_fill, NULL, 1, 0);
+    }
+    uc_mem_map(uc, CODE, 0x2000, UC_PROT_ALL);
+    uc_mem_write(uc, CODE, code, len);
+    uc_mem_write(uc, STUB, stub, sizeof(stub));
+    uc_reg_write(uc, UC_X86_REG_RSP, &sp);
+    uc_hook_add(uc, &hook, UC_HOOK_INSN, on_syscall, NULL, 1, 0, UC_X86_INS_SYSCALL);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uc_emu_start(uc, CODE, CODE + len - 1, 0, 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    printf("%.3f\n", ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / n);
+    uc_close(uc);
+    return 0;
+}
