@@ -21,6 +21,14 @@ RATIOS = [
      "pyxenon null hypercall / Unicorn Python hook writing only rax"),
     ("null_hypercall_c", "native_getppid_syscall",
      "pyxenon null hypercall in C / native getppid"),
+    ("null_hypercall_c", "unicorn_c_hook_page_call",
+     "pyxenon null hypercall in C / bare Unicorn C hook called the same way"),
+    ("unicorn_c_hook_syscall", "native_getppid_syscall",
+     "bare Unicorn C-hook syscall / native getppid"),
+    ("unicorn_c_hook_xen_page_call", "unicorn_c_hook_page_call",
+     "Xen's hypercall stub / pyxenon's, under bare Unicorn"),
+    ("null_hypercall_python", "qiling_syscall",
+     "pyxenon null hypercall through Python / a Qiling system call"),
     ("spin_iteration_raw_unicorn", "spin_iteration_pyxenon",
      "guest code speed under pyxenon's paging, as a fraction of raw Unicorn"),
     ("tlb_miss", "null_hypercall_python", "one TLB miss / one null hypercall"),
@@ -58,8 +66,11 @@ def pytest_terminal_summary(terminalreporter):
         tr.write_line(f"  {case:40s} {seconds * 1e9:12.1f} ns")
     for case, size in sorted(SIZES.items()):
         tr.write_line(f"  {case:40s} {size / 2 ** 20:12.3f} MiB")
-    for case, base, meaning in RATIOS:
-        if case in RESULTS and base in RESULTS:
-            tr.write_line(f"  ratio {meaning}: {RESULTS[case] / RESULTS[base]:.3f}")
+    ratios = [{"case": case, "baseline": base, "meaning": meaning,
+               "ratio": RESULTS[case] / RESULTS[base]}
+              for case, base, meaning in RATIOS if case in RESULTS and base in RESULTS]
+    for r in ratios:
+        tr.write_line(f"  ratio {r['meaning']}: {r['ratio']:.3f}")
     out = ROOT / "benchmarks" / "results.json"
-    out.write_text(json.dumps({"per_op_seconds": RESULTS, "bytes": SIZES}, indent=2) + "\n")
+    out.write_text(json.dumps({"per_op_seconds": RESULTS, "bytes": SIZES, "ratios": ratios},
+                              indent=2) + "\n")

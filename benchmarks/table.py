@@ -17,6 +17,10 @@ def main(path=HERE / "results.json"):
         print(f"| {case} | {seconds * 1e9:,.1f} ns |")
     for case, size in sorted(data.get("bytes", {}).items()):
         print(f"| {case} | {size / 2 ** 20:.3f} MiB |")
+    if data.get("ratios"):
+        print("\n| ratio | value |\n| --- | --- |")
+    for r in data.get("ratios", []):
+        print(f"| {r['meaning']} | {r['ratio']:.3f} |")
     return 0
 
 

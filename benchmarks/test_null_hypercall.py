@@ -4,14 +4,25 @@ pyxenon: the nullcall guest makes N xen_version(XENVER_version) calls
 through its hypercall page (syscall -> C hook -> cffi -> Python handler).
 The cost per call is (time(N) - time(0)) / N, so boot and teardown cancel.
 
-Baseline: the same loop of `mov eax,17; syscall` under a bare Unicorn with
-a Python UC_HOOK_INSN syscall hook doing the same work a hypercall trap
-must: read the number and the five argument registers, write the result to
-rax (what a Python emulator such as Qiling does per system call).
+Baselines, all measured in this run:
+- native getppid: a real system call on this host (C helper built here);
+- bare Unicorn with a Python UC_HOOK_INSN syscall hook doing the work a
+  hypercall trap must (read the number and five argument registers, write
+  rax), and one that only writes rax;
+- bare Unicorn with a C hook doing the same (unicorn_c_hook.c, built here
+  against the wheel's libunicorn): a plain loop of syscalls, and a loop that
+  calls a hypercall-page stub as a PV guest does, with pyxenon's stub and
+  with Xen's (which saves rcx/r11);
+- Qiling's Linux syscall path, when the bench extra is installed
+  (pip install -e '.[bench]'; skipped with a message otherwise).
 """
+import importlib.util
+import pathlib
 import subprocess
+import sys
 import time
 
+import pytest
 from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_64, Uc
 from unicorn.x86_const import (UC_X86_INS_SYSCALL, UC_X86_REG_R8, UC_X86_REG_R10,
                                UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDI,
@@ -126,3 +137,79 @@ def test_unicorn_python_hook_result_only(benchmark, results):
     best = min(benchmark.stats.stats.data) if benchmark.stats else elapsed
     results["unicorn_python_hook_result_only"] = best / n
     benchmark.extra_info["per_call_us"] = best / n * 1e6
+
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def c_hook(tmp_path_factory):
+    """benchmarks/unicorn_c_hook.c, built against the unicorn wheel."""
+    import unicorn
+
+    pkg = pathlib.Path(unicorn.__file__).parent
+    lib = next((pkg / "lib").glob("libunicorn.so*"))
+    exe = tmp_path_factory.mktemp("c_hook") / "unicorn_c_hook"
+    subprocess.run(["gcc", "-O2", "-I", str(pkg / "include"), "-o", str(exe),
+                    str(HERE / "unicorn_c_hook.c"), str(lib), f"-Wl,-rpath,{lib.parent}"],
+                   check=True)
+    return exe
+
+
+def c_hook_ns(benchmark, exe, mode):
+    """Best of the runs, as the helper itself times them (ns per call)."""
+    runs = []
+    benchmark.pedantic(lambda: runs.append(float(subprocess.run(
+        [str(exe), str(10 * N), mode], capture_output=True, text=True, check=True).stdout)),
+        rounds=3, iterations=1)
+    return min(runs)
+
+
+def test_unicorn_c_hook_syscall(benchmark, c_hook, results):
+    """The floor of a trapped syscall answered in C (no call, no page)."""
+    results["unicorn_c_hook_syscall"] = c_hook_ns(benchmark, c_hook, "plain") / 1e9
+
+
+def test_unicorn_c_hook_page_call(benchmark, c_hook, results):
+    """The same reached as a PV guest reaches it: call into pyxenon's stub."""
+    results["unicorn_c_hook_page_call"] = c_hook_ns(benchmark, c_hook, "page") / 1e9
+
+
+def test_unicorn_c_hook_xen_page_call(benchmark, c_hook, results):
+    """...and into Xen's stub, which saves rcx and r11 around the syscall."""
+    results["unicorn_c_hook_xen_page_call"] = c_hook_ns(benchmark, c_hook, "xenpage") / 1e9
+
+
+QILING_RUN = """
+import sys, time
+from qiling import Qiling
+from qiling.const import QL_VERBOSE
+ql = Qiling([sys.argv[1]], sys.argv[2], verbose=QL_VERBOSE.DISABLED)
+start = time.perf_counter()
+ql.run()
+print(time.perf_counter() - start)
+"""
+
+
+def qiling_run(tmp_path, calls):
+    exe = tmp_path / f"getppid_{calls}"
+    if not exe.exists():
+        subprocess.run(["gcc", "-O2", "-static", "-nostdlib", "-fno-pie", "-no-pie", f"-DN={calls}",
+                        "-o", str(exe), str(HERE / "getppid_loop.c")], check=True)
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir(exist_ok=True)
+    # its own process: Qiling brings gevent, which must not patch this one
+    out = subprocess.run([sys.executable, "-c", QILING_RUN, str(exe), str(rootfs)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.split()[-1])
+
+
+def test_qiling_syscall(benchmark, tmp_path, results):
+    """A Python emulator's system call: Qiling 1.4.6 running getppid."""
+    if importlib.util.find_spec("qiling") is None:
+        pytest.skip("Qiling is not installed: pip install -e '.[bench]' adds this baseline")
+    few, many, runs = 1000, 11000, []
+    benchmark.pedantic(lambda: runs.append(
+        (qiling_run(tmp_path, many) - qiling_run(tmp_path, few)) / (many - few)),
+        rounds=2, iterations=1)
+    results["qiling_syscall"] = min(runs)

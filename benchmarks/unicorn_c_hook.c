@@ -4,12 +4,11 @@
  * that reads the number and five argument registers and writes rax -- the
  * work any hypercall trap must do -- and no hypervisor at all.
  *
- *   unicorn_c_hook N plain   loop of mov $17,%eax; syscall (the issue's case)
- *   unicorn_c_hook N page    loop of call entry, where entry is Xen's x86_64
- *                            hypercall-page stub: push %rcx; push %r11;
- *                            mov $17,%eax; syscall; pop %r11; pop %rcx; ret
- *   unicorn_c_hook N vtlb    the page case with Unicorn's virtual TLB and a
- *                            one-line TLB-fill hook (identity), as pyxenon runs
+ *   unicorn_c_hook N plain    loop of mov $17,%eax; syscall (the issue's case)
+ *   unicorn_c_hook N page     loop of call entry, where entry is pyxenon's
+ *                             hypercall-page stub: mov $17,%eax; syscall; ret
+ *   unicorn_c_hook N xenpage  the same with Xen's stub: push %rcx; push %r11;
+ *                             mov $17,%eax; syscall; pop %r11; pop %rcx; ret
  *
  * Prints nanoseconds per call.
  */
@@ -36,14 +35,6 @@ static void on_syscall(uc_engine *uc, void *data)
     uc_reg_write(uc, UC_X86_REG_RAX, &rc);
 }
 
-static bool identity_fill(uc_engine *uc, uint64_t va, uc_mem_type type,
-                          uc_tlb_entry *e, void *data)
-{
-    e->paddr = va;
-    e->perms = UC_PROT_ALL;
-    return true;
-}
-
 /* mov $n,%ecx; 1: <body>; dec %ecx; jnz 1b; hlt -- returns its length. */
 static size_t loop(uint8_t *code, uint32_t n, const uint8_t *body, size_t len)
 {
@@ -64,8 +55,9 @@ static size_t loop(uint8_t *code, uint32_t n, const uint8_t *body, size_t len)
 int main(int argc, char **argv)
 {
     static const uint8_t plain[] = {0xb8, 0x11, 0, 0, 0, 0x0f, 0x05};
-    static const uint8_t stub[] = {0x51, 0x41, 0x53, 0xb8, 0x11, 0, 0, 0,
-                                   0x0f, 0x05, 0x41, 0x5b, 0x59, 0xc3};
+    static const uint8_t slim[] = {0xb8, 0x11, 0, 0, 0, 0x0f, 0x05, 0xc3};
+    static const uint8_t xen[] = {0x51, 0x41, 0x53, 0xb8, 0x11, 0, 0, 0,
+                                  0x0f, 0x05, 0x41, 0x5b, 0x59, 0xc3};
     uint8_t call[5] = {0xe8}, code[64];
     long n = argc > 1 ? atol(argv[1]) : 1000000;
     const char *mode = argc > 2 ? argv[2] : "plain";
@@ -81,13 +73,12 @@ int main(int argc, char **argv)
     len = paged ? loop(code, n, call, sizeof(call)) : loop(code, n, plain, sizeof(plain));
     if (uc_open(UC_ARCH_X86, UC_MODE_64, &uc))
         return 1;
-    if (!strcmp(mode, "vtlb")) {
-        uc_ctl_tlb_mode(uc, UC_TLB_VIRTUAL);
-        uc_hook_add(uc, &hook, UC_HOOK_TLB_FILL, identity_fill, NULL, 1, 0);
-    }
     uc_mem_map(uc, CODE, 0x2000, UC_PROT_ALL);
     uc_mem_write(uc, CODE, code, len);
-    uc_mem_write(uc, STUB, stub, sizeof(stub));
+    if (!strcmp(mode, "xenpage"))
+        uc_mem_write(uc, STUB, xen, sizeof(xen));
+    else
+        uc_mem_write(uc, STUB, slim, sizeof(slim));
     uc_reg_write(uc, UC_X86_REG_RSP, &sp);
     uc_hook_add(uc, &hook, UC_HOOK_INSN, on_syscall, NULL, 1, 0, UC_X86_INS_SYSCALL);
     clock_gettime(CLOCK_MONOTONIC, &t0);
