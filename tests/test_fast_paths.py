@@ -83,6 +83,10 @@ class Pair:
             return hypercall(dom, xen.HYPERVISOR_sched_op, sched.SCHEDOP_block, 0)
         if kind == "close":
             return with_struct(dom, xen.HYPERVISOR_event_channel_op, ev.EVTCHNOP_close, "<I", port)
+        if kind == "unmask":
+            return with_struct(dom, xen.HYPERVISOR_event_channel_op, ev.EVTCHNOP_unmask, "<I", port)
+        if kind == "timer":
+            return hypercall(dom, xen.HYPERVISOR_set_timer_op, (0, 1, 10 ** 12, 1 << 63, 7)[choice])
         return self.guest_or_host(kind, dom, port)
 
     def guest_or_host(self, kind, dom, port):
@@ -110,7 +114,7 @@ class Pair:
             info, vcpu = dom.vcpu_info(0), dom.vcpus[0]
             out.append((list(dom.shared_info.evtchn_pending[:2]), list(dom.shared_info.evtchn_mask[:2]),
                         info.evtchn_upcall_pending, info.evtchn_pending_sel, vcpu.runnable,
-                        vcpu.poll_ports, vcpu.wake_at,
+                        vcpu.poll_ports, vcpu.wake_at, vcpu.timer_at,
                         [(p.state, p.remote_port) for p in dom.events.ports]))
         return out
 
@@ -119,7 +123,8 @@ class Pair:
 
 
 OPS = st.tuples(st.sampled_from(["send", "send", "send", "poll", "poll2", "block", "close",
-                                 "mask", "unmask_bit", "clear", "wake", "pause", "unpause"]),
+                                 "mask", "unmask_bit", "unmask", "clear", "wake", "pause",
+                                 "unpause", "timer"]),
                 st.integers(0, 1), st.sampled_from([0, 0, 0, 1, 2, 3, 4]))
 
 
@@ -160,14 +165,18 @@ QUIET = [("clear", 0, 0), ("clear", 1, 0)]
     [("send", 0, 0), ("send", 0, 0), ("poll", 1, 0)],         # already pending: poll returns
     [("close", 1, 0), ("send", 0, 0), ("send", 1, 0)],        # closed: unbound, and EINVAL
     [("poll", 1, 3), ("poll", 1, 4), ("send", 0, 3)],         # ports out of range
+    [("mask", 1, 0), ("send", 0, 0), ("unmask", 1, 0)],       # unmask raises the upcall
+    [("mask", 1, 0), ("unmask", 1, 0), ("unmask", 1, 2), ("unmask", 1, 3)],   # and ports 0, 4095
+    [("timer", 0, 2), ("timer", 0, 0), ("timer", 1, 3), ("timer", 1, 4)],     # set, cancel
 ], ids=["masked-block", "masked-poll", "block", "poll-other", "poll-set", "paused",
-        "pending", "closed", "out-of-range"])
+        "pending", "closed", "out-of-range", "unmask-pending", "unmask-bad", "timers"])
 def test_fast_paths_in_the_cases_that_matter(guests, ops):
     same_outcome(guests, QUIET + ops)
 
 
-def test_fast_send_and_poll_stay_in_c(guests):
-    """The plain cases never reach Python; a two-port poll does."""
+def test_the_plain_cases_stay_in_c(guests):
+    """Send, one-port poll, unmask, set_timer_op never reach Python; a
+    two-port poll does."""
     pair = Pair(guests, True)
     python_calls = []
     try:
@@ -180,6 +189,8 @@ def test_fast_send_and_poll_stay_in_c(guests):
         assert not pong.vcpus[0].runnable and pong.vcpus[0].poll_ports == {pair.ports[1]}
         assert pair.apply(("send", 0, 0)) == 0
         assert pong.vcpus[0].runnable and pong.events.is_pending(pair.ports[1])
+        assert pair.apply(("unmask", 1, 0)) == 0
+        assert pair.apply(("timer", 1, 2)) == 0 and pong.vcpus[0].timer_at == 10 ** 12
         assert python_calls == []
         assert pair.apply(("poll2", 1, 0)) == 0
         assert python_calls == [xen.HYPERVISOR_sched_op]

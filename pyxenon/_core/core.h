@@ -123,6 +123,8 @@ struct xc_vcpu {
     int32_t blocked;      /* blocked or polling: the scheduler passes it by */
     uint32_t poll_port;   /* polling this port; 0: a plain block; or XC_POLL_SET */
     uint64_t wake_at;     /* system time (ns) the block or poll ends; 0: never */
+    uint64_t timer_at;    /* set_timer_op / singleshot deadline (ns); 0: none */
+    uint32_t max_ports;   /* the domain's ports, when it has one vcpu; else 0 */
     int32_t domain_running; /* its domain runs (not paused or shut down) */
     uint32_t nr_links;    /* entries in links */
     uint64_t shared_ma;   /* machine address of the domain's shared_info */
@@ -186,6 +188,7 @@ int xc_fast_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a
 /* events.c */
 int xc_fast_evtchn_send(struct xc_machine *m, struct xc_vcpu *v, uint64_t arg, int64_t *rc);
 int xc_fast_poll(struct xc_machine *m, struct xc_vcpu *v, uint64_t arg, int64_t *rc);
+int xc_fast_evtchn_unmask(struct xc_machine *m, struct xc_vcpu *v, uint64_t arg, int64_t *rc);
 
 /* pagetype.c */
 int xc_l1_update(struct xc_machine *m, uint16_t domid, uint64_t table, uint32_t index,

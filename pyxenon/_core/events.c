@@ -1,7 +1,7 @@
 /*
  * Event channels in C: EVTCHNOP_send on an interdomain channel and a
  * SCHEDOP_poll of one port, the two calls a ping-pong of split drivers
- * makes per message.  hypervisor/events.py and hypercalls/sched_op.py
+ * makes per message, and EVTCHNOP_unmask.  hypervisor/events.py and hypercalls/sched_op.py
  * implement the same semantics and handle every other case: these return
  * 0 ("not handled") before changing anything whenever the case is not the
  * plain one.
@@ -41,20 +41,26 @@ static void wake(struct xc_vcpu *v)
     v->wake_at = 0;
 }
 
+/* Raise the upcall for a pending, unmasked port: the selector bit and
+ * evtchn_upcall_pending of the vcpu the port notifies. */
+static void mark_upcall(struct xc_machine *m, const struct xc_vcpu *v, uint32_t port)
+{
+    uint8_t *info = m->mem + v->vcpu_info_ma;
+    *(uint64_t *)(info + INFO_PENDING_SEL) |= 1UL << (port / 64);
+    info[0] = 1;   /* evtchn_upcall_pending */
+}
+
 /* Xen's evtchn_set_pending for the remote end of a link. */
 static void set_pending(struct xc_machine *m, const struct xc_link *l)
 {
     uint64_t bit = 1UL << (l->peer_port % 64);
     uint64_t *pending = bitmap(m, l->peer_shared_ma, SHARED_PENDING, l->peer_port);
-    uint8_t *info = m->mem + l->peer->vcpu_info_ma;
     int masked = !!(*bitmap(m, l->peer_shared_ma, SHARED_MASK, l->peer_port) & bit);
     if (*pending & bit)
         return;
     *pending |= bit;
-    if (!masked) {
-        *(uint64_t *)(info + INFO_PENDING_SEL) |= 1UL << (l->peer_port / 64);
-        info[0] = 1;   /* evtchn_upcall_pending */
-    }
+    if (!masked)
+        mark_upcall(m, l->peer, l->peer_port);
     if (wakes_on(l->peer, l->peer_port, masked))
         wake(l->peer);
 }
@@ -91,5 +97,23 @@ int xc_fast_poll(struct xc_machine *m, struct xc_vcpu *v, uint64_t arg, int64_t 
     v->poll_port = port;
     v->wake_at = poll.timeout;
     v->stop = XC_STOP_HYPERCALL;
+    return 1;
+}
+
+/* EVTCHNOP_unmask (struct evtchn_unmask { port } at arg), for a domain of
+ * one vcpu: clear the mask; a port pending meanwhile raises the upcall. */
+int xc_fast_evtchn_unmask(struct xc_machine *m, struct xc_vcpu *v, uint64_t arg, int64_t *rc)
+{
+    uint32_t port;
+    if (!v->max_ports || xc_copy_from_guest(m, v, &port, arg, sizeof(port)))
+        return 0;
+    *rc = 0;
+    if (port == 0 || port >= v->max_ports) {
+        *rc = -22;   /* EINVAL */
+        return 1;
+    }
+    *bitmap(m, v->shared_ma, SHARED_MASK, port) &= ~(1UL << (port % 64));
+    if (*bitmap(m, v->shared_ma, SHARED_PENDING, port) & (1UL << (port % 64)))
+        mark_upcall(m, v, port);
     return 1;
 }

@@ -6,6 +6,7 @@
  */
 #include "core.h"
 
+#define HYPERVISOR_set_timer_op 15
 #define HYPERVISOR_xen_version 17
 #define HYPERVISOR_sched_op 29
 #define HYPERVISOR_event_channel_op 32
@@ -14,6 +15,7 @@
 #define SCHEDOP_yield 0
 #define SCHEDOP_poll 3
 #define EVTCHNOP_send 4
+#define EVTCHNOP_unmask 9
 
 static int fast_xen_version(struct xc_machine *m, uint64_t cmd, int64_t *rc)
 {
@@ -37,6 +39,25 @@ static int fast_sched_op(struct xc_machine *m, struct xc_vcpu *v, const uint64_t
     return 1;
 }
 
+static int fast_event_channel_op(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a,
+                                 int64_t *rc)
+{
+    if (a[1] == EVTCHNOP_send)
+        return xc_fast_evtchn_send(m, v, a[2], rc);
+    if (a[1] == EVTCHNOP_unmask)
+        return xc_fast_evtchn_unmask(m, v, a[2], rc);
+    return 0;
+}
+
+/* set_timer_op: an absolute system time (ns); 0 cancels; a past time fires
+ * at the scheduler's next look. */
+static int fast_set_timer_op(struct xc_vcpu *v, uint64_t timeout, int64_t *rc)
+{
+    v->timer_at = timeout;
+    *rc = 0;
+    return 1;
+}
+
 /* 1 when handled (result in *rc), 0 to take the Python path. */
 int xc_fast_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc)
 {
@@ -48,7 +69,9 @@ int xc_fast_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a
     case HYPERVISOR_sched_op:
         return fast_sched_op(m, v, a, rc);
     case HYPERVISOR_event_channel_op:
-        return a[1] == EVTCHNOP_send && xc_fast_evtchn_send(m, v, a[2], rc);
+        return fast_event_channel_op(m, v, a, rc);
+    case HYPERVISOR_set_timer_op:
+        return fast_set_timer_op(v, a[1], rc);
     }
     return 0;
 }

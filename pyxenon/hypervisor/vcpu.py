@@ -25,9 +25,9 @@ class Vcpu:
         self.core.shared_ma = domain.shared_info_mfn * 4096
         self.core.domain_running = domain.state == "running"
         self._poll_set = None   # a poll's ports, when the C vcpu cannot hold them
+        self.core.max_ports = domain.events.max_ports   # one vcpu: C may unmask
         self.info = domain.shared_info.vcpu_info[vcpu_id]   # until register_vcpu_info
         self.info_registered = False
-        self.timer_at = None    # set_timer_op / singleshot timer deadline (ns)
         self.timer_period = 0   # VCPUOP_set_periodic_timer (ns), 0 = none
         self.runstate_va = 0    # guest address for runstate updates (0 = none)
         self.time_va = 0        # guest address for a vcpu_time_info copy (0 = none)
@@ -116,6 +116,16 @@ class Vcpu:
         if self.core.poll_port == lib.XC_POLL_SET:
             return self._poll_set
         return {self.core.poll_port}
+
+    @property
+    def timer_at(self):
+        """set_timer_op / singleshot timer deadline (ns), or None."""
+        return self.core.timer_at or None
+
+    @timer_at.setter
+    def timer_at(self, value):
+        # 0 means "no timer" in C: a deadline of 0 (long past) fires as 1 would
+        self.core.timer_at = 0 if value is None else max(value, 1)
 
     def block(self, wake_at=None, ports=None):
         """Sleep until an event (ports None) or one of ports is pending, or wake_at."""
