@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from pyxenon._core import ffi, lib
-from pyxenon.hypervisor.guestmem import copy_to_guest
+from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
 from pyxenon.public import event_channel as ev, sched, xen
 from pyxenon.toolstack.host import Host
 from pyxenon.toolstack.policy import parse_policy
@@ -44,6 +44,11 @@ def with_struct(dom, nr, cmd, fmt, *fields):
     return hypercall(dom, nr, cmd, scratch(dom))
 
 
+def target_va(dom):
+    """A padding page no test structure uses: update_va_mapping remaps it."""
+    return dom.layout.stack + 16 * PAGE
+
+
 def poll(dom, ports, timeout):
     va = scratch(dom) + 256
     copy_to_guest(dom.vcpus[0], va, struct.pack(f"<{len(ports)}I", *ports))
@@ -71,42 +76,107 @@ class Pair:
 
     def apply(self, op):
         kind, side, choice = op
-        dom = self.doms[side]
-        port = (self.ports[side], 1, 0, 4095, 70)[choice]   # its channel, its console, bad ones
-        if kind == "send":
-            return with_struct(dom, xen.HYPERVISOR_event_channel_op, ev.EVTCHNOP_send, "<I", port)
-        if kind == "poll":
-            return poll(dom, [port], 0)
-        if kind == "poll2":
-            return poll(dom, [port, self.ports[side]], 0)
-        if kind == "block":
-            return hypercall(dom, xen.HYPERVISOR_sched_op, sched.SCHEDOP_block, 0)
-        if kind == "close":
-            return with_struct(dom, xen.HYPERVISOR_event_channel_op, ev.EVTCHNOP_close, "<I", port)
-        if kind == "unmask":
-            return with_struct(dom, xen.HYPERVISOR_event_channel_op, ev.EVTCHNOP_unmask, "<I", port)
-        if kind == "timer":
-            return hypercall(dom, xen.HYPERVISOR_set_timer_op, (0, 1, 10 ** 12, 1 << 63, 7)[choice])
-        return self.guest_or_host(kind, dom, port)
+        return getattr(self, "op_" + kind)(self.doms[side], side, choice)
 
-    def guest_or_host(self, kind, dom, port):
-        """What a guest does to its own bitmaps, or the scheduler to its vcpu."""
-        word, bit = divmod(port, 64)
-        shared = dom.shared_info
-        if kind == "mask":
-            shared.evtchn_mask[word] |= 1 << bit
-        elif kind == "unmask_bit":
-            shared.evtchn_mask[word] &= ~(1 << bit)
-        elif kind == "clear":
-            shared.evtchn_pending[word] &= ~(1 << bit)
-            dom.vcpu_info(0).evtchn_upcall_pending = 0
-        elif kind == "wake":
-            dom.vcpus[0].wake()
-        elif kind == "pause":
-            dom.pause()
-        elif kind == "unpause":
-            dom.unpause()
-        return None
+    def port(self, side, choice):
+        return (self.ports[side], 1, 0, 4095, 70)[choice % 5]   # its channel, its console, bad ones
+
+    # -- hypercalls ------------------------------------------------------------
+
+    def op_send(self, dom, side, choice):
+        return with_struct(dom, xen.HYPERVISOR_event_channel_op, ev.EVTCHNOP_send, "<I",
+                           self.port(side, choice))
+
+    def op_unmask(self, dom, side, choice):
+        return with_struct(dom, xen.HYPERVISOR_event_channel_op, ev.EVTCHNOP_unmask, "<I",
+                           self.port(side, choice))
+
+    def op_close(self, dom, side, choice):
+        return with_struct(dom, xen.HYPERVISOR_event_channel_op, ev.EVTCHNOP_close, "<I",
+                           self.port(side, choice))
+
+    def op_poll(self, dom, side, choice):
+        return poll(dom, [self.port(side, choice)], 0)
+
+    def op_poll2(self, dom, side, choice):
+        return poll(dom, [self.port(side, choice), self.ports[side]], 0)
+
+    def op_block(self, dom, side, choice):
+        return hypercall(dom, xen.HYPERVISOR_sched_op, sched.SCHEDOP_block, 0)
+
+    def op_timer(self, dom, side, choice):
+        return hypercall(dom, xen.HYPERVISOR_set_timer_op, (0, 1, 10 ** 12, 1 << 63, 7)[choice % 5])
+
+    def op_uvm(self, dom, side, choice):
+        """update_va_mapping of a padding page: own frame rw/ro, unmap, a page
+        table rw, the other domain's frame; and two addresses with no L1."""
+        va = (target_va(dom), target_va(dom), target_va(dom), target_va(dom), target_va(dom),
+              0x1000, 0xFFFF800000001000)[choice % 7]
+        return hypercall(dom, xen.HYPERVISOR_update_va_mapping, va,
+                         self.pte(dom, side, choice % 5), choice % 3)
+
+    def pte(self, dom, side, choice):
+        frame = dom.pfn_to_mfn(dom.layout.pfn(target_va(dom) + PAGE))
+        other = self.doms[1 - side].first_mfn
+        pt = dom.pfn_to_mfn(dom.layout.pfn(dom.layout.pt_base))
+        return (frame << 12 | 0x67, frame << 12 | 0x25, 0, pt << 12 | 0x67, other << 12 | 0x25)[choice]
+
+    def op_ext(self, dom, side, choice):
+        """mmuext_op batches: flushes only, flushes and another command,
+        none, a foreign domain; done counted at scratch + 512."""
+        cmds = ([6], [7, 10, 11], [6, xen.MMUEXT_SET_LDT], [], [6])[choice % 5]
+        ops = b"".join(struct.pack("<IxxxxQQ", cmd, 0, 0) for cmd in cmds)
+        copy_to_guest(dom.vcpus[0], scratch(dom), ops or b"\0")
+        foreign = self.doms[1 - side].domid if choice % 5 == 4 else SELF
+        return hypercall(dom, xen.HYPERVISOR_mmuext_op, scratch(dom), len(cmds),
+                         scratch(dom) + 512, foreign)
+
+    def op_multi(self, dom, side, choice):
+        """multicalls: all fast; fast then not (yield); nested; an
+        update_va_mapping and an unmask; empty.  Results read back."""
+        port, va = self.ports[side], target_va(dom)
+        calls = ([(xen.HYPERVISOR_xen_version, 0, 0), (xen.HYPERVISOR_set_timer_op, 5),
+                  (xen.HYPERVISOR_event_channel_op, ev.EVTCHNOP_send, scratch(dom) + 1024)],
+                 [(xen.HYPERVISOR_xen_version, 7, 0), (xen.HYPERVISOR_sched_op, sched.SCHEDOP_yield, 0),
+                  (xen.HYPERVISOR_xen_version, 0, 0)],
+                 [(xen.HYPERVISOR_multicall, 0, 0)],
+                 [(xen.HYPERVISOR_update_va_mapping, va, self.pte(dom, side, 1), 2),
+                  (xen.HYPERVISOR_event_channel_op, ev.EVTCHNOP_unmask, scratch(dom) + 1024)],
+                 [])[choice % 5]
+        copy_to_guest(dom.vcpus[0], scratch(dom) + 1024, struct.pack("<I", port))
+        entries = b"".join(struct.pack("<QQ6Q", c[0], 0xDEAD, *(list(c[1:]) + [0] * 6)[:6])
+                           for c in calls)
+        copy_to_guest(dom.vcpus[0], scratch(dom) + 2048, entries or b"\0")
+        rc = hypercall(dom, xen.HYPERVISOR_multicall, scratch(dom) + 2048, len(calls))
+        back = copy_from_guest(dom.vcpus[0], scratch(dom) + 2048, max(len(entries), 1))
+        return rc, [struct.unpack_from("<Q", back, 64 * i + 8)[0] for i in range(len(calls))]
+
+    # -- what a guest does to its own bitmaps, or the scheduler to its vcpu ----------
+
+    def bit(self, dom, side, choice):
+        return divmod(self.port(side, choice), 64)
+
+    def op_mask(self, dom, side, choice):
+        word, bit = self.bit(dom, side, choice)
+        dom.shared_info.evtchn_mask[word] |= 1 << bit
+
+    def op_unmask_bit(self, dom, side, choice):
+        word, bit = self.bit(dom, side, choice)
+        dom.shared_info.evtchn_mask[word] &= ~(1 << bit)
+
+    def op_clear(self, dom, side, choice):
+        word, bit = self.bit(dom, side, choice)
+        dom.shared_info.evtchn_pending[word] &= ~(1 << bit)
+        dom.vcpu_info(0).evtchn_upcall_pending = 0
+
+    def op_wake(self, dom, side, choice):
+        dom.vcpus[0].wake()
+
+    def op_pause(self, dom, side, choice):
+        dom.pause()
+
+    def op_unpause(self, dom, side, choice):
+        dom.unpause()
 
     def state(self):
         out = []
@@ -115,8 +185,20 @@ class Pair:
             out.append((list(dom.shared_info.evtchn_pending[:2]), list(dom.shared_info.evtchn_mask[:2]),
                         info.evtchn_upcall_pending, info.evtchn_pending_sel, vcpu.runnable,
                         vcpu.poll_ports, vcpu.wake_at, vcpu.timer_at,
-                        [(p.state, p.remote_port) for p in dom.events.ports]))
-        return out
+                        [(p.state, p.remote_port) for p in dom.events.ports],
+                        self.memory_state(dom)))
+        core = self.host.machine.core
+        return out, core.flush_pending, core.code_flush_pending
+
+    def memory_state(self, dom):
+        """The target page's L1 entry, the frames it may name, the done count."""
+        ft = self.host.machine.frame_table
+        table, index = ft.l1_slot(dom.vcpus[0].core.cr3, target_va(dom))
+        frames = [dom.pfn_to_mfn(dom.layout.pfn(target_va(dom) + PAGE)), table,
+                  dom.pfn_to_mfn(dom.layout.pfn(dom.layout.pt_base))]
+        return (ft.read_entry(table, index),
+                [(ft.frames[f].count, ft.frames[f].type_count, ft.frames[f].type) for f in frames],
+                copy_from_guest(dom.vcpus[0], scratch(dom) + 512, 4))
 
     def close(self):
         self.host.close()
@@ -124,8 +206,8 @@ class Pair:
 
 OPS = st.tuples(st.sampled_from(["send", "send", "send", "poll", "poll2", "block", "close",
                                  "mask", "unmask_bit", "unmask", "clear", "wake", "pause",
-                                 "unpause", "timer"]),
-                st.integers(0, 1), st.sampled_from([0, 0, 0, 1, 2, 3, 4]))
+                                 "unpause", "timer", "uvm", "uvm", "ext", "multi"]),
+                st.integers(0, 1), st.sampled_from([0, 0, 0, 1, 2, 3, 4, 5, 6]))
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +250,13 @@ QUIET = [("clear", 0, 0), ("clear", 1, 0)]
     [("mask", 1, 0), ("send", 0, 0), ("unmask", 1, 0)],       # unmask raises the upcall
     [("mask", 1, 0), ("unmask", 1, 0), ("unmask", 1, 2), ("unmask", 1, 3)],   # and ports 0, 4095
     [("timer", 0, 2), ("timer", 0, 0), ("timer", 1, 3), ("timer", 1, 4)],     # set, cancel
+    [("uvm", 0, 0), ("uvm", 0, 1), ("uvm", 0, 2), ("uvm", 0, 0)],             # rw, ro, unmap
+    [("uvm", 1, 3), ("uvm", 1, 4), ("uvm", 1, 5), ("uvm", 1, 6)],             # all refused
+    [("ext", 0, 0), ("ext", 0, 1), ("ext", 0, 2), ("ext", 0, 3), ("ext", 0, 4)],
+    [("multi", 0, 0), ("multi", 1, 1), ("multi", 0, 2), ("multi", 1, 3), ("multi", 0, 4)],
 ], ids=["masked-block", "masked-poll", "block", "poll-other", "poll-set", "paused",
-        "pending", "closed", "out-of-range", "unmask-pending", "unmask-bad", "timers"])
+        "pending", "closed", "out-of-range", "unmask-pending", "unmask-bad", "timers",
+        "uvm", "uvm-refused", "mmuext", "multicall"])
 def test_fast_paths_in_the_cases_that_matter(guests, ops):
     same_outcome(guests, QUIET + ops)
 

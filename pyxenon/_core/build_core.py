@@ -9,7 +9,7 @@ import os
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c", "fast.c", "events.c", "watchdog.c"]
+SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c", "fast.c", "events.c", "mmu.c", "watchdog.c"]
 
 CDEF = """
 #define PGT_NONE 0
@@ -42,6 +42,7 @@ struct xc_link { struct xc_vcpu *peer; uint64_t peer_shared_ma; uint32_t peer_po
 struct xc_machine {
     uint8_t *mem; uint64_t nr_frames; uint64_t *m2p; struct page_info *frames;
     struct xc_vcpu *current;
+    int flush_pending; int code_flush_pending;
     int fast_paths; long exception_field; int64_t xen_version;
     uint32_t tsc_mul; int32_t tsc_shift;
     ...;

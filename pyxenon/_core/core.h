@@ -211,6 +211,13 @@ int64_t xc_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va,
                      int write);
 int xc_copy_from_guest(struct xc_machine *m, struct xc_vcpu *v, void *dst,
                        uint64_t va, uint64_t len);
+int xc_copy_to_guest(struct xc_machine *m, struct xc_vcpu *v, uint64_t va,
+                     const void *src, uint64_t len);
+
+/* mmu.c */
+int xc_fast_update_va_mapping(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a,
+                              int64_t *rc);
+int xc_fast_mmuext_flush(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc);
 
 /* traps.c */
 void xc_hook_syscall(uc_engine *uc, void *data);

@@ -6,8 +6,11 @@
  */
 #include "core.h"
 
+#define HYPERVISOR_multicall 13
+#define HYPERVISOR_update_va_mapping 14
 #define HYPERVISOR_set_timer_op 15
 #define HYPERVISOR_xen_version 17
+#define HYPERVISOR_mmuext_op 26
 #define HYPERVISOR_sched_op 29
 #define HYPERVISOR_event_channel_op 32
 #define XENVER_version 0
@@ -58,6 +61,39 @@ static int fast_set_timer_op(struct xc_vcpu *v, uint64_t timeout, int64_t *rc)
     return 1;
 }
 
+struct multicall_entry {         /* public/xen.h */
+    uint64_t op, result, args[6];
+};
+
+/*
+ * multicall(call_list, nr_calls): the entries a fast path answers are done
+ * here, each result written back; from the first other entry on, the rest
+ * of the list goes to Python's multicall, which goes on from that entry as
+ * Xen's continuation does.  Nothing that blocks or yields runs here.
+ */
+static int fast_multicall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc)
+{
+    uint32_t nr = (uint32_t)a[2], i;
+    uint64_t va = a[1];
+    for (i = 0; i < nr; i++, va += sizeof(struct multicall_entry)) {
+        struct multicall_entry e;
+        int64_t result;
+        if (xc_copy_from_guest(m, v, &e, va, sizeof(e)) || e.op == HYPERVISOR_multicall ||
+            e.op == HYPERVISOR_sched_op || xc_translate(m, v, va + 8, 1) < 0)
+            break;
+        if (!xc_fast_hypercall(m, v, (uint64_t[6]){e.op, e.args[0], e.args[1], e.args[2],
+                                                    e.args[3], e.args[4]}, &result))
+            break;
+        xc_copy_to_guest(m, v, va + 8, &result, sizeof(result));
+        if (!v->domain_running)      /* as Python's: a stopped domain's list ends */
+            nr = i + 1;
+    }
+    if (i == 0)
+        return 0;
+    *rc = i == nr ? 0 : xc_py_hypercall(v->handle, HYPERVISOR_multicall, va, nr - i, 0, 0, 0);
+    return 1;
+}
+
 /* 1 when handled (result in *rc), 0 to take the Python path. */
 int xc_fast_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc)
 {
@@ -72,6 +108,12 @@ int xc_fast_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a
         return fast_event_channel_op(m, v, a, rc);
     case HYPERVISOR_set_timer_op:
         return fast_set_timer_op(v, a[1], rc);
+    case HYPERVISOR_update_va_mapping:
+        return xc_fast_update_va_mapping(m, v, a, rc);
+    case HYPERVISOR_mmuext_op:
+        return xc_fast_mmuext_flush(m, v, a, rc);
+    case HYPERVISOR_multicall:
+        return fast_multicall(m, v, a, rc);
     }
     return 0;
 }

@@ -250,3 +250,23 @@ int xc_copy_from_guest(struct xc_machine *m, struct xc_vcpu *v, void *dst,
     }
     return 0;
 }
+
+/* Copy len bytes out to guest address va, page by page, each page checked
+ * writable for the guest first; -1 (nothing written) if any is not. */
+int xc_copy_to_guest(struct xc_machine *m, struct xc_vcpu *v, uint64_t va,
+                     const void *src, uint64_t len)
+{
+    const uint8_t *in = src;
+    for (uint64_t off = 0; off < len; off += PAGE_SIZE - ((va + off) & (PAGE_SIZE - 1)))
+        if (xc_translate(m, v, va + off, 1) < 0)
+            return -1;
+    while (len) {
+        uint64_t n = PAGE_SIZE - (va & (PAGE_SIZE - 1));
+        n = n < len ? n : len;
+        memcpy(m->mem + xc_translate(m, v, va, 1), in, n);
+        in += n;
+        va += n;
+        len -= n;
+    }
+    return 0;
+}

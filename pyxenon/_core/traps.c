@@ -36,14 +36,8 @@ void xc_hook_syscall(uc_engine *uc, void *data)
         uc_emu_stop(uc);
         return;
     }
-    /* The number and first two arguments are all a fast path uses; read
-     * the rest only for the Python handlers. */
-    uc_reg_read_batch(uc, (int *)arg_regs, ptrs, 3);
-    v->hypercalls++;
-    if (!xc_fast_hypercall(m, v, a, &rc)) {
-        uc_reg_read_batch(uc, (int *)arg_regs + 3, ptrs + 3, 3);
-        rc = xc_py_hypercall(v->handle, a[0], a[1], a[2], a[3], a[4], a[5]);
-    }
+    uc_reg_read_batch(uc, (int *)arg_regs, ptrs, 6);
+    rc = xc_hypercall(m, v, a);
     uc_reg_write(uc, UC_X86_REG_RAX, &rc);
     if (v->stop == XC_STOP_NONE && xc_upcall_ready(m, v))
         v->stop = XC_STOP_HYPERCALL;   /* deliver the event before the guest goes on */
