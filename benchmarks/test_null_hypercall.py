@@ -43,22 +43,19 @@ def boot_nullcall(guests, loops, fast_paths=False):
         return elapsed
 
 
-def per_call(benchmark, guests, n, fast_paths):
+def per_call(best, guests, n, fast_paths):
     empty = min(boot_nullcall(guests, 0, fast_paths) for _ in range(3))
-    total = benchmark.pedantic(boot_nullcall, args=(guests, n, fast_paths), rounds=3, iterations=1)
-    best = (min(benchmark.stats.stats.data) if benchmark.stats else total) - empty
-    benchmark.extra_info["per_call_us"] = best / n * 1e6
-    return best / n
+    return (best(boot_nullcall, guests, n, fast_paths, rounds=3) - empty) / n
 
 
-def test_null_hypercall_python(benchmark, guests, results):
+def test_null_hypercall_python(best, guests, results):
     """The Python path: C fast paths off, so the handler runs in Python."""
-    results["null_hypercall_python"] = per_call(benchmark, guests, N, False)
+    results["null_hypercall_python"] = per_call(best, guests, N, False)
 
 
-def test_null_hypercall_c(benchmark, guests, results):
+def test_null_hypercall_c(best, guests, results):
     """The C fast path: xen_version(XENVER_version) answered in _core/fast.c."""
-    results["null_hypercall_c"] = per_call(benchmark, guests, 10 * N, True)
+    results["null_hypercall_c"] = per_call(best, guests, 10 * N, True)
 
 
 NATIVE = r"""
@@ -80,15 +77,14 @@ int main(void)
 """
 
 
-def test_native_getppid(benchmark, tmp_path, results):
+def test_native_getppid(best, tmp_path, results):
     """Baseline: a real system call on this host (a C helper built here)."""
     src, exe = tmp_path / "getppid.c", tmp_path / "getppid"
     src.write_text(NATIVE)
     subprocess.run(["gcc", "-O2", "-o", str(exe), str(src)], check=True)
-    runs = benchmark.pedantic(lambda: float(subprocess.run([str(exe)], capture_output=True,
-                                                           text=True, check=True).stdout),
-                              rounds=3, iterations=1)
-    results["native_getppid_syscall"] = runs / 1e9
+    ns = best(lambda: float(subprocess.run([str(exe)], capture_output=True, text=True,
+                                           check=True).stdout), rounds=3)
+    results["native_getppid_syscall"] = ns / 1e9
 
 
 ARG_REGS = (UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_RDX,
@@ -122,21 +118,15 @@ def unicorn_python_hook(n, read_args=True):
     return elapsed
 
 
-def test_unicorn_python_hook_syscall(benchmark, results):
+def test_unicorn_python_hook_syscall(best, results):
     n = N // 4
-    elapsed = benchmark.pedantic(unicorn_python_hook, args=(n,), rounds=3, iterations=1)
-    best = min(benchmark.stats.stats.data) if benchmark.stats else elapsed
-    results["unicorn_python_hook_syscall"] = best / n
-    benchmark.extra_info["per_call_us"] = best / n * 1e6
+    results["unicorn_python_hook_syscall"] = best(unicorn_python_hook, n, rounds=3) / n
 
 
-def test_unicorn_python_hook_result_only(benchmark, results):
+def test_unicorn_python_hook_result_only(best, results):
     """The floor of any Python hook: no argument read, only rax written."""
     n = N // 4
-    elapsed = benchmark.pedantic(unicorn_python_hook, args=(n, False), rounds=3, iterations=1)
-    best = min(benchmark.stats.stats.data) if benchmark.stats else elapsed
-    results["unicorn_python_hook_result_only"] = best / n
-    benchmark.extra_info["per_call_us"] = best / n * 1e6
+    results["unicorn_python_hook_result_only"] = best(unicorn_python_hook, n, False, rounds=3) / n
 
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -156,28 +146,25 @@ def c_hook(tmp_path_factory):
     return exe
 
 
-def c_hook_ns(benchmark, exe, mode):
-    """Best of the runs, as the helper itself times them (ns per call)."""
-    runs = []
-    benchmark.pedantic(lambda: runs.append(float(subprocess.run(
-        [str(exe), str(10 * N), mode], capture_output=True, text=True, check=True).stdout)),
-        rounds=3, iterations=1)
-    return min(runs)
+def c_hook_ns(exe, mode):
+    """ns per call, as the helper itself times it."""
+    return float(subprocess.run([str(exe), str(10 * N), mode], capture_output=True, text=True,
+                                check=True).stdout)
 
 
-def test_unicorn_c_hook_syscall(benchmark, c_hook, results):
+def test_unicorn_c_hook_syscall(best, c_hook, results):
     """The floor of a trapped syscall answered in C (no call, no page)."""
-    results["unicorn_c_hook_syscall"] = c_hook_ns(benchmark, c_hook, "plain") / 1e9
+    results["unicorn_c_hook_syscall"] = best(c_hook_ns, c_hook, "plain", rounds=3) / 1e9
 
 
-def test_unicorn_c_hook_page_call(benchmark, c_hook, results):
+def test_unicorn_c_hook_page_call(best, c_hook, results):
     """The same reached as a PV guest reaches it: call into pyxenon's stub."""
-    results["unicorn_c_hook_page_call"] = c_hook_ns(benchmark, c_hook, "page") / 1e9
+    results["unicorn_c_hook_page_call"] = best(c_hook_ns, c_hook, "page", rounds=3) / 1e9
 
 
-def test_unicorn_c_hook_xen_page_call(benchmark, c_hook, results):
+def test_unicorn_c_hook_xen_page_call(best, c_hook, results):
     """...and into Xen's stub, which saves rcx and r11 around the syscall."""
-    results["unicorn_c_hook_xen_page_call"] = c_hook_ns(benchmark, c_hook, "xenpage") / 1e9
+    results["unicorn_c_hook_xen_page_call"] = best(c_hook_ns, c_hook, "xenpage", rounds=3) / 1e9
 
 
 QILING_RUN = """
@@ -204,12 +191,10 @@ def qiling_run(tmp_path, calls):
     return float(out.split()[-1])
 
 
-def test_qiling_syscall(benchmark, tmp_path, results):
+def test_qiling_syscall(best, tmp_path, results):
     """A Python emulator's system call: Qiling 1.4.6 running getppid."""
     if importlib.util.find_spec("qiling") is None:
         pytest.skip("Qiling is not installed: pip install -e '.[bench]' adds this baseline")
-    few, many, runs = 1000, 11000, []
-    benchmark.pedantic(lambda: runs.append(
-        (qiling_run(tmp_path, many) - qiling_run(tmp_path, few)) / (many - few)),
-        rounds=2, iterations=1)
-    results["qiling_syscall"] = min(runs)
+    few, many = 1000, 11000
+    results["qiling_syscall"] = best(
+        lambda: (qiling_run(tmp_path, many) - qiling_run(tmp_path, few)) / (many - few))

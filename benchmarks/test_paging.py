@@ -15,7 +15,7 @@ from pyxenon.toolstack.host import Host
 
 SPIN = 50_000_000
 TOUCH = 40
-MMU = 300
+MMU = 30_000
 LOOP = bytes.fromhex("4801d8 4831c3 48c1c007 48ffc9 75f1")   # add, xor, rol, dec, jnz
 PAGES_PER_ROUND = None
 
@@ -32,15 +32,13 @@ def boot(guests, cmdline):
         return elapsed
 
 
-def per_unit(benchmark, guests, cmdline, units):
-    empty = min(boot(guests, "") for _ in range(2))
-    benchmark.pedantic(boot, args=(guests, cmdline), rounds=2, iterations=1)
-    best = min(benchmark.stats.stats.data) if benchmark.stats else boot(guests, cmdline)
-    return max(best - empty, 1e-9) / units
+def per_unit(best, guests, cmdline, units):
+    empty = min(boot(guests, "") for _ in range(3))
+    return max(best(boot, guests, cmdline) - empty, 1e-9) / units
 
 
-def test_spin_under_paging(benchmark, guests, results):
-    results["spin_iteration_pyxenon"] = per_unit(benchmark, guests, f"spin={SPIN}", SPIN)
+def test_spin_under_paging(best, guests, results):
+    results["spin_iteration_pyxenon"] = per_unit(best, guests, f"spin={SPIN}", SPIN)
 
 
 def raw_unicorn_spin(n):
@@ -53,16 +51,14 @@ def raw_unicorn_spin(n):
     return time.perf_counter() - start
 
 
-def test_spin_raw_unicorn(benchmark, results):
-    benchmark.pedantic(raw_unicorn_spin, args=(SPIN,), rounds=3, iterations=1)
-    best = min(benchmark.stats.stats.data) if benchmark.stats else raw_unicorn_spin(SPIN)
-    results["spin_iteration_raw_unicorn"] = best / SPIN
+def test_spin_raw_unicorn(best, results):
+    results["spin_iteration_raw_unicorn"] = best(raw_unicorn_spin, SPIN, rounds=3) / SPIN
 
 
-def test_tlb_miss_heavy(benchmark, guests, results):
-    cost = per_unit(benchmark, guests, f"touch={TOUCH}", TOUCH)
+def test_tlb_miss_heavy(best, guests, results):
+    cost = per_unit(best, guests, f"touch={TOUCH}", TOUCH)
     results["tlb_miss"] = cost / PAGES_PER_ROUND
 
 
-def test_mmu_update_batch(benchmark, guests, results):
-    results["mmu_update_batch_32"] = per_unit(benchmark, guests, f"mmu={MMU}", MMU)
+def test_mmu_update_batch(best, guests, results):
+    results["mmu_update_batch_32"] = per_unit(best, guests, f"mmu={MMU}", MMU)

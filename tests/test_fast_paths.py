@@ -121,6 +121,24 @@ class Pair:
         pt = dom.pfn_to_mfn(dom.layout.pfn(dom.layout.pt_base))
         return (frame << 12 | 0x67, frame << 12 | 0x25, 0, pt << 12 | 0x67, other << 12 | 0x25)[choice]
 
+    def op_mmu(self, dom, side, choice):
+        """mmu_update batches on the target page's L1 entry: plain ones; one
+        C cannot do in the middle (machphys); a refused one first or in the
+        middle; a foreign domain; none; an A/D-preserving one."""
+        ft = self.host.machine.frame_table
+        table, index = ft.l1_slot(dom.vcpus[0].core.cr3, target_va(dom))
+        ptr = table << 12 | index * 8
+        own = dom.pfn_to_mfn(dom.layout.pfn(target_va(dom) + PAGE))
+        rw, ro, bad = self.pte(dom, side, 0), self.pte(dom, side, 1), self.pte(dom, side, 4)
+        reqs = ([(ptr, rw), (ptr, ro), (ptr, 0)], [(ptr, ro), (own << 12 | 1, 77), (ptr, rw)],
+                [(ptr, bad)], [(ptr, rw), (ptr, bad), (ptr, 0)], [(ptr, ro)], [],
+                [(ptr | 2, own << 12 | 0x07)])[choice % 7]     # A/D from the old entry
+        copy_to_guest(dom.vcpus[0], scratch(dom) + 3072,
+                      b"".join(struct.pack("<QQ", *r) for r in reqs) or b"\0")
+        foreign = self.doms[1 - side].domid if choice % 7 == 4 else SELF
+        return hypercall(dom, xen.HYPERVISOR_mmu_update, scratch(dom) + 3072, len(reqs),
+                         scratch(dom) + 512, foreign)
+
     def op_ext(self, dom, side, choice):
         """mmuext_op batches: flushes only, flushes and another command,
         none, a foreign domain; done counted at scratch + 512."""
@@ -196,7 +214,8 @@ class Pair:
         table, index = ft.l1_slot(dom.vcpus[0].core.cr3, target_va(dom))
         frames = [dom.pfn_to_mfn(dom.layout.pfn(target_va(dom) + PAGE)), table,
                   dom.pfn_to_mfn(dom.layout.pfn(dom.layout.pt_base))]
-        return (ft.read_entry(table, index),
+        own = dom.pfn_to_mfn(dom.layout.pfn(target_va(dom) + PAGE))
+        return (ft.read_entry(table, index), self.host.machine.m2p[own],
                 [(ft.frames[f].count, ft.frames[f].type_count, ft.frames[f].type) for f in frames],
                 copy_from_guest(dom.vcpus[0], scratch(dom) + 512, 4))
 
@@ -206,7 +225,7 @@ class Pair:
 
 OPS = st.tuples(st.sampled_from(["send", "send", "send", "poll", "poll2", "block", "close",
                                  "mask", "unmask_bit", "unmask", "clear", "wake", "pause",
-                                 "unpause", "timer", "uvm", "uvm", "ext", "multi"]),
+                                 "unpause", "timer", "uvm", "uvm", "ext", "multi", "mmu", "mmu"]),
                 st.integers(0, 1), st.sampled_from([0, 0, 0, 1, 2, 3, 4, 5, 6]))
 
 
@@ -254,9 +273,11 @@ QUIET = [("clear", 0, 0), ("clear", 1, 0)]
     [("uvm", 1, 3), ("uvm", 1, 4), ("uvm", 1, 5), ("uvm", 1, 6)],             # all refused
     [("ext", 0, 0), ("ext", 0, 1), ("ext", 0, 2), ("ext", 0, 3), ("ext", 0, 4)],
     [("multi", 0, 0), ("multi", 1, 1), ("multi", 0, 2), ("multi", 1, 3), ("multi", 0, 4)],
+    [("mmu", 0, 6), ("mmu", 0, 0), ("mmu", 0, 1), ("mmu", 0, 2), ("mmu", 0, 3), ("mmu", 0, 4),
+     ("mmu", 0, 5)],
 ], ids=["masked-block", "masked-poll", "block", "poll-other", "poll-set", "paused",
         "pending", "closed", "out-of-range", "unmask-pending", "unmask-bad", "timers",
-        "uvm", "uvm-refused", "mmuext", "multicall"])
+        "uvm", "uvm-refused", "mmuext", "multicall", "mmu_update"])
 def test_fast_paths_in_the_cases_that_matter(guests, ops):
     same_outcome(guests, QUIET + ops)
 

@@ -184,6 +184,7 @@ void xc_watchdog_disarm(struct xc_machine *m);
 
 /* fast.c */
 int xc_fast_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc);
+int xc_fast_two_args(uint64_t nr);
 
 /* events.c */
 int xc_fast_evtchn_send(struct xc_machine *m, struct xc_vcpu *v, uint64_t arg, int64_t *rc);
@@ -218,6 +219,7 @@ int xc_copy_to_guest(struct xc_machine *m, struct xc_vcpu *v, uint64_t va,
 int xc_fast_update_va_mapping(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a,
                               int64_t *rc);
 int xc_fast_mmuext_flush(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc);
+int xc_fast_mmu_update(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc);
 
 /* traps.c */
 void xc_hook_syscall(uc_engine *uc, void *data);

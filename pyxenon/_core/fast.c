@@ -6,6 +6,7 @@
  */
 #include "core.h"
 
+#define HYPERVISOR_mmu_update 1
 #define HYPERVISOR_multicall 13
 #define HYPERVISOR_update_va_mapping 14
 #define HYPERVISOR_set_timer_op 15
@@ -94,6 +95,14 @@ static int fast_multicall(struct xc_machine *m, struct xc_vcpu *v, const uint64_
     return 1;
 }
 
+/* Hypercalls whose fast paths read no argument past the second. */
+int xc_fast_two_args(uint64_t nr)
+{
+    return nr == HYPERVISOR_xen_version || nr == HYPERVISOR_sched_op ||
+           nr == HYPERVISOR_event_channel_op || nr == HYPERVISOR_set_timer_op ||
+           nr == HYPERVISOR_multicall;
+}
+
 /* 1 when handled (result in *rc), 0 to take the Python path. */
 int xc_fast_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc)
 {
@@ -112,6 +121,8 @@ int xc_fast_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a
         return xc_fast_update_va_mapping(m, v, a, rc);
     case HYPERVISOR_mmuext_op:
         return xc_fast_mmuext_flush(m, v, a, rc);
+    case HYPERVISOR_mmu_update:
+        return xc_fast_mmu_update(m, v, a, rc);
     case HYPERVISOR_multicall:
         return fast_multicall(m, v, a, rc);
     }

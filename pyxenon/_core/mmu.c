@@ -1,6 +1,6 @@
 /*
- * Page-table hypercalls in C: update_va_mapping on the vcpu's own tables
- * and mmuext_op batches made only of TLB flushes.  hypercalls/mmu.py has
+ * Page-table hypercalls in C: mmu_update of L1 entries, update_va_mapping
+ * on the vcpu's own tables and mmuext_op batches made only of TLB flushes.  hypercalls/mmu.py has
  * the same semantics and every other case; these return 0 ("not handled")
  * before changing anything when the call is not the plain one.
  */
@@ -13,7 +13,15 @@
 #define MMUEXT_INVLPG_LOCAL 7
 #define MMUEXT_TLB_FLUSH_ALL 10
 #define MMUEXT_INVLPG_ALL 11
-#define MMUEXT_BUDGET 512        /* records per trap, as hypercalls/mmu.py */
+#define BUDGET 512               /* records per trap, as hypercalls/mmu.py */
+#define PREEMPTED (1U << 31)     /* MMU_UPDATE_PREEMPTED: a continued batch */
+#define MMU_NORMAL_PT_UPDATE 0
+#define MMU_PT_UPDATE_PRESERVE_AD 2
+#define HYPERVISOR_mmu_update 1
+
+struct mmu_update {              /* public/xen.h */
+    uint64_t ptr, val;
+};
 
 struct mmuext_op {               /* public/xen.h */
     uint32_t cmd, pad;
@@ -71,17 +79,87 @@ static int only_flushes(struct xc_machine *m, struct xc_vcpu *v, uint64_t ops, u
     return 1;
 }
 
+/* A batch (records, count, pdone, foreigndom in a[1]..a[4]) C may take:
+ * one trap's worth, not continued, on the caller's own tables, with a
+ * writable done count if any. */
+static int plain_batch(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a)
+{
+    uint32_t domid = a[4] & 0xFFFF;
+    return a[2] <= BUDGET && (domid == DOMID_SELF || domid == v->domid) &&
+           (!a[3] || xc_translate(m, v, a[3], 1) >= 0);
+}
+
 /* mmuext_op(ops, count, pdone, foreigndom): a[1]..a[4]. */
 int xc_fast_mmuext_flush(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc)
 {
-    uint32_t count = (uint32_t)a[2], domid = a[4] & 0xFFFF;
-    if (a[2] > MMUEXT_BUDGET || (domid != DOMID_SELF && domid != v->domid) ||
-        !only_flushes(m, v, a[1], count))
+    uint32_t count = (uint32_t)a[2];
+    if (!plain_batch(m, v, a) || !only_flushes(m, v, a[1], count))
         return 0;
-    if (a[3] && xc_copy_to_guest(m, v, a[3], &count, sizeof(count)))
-        return 0;
+    if (a[3])
+        xc_copy_to_guest(m, v, a[3], &count, sizeof(count));
     if (count)
         xc_request_flush(m);
     *rc = 0;
+    return 1;
+}
+
+/* A request this file can do: a normal or A/D-preserving write of an entry
+ * in one of the domain's own L1 tables. */
+static int plain_l1(struct xc_machine *m, struct xc_vcpu *v, uint64_t ptr)
+{
+    uint64_t mfn = ptr >> PAGE_SHIFT, cmd = ptr & 3;
+    if (cmd != MMU_NORMAL_PT_UPDATE && cmd != MMU_PT_UPDATE_PRESERVE_AD)
+        return 0;
+    return !(ptr & 4) && mfn < m->nr_frames && m->frames[mfn].owner == v->domid &&
+           m->frames[mfn].type == PGT_L1;
+}
+
+#define CHUNK 64                 /* requests read from the guest at once */
+
+/* Apply requests from reqs while they are plain L1 updates; returns how
+ * many were done, and *rc < 0 if one failed (Xen stops there).  A chunk
+ * that cannot be read whole is left to Python, which finds the record. */
+static uint32_t l1_updates(struct xc_machine *m, struct xc_vcpu *v, uint64_t reqs,
+                           uint32_t count, int64_t *rc)
+{
+    struct mmu_update u[CHUNK];
+    uint32_t i = 0;
+    *rc = 0;
+    while (i < count) {
+        uint32_t n = count - i < CHUNK ? count - i : CHUNK, j;
+        if (xc_copy_from_guest(m, v, u, reqs + (uint64_t)i * sizeof(u[0]), n * sizeof(u[0])))
+            return i;
+        for (j = 0; j < n && plain_l1(m, v, u[j].ptr); j++, i++) {
+            *rc = xc_l1_update(m, v->domid, u[j].ptr >> PAGE_SHIFT,
+                               (u[j].ptr & (PAGE_SIZE - 1)) >> 3, u[j].val,
+                               (u[j].ptr & 3) == MMU_PT_UPDATE_PRESERVE_AD);
+            if (*rc < 0)
+                return i;
+        }
+        if (j < n)
+            return i;
+    }
+    return i;
+}
+
+/*
+ * mmu_update(reqs, count, pdone, foreigndom): a[1]..a[4].  The leading
+ * plain L1 updates are done here; from the first other request on, the
+ * batch goes to Python as Xen's continuation would carry it (the count
+ * marked PREEMPTED, the done count so far in *pdone).
+ */
+int xc_fast_mmu_update(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc)
+{
+    uint32_t count = (uint32_t)a[2], done;
+    if (!plain_batch(m, v, a))
+        return 0;
+    done = l1_updates(m, v, a[1], count, rc);
+    if (done == 0 && *rc == 0 && count)
+        return 0;
+    if (a[3])
+        xc_copy_to_guest(m, v, a[3], &done, sizeof(done));
+    if (*rc == 0 && done < count)
+        *rc = xc_py_hypercall(v->handle, HYPERVISOR_mmu_update, a[1] + done * sizeof(struct mmu_update),
+                              (count - done) | PREEMPTED, a[3], a[4], 0);
     return 1;
 }

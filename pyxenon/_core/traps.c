@@ -19,6 +19,15 @@ int xc_upcall_ready(struct xc_machine *m, struct xc_vcpu *v)
     return v->event_callback && info[0] && !info[1];
 }
 
+/* The C fast path, else the Python handlers. */
+static int64_t dispatch(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a)
+{
+    int64_t rc;
+    if (xc_fast_hypercall(m, v, a, &rc))
+        return rc;
+    return xc_py_hypercall(v->handle, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
 void xc_hook_syscall(uc_engine *uc, void *data)
 {
     struct xc_machine *m = data;
@@ -36,8 +45,14 @@ void xc_hook_syscall(uc_engine *uc, void *data)
         uc_emu_stop(uc);
         return;
     }
-    uc_reg_read_batch(uc, (int *)arg_regs, ptrs, 6);
-    rc = xc_hypercall(m, v, a);
+    /* The hot calls take two arguments: read the other three registers
+     * only when their fast path did not answer. */
+    uc_reg_read_batch(uc, (int *)arg_regs, ptrs, 3);
+    v->hypercalls++;
+    if (!xc_fast_two_args(a[0]) || !xc_fast_hypercall(m, v, a, &rc)) {
+        uc_reg_read_batch(uc, (int *)arg_regs + 3, ptrs + 3, 3);
+        rc = dispatch(m, v, a);
+    }
     uc_reg_write(uc, UC_X86_REG_RAX, &rc);
     if (v->stop == XC_STOP_NONE && xc_upcall_ready(m, v))
         v->stop = XC_STOP_HYPERCALL;   /* deliver the event before the guest goes on */
@@ -51,11 +66,8 @@ void xc_hook_syscall(uc_engine *uc, void *data)
  */
 int64_t xc_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a)
 {
-    int64_t rc;
     v->hypercalls++;
-    if (xc_fast_hypercall(m, v, a, &rc))
-        return rc;
-    return xc_py_hypercall(v->handle, a[0], a[1], a[2], a[3], a[4], a[5]);
+    return dispatch(m, v, a);
 }
 
 /*
