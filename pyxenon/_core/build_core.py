@@ -9,7 +9,7 @@ import os
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c", "fast.c", "events.c", "mmu.c", "watchdog.c"]
+SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c", "fast.c", "events.c", "mmu.c", "sched.c", "watchdog.c"]
 
 CDEF = """
 #define PGT_NONE 0
@@ -55,6 +55,8 @@ struct xc_vcpu *xc_vcpu_new(struct xc_machine *m, uint16_t domid, uint16_t vcpu_
 void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v);
 void xc_switch_to(struct xc_machine *m, struct xc_vcpu *v);
 int xc_enter(struct xc_machine *m, struct xc_vcpu *v, uint64_t system_time);
+int xc_ready(struct xc_machine *m, uint32_t *handles, int max);
+int xc_due(struct xc_machine *m, uint64_t now);
 void xc_flush_tlb(struct xc_machine *m);
 void xc_request_flush(struct xc_machine *m);
 void xc_frame_written(struct xc_machine *m, uint64_t mfn);

@@ -129,6 +129,7 @@ struct xc_vcpu {
     uint32_t nr_links;    /* entries in links */
     uint64_t shared_ma;   /* machine address of the domain's shared_info */
     struct xc_link *links; /* per port of the domain, shared by its vcpus; or NULL */
+    struct xc_vcpu *next, *prev; /* every vcpu of the machine, in creation order */
     uc_context *ctx;      /* registers while the vcpu is not running */
 };
 
@@ -140,6 +141,7 @@ struct xc_machine {
     uint64_t m2p_paddr;   /* where the engine sees the m2p table */
     struct page_info *frames;
     struct xc_vcpu *current;
+    struct xc_vcpu *first, *last; /* the vcpu list (sched.c) */
     uint64_t xen_gdt_mfn; /* Xen's reserved GDT page */
     uint64_t zero_mfn;    /* read-only zero page for unused GDT slots */
     uint64_t text_mfn;    /* hypervisor text: the iretq to ring 3 */
@@ -175,6 +177,12 @@ int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count);
 void xc_stop(struct xc_machine *m);
 void xc_clear_exception(struct xc_machine *m);
 const char *xc_strerror(int err);
+
+/* sched.c */
+void xc_vcpu_link(struct xc_machine *m, struct xc_vcpu *v);
+void xc_vcpu_unlink(struct xc_machine *m, struct xc_vcpu *v);
+int xc_ready(struct xc_machine *m, uint32_t *handles, int max);
+int xc_due(struct xc_machine *m, uint64_t now);
 
 /* watchdog.c */
 int xc_watchdog_start(struct xc_machine *m);

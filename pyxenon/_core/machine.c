@@ -282,6 +282,7 @@ struct xc_vcpu *xc_vcpu_new(struct xc_machine *m, uint16_t domid, uint16_t vcpu_
     uc_context_save(m->uc, v->ctx);
     if (was)
         uc_context_restore(m->uc, was->ctx);
+    xc_vcpu_link(m, v);
     return v;
 }
 
@@ -289,6 +290,7 @@ void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v)
 {
     if (m->current == v)
         m->current = NULL;
+    xc_vcpu_unlink(m, v);
     uc_context_free(v->ctx);
     free(v);
 }

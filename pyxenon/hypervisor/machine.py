@@ -129,6 +129,9 @@ class Machine:
         self._free_frames(domain.first_mfn, domain.nr_pages + EXTRA_FRAMES)
         del self.domains[domain.domid]
 
+    def watchdogs_armed(self):
+        return any(domain.watchdogs for domain in self.domains.values())
+
     # -- notifications to the toolstack ---------------------------------------
 
     def on_console(self, domain, data, source):

@@ -7,10 +7,11 @@ virtual, so a run depends only on what the guests do.
 """
 import time
 
-from pyxenon._core import lib
+from pyxenon._core import ffi, lib
 
 from . import timekeeping, traps
 from .domain import RUNNING
+from .vcpu import vcpu_by_handle
 
 SHUTDOWN_watchdog = 4
 VIRQ_TIMER = 0
@@ -27,6 +28,7 @@ class Scheduler:
         self.deterministic = deterministic
         self.virtual_ns = 0
         self.slices = 0
+        self._handles = ffi.new("uint32_t[]", 64)
 
     def now(self):
         if self.deterministic:
@@ -34,8 +36,13 @@ class Scheduler:
         return time.monotonic_ns() - self.machine.boot_ns
 
     def ready(self):
-        return [v for d in list(self.machine.domains.values()) if d.state == RUNNING
-                for v in d.vcpus if v.runnable]
+        """The vcpus that can run, in creation order (the C vcpus know)."""
+        handles = self._handles
+        n = lib.xc_ready(self.machine.core, handles, len(handles))
+        if n == len(handles):       # maybe more: grow and ask again
+            self._handles = ffi.new("uint32_t[]", 2 * n)
+            return self.ready()
+        return [vcpu_by_handle(h) for h in handles[0:n]]
 
     def sleepers(self):
         """Vcpus a deadline will wake: a block/poll timeout or a timer."""
@@ -97,6 +104,8 @@ class Scheduler:
     def wake_expired(self):
         """Fire timers, end timed-out blocks and polls, act on watchdogs."""
         now = self.now()
+        if not lib.xc_due(self.machine.core, now) and not self.machine.watchdogs_armed():
+            return
         self.fire_timers(now)
         for domain in list(self.machine.domains.values()):
             if domain.state != RUNNING:

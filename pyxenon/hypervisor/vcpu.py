@@ -148,6 +148,11 @@ class Vcpu:
         self._poll_set = None
 
 
+def vcpu_by_handle(handle):
+    """The Vcpu the C core names by handle."""
+    return _VCPUS[handle]
+
+
 @ffi.def_extern()
 def xc_py_hypercall(handle, nr, a1, a2, a3, a4, a5):
     vcpu = _VCPUS[handle]
