@@ -304,3 +304,44 @@ def test_the_plain_cases_stay_in_c(guests):
         assert python_calls == [xen.HYPERVISOR_sched_op]
     finally:
         pair.close()
+
+
+def enter_with_event(guests, fast, rsp, kernel_mode=True):
+    """A built, never-run domain with an event callback and an event
+    pending: one slice's start (xc_enter, then Python if it says so)."""
+    from pyxenon.hypervisor import traps
+    from pyxenon.public import callback
+
+    host = Host(memory_mib=128, fast_paths=fast)
+    dom = host.create(str(guests / "hello.cfg"))
+    vcpu = dom.vcpus[0]
+    reg = callback.callback_register(type=callback.CALLBACKTYPE_event, address=0xFFFFFFFF80001234)
+    copy_to_guest(vcpu, scratch(dom), bytes(reg))
+    assert hypercall(dom, xen.HYPERVISOR_callback_op, callback.CALLBACKOP_register, scratch(dom)) == 0
+    vcpu.set_regs(rsp=rsp(dom), rcx=0x1111, r11=0x2222, rflags=0x4246 | 0x100)
+    vcpu.core.kernel_mode = int(kernel_mode)
+    dom.vcpu_info(0).evtchn_upcall_pending = 1
+    dom.vcpu_info(0).evtchn_upcall_mask = 0
+    in_python = lib.xc_enter(host.machine.core, vcpu.core, 0)
+    if in_python:
+        traps.deliver_upcall(vcpu)
+    regs = vcpu.regs()
+    frame = (copy_from_guest(vcpu, regs["rsp"], 56) if dom.crash_report is None else None)
+    outcome = ({k: regs[k] for k in ("rip", "rsp", "rflags", "rcx", "r11")}, frame,
+               dom.vcpu_info(0).evtchn_upcall_mask, dom.crash_report is None)
+    host.close()
+    return in_python, outcome
+
+
+@pytest.mark.parametrize("rsp,kernel_mode,c_enters", [
+    (lambda dom: scratch(dom) + 2 * PAGE, True, True),          # aligned kernel stack
+    (lambda dom: scratch(dom) + 2 * PAGE - 9, True, True),      # realigned to 16
+    (lambda dom: 0x1000, True, False),                           # unmapped: failsafe crash
+    (lambda dom: 0xFFFF800000000100, True, False),               # Xen's range: crash
+    (lambda dom: scratch(dom) + 2 * PAGE, False, False),         # guest user mode
+], ids=["aligned", "unaligned", "unmapped", "xen-range", "user-mode"])
+def test_event_upcall_bounce_in_c_is_pythons(guests, rsp, kernel_mode, c_enters):
+    fast_python, fast = enter_with_event(guests, True, rsp, kernel_mode)
+    slow_python, slow = enter_with_event(guests, False, rsp, kernel_mode)
+    assert slow_python == 1 and fast_python == (0 if c_enters else 1)
+    assert fast == slow

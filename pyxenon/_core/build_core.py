@@ -31,7 +31,7 @@ struct xc_vcpu {
     uint64_t gdt_mfn[14]; uint32_t gdt_frames;
     uint32_t vector; uint32_t error_code; int32_t stop; uint32_t handle;
     uint16_t domid; uint16_t vcpu_id; uint32_t kernel_mode;
-    uint32_t event_callback; uint64_t vcpu_info_ma;
+    uint64_t event_callback; uint64_t vcpu_info_ma;
     int32_t blocked; uint32_t poll_port; uint64_t wake_at; uint64_t timer_at; uint32_t max_ports;
     int32_t domain_running;
     uint32_t nr_links; uint64_t shared_ma; struct xc_link *links;

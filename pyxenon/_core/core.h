@@ -118,7 +118,8 @@ struct xc_vcpu {
     uint16_t domid;
     uint16_t vcpu_id;
     uint32_t kernel_mode; /* guest kernel (1) or guest user (0) mode */
-    uint32_t event_callback; /* the guest registered an event callback */
+    uint32_t pad0;
+    uint64_t event_callback; /* the guest's event callback address (0: none) */
     uint64_t vcpu_info_ma;   /* machine address of this vcpu's vcpu_info */
     int32_t blocked;      /* blocked or polling: the scheduler passes it by */
     uint32_t poll_port;   /* polling this port; 0: a plain block; or XC_POLL_SET */
@@ -232,6 +233,7 @@ int xc_fast_mmu_update(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *
 /* traps.c */
 void xc_hook_syscall(uc_engine *uc, void *data);
 int xc_upcall_ready(struct xc_machine *m, struct xc_vcpu *v);
+int xc_bounce_event(struct xc_machine *m, struct xc_vcpu *v);
 int64_t xc_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a);
 void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data);
 void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);

@@ -336,12 +336,13 @@ static void update_time(struct xc_machine *m, struct xc_vcpu *v, uint64_t system
 }
 
 /* Give the engine to v for a slice that starts at system_time: registers,
- * address space, clock.  Returns 1 when an event upcall is due first. */
+ * address space, clock, and a due event upcall if C can enter it.  Returns
+ * 1 when an upcall is due that hypervisor/traps.py must deliver. */
 int xc_enter(struct xc_machine *m, struct xc_vcpu *v, uint64_t system_time)
 {
     xc_switch_to(m, v);
     update_time(m, v, system_time);
-    return xc_upcall_ready(m, v);
+    return xc_upcall_ready(m, v) && !xc_bounce_event(m, v);
 }
 
 void xc_flush_tlb(struct xc_machine *m)

@@ -60,6 +60,48 @@ void xc_hook_syscall(uc_engine *uc, void *data)
         uc_emu_stop(uc);
 }
 
+/* Xen's x86_64 PV bounce frame, lowest address first (hypervisor/bounce.py
+ * builds the same, and every other kind). */
+#define RFLAGS_IF 0x200UL
+#define RFLAGS_IOPL 0x3000UL
+#define CLEARED_ON_TRAP (0x100UL | 0x4000 | 0x10000 | 0x20000 | 0x40000) /* TF NT RF VM AC */
+
+static const int frame_regs[7] = {
+    UC_X86_REG_RCX, UC_X86_REG_R11, UC_X86_REG_RIP, UC_X86_REG_CS,
+    UC_X86_REG_RFLAGS, UC_X86_REG_RSP, UC_X86_REG_SS,
+};
+
+/*
+ * Enter v's event callback (v is running, in guest kernel mode): push
+ * rcx, r11, rip, cs (RPL cleared, the saved event mask in bits 32-39),
+ * rflags (IF the inverse of that mask), rsp, ss on the 16-byte aligned
+ * stack, mask events, jump.  Returns 0 and changes nothing when
+ * hypervisor/bounce.py must do it: guest user mode, fast paths off, or a
+ * frame it cannot write (there the domain crashes, as Xen's failsafe).
+ */
+int xc_bounce_event(struct xc_machine *m, struct xc_vcpu *v)
+{
+    uint64_t r[7] = {0}, w[7], sp;   /* selectors are read as 16 bits */
+    void *p[7] = {&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6]};
+    uint8_t *info = m->mem + v->vcpu_info_ma;
+    if (!m->fast_paths || !v->kernel_mode)
+        return 0;
+    uc_reg_read_batch(m->uc, (int *)frame_regs, p, 7);
+    w[0] = r[0], w[1] = r[1], w[2] = r[2], w[5] = r[5], w[6] = r[6];
+    w[3] = (r[3] & ~3UL) | (uint64_t)info[1] << 32;
+    w[4] = (r[4] & ~(RFLAGS_IF | RFLAGS_IOPL)) | (info[1] ? 0 : RFLAGS_IF);
+    sp = (r[5] & ~0xFUL) - sizeof(w);
+    if ((sp >= HYPERVISOR_VIRT_START - 64 && sp < HYPERVISOR_VIRT_END + 64) ||
+        xc_copy_to_guest(m, v, sp, w, sizeof(w)))
+        return 0;
+    info[1] = 1;   /* evtchn_upcall_mask */
+    r[4] &= ~CLEARED_ON_TRAP;
+    uc_reg_write(m->uc, UC_X86_REG_RSP, &sp);
+    uc_reg_write(m->uc, UC_X86_REG_RFLAGS, &r[4]);
+    uc_reg_write(m->uc, UC_X86_REG_RIP, &v->event_callback);
+    return 1;
+}
+
 /*
  * A hypercall the host makes on v's behalf (tests, the fuzzer): the same
  * path as the trap, fast path first, without the registers.

@@ -47,7 +47,7 @@ def register_callback(vcpu, kind, address, flags):
         raise HypercallError(errno.EINVAL)
     vcpu.callbacks[kind] = (address, flags)
     if kind == callback.CALLBACKTYPE_event:
-        vcpu.core.event_callback = 1 if address else 0
+        vcpu.core.event_callback = address   # C delivers events in kernel mode
 
 
 def cb_register(vcpu, arg):
