@@ -28,3 +28,15 @@ def test_two_deterministic_runs_agree(guests):
              for run in (first, second)]
     assert calls[0] == calls[1]
     assert first[1] == second[1]
+
+
+def test_a_deadline_past_the_end_of_time_never_comes(guests):
+    """Found by the fuzzer: virtual time jumped to a guest's deadline of
+    2**64 - 1 ns and overflowed the C clock.  Such a deadline never comes:
+    the run ends blocked, virtual time within Xen's signed 64 bits."""
+    with Host(memory_mib=64, deterministic=True) as host:
+        dom = host.create(str(guests / "hello.cfg"))
+        dom.vcpus[0].block(wake_at=(1 << 64) - 1)
+        dom.vcpus[0].timer_at = (1 << 64) - 1
+        assert host.run(timeout=30) == "blocked"
+        assert host.machine.scheduler.virtual_ns < 1 << 63

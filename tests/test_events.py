@@ -179,6 +179,18 @@ def test_singleshot_timer_and_vcpu_op(trio, hypercall):
     assert struct.unpack("<i", copy_from_guest(ping.vcpus[0], va, 4))[0] == vc.RUNSTATE_running
 
 
+def test_a_periodic_timer_past_2_64_ns_is_never(trio, hypercall):
+    """Found by the fuzzer: now + a period near 2**64 overflowed the C
+    deadline and crashed the domain with a hypervisor error."""
+    host, (ping, _, _) = trio
+    va = scratch(ping)
+    copy_to_guest(ping.vcpus[0], va, struct.pack("<Q", (1 << 64) - 1))
+    assert hypercall(ping, xen.HYPERVISOR_vcpu_op, vc.VCPUOP_set_periodic_timer, 0, va) == 0
+    assert ping.vcpus[0].timer_at == (1 << 64) - 1 and ping.crash_report is None
+    host.machine.scheduler.fire_timers(host.machine.now())
+    assert ping.crash_report is None
+
+
 def test_register_vcpu_info_moves_it(trio, hypercall):
     _, (ping, _, _) = trio
     mfn = ping.pfn_to_mfn(ping.layout.pfn(ping.layout.virt_end) + 1)

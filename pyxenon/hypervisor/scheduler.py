@@ -19,6 +19,7 @@ VIRQ_TIMER = 0
 STOP_EXCEPTION = 2
 DET_SLICE_INSNS = 200_000      # instructions per slice in deterministic mode
 DET_NS_PER_SLICE = 1_000_000   # virtual time a deterministic slice advances
+TIME_MAX = (1 << 63) - 1       # Xen's system time is a signed 64-bit count of ns
 
 
 class Scheduler:
@@ -87,7 +88,7 @@ class Scheduler:
         machine.in_engine = True
         if self.deterministic:
             err = lib.xc_run(machine.core, 0, DET_SLICE_INSNS)
-            self.virtual_ns += DET_NS_PER_SLICE
+            self.virtual_ns = min(self.virtual_ns + DET_NS_PER_SLICE, TIME_MAX)
         else:
             err = lib.xc_run(machine.core, self.slice_us, 0)
         machine.in_engine = False
@@ -125,8 +126,10 @@ class Scheduler:
         if not sleepers:
             return False
         wake = min(t for v in sleepers for t in (v.wake_at, v.timer_at) if t is not None)
+        if wake > TIME_MAX:
+            return False          # a deadline past the end of system time never comes
         if self.deterministic:
-            self.virtual_ns = max(self.virtual_ns, wake)
+            self.virtual_ns = max(self.virtual_ns, wake)   # the guest named it; time jumps there
             return True
         delay = (wake - self.now()) / 1e9
         if end is not None:

@@ -124,8 +124,9 @@ class Vcpu:
 
     @timer_at.setter
     def timer_at(self, value):
-        # 0 means "no timer" in C: a deadline of 0 (long past) fires as 1 would
-        self.core.timer_at = 0 if value is None else max(value, 1)
+        # 0 means "no timer" in C: a deadline of 0 (long past) fires as 1 would;
+        # one past 2**64 ns (now + a huge period) is as good as never
+        self.core.timer_at = 0 if value is None else min(max(value, 1), (1 << 64) - 1)
 
     def block(self, wake_at=None, ports=None):
         """Sleep until an event (ports None) or one of ports is pending, or wake_at."""

@@ -8,9 +8,9 @@ a bad command line).  Everything is deterministic from the seed.
 The hypercall campaign (host-driven)
     A Host with three domains -- labels ping, pong and intruder under a small
     policy (ping and pong may use every path to each other, intruder is named
-    by no rule) -- gets random hypercalls through the trap path's Python
-    entry, ``Domain.dispatch(vcpu, nr, a1..a5)``, exactly what the C syscall
-    hook calls.  Numbers come from Xen's table plus unknown ones, sub-ops
+    by no rule) -- gets random hypercalls through the trap path's own entry,
+    ``xc_hypercall`` (what the C syscall hook calls: the C fast paths, then
+    ``Domain.dispatch(vcpu, nr, a1..a5)``).  Numbers come from Xen's table plus unknown ones, sub-ops
     lean toward the valid ones, arguments are edge values (0, 1, -1, 2**63,
     page boundaries, the start-of-day region, its page tables, Xen's range,
     non-canonical addresses, own, foreign, Xen's and free frames...), and
@@ -73,7 +73,7 @@ import tempfile
 import time
 import traceback
 
-from pyxenon._core import ffi
+from pyxenon._core import ffi, lib
 from pyxenon.errors import UserInputError
 from pyxenon.hypervisor import mm
 from pyxenon.hypervisor import events as evtchn
@@ -325,11 +325,15 @@ class ResultCheck:
 
     def __call__(self, vcpu, nr, a1, a2, a3, a4, a5):
         rc = self.inner(vcpu, nr, a1, a2, a3, a4, a5)
-        problem = result_problem(nr, rc)
-        if problem:
-            self.sink(f"{hypercall_name(nr)}({a1:#x}, {a2:#x}, {a3:#x}, {a4:#x}, {a5:#x}) "
-                      f"returned {rc!r}: {problem}", nr, problem)
+        check_result(self.sink, nr, (a1, a2, a3, a4, a5), rc)
         return rc
+
+
+def check_result(sink, nr, args, rc):
+    problem = result_problem(nr, rc)
+    if problem:
+        sink(f"{hypercall_name(nr)}({', '.join(f'{a:#x}' for a in args)}) "
+             f"returned {rc!r}: {problem}", nr, problem)
 
 
 class World:
@@ -425,7 +429,13 @@ class World:
                 copy_to_guest(vcpu, va, bytes.fromhex(data))
             except GuestFault:
                 pass      # the guest could not have written there either
-        return dom.dispatch(vcpu, op["nr"], *op["args"])
+        # The trap path's own entry: C fast paths first, then Python.
+        args = [x & MASK64 for x in (op["nr"], *op["args"])]
+        seen = len(self.bad_results)
+        rc = lib.xc_hypercall(self.machine.core, vcpu.core, ffi.new("uint64_t[6]", args))
+        if len(self.bad_results) == seen:     # else Python's ResultCheck said it already
+            check_result(self.note_bad_result, op["nr"], op["args"], rc)
+        return rc
 
     def store(self, op):
         dom = self.domain(op["slot"])
@@ -1594,13 +1604,17 @@ class Session:
 
     def problems(self, op):
         world = self.world
-        found = [("hypervisor-error", f"hypervisor-error:{last_frame(report)}", report)
-                 for report in world.crash_problems()]
+        # A Hang raised inside a handler is swallowed by the C-to-Python
+        # callback (it cannot unwind through C): it arrives as unraisable.
+        found = [("hang", f"hang:{op_name(op)}", f"{op_name(op)}: {info.exc_value}")
+                 for info in world.unraisable if info.exc_type is Hang]
+        found += [("hypervisor-error", f"hypervisor-error:{last_frame(report)}", report)
+                  for report in world.crash_problems()]
         found += [("bad-result", f"bad-result:{hypercall_name(nr)}:{problem}", text)
                   for text, nr, problem in world.bad_results]
         found += [("callback-exception", f"unraisable:{info.exc_type.__name__}:{op_name(op)}",
                    f"{info.err_msg}: {info.exc_type.__name__}: {info.exc_value}")
-                  for info in world.unraisable]
+                  for info in world.unraisable if info.exc_type is not Hang]
         found += [("invariant", f"invariant:{rule}", text)
                   for rule, text in self.invariants.check(op)]
         return found
