@@ -179,6 +179,25 @@ def test_singleshot_timer_and_vcpu_op(trio, hypercall):
     assert struct.unpack("<i", copy_from_guest(ping.vcpus[0], va, 4))[0] == vc.RUNSTATE_running
 
 
+def test_registered_time_and_runstate_copies_are_written(trio, hypercall):
+    """Xen writes a guest's registered vcpu_time_info and runstate copies
+    at each context switch; pyxenon at each slice's start."""
+    from pyxenon._core import lib
+
+    host, (ping, _, _) = trio
+    vcpu, va = ping.vcpus[0], scratch(ping)
+    for op, where in ((vc.VCPUOP_register_vcpu_time_memory_area, va + 256),
+                      (vc.VCPUOP_register_runstate_memory_area, va + 512)):
+        copy_to_guest(vcpu, va, struct.pack("<Q", where))
+        assert hypercall(ping, xen.HYPERVISOR_vcpu_op, op, 0, va) == 0
+    vcpu.runstate[0] = 777
+    lib.xc_enter(host.machine.core, vcpu.core, 4242)
+    version, _, _, system_time = struct.unpack("<IIQQ", copy_from_guest(vcpu, va + 256, 24))
+    assert system_time == 4242 and version % 2 == 0 and version == ping.vcpu_info(0).time.version
+    state, _, entered, running = struct.unpack("<iIQQ", copy_from_guest(vcpu, va + 512, 24))
+    assert (state, entered, running) == (vc.RUNSTATE_running, 4242, 777)
+
+
 def test_a_periodic_timer_past_2_64_ns_is_never(trio, hypercall):
     """Found by the fuzzer: now + a period near 2**64 overflowed the C
     deadline and crashed the domain with a hypervisor error."""

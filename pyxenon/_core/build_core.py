@@ -35,6 +35,7 @@ struct xc_vcpu {
     int32_t blocked; uint32_t poll_port; uint64_t wake_at; uint64_t timer_at; uint32_t max_ports;
     int32_t domain_running;
     uint32_t nr_links; uint64_t shared_ma; struct xc_link *links;
+    uint64_t runstate[4]; uint64_t runstate_va; uint64_t time_va;
     ...;
 };
 #define XC_POLL_SET 4294967295

@@ -131,6 +131,9 @@ struct xc_vcpu {
     uint64_t shared_ma;   /* machine address of the domain's shared_info */
     struct xc_link *links; /* per port of the domain, shared by its vcpus; or NULL */
     struct xc_vcpu *next, *prev; /* every vcpu of the machine, in creation order */
+    uint64_t runstate[4]; /* ns spent running, runnable, blocked, offline */
+    uint64_t runstate_va; /* guest copy of vcpu_runstate_info, updated per slice (0: none) */
+    uint64_t time_va;     /* guest copy of vcpu_time_info, updated per slice (0: none) */
     uc_context *ctx;      /* registers while the vcpu is not running */
 };
 

@@ -335,6 +335,22 @@ static void update_time(struct xc_machine *m, struct xc_vcpu *v, uint64_t system
     t->version += 1;
 }
 
+/* The copies a guest registered (VCPUOP_register_vcpu_time_memory_area,
+ * _runstate_memory_area): written at each slice's start, as Xen writes them
+ * at each context switch; an address the guest cannot write is skipped. */
+static void update_guest_copies(struct xc_machine *m, struct xc_vcpu *v, uint64_t system_time)
+{
+    struct {
+        int32_t state;            /* RUNSTATE_running */
+        uint32_t pad;
+        uint64_t state_entry_time, time[4];
+    } rs = {0, 0, system_time, {v->runstate[0], v->runstate[1], v->runstate[2], v->runstate[3]}};
+    if (v->time_va)
+        xc_copy_to_guest(m, v, v->time_va, m->mem + v->vcpu_info_ma + 32, sizeof(struct time_info));
+    if (v->runstate_va)
+        xc_copy_to_guest(m, v, v->runstate_va, &rs, sizeof(rs));
+}
+
 /* Give the engine to v for a slice that starts at system_time: registers,
  * address space, clock, and a due event upcall if C can enter it.  Returns
  * 1 when an upcall is due that hypervisor/traps.py must deliver. */
@@ -342,6 +358,7 @@ int xc_enter(struct xc_machine *m, struct xc_vcpu *v, uint64_t system_time)
 {
     xc_switch_to(m, v);
     update_time(m, v, system_time);
+    update_guest_copies(m, v, system_time);
     return xc_upcall_ready(m, v) && !xc_bounce_event(m, v);
 }
 

@@ -80,12 +80,12 @@ def op_get_runstate_info(vcpu, arg):
 
 
 def op_register_runstate_memory_area(vcpu, arg):
-    vcpu.runstate_va = read_u64s(vcpu, arg, 1)[0]
+    vcpu.core.runstate_va = read_u64s(vcpu, arg, 1)[0]   # written at each slice's start
     return 0
 
 
 def op_register_vcpu_time_memory_area(vcpu, arg):
-    vcpu.time_va = read_u64s(vcpu, arg, 1)[0]
+    vcpu.core.time_va = read_u64s(vcpu, arg, 1)[0]       # written at each slice's start
     return 0
 
 

@@ -29,9 +29,6 @@ class Vcpu:
         self.info = domain.shared_info.vcpu_info[vcpu_id]   # until register_vcpu_info
         self.info_registered = False
         self.timer_period = 0   # VCPUOP_set_periodic_timer (ns), 0 = none
-        self.runstate_va = 0    # guest address for runstate updates (0 = none)
-        self.time_va = 0        # guest address for a vcpu_time_info copy (0 = none)
-        self.runstate = [0, 0, 0, 0]   # ns in RUNSTATE_running/runnable/blocked/offline
         self.want_yield = False
         self.pending_rip = None   # rip set by a handler, for when the engine stops
         self.in_multicall = False
@@ -116,6 +113,11 @@ class Vcpu:
         if self.core.poll_port == lib.XC_POLL_SET:
             return self._poll_set
         return {self.core.poll_port}
+
+    @property
+    def runstate(self):
+        """ns in RUNSTATE_running/runnable/blocked/offline (C's array)."""
+        return self.core.runstate
 
     @property
     def timer_at(self):
