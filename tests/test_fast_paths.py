@@ -3,6 +3,7 @@ handlers they shortcut: the same random sequence of event-channel sends,
 polls, blocks, masks and closes, made on two hosts -- one with fast paths,
 one without -- must leave the same bitmaps, the same vcpu_info flags, the
 same blocked and polling vcpus and the same results."""
+import pathlib
 import struct
 
 import pytest
@@ -14,6 +15,7 @@ from pyxenon.public import event_channel as ev, sched, xen
 from pyxenon.toolstack.host import Host
 from pyxenon.toolstack.policy import parse_policy
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGE = 4096
 SELF = 0x7FF0
 POLICY = """
@@ -345,3 +347,32 @@ def test_event_upcall_bounce_in_c_is_pythons(guests, rsp, kernel_mode, c_enters)
     slow_python, slow = enter_with_event(guests, False, rsp, kernel_mode)
     assert slow_python == 1 and fast_python == (0 if c_enters else 1)
     assert fast == slow
+
+
+def ping_pong_transcript(guests, chain_ns):
+    import re
+
+    with Host(memory_mib=256, policy=str(ROOT / "examples/policies/ping-pong.toml"),
+              audit=lambda record: None) as host:
+        host.machine.core.chain_ns = chain_ns
+        scheduler, python_slices = host.machine.scheduler, []
+        inner = scheduler.run_slice
+        scheduler.run_slice = lambda vcpu: python_slices.append(1) or inner(vcpu)
+        doms = [host.create(str(guests / f"{n}.cfg"), overrides=overrides)
+                for n, overrides in (("ping", ['extra="peer=pong peer-domid=2 rounds=3000"']),
+                                     ("pong", []))]
+        assert host.run(timeout=60) == "idle"
+        slices = (host.machine.scheduler.slices, len(python_slices))
+        text = "".join(d.console_text for d in doms)
+    return re.sub(r"in \d+ us, \d+ per second", "", text), slices
+
+
+def test_switching_in_c_changes_nothing_the_guests_see(guests):
+    """Slices chained in C (xc_run_chain) against one slice per Python
+    round: the same transcript, and as many slices (one per block)."""
+    chained, (slices, from_python) = ping_pong_transcript(guests, 10 ** 9)
+    one_by_one, (slices_0, from_python_0) = ping_pong_transcript(guests, 0)
+    assert "ping: 3000 round trips" in chained and "ping: done" in chained
+    assert chained == one_by_one
+    assert abs(slices - slices_0) < 100 and slices > 6000
+    assert from_python_0 == slices_0 and from_python < slices // 10

@@ -45,6 +45,7 @@ struct xc_machine {
     struct xc_vcpu *current;
     int flush_pending; int code_flush_pending;
     int fast_paths; long exception_field; int64_t xen_version;
+    uint64_t boot_ns; uint64_t py_calls; uint64_t slices; uint64_t chain_ns;
     uint32_t tsc_mul; int32_t tsc_shift;
     ...;
 };
@@ -58,6 +59,7 @@ void xc_switch_to(struct xc_machine *m, struct xc_vcpu *v);
 int xc_enter(struct xc_machine *m, struct xc_vcpu *v, uint64_t system_time);
 int xc_ready(struct xc_machine *m, uint32_t *handles, int max);
 int xc_due(struct xc_machine *m, uint64_t now);
+int xc_run_chain(struct xc_machine *m, uint64_t timeout_us);
 void xc_flush_tlb(struct xc_machine *m);
 void xc_request_flush(struct xc_machine *m);
 void xc_frame_written(struct xc_machine *m, uint64_t mfn);

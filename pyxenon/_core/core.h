@@ -160,6 +160,10 @@ struct xc_machine {
     uint64_t run_gen, stopped_gen, deadline_ns;
     long exception_field; /* offset of old_exception in a saved context (<0: unknown) */
     int64_t xen_version;  /* what XENVER_version answers */
+    uint64_t boot_ns;     /* CLOCK_MONOTONIC at boot: system time 0 */
+    uint64_t py_calls;    /* hypercalls that went to Python */
+    uint64_t slices;      /* slices run */
+    uint64_t chain_ns;    /* how long xc_run_chain may go on in C (0: never chain) */
     uint32_t tsc_mul;     /* vcpu_time_info's tsc_to_system_mul (0: frozen clock) */
     int32_t tsc_shift;    /* and its tsc_shift */
     uc_hook hooks[6];
@@ -187,6 +191,7 @@ void xc_vcpu_link(struct xc_machine *m, struct xc_vcpu *v);
 void xc_vcpu_unlink(struct xc_machine *m, struct xc_vcpu *v);
 int xc_ready(struct xc_machine *m, uint32_t *handles, int max);
 int xc_due(struct xc_machine *m, uint64_t now);
+int xc_run_chain(struct xc_machine *m, uint64_t timeout_us);
 
 /* watchdog.c */
 int xc_watchdog_start(struct xc_machine *m);

@@ -25,6 +25,7 @@ static int64_t dispatch(struct xc_machine *m, struct xc_vcpu *v, const uint64_t 
     int64_t rc;
     if (xc_fast_hypercall(m, v, a, &rc))
         return rc;
+    m->py_calls++;
     return xc_py_hypercall(v->handle, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 

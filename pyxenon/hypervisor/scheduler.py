@@ -20,6 +20,7 @@ STOP_EXCEPTION = 2
 DET_SLICE_INSNS = 200_000      # instructions per slice in deterministic mode
 DET_NS_PER_SLICE = 1_000_000   # virtual time a deterministic slice advances
 TIME_MAX = (1 << 63) - 1       # Xen's system time is a signed 64-bit count of ns
+CHAIN_NS = 1_000_000           # how long C may switch between vcpus before Python looks
 
 
 class Scheduler:
@@ -28,8 +29,13 @@ class Scheduler:
         self.slice_us = int(slice_ms * 1000)
         self.deterministic = deterministic
         self.virtual_ns = 0
-        self.slices = 0
+        machine.core.boot_ns = machine.boot_ns
+        machine.core.chain_ns = 0 if deterministic else CHAIN_NS
         self._handles = ffi.new("uint32_t[]", 64)
+
+    @property
+    def slices(self):
+        return self.machine.core.slices
 
     def now(self):
         if self.deterministic:
@@ -75,7 +81,7 @@ class Scheduler:
         """One slice for each vcpu that can run; False if none could."""
         ready = self.ready()
         for vcpu in ready:
-            if vcpu.runnable and vcpu.domain.state == RUNNING:
+            if vcpu.domain.state == RUNNING and vcpu.runnable:   # (a dead one is freed)
                 self.run_slice(vcpu)
         return bool(ready)
 
@@ -89,12 +95,13 @@ class Scheduler:
         if self.deterministic:
             err = lib.xc_run(machine.core, 0, DET_SLICE_INSNS)
             self.virtual_ns = min(self.virtual_ns + DET_NS_PER_SLICE, TIME_MAX)
-        else:
-            err = lib.xc_run(machine.core, self.slice_us, 0)
+            machine.core.slices += 1
+            vcpu.runstate[0] += self.now() - start
+        else:   # C may go on to other vcpus while each slice ends in a fast path
+            err = lib.xc_run_chain(machine.core, self.slice_us)
+            vcpu = vcpu_by_handle(machine.core.current.handle)
         machine.in_engine = False
         vcpu.apply_pending_rip()
-        self.slices += 1
-        vcpu.runstate[0] += self.now() - start
         if vcpu.core.stop == STOP_EXCEPTION:
             traps.on_exception(vcpu)
         elif err:
