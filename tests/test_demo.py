@@ -63,9 +63,9 @@ def test_every_domain_powers_off(demo):
 def test_ping_and_pong_exchange_round_trips(demo):
     _, (ping, pong, _), _ = demo
     m = ROUND_TRIPS.search(ping.console_text)
-    assert m and int(m.group(1)) == 10000, story(ping, pong)
+    assert m and int(m.group(1)) == 50000, story(ping, pong)
     assert int(m.group(3)) > 0, story(ping)
-    assert "pong: answered 10000 pings; unmapped the ring: 0 GNTST_okay" in pong.console_text, \
+    assert "pong: answered 50000 pings; unmapped the ring: 0 GNTST_okay" in pong.console_text, \
         story(pong)
     assert "pong: I am d2; found ping at d1" in pong.console_text, story(pong)
     assert 'bulletin says "hello from ping, read-only"' in pong.console_text, story(pong)

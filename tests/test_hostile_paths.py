@@ -45,7 +45,7 @@ def test_the_run_ends_with_every_domain_powered_off(run):
     assert outcome != "timeout"
     for dom in doms.values():
         assert dom.shutdown_reason == "poweroff", dom.console_text
-    assert "ping: 10000 round trips" in doms["ping"].console_text
+    assert "ping: 50000 round trips" in doms["ping"].console_text
 
 
 @pytest.mark.parametrize("what,rc,name", [
