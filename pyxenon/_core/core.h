@@ -53,6 +53,17 @@
 #define PFEC_reserved 0x08
 #define PFEC_insn 0x10
 
+/* Xen's hypercall numbers (xen.h) for the ones C answers. */
+#define HYPERVISOR_mmu_update 1
+#define HYPERVISOR_multicall 13
+#define HYPERVISOR_update_va_mapping 14
+#define HYPERVISOR_set_timer_op 15
+#define HYPERVISOR_xen_version 17
+#define HYPERVISOR_mmuext_op 26
+#define HYPERVISOR_sched_op 29
+#define HYPERVISOR_event_channel_op 32
+#define DOMID_SELF 0x7FF0
+
 /* Why the engine stopped, as the run loop reads it from the vcpu. */
 enum xc_stop {
     XC_STOP_NONE = 0,      /* slice over or nothing to report */

@@ -1,19 +1,12 @@
 /*
- * Hypercalls answered in C, without entering Python: the ones whose answer
- * needs no state beyond the machine's own.  Every other call, and every
- * call while fast paths are off (tracing, or measuring the Python path),
- * goes to the Python handlers, which implement the same semantics.
+ * Hypercalls answered in C, without entering Python: the hot ones, from the
+ * machine's own state and the copies Python keeps in C (docs/ARCHITECTURE.md,
+ * "What C knows").  Every other case, and every call while fast paths are
+ * off (tracing, or measuring the Python path), goes to the Python handlers,
+ * which implement the same semantics (tests/test_fast_paths.py).
  */
 #include "core.h"
 
-#define HYPERVISOR_mmu_update 1
-#define HYPERVISOR_multicall 13
-#define HYPERVISOR_update_va_mapping 14
-#define HYPERVISOR_set_timer_op 15
-#define HYPERVISOR_xen_version 17
-#define HYPERVISOR_mmuext_op 26
-#define HYPERVISOR_sched_op 29
-#define HYPERVISOR_event_channel_op 32
 #define XENVER_version 0
 #define XENVER_pagesize 7
 #define SCHEDOP_yield 0

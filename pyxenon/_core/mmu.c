@@ -7,7 +7,6 @@
 #include <errno.h>
 #include "core.h"
 
-#define DOMID_SELF 0x7FF0
 #define UVMF_FLUSHTYPE_MASK 3UL
 #define MMUEXT_TLB_FLUSH_LOCAL 6
 #define MMUEXT_INVLPG_LOCAL 7
@@ -17,7 +16,6 @@
 #define PREEMPTED (1U << 31)     /* MMU_UPDATE_PREEMPTED: a continued batch */
 #define MMU_NORMAL_PT_UPDATE 0
 #define MMU_PT_UPDATE_PRESERVE_AD 2
-#define HYPERVISOR_mmu_update 1
 
 struct mmu_update {              /* public/xen.h */
     uint64_t ptr, val;
