@@ -121,10 +121,18 @@ class Builder:
                 tables[(level, base)] = next(pages)
                 parent = tables[table_key(level + 1, base)]
                 self.set_entry(parent, base, level + 1, self.mfn_of(tables[(level, base)]), UPPER_PROT)
-        for va in range(start, end, PAGE):
-            prot = L1_RO if lay.pt_base <= va < pt_end else L1_PROT
-            self.set_entry(tables[table_key(1, va)], va, 1, self.mfn_of(va), prot)
+        for base in range(table_key(1, start)[1], end, SPAN[1]):
+            self.fill_l1(tables[(1, base)], range(max(base, start), min(base + SPAN[1], end), PAGE))
         self.domain.pt_frames = [self.mfn_of(va) for va in range(lay.pt_base, pt_end, PAGE)]
+
+    def fill_l1(self, table_va, vas):
+        """One L1's entries for the pages vas, written at once: each maps its
+        own pfn, read-only for the page tables themselves."""
+        lay = self.layout
+        pt_end = lay.pt_base + lay.nr_pt * PAGE
+        ptes = [self.mfn_of(va) << 12 | (L1_RO if lay.pt_base <= va < pt_end else L1_PROT)
+                for va in vas]
+        self.write(table_va + ((vas[0] >> 12) & 511) * 8, struct.pack(f"<{len(ptes)}Q", *ptes))
 
     def set_entry(self, table_va, va, level, mfn, prot):
         index = (va >> (12 + 9 * (level - 1))) & 511

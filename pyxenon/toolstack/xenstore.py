@@ -319,9 +319,11 @@ class XenStore:
             client.deliver(watch.report(path), watch.token)
 
     def _pump(self):
-        """Push queued output to every ring, then run the host's callbacks."""
+        """Push queued output to the rings that have some (or news to
+        signal), then run the host's callbacks."""
         for conn in list(self.connections.values()):
-            self._push(conn)
+            if conn.ring.out or conn.ring.active:
+                self._push(conn)
         self._run_callbacks()
 
     def _push(self, conn):
