@@ -254,6 +254,8 @@ void xc_hook_syscall(uc_engine *uc, void *data);
 int xc_upcall_ready(struct xc_machine *m, struct xc_vcpu *v);
 int xc_bounce_event(struct xc_machine *m, struct xc_vcpu *v);
 int64_t xc_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a);
+int64_t xc_python(struct xc_machine *m, struct xc_vcpu *v, uint64_t nr, uint64_t a1,
+                  uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5);
 void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data);
 void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);
 bool xc_hook_invalid(uc_engine *uc, void *data);

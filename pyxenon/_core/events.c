@@ -1,11 +1,12 @@
 /*
  * Event channels in C: EVTCHNOP_send on an interdomain channel and a
- * SCHEDOP_poll of one port, the two calls a ping-pong of split drivers
- * makes per message, and EVTCHNOP_unmask.  hypervisor/events.py and hypercalls/sched_op.py
- * implement the same semantics and handle every other case: these return
- * 0 ("not handled") before changing anything whenever the case is not the
- * plain one.
+ * SCHEDOP_poll of one port (the two calls a ping-pong of split drivers
+ * makes per message), and EVTCHNOP_unmask.  hypervisor/events.py and
+ * hypercalls/sched_op.py implement the same semantics and handle every
+ * other case: these return 0 ("not handled") before changing anything
+ * whenever the case is not the plain one.
  */
+#include <errno.h>
 #include "core.h"
 
 /* Xen's 2-level ABI on x86_64 (xen.h): where the bitmaps and a vcpu's
@@ -109,7 +110,7 @@ int xc_fast_evtchn_unmask(struct xc_machine *m, struct xc_vcpu *v, uint64_t arg,
         return 0;
     *rc = 0;
     if (port == 0 || port >= v->max_ports) {
-        *rc = -22;   /* EINVAL */
+        *rc = -EINVAL;
         return 1;
     }
     *bitmap(m, v->shared_ma, SHARED_MASK, port) &= ~(1UL << (port % 64));

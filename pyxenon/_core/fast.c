@@ -84,7 +84,7 @@ static int fast_multicall(struct xc_machine *m, struct xc_vcpu *v, const uint64_
     }
     if (i == 0)
         return 0;
-    *rc = i == nr ? 0 : xc_py_hypercall(v->handle, HYPERVISOR_multicall, va, nr - i, 0, 0, 0);
+    *rc = i == nr ? 0 : xc_python(m, v, HYPERVISOR_multicall, va, nr - i, 0, 0, 0);
     return 1;
 }
 

@@ -157,7 +157,7 @@ int xc_fast_mmu_update(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *
     if (a[3])
         xc_copy_to_guest(m, v, a[3], &done, sizeof(done));
     if (*rc == 0 && done < count)
-        *rc = xc_py_hypercall(v->handle, HYPERVISOR_mmu_update, a[1] + done * sizeof(struct mmu_update),
-                              (count - done) | PREEMPTED, a[3], a[4], 0);
+        *rc = xc_python(m, v, HYPERVISOR_mmu_update, a[1] + done * sizeof(struct mmu_update),
+                        (count - done) | PREEMPTED, a[3], a[4], 0);
     return 1;
 }

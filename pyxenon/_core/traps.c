@@ -25,8 +25,16 @@ static int64_t dispatch(struct xc_machine *m, struct xc_vcpu *v, const uint64_t 
     int64_t rc;
     if (xc_fast_hypercall(m, v, a, &rc))
         return rc;
+    return xc_python(m, v, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+/* The Python handlers, counted: a slice in which Python ran ends the chain
+ * of slices C runs on its own (sched.c), so Python sees what it did. */
+int64_t xc_python(struct xc_machine *m, struct xc_vcpu *v, uint64_t nr, uint64_t a1,
+                  uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5)
+{
     m->py_calls++;
-    return xc_py_hypercall(v->handle, a[0], a[1], a[2], a[3], a[4], a[5]);
+    return xc_py_hypercall(v->handle, nr, a1, a2, a3, a4, a5);
 }
 
 void xc_hook_syscall(uc_engine *uc, void *data)
