@@ -376,3 +376,24 @@ def test_switching_in_c_changes_nothing_the_guests_see(guests):
     assert chained == one_by_one
     assert abs(slices - slices_0) < 100 and slices > 6000
     assert from_python_0 == slices_0 and from_python < slices // 10
+
+
+@pytest.mark.parametrize("op,python_runs", [
+    (("multi", 0, 0), 0),       # every entry answered in C
+    (("multi", 0, 1), 1),       # the rest of the list handed to Python's multicall
+    (("mmu", 0, 0), 0),         # plain L1 updates
+    (("mmu", 0, 1), 1),         # the rest of the batch handed to Python
+    (("send", 0, 0), 0),
+    (("poll2", 0, 0), 1),
+])
+def test_every_hand_off_to_python_is_counted(guests, op, python_runs):
+    """A chain of C slices (xc_run_chain) ends once Python has run: each
+    hand-off to Python, whole call or rest of a batch, is counted."""
+    pair = Pair(guests, True)
+    try:
+        core = pair.host.machine.core
+        before = core.py_calls
+        pair.apply(op)
+        assert core.py_calls - before == python_runs
+    finally:
+        pair.close()
