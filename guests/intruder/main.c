@@ -6,7 +6,7 @@
  * It cannot read what ping publishes (that is the point), so it takes the
  * numbers ping uses from its command line, as if overheard: ping-domid=1
  * pong-domid=2 ping-port=3 ring-ref=8 bulletin-ref=9 (the values ping
- * prints; tests/test_demo.py checks they agree).  It waits delay-ms=20
+ * prints; tests/test_demo.py checks they agree).  It waits delay-ms=50
  * first, so ping has offered them.
  *
  * One line per attempt: what, the result, and whether that is the refusal
@@ -282,7 +282,7 @@ void guest_main(start_info_t *si)
         me = parse_num(value);
     scratch = padding_alloc();
 
-    sleep_ns(MILLISECONDS(cmdline_num("delay-ms", 20)));
+    sleep_ns(MILLISECONDS(cmdline_num("delay-ms", 50)));
     printk("intruder: I am d%lu; going after ping (d%lu: port %lu, refs %lu and %lu) "
            "and pong (d%lu)\n", me, ping, ping_port, ring_ref, bulletin_ref, pong);
 
