@@ -44,6 +44,7 @@ void xc_hook_syscall(uc_engine *uc, void *data)
     uint64_t a[6];
     void *ptrs[6] = {&a[0], &a[1], &a[2], &a[3], &a[4], &a[5]};
     int64_t rc;
+    int two;
 
     if (!v)
         return;
@@ -58,9 +59,11 @@ void xc_hook_syscall(uc_engine *uc, void *data)
      * only when their fast path did not answer. */
     uc_reg_read_batch(uc, (int *)arg_regs, ptrs, 3);
     v->hypercalls++;
-    if (!xc_fast_two_args(a[0]) || !xc_fast_hypercall(m, v, a, &rc)) {
+    two = xc_fast_two_args(a[0]);
+    if (!two || !xc_fast_hypercall(m, v, a, &rc)) {
         uc_reg_read_batch(uc, (int *)arg_regs + 3, ptrs + 3, 3);
-        rc = dispatch(m, v, a);
+        /* a two-argument call its fast path declined is not tried again */
+        rc = two ? xc_python(m, v, a[0], a[1], a[2], a[3], a[4], a[5]) : dispatch(m, v, a);
     }
     uc_reg_write(uc, UC_X86_REG_RAX, &rc);
     if (v->stop == XC_STOP_NONE && xc_upcall_ready(m, v))
