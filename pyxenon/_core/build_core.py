@@ -55,12 +55,10 @@ int xc_frames_assign(struct xc_machine *m, uint64_t first, uint64_t count, uint1
 int xc_frames_release(struct xc_machine *m, uint64_t first, uint64_t count);
 struct xc_vcpu *xc_vcpu_new(struct xc_machine *m, uint16_t domid, uint16_t vcpu_id, uint32_t handle);
 void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v);
-void xc_switch_to(struct xc_machine *m, struct xc_vcpu *v);
 int xc_enter(struct xc_machine *m, struct xc_vcpu *v, uint64_t system_time);
 int xc_ready(struct xc_machine *m, uint32_t *handles, int max);
 int xc_due(struct xc_machine *m, uint64_t now);
 int xc_run_chain(struct xc_machine *m, uint64_t timeout_us);
-void xc_flush_tlb(struct xc_machine *m);
 void xc_request_flush(struct xc_machine *m);
 void xc_frame_written(struct xc_machine *m, uint64_t mfn);
 int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count);

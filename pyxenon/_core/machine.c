@@ -301,7 +301,7 @@ void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v)
  * address); translated blocks stay, because Unicorn finds them by machine
  * address, which says whose code they are.
  */
-void xc_switch_to(struct xc_machine *m, struct xc_vcpu *v)
+static void switch_to(struct xc_machine *m, struct xc_vcpu *v)
 {
     if (m->current == v)
         return;
@@ -356,13 +356,13 @@ static void update_guest_copies(struct xc_machine *m, struct xc_vcpu *v, uint64_
  * 1 when an upcall is due that hypervisor/traps.py must deliver. */
 int xc_enter(struct xc_machine *m, struct xc_vcpu *v, uint64_t system_time)
 {
-    xc_switch_to(m, v);
+    switch_to(m, v);
     update_time(m, v, system_time);
     update_guest_copies(m, v, system_time);
     return xc_upcall_ready(m, v) && !xc_bounce_event(m, v);
 }
 
-void xc_flush_tlb(struct xc_machine *m)
+static void flush_tlb(struct xc_machine *m)
 {
     uc_ctl_flush_tlb(m->uc);
     if (m->code_flush_pending) {
@@ -408,7 +408,7 @@ int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count)
     m->exit_lookup = 0;
     if (m->flush_pending) {
         m->flush_pending = 0;
-        xc_flush_tlb(m);
+        flush_tlb(m);
     }
     uc_reg_read(m->uc, UC_X86_REG_RIP, &rip);
     xc_watchdog_arm(m, timeout_us);
