@@ -39,10 +39,7 @@ def boot(host):
 @pytest.fixture
 def hypercall():
     def _hypercall(domain, nr, *args):
-        from pyxenon._core import ffi, lib
-
-        a = ffi.new("uint64_t[6]", [x & (1 << 64) - 1 for x in (nr, *args, 0, 0, 0, 0, 0)[:6]])
-        return lib.xc_hypercall(domain.machine.core, domain.vcpus[0].core, a)
+        return domain.vcpus[0].hypercall(nr, *args)
     return _hypercall
 
 

@@ -9,36 +9,20 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from pyxenon._core import ffi, lib
+from pyxenon._core import lib
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
 from pyxenon.public import event_channel as ev, sched, xen
 from pyxenon.toolstack.host import Host
 from pyxenon.toolstack.policy import parse_policy
+from test_events import POLICY, scratch
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGE = 4096
 SELF = 0x7FF0
-POLICY = """
-version = 1
-[labels]
-ping = "a"
-pong = "b"
-[[allow]]
-from = "ping"
-to = "pong"
-paths = ["event_channel"]
-bidirectional = true
-"""
 
 
 def hypercall(dom, nr, *args):
-    """The trap path's entry: the fast path first, then Python."""
-    a = ffi.new("uint64_t[6]", [x & (1 << 64) - 1 for x in (nr, *args, 0, 0, 0, 0, 0)[:6]])
-    return lib.xc_hypercall(dom.machine.core, dom.vcpus[0].core, a)
-
-
-def scratch(dom):
-    return dom.layout.stack + PAGE
+    return dom.vcpus[0].hypercall(nr, *args)     # the trap's entry: C, then Python
 
 
 def with_struct(dom, nr, cmd, fmt, *fields):

@@ -3,6 +3,7 @@ from pyxenon._core import ffi, lib
 
 REG_NAMES = ffi.string(lib.xc_reg_names()).decode().split()
 _REG_INDEX = {name: i for i, name in enumerate(REG_NAMES)}
+MASK64 = (1 << 64) - 1
 _WRITABLE = set(REG_NAMES[:18] + ["fs_base", "gs_base"])
 
 # handle -> Vcpu: the C core names a vcpu by this index in its callback.
@@ -83,6 +84,13 @@ class Vcpu:
         if self.pending_rip is not None:
             lib.xc_set_rip(self.domain.machine.core, self.core, self.pending_rip)
             self.pending_rip = None
+
+    def hypercall(self, nr, *args):
+        """Hypercall nr with up to five arguments, entered as this vcpu's
+        trap enters it (C fast paths, then the Python handlers): the host's
+        way in, for tests and the fuzzer."""
+        a = ffi.new("uint64_t[6]", [x & MASK64 for x in (nr, *args, 0, 0, 0, 0, 0)[:6]])
+        return lib.xc_hypercall(self.domain.machine.core, self.core, a)
 
     def stop(self):
         """Leave the engine after this hypercall so the scheduler can look."""

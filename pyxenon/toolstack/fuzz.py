@@ -73,7 +73,7 @@ import tempfile
 import time
 import traceback
 
-from pyxenon._core import ffi, lib
+from pyxenon._core import ffi
 from pyxenon.errors import UserInputError
 from pyxenon.hypervisor import mm
 from pyxenon.hypervisor import events as evtchn
@@ -429,10 +429,8 @@ class World:
                 copy_to_guest(vcpu, va, bytes.fromhex(data))
             except GuestFault:
                 pass      # the guest could not have written there either
-        # The trap path's own entry: C fast paths first, then Python.
-        args = [x & MASK64 for x in (op["nr"], *op["args"])]
         seen = len(self.bad_results)
-        rc = lib.xc_hypercall(self.machine.core, vcpu.core, ffi.new("uint64_t[6]", args))
+        rc = vcpu.hypercall(op["nr"], *op["args"])     # the trap's entry: C, then Python
         if len(self.bad_results) == seen:     # else Python's ResultCheck said it already
             check_result(self.note_bad_result, op["nr"], op["args"], rc)
         return rc
