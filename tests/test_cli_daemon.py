@@ -22,20 +22,11 @@ from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
 from pyxenon.toolstack import daemon as xend
 from pyxenon.toolstack import protocol
 from pyxenon.toolstack.host import Host
-from test_toolstack_daemon import TIMEOUT, XL, make_script
+from test_toolstack_daemon import TIMEOUT, make_script, tool_env
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEMO = ROOT / "examples" / "policies" / "ping-pong.toml"
 SELF = 0x7FF0
-
-
-@pytest.fixture
-def xl(tmp_path, guests):
-    tool = XL(tmp_path / "run", make_script(tmp_path / "bin"))
-    tool.env.pop("PYXENON_POLICY", None)
-    yield tool
-    subprocess.run([tool.program, "daemon", "stop"], env=tool.env, capture_output=True,
-                   timeout=TIMEOUT)
 
 
 def info_fields(xl):
@@ -145,8 +136,7 @@ class Served:
         self.daemon.listen()
         self.folder = folder
         self.program = program
-        self.env = dict(os.environ, PYXENON_RUNTIME_DIR=str(folder))
-        self.env.pop("PYXENON_POLICY", None)
+        self.env = tool_env(folder)
 
     def __call__(self, *args, check=True):
         """Run `pyxenon ARGS`, serving the daemon until it exits."""

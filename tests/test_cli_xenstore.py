@@ -6,16 +6,7 @@ import time
 
 import pytest
 
-from test_toolstack_daemon import TIMEOUT, XL, make_script
-
-
-@pytest.fixture
-def xl(tmp_path, guests):
-    tool = XL(tmp_path / "run", make_script(tmp_path / "bin"))
-    tool.env.pop("PYXENON_POLICY", None)
-    yield tool
-    subprocess.run([tool.program, "daemon", "stop"], env=tool.env, capture_output=True,
-                   timeout=TIMEOUT)
+from test_toolstack_daemon import TIMEOUT, XL
 
 
 def failure(res, status=1):

@@ -36,13 +36,21 @@ def make_script(folder):
     return str(path)
 
 
+def tool_env(folder):
+    """The environment the tests' commands run in: a runtime folder of their
+    own, and no policy inherited from whoever runs the tests."""
+    env = dict(os.environ, PYXENON_RUNTIME_DIR=str(folder))
+    env.pop("PYXENON_POLICY", None)
+    return env
+
+
 class XL:
     """Runs commands as `pyxenon ...` (or through a symlink named xl)."""
 
     def __init__(self, folder, program):
         self.folder = folder
         self.program = program
-        self.env = dict(os.environ, PYXENON_RUNTIME_DIR=str(folder))
+        self.env = tool_env(folder)
 
     def __call__(self, *args, check=True):
         res = subprocess.run([self.program, *args], capture_output=True, text=True,
@@ -75,14 +83,6 @@ class XL:
             s.sendall(payload)
             s.shutdown(socket.SHUT_WR)
             return b"".join(iter(lambda: s.recv(65536), b""))
-
-
-@pytest.fixture
-def xl(tmp_path, guests):
-    tool = XL(tmp_path / "run", make_script(tmp_path / "bin"))
-    yield tool
-    subprocess.run([tool.program, "daemon", "stop"], env=tool.env, capture_output=True,
-                   timeout=TIMEOUT)
 
 
 def cfg(guests, name):
