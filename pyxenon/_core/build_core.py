@@ -9,7 +9,8 @@ import os
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c", "fast.c", "events.c", "mmu.c", "sched.c", "watchdog.c"]
+SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c", "ptlevels.c", "audit.c", "fast.c",
+           "events.c", "mmu.c", "sched.c", "watchdog.c"]
 
 CDEF = """
 #define PGT_NONE 0
@@ -19,10 +20,19 @@ CDEF = """
 #define PGT_L4 4
 #define PGT_SEG_DESC 5
 #define PGT_WRITABLE 6
-#define _PAGE_GNTTAB 2048
+#define _PAGE_GNTTAB 4611686018427387904
+#define PGF_PINNED 1
+#define PGF_CODE 2
+#define PGF_VALIDATED 4
+#define PGF_PARTIAL 8
+#define PGF_PARTIAL_SET 16
+#define ERESTART 85
+#define PTF_PREEMPTIBLE 4
 struct page_info {
     uint32_t count; uint32_t type_count; uint16_t owner; uint8_t type; uint8_t flags;
+    int16_t linear; uint16_t nr_validated; uint32_t tlbflush_stamp;
 };
+struct xc_violation { uint32_t code; uint32_t pad; uint64_t mfn; uint64_t detail; };
 struct xc_vcpu;
 struct xc_link;
 struct xc_vcpu {
@@ -36,6 +46,7 @@ struct xc_vcpu {
     int32_t domain_running;
     uint32_t nr_links; uint64_t shared_ma; struct xc_link *links;
     uint64_t runstate[4]; uint64_t runstate_va; uint64_t time_va;
+    uint64_t old_guest_table; uint64_t old_guest_ptpg; int32_t old_guest_partial;
     ...;
 };
 #define XC_POLL_SET 4294967295
@@ -46,6 +57,7 @@ struct xc_machine {
     int flush_pending; int code_flush_pending;
     int fast_paths; long exception_field; int64_t xen_version;
     uint64_t boot_ns; uint64_t py_calls; uint64_t slices; uint64_t chain_ns;
+    uint32_t tlbflush_clock; uint64_t work; uint64_t work_budget;
     uint32_t tsc_mul; int32_t tsc_shift;
     ...;
 };
@@ -69,10 +81,23 @@ int xc_set_rip(struct xc_machine *m, struct xc_vcpu *v, uint64_t rip);
 int64_t xc_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write);
 void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);
 int64_t xc_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a);
-int xc_l1_update(struct xc_machine *m, uint16_t domid, uint64_t table, uint32_t index,
+int xc_get_page(struct xc_machine *m, uint64_t mfn, uint16_t domid);
+void xc_put_page(struct xc_machine *m, uint64_t mfn);
+int xc_get_page_and_type(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, uint16_t domid,
+                         int type, int flags);
+int xc_put_page_and_type(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int preemptible);
+int xc_mod_entry(struct xc_machine *m, struct xc_vcpu *v, uint64_t table, uint32_t index,
                  uint64_t new, int preserve_ad);
-int xc_l1_validate(struct xc_machine *m, uint16_t domid, uint64_t table);
-void xc_l1_devalidate(struct xc_machine *m, uint64_t table);
+int xc_mmu_normal_update(struct xc_machine *m, struct xc_vcpu *v, uint64_t ma, uint64_t val,
+                         int preserve_ad);
+int xc_pin(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int level);
+int xc_unpin(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn);
+int xc_new_baseptr(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int user);
+int xc_put_old_guest_table(struct xc_machine *m, struct xc_vcpu *v);
+int xc_descriptor_ok(uint64_t desc);
+int xc_shadow_enable(struct xc_machine *m, int on);
+int xc_audit(struct xc_machine *m, const uint64_t *ranges, uint32_t nr_ranges,
+             const uint64_t *extra, uint64_t n_extra, struct xc_violation *out, int max);
 void xc_stop(struct xc_machine *m);
 int xc_set_cr0(struct xc_machine *m, struct xc_vcpu *v, uint64_t cr0);
 uint64_t xc_get_cr0(struct xc_machine *m, struct xc_vcpu *v);

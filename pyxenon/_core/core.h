@@ -42,7 +42,13 @@
 #define _PAGE_ACCESSED 0x020UL
 #define _PAGE_DIRTY 0x040UL
 #define _PAGE_PSE 0x080UL
-#define _PAGE_GNTTAB 0x800UL /* a grant mapping: set by the hypervisor only */
+#define _PAGE_PWT 0x008UL
+#define _PAGE_PCD 0x010UL
+#define _PAGE_GLOBAL 0x100UL
+#define _PAGE_AVAIL 0xE00UL               /* bits 9-11: the guest OS's own */
+#define _PAGE_AVAIL_HIGH (0x7FFUL << 52)  /* bits 52-62: the guest OS's own... */
+#define _PAGE_GNTTAB (1UL << 62)          /* ...but 62 marks a grant mapping (Xen's debug-build bit) */
+#define _PAGE_GUEST_KERNEL (1UL << 52)    /* Xen's mark of a guest-kernel page in an L1 entry */
 #define _PAGE_NX (1UL << 63)
 #define PADDR_MASK 0x000FFFFFFFFFF000UL
 
@@ -87,16 +93,38 @@ enum xc_stop {
 #define PGT_SEG_DESC 5
 #define PGT_WRITABLE 6
 
+/*
+ * One machine frame, as Xen's struct page_info (xen/arch/x86/include/asm/mm.h):
+ * a single-threaded engine needs no locked or in-flight states, so what is
+ * left is the type, its count and the validation state.
+ */
 struct page_info {
     uint32_t count;      /* general references */
     uint32_t type_count; /* references needing the current type */
     uint16_t owner;      /* domid, OWNER_XEN or OWNER_FREE */
-    uint8_t type;        /* PGT_* (set by the memory-management issue) */
+    uint8_t type;        /* PGT_*: kept when type_count drops to 0, as Xen keeps it,
+                            so the next change of type knows what the frame was */
     uint8_t flags;       /* PGF_* */
+    int16_t linear;      /* >0: linear entries this table holds; <0: its uses as one */
+    uint16_t nr_validated; /* entries validated so far (PGF_PARTIAL) */
+    uint32_t tlbflush_stamp; /* xc_machine.tlbflush_clock when its last type ref went */
 };
 
 /* page_info.flags: bit 0 is hypervisor/mm.py's PINNED. */
+#define PGF_PINNED 0x01
 #define PGF_CODE 0x02 /* instructions were fetched from it: translations may exist */
+#define PGF_VALIDATED 0x04  /* PGT_validated: a page table's entries hold their refs */
+#define PGF_PARTIAL 0x08    /* PGT_partial: (de)validation stopped at nr_validated */
+#define PGF_PARTIAL_SET 0x10 /* PTF_partial_set: entry nr_validated itself is partial */
+
+/* Page-table entries a trap may visit before a preemptible operation stops
+ * (about a millisecond of validation in C). */
+#define XC_WORK_BUDGET 65536
+
+/* Xen's -ERESTART: the operation stopped part-way and continues when called again. */
+#ifndef ERESTART
+#define ERESTART 85
+#endif
 
 /*
  * Where a send on one port of a domain lands, for the C fast path: an
@@ -145,6 +173,9 @@ struct xc_vcpu {
     uint64_t runstate[4]; /* ns spent running, runnable, blocked, offline */
     uint64_t runstate_va; /* guest copy of vcpu_runstate_info, updated per slice (0: none) */
     uint64_t time_va;     /* guest copy of vcpu_time_info, updated per slice (0: none) */
+    uint64_t old_guest_table; /* a table whose put is unfinished (Xen's arch.old_guest_table), 0: none */
+    uint64_t old_guest_ptpg;  /* the table that referenced it (linear accounting), 0: none */
+    int32_t old_guest_partial; /* it holds a partial ref (PTF_partial_set), not a full one */
     uc_context *ctx;      /* registers while the vcpu is not running */
 };
 
@@ -175,6 +206,10 @@ struct xc_machine {
     uint64_t py_calls;    /* hypercalls that went to Python */
     uint64_t slices;      /* slices run */
     uint64_t chain_ns;    /* how long xc_run_chain may go on in C (0: never chain) */
+    uint32_t tlbflush_clock; /* TLB flushes so far: page_info.tlbflush_stamp's clock */
+    uint64_t work;        /* page-table entries visited in this trap (preemption) */
+    uint64_t work_budget; /* past this many, a preemptible operation stops (-ERESTART) */
+    struct xc_tlb_shadow *shadow; /* what the engine's TLB may hold (checking only), or NULL */
     uint32_t tsc_mul;     /* vcpu_time_info's tsc_to_system_mul (0: frozen clock) */
     int32_t tsc_shift;    /* and its tsc_shift */
     uc_hook hooks[6];
@@ -217,11 +252,55 @@ int xc_fast_evtchn_send(struct xc_machine *m, struct xc_vcpu *v, uint64_t arg, i
 int xc_fast_poll(struct xc_machine *m, struct xc_vcpu *v, uint64_t arg, int64_t *rc);
 int xc_fast_evtchn_unmask(struct xc_machine *m, struct xc_vcpu *v, uint64_t arg, int64_t *rc);
 
-/* pagetype.c */
-int xc_l1_update(struct xc_machine *m, uint16_t domid, uint64_t table, uint32_t index,
+/* pagetype.c: type references, validation state, the L1 rules */
+#define PTF_PARTIAL_SET 0x1    /* the reference being put is a partial one */
+#define PTF_PREEMPTIBLE 0x4
+#define PTF_DEFER 0x8          /* leave the put to the vcpu's old_guest_table */
+#define PTF_RETAIN_REF_ON_RESTART 0x10
+int xc_get_page(struct xc_machine *m, uint64_t mfn, uint16_t domid);
+void xc_put_page(struct xc_machine *m, uint64_t mfn);
+int xc_get_type(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int type, int preemptible);
+int xc_put_type(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int flags, int64_t ptpg);
+int xc_get_page_and_type(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, uint16_t domid,
+                         int type, int flags);
+int xc_put_page_and_type(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int preemptible);
+int xc_preempt_check(struct xc_machine *m);
+int xc_get_l1e(struct xc_machine *m, struct xc_vcpu *v, uint16_t domid, uint64_t e);
+void xc_put_l1e(struct xc_machine *m, struct xc_vcpu *v, uint64_t e);
+uint64_t xc_adjust_l1e(uint64_t e);
+int xc_l1_update(struct xc_machine *m, struct xc_vcpu *v, uint64_t table, uint32_t index,
                  uint64_t new, int preserve_ad);
-int xc_l1_validate(struct xc_machine *m, uint16_t domid, uint64_t table);
-void xc_l1_devalidate(struct xc_machine *m, uint64_t table);
+int xc_promote_l1(struct xc_machine *m, struct xc_vcpu *v, uint64_t table);
+void xc_demote_l1(struct xc_machine *m, struct xc_vcpu *v, uint64_t table);
+int xc_descriptor_ok(uint64_t desc);
+
+/* ptlevels.c: L2-L4 entries, linear tables, the operations on tables */
+int xc_promote_table(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int level,
+                     int preemptible);
+int xc_demote_table(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int level,
+                    int preemptible);
+int xc_mod_entry(struct xc_machine *m, struct xc_vcpu *v, uint64_t table, uint32_t index,
+                 uint64_t new, int preserve_ad);
+int xc_pin(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int level);
+int xc_unpin(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn);
+int xc_new_baseptr(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int user);
+int xc_put_old_guest_table(struct xc_machine *m, struct xc_vcpu *v);
+int xc_mmu_normal_update(struct xc_machine *m, struct xc_vcpu *v, uint64_t ma, uint64_t val,
+                         int preserve_ad);
+
+/* audit.c: the whole-state invariant checker, and the TLB shadow it needs */
+void xc_shadow_record(struct xc_machine *m, uint64_t va, uint64_t paddr, uint32_t perms);
+void xc_shadow_clear(struct xc_machine *m);
+int xc_shadow_enable(struct xc_machine *m, int on);
+/* One finding of xc_audit: what (audit.c's V_*), which frame, a detail. */
+struct xc_violation {
+    uint32_t code;
+    uint32_t pad;
+    uint64_t mfn;
+    uint64_t detail;
+};
+int xc_audit(struct xc_machine *m, const uint64_t *ranges, uint32_t nr_ranges,
+             const uint64_t *extra, uint64_t n_extra, struct xc_violation *out, int max);
 
 /* regs.c */
 const char *xc_reg_names(void);

@@ -200,6 +200,8 @@ struct xc_machine *xc_machine_new(uint64_t nr_frames, uint64_t hv_frames)
     struct xc_machine *m = calloc(1, sizeof(*m));
     if (!m)
         return NULL;
+    m->tlbflush_clock = 1;        /* a frame never stamped needs no flush */
+    m->work_budget = XC_WORK_BUDGET;
     if (reserve_memory(m, nr_frames) || open_engine(m) || map_hypervisor(m, hv_frames) ||
         set_control_state(m->uc) || add_hooks(m) || drop_to_ring3(m) ||
         xc_watchdog_start(m)) {
@@ -250,9 +252,8 @@ int xc_frames_release(struct xc_machine *m, uint64_t first, uint64_t count)
     if (first + count > m->nr_frames || first + count < first)
         return -1;
     for (uint64_t f = first; f < first + count; f++) {
+        memset(&m->frames[f], 0, sizeof(m->frames[f]));
         m->frames[f].owner = OWNER_FREE;
-        m->frames[f].count = m->frames[f].type_count = 0;
-        m->frames[f].flags = 0;
         m->m2p[f] = ~0UL;
     }
     madvise(m->mem + (first << PAGE_SHIFT), count << PAGE_SHIFT, MADV_DONTNEED);
@@ -301,6 +302,13 @@ void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v)
  * address); translated blocks stay, because Unicorn finds them by machine
  * address, which says whose code they are.
  */
+static void tlb_flushed(struct xc_machine *m)
+{
+    uc_ctl_flush_tlb(m->uc);
+    m->tlbflush_clock++;          /* frames stamped before now have no translations left */
+    xc_shadow_clear(m);
+}
+
 static void switch_to(struct xc_machine *m, struct xc_vcpu *v)
 {
     if (m->current == v)
@@ -309,7 +317,7 @@ static void switch_to(struct xc_machine *m, struct xc_vcpu *v)
         uc_context_save(m->uc, m->current->ctx);
     uc_context_restore(m->uc, v->ctx);
     m->current = v;
-    uc_ctl_flush_tlb(m->uc);
+    tlb_flushed(m);
 }
 
 /* Xen's vcpu_time_info (in vcpu_info at 32), written with its version
@@ -364,7 +372,7 @@ int xc_enter(struct xc_machine *m, struct xc_vcpu *v, uint64_t system_time)
 
 static void flush_tlb(struct xc_machine *m)
 {
-    uc_ctl_flush_tlb(m->uc);
+    tlb_flushed(m);
     if (m->code_flush_pending) {
         m->code_flush_pending = 0;
         uc_ctl_flush_tb(m->uc);

@@ -197,6 +197,8 @@ static bool fill_guest(struct xc_machine *m, uint64_t va, uc_mem_type type, uc_t
     }
     e->paddr = w.mfn << PAGE_SHIFT;
     e->perms = tlb_perms(m, &w, type);
+    if (m->shadow)
+        xc_shadow_record(m, va, e->paddr, e->perms);
     return true;
 }
 

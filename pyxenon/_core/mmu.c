@@ -52,9 +52,10 @@ int xc_fast_update_va_mapping(struct xc_machine *m, struct xc_vcpu *v, const uin
     *rc = -EINVAL;
     if (va >= HYPERVISOR_VIRT_START && va < HYPERVISOR_VIRT_END)
         return 1;
-    if (l1_slot(m, v->cr3, va, &table) || m->frames[table].type != PGT_L1)
+    if (l1_slot(m, v->cr3, va, &table) || m->frames[table].owner != v->domid ||
+        m->frames[table].type != PGT_L1 || !(m->frames[table].flags & PGF_VALIDATED))
         return 1;
-    *rc = xc_l1_update(m, v->domid, table, (va >> PAGE_SHIFT) & 511, a[2], 0);
+    *rc = xc_l1_update(m, v, table, (va >> PAGE_SHIFT) & 511, a[2], 0);
     if (*rc == 0 && (a[3] & UVMF_FLUSHTYPE_MASK))
         xc_request_flush(m);
     return 1;
@@ -83,7 +84,7 @@ static int only_flushes(struct xc_machine *m, struct xc_vcpu *v, uint64_t ops, u
 static int plain_batch(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a)
 {
     uint32_t domid = a[4] & 0xFFFF;
-    return a[2] <= BUDGET && (domid == DOMID_SELF || domid == v->domid) &&
+    return a[2] <= BUDGET && (domid == DOMID_SELF || domid == v->domid) && !v->old_guest_table &&
            (!a[3] || xc_translate(m, v, a[3], 1) >= 0);
 }
 
@@ -109,7 +110,8 @@ static int plain_l1(struct xc_machine *m, struct xc_vcpu *v, uint64_t ptr)
     if (cmd != MMU_NORMAL_PT_UPDATE && cmd != MMU_PT_UPDATE_PRESERVE_AD)
         return 0;
     return !(ptr & 4) && mfn < m->nr_frames && m->frames[mfn].owner == v->domid &&
-           m->frames[mfn].type == PGT_L1;
+           m->frames[mfn].type == PGT_L1 && (m->frames[mfn].flags & PGF_VALIDATED) &&
+           m->frames[mfn].type_count;
 }
 
 #define CHUNK 64                 /* requests read from the guest at once */
@@ -128,7 +130,7 @@ static uint32_t l1_updates(struct xc_machine *m, struct xc_vcpu *v, uint64_t req
         if (xc_copy_from_guest(m, v, u, reqs + (uint64_t)i * sizeof(u[0]), n * sizeof(u[0])))
             return i;
         for (j = 0; j < n && plain_l1(m, v, u[j].ptr); j++, i++) {
-            *rc = xc_l1_update(m, v->domid, u[j].ptr >> PAGE_SHIFT,
+            *rc = xc_l1_update(m, v, u[j].ptr >> PAGE_SHIFT,
                                (u[j].ptr & (PAGE_SIZE - 1)) >> 3, u[j].val,
                                (u[j].ptr & 3) == MMU_PT_UPDATE_PRESERVE_AD);
             if (*rc < 0)

@@ -10,7 +10,7 @@ from pyxenon._core import lib
 from pyxenon.hypervisor import descriptors
 from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.hypervisor.guestmem import read_u64s
-from pyxenon.hypervisor.mm import NONE, SEG_DESC, WRITABLE
+from pyxenon.hypervisor.mm import SEG_DESC, WRITABLE
 from pyxenon.public import arch_x86, errno, xen
 
 ENTRIES_PER_PAGE = 512
@@ -18,7 +18,7 @@ ENTRIES_PER_PAGE = 512
 
 def release_gdt(vcpu, frames):
     for mfn in vcpu.gdt_frames:
-        frames.put_page_and_type(mfn, vcpu.domain)
+        frames.put_page_and_type(mfn, vcpu)
     vcpu.gdt_frames = []
 
 
@@ -26,11 +26,11 @@ def take_frames(vcpu, frames, mfns):
     taken = []
     try:
         for mfn in mfns:
-            frames.get_page_and_type(mfn, vcpu.domain, SEG_DESC)
+            frames.get_page_and_type(mfn, vcpu, SEG_DESC)
             taken.append(mfn)
     except HypercallError:
         for mfn in taken:
-            frames.put_page_and_type(mfn, vcpu.domain)
+            frames.put_page_and_type(mfn, vcpu)
         raise
     return taken
 
@@ -52,14 +52,21 @@ def do_set_gdt(vcpu, frame_list, entries, *_):
 
 
 def do_update_descriptor(vcpu, maddr, desc, *_):
+    """Xen's do_update_descriptor: the frame takes the descriptor-page type
+    if it has it, else the writable type, for the write."""
     frames = vcpu.domain.machine.frame_table
     mfn = maddr >> 12
     if maddr & 7 or not frames.owned(mfn, vcpu.domain) or not descriptors.descriptor_ok(desc):
         raise HypercallError(errno.EINVAL)
-    if frames.frames[mfn].type not in (NONE, WRITABLE, SEG_DESC):
-        raise HypercallError(errno.EINVAL)
+    kind = SEG_DESC if frames.frames[mfn].type == SEG_DESC else WRITABLE
+    try:
+        frames.get_page_and_type(mfn, vcpu, kind)
+    except HypercallError:
+        raise HypercallError(errno.EINVAL) from None
     struct.pack_into("<Q", frames.mem, maddr, desc)
-    if frames.frames[mfn].type == SEG_DESC:
+    lib.xc_frame_written(vcpu.domain.machine.core, mfn)
+    frames.put_page_and_type(mfn, vcpu)
+    if kind == SEG_DESC:
         lib.xc_request_flush(vcpu.domain.machine.core)
     return 0
 

@@ -5,7 +5,7 @@ import struct
 from pyxenon._core import lib
 from pyxenon.hypervisor.errors import Continuation, GuestFault, HypercallError, sub_op
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
-from pyxenon.hypervisor.mm import L1, L4, NONE, WRITABLE
+from pyxenon.hypervisor.mm import ERESTART, L1, WRITABLE
 from pyxenon.public import errno, xen
 
 DOMID_SELF = 0x7FF0
@@ -37,20 +37,63 @@ BUDGET = 512     # records per trap; the rest through a continuation
 def batch(vcpu, nr, items_va, count, done_va, foreigndom, size, one):
     """Run `one` over count records; stop at the first failure, and write
     how many were done (Xen's partial-failure semantics).  A long batch
-    continues as Xen's does: count | PREEMPTED, the done count carried."""
+    continues as Xen's does: count | PREEMPTED, the done count carried;
+    so does one whose record was preempted part-way (-ERESTART), and one
+    that left a table's put unfinished (old_guest_table)."""
+    ft = frame_table(vcpu)
+    if vcpu.core.old_guest_table:
+        finish_old_table(ft, vcpu, (items_va, count, done_va, foreigndom))
+    if count == PREEMPTED and not items_va:
+        return signed32(foreigndom)     # the cleanup's own continuation: the saved result
     preempted = count & PREEMPTED
     count &= ~PREEMPTED
     done = read_done(vcpu, done_va) if preempted else 0
     todo = min(count, BUDGET)
+    i = 0
     try:
         for raw in records(vcpu, items_va, todo, size):
-            one(raw)
+            if i and (vcpu.core.old_guest_table or out_of_work(vcpu)):
+                break
+            run_record(vcpu, one, raw, items_va + i * size, count - i, done_va, foreigndom)
+            i += 1
             done += 1
     finally:
         report_done(vcpu, done_va, done)
-    if todo < count:
-        raise Continuation(items_va + todo * size, (count - todo) | PREEMPTED, done_va, foreigndom)
+    if i < count:
+        raise Continuation(items_va + i * size, (count - i) | PREEMPTED, done_va, foreigndom)
     return 0
+
+
+def finish_old_table(ft, vcpu, args):
+    """Xen's put_old_guest_table at a batch's start: until it is done, the
+    hypercall is made again as it was."""
+    try:
+        ft.put_old_guest_table(vcpu)
+    except HypercallError as e:
+        if e.errno == ERESTART:
+            raise Continuation(*args) from None
+        raise
+
+
+def run_record(vcpu, one, raw, va, left, done_va, foreigndom):
+    try:
+        one(raw)
+    except HypercallError as e:
+        if e.errno == ERESTART:          # this record continues where it stopped
+            raise Continuation(va, left | PREEMPTED, done_va, foreigndom) from None
+        if vcpu.core.old_guest_table:    # undo the failed table first, then fail
+            raise Continuation(0, PREEMPTED, 0, -e.errno & 0xFFFFFFFF) from None
+        raise
+
+
+def out_of_work(vcpu):
+    core = vcpu.domain.machine.core
+    return core.work >= core.work_budget
+
+
+def signed32(value):
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 def read_done(vcpu, done_va):
@@ -71,20 +114,6 @@ def records(vcpu, va, count, size):
 
 # -- mmu_update -------------------------------------------------------------------
 
-def pt_update(vcpu, ptr, val, preserve_ad):
-    ft = frame_table(vcpu)
-    mfn, offset = ptr >> 12, ptr & 0xFFF
-    if offset & 7 or not ft.owned(mfn, vcpu.domain):
-        raise HypercallError(errno.EINVAL)
-    page = ft.frames[mfn]
-    if L1 <= page.type <= L4:
-        ft.mod_entry(mfn, offset // 8, val, vcpu.domain, preserve_ad)
-    elif page.type in (NONE, WRITABLE):
-        ft.write_entry(mfn, offset // 8, val)     # not a page table: a plain write
-    else:
-        raise HypercallError(errno.EINVAL)
-
-
 def machphys_update(vcpu, ptr, val):
     ft = frame_table(vcpu)
     mfn = ptr >> 12
@@ -93,16 +122,18 @@ def machphys_update(vcpu, ptr, val):
     vcpu.domain.machine.m2p[mfn] = val
 
 
+NORMAL_UPDATES = (xen.MMU_NORMAL_PT_UPDATE, xen.MMU_PT_UPDATE_PRESERVE_AD,
+                  xen.MMU_PT_UPDATE_NO_TRANSLATE)
+
+
 def one_update(vcpu, raw):
     ptr, val = REQ.unpack(raw)
     cmd = ptr & 3
     ptr &= ~3
-    if cmd in (xen.MMU_NORMAL_PT_UPDATE, xen.MMU_PT_UPDATE_PRESERVE_AD):
-        pt_update(vcpu, ptr, val, cmd == xen.MMU_PT_UPDATE_PRESERVE_AD)
-    elif cmd == xen.MMU_MACHPHYS_UPDATE:
-        machphys_update(vcpu, ptr, val)
+    if cmd in NORMAL_UPDATES:
+        frame_table(vcpu).normal_update(vcpu, ptr, val, cmd == xen.MMU_PT_UPDATE_PRESERVE_AD)
     else:
-        raise HypercallError(errno.ENOSYS)
+        machphys_update(vcpu, ptr, val)
 
 
 def do_mmu_update(vcpu, reqs, count, done, foreigndom, *_):
@@ -123,9 +154,9 @@ def do_update_va_mapping(vcpu, va, val, flags, *_):
         raise HypercallError(errno.EINVAL)
     ft = frame_table(vcpu)
     table, index = ft.l1_slot(vcpu.core.cr3, va)
-    if ft.frames[table].type != L1:
+    if not ft.owned(table, vcpu.domain) or not ft.is_table(table, L1):
         raise HypercallError(errno.EINVAL)
-    ft.mod_entry(table, index, val, vcpu.domain)
+    ft.mod_entry(table, index, val, vcpu)
     flush_after(vcpu, flags, va)
     return 0
 
@@ -139,12 +170,12 @@ def do_update_va_mapping_otherdomain(vcpu, va, val, flags, domid, *_):
 
 def ext_pin(level):
     def pin(vcpu, mfn, arg2):
-        frame_table(vcpu).pin(mfn, vcpu.domain, level)
+        frame_table(vcpu).pin(mfn, vcpu, level)
     return pin
 
 
 def ext_unpin(vcpu, mfn, arg2):
-    frame_table(vcpu).unpin(mfn, vcpu.domain)
+    frame_table(vcpu).unpin(mfn, vcpu)
 
 
 def ext_new_baseptr(vcpu, mfn, arg2):
@@ -171,25 +202,28 @@ def ext_set_ldt(vcpu, linear_addr, nr_ents):
     vcpu.ldt = (linear_addr, nr_ents)
 
 
-def writable_frame(vcpu, mfn):
+def write_page(vcpu, mfn, data):
+    """MMUEXT_CLEAR_PAGE/COPY_PAGE's write: the destination takes the
+    writable type for the copy, as Xen's get_page_and_type does."""
     ft = frame_table(vcpu)
-    page = ft.frames[mfn] if 0 <= mfn < ft.machine.nr_frames else None
-    if not ft.owned(mfn, vcpu.domain) or page.type not in (NONE, WRITABLE):
-        raise HypercallError(errno.EINVAL)
+    try:
+        ft.get_page_and_type(mfn, vcpu, WRITABLE)
+    except HypercallError:
+        raise HypercallError(errno.EINVAL) from None
     lib.xc_frame_written(ft.machine.core, mfn)   # its old code must not run on
-    return ft
+    ft.mem[mfn * 4096:(mfn + 1) * 4096] = data
+    ft.put_page_and_type(mfn, vcpu)
 
 
 def ext_clear_page(vcpu, mfn, arg2):
-    ft = writable_frame(vcpu, mfn)
-    ft.mem[mfn * 4096:(mfn + 1) * 4096] = bytes(4096)
+    write_page(vcpu, mfn, bytes(4096))
 
 
 def ext_copy_page(vcpu, mfn, src):
-    ft = writable_frame(vcpu, mfn)
+    ft = frame_table(vcpu)
     if not ft.owned(src, vcpu.domain):
         raise HypercallError(errno.EINVAL)
-    ft.mem[mfn * 4096:(mfn + 1) * 4096] = ft.mem[src * 4096:(src + 1) * 4096]
+    write_page(vcpu, mfn, bytes(ft.mem[src * 4096:(src + 1) * 4096]))
 
 
 EXT_OPS = {

@@ -97,7 +97,7 @@ def op_register_vcpu_info(vcpu, arg):
         raise HypercallError(errno.EINVAL)
     # The hypervisor writes vcpu_info: the frame keeps a writable type for
     # good, so it can never become a page table or descriptor page.
-    frames.get_page_and_type(reg.mfn, vcpu.domain, WRITABLE)
+    frames.get_page_and_type(reg.mfn, vcpu, WRITABLE)
     ma = reg.mfn * PAGE + reg.offset
     mem = vcpu.domain.machine.mem
     mem[ma:ma + INFO_SIZE] = bytes(vcpu.info)

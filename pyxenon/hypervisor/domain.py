@@ -70,6 +70,7 @@ class Domain:
         for mfn in range(first, first + 1 + self.grant_table.max_frames):
             frames[mfn].type = lib.PGT_WRITABLE
             frames[mfn].type_count = 1
+            frames[mfn].flags |= lib.PGF_VALIDATED
 
     def pfn_to_mfn(self, pfn):
         if not 0 <= pfn < self.nr_pages:

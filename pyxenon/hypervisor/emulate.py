@@ -96,9 +96,24 @@ def write_cr(vcpu, n, value):
             return False           # only TS may change
         return lib.xc_set_cr0(m, vcpu.core, value) == 0
     if n == 3:
-        vcpu.domain.machine.frame_table.set_base(vcpu, (value >> 12) & ((1 << 40) - 1))
-        return True
+        return write_cr3(vcpu, (value >> 12) & ((1 << 40) - 1))
     return n == 4 and value == CR4_VISIBLE
+
+
+def write_cr3(vcpu, mfn):
+    """Xen's new_guest_cr3 through the emulator: a refusal is a #GP, and a
+    switch preempted part-way runs the instruction again (X86EMUL_RETRY)."""
+    from .errors import HypercallError
+    from .mm import ERESTART
+
+    try:
+        vcpu.domain.machine.frame_table.set_base(vcpu, mfn)
+    except HypercallError as e:
+        return RETRY if e.errno == ERESTART else False
+    return True
+
+
+RETRY = "retry"     # emulated, but the instruction must run again
 
 
 # -- MSRs ---------------------------------------------------------------------------
@@ -188,10 +203,10 @@ def emulate_privileged(vcpu):
     if op is None:
         return False
     ops = [o.strip() for o in insn.op_str.split(",")] if insn.op_str else []
-    if not op(vcpu, ops, regs):
-        return False
-    vcpu.set_regs(rip=regs["rip"] + insn.size)
-    return True
+    done = op(vcpu, ops, regs)
+    if done and done is not RETRY:
+        vcpu.set_regs(rip=regs["rip"] + insn.size)
+    return bool(done)
 
 
 # -- writable page tables -------------------------------------------------------------
@@ -223,9 +238,11 @@ def emulate_ptwr(vcpu):
     core = vcpu.core
     if core.error_code & PFEC_PRESENT_WRITE != PFEC_PRESENT_WRITE or not core.kernel_mode:
         return False
-    ma = lib.xc_translate(vcpu.domain.machine.core, core, core.cr2, 0)
+    # Unicorn reports the page only: the entry written is the instruction's operand.
+    va = fault_address(vcpu, core.error_code)
+    ma = lib.xc_translate(vcpu.domain.machine.core, core, va, 0)
     frames = vcpu.domain.machine.frame_table
-    if ma < 0 or core.cr2 & 7 or frames.frames[ma >> 12].type != L1:
+    if ma < 0 or va & 7 or not frames.is_table(ma >> 12, L1):
         return False
     regs = vcpu.regs()
     insn = decode(vcpu, regs["rip"])
@@ -243,7 +260,7 @@ def apply_ptwr(vcpu, frames, table, index, value, insn, regs, old):
     from .errors import HypercallError
 
     try:
-        frames.mod_entry(table, index, value, vcpu.domain)
+        frames.mod_entry(table, index, value, vcpu)
     except HypercallError:
         return False
     after = {"rip": regs["rip"] + insn.size}

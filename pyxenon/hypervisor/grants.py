@@ -12,16 +12,19 @@ removes it.
 """
 import struct
 
-from pyxenon._core import lib
+from pyxenon._core import ffi, lib
 from pyxenon.public import errno, grant_table as gt
 
 from .errors import HypercallError
-from .mm import GNTTAB, PRESENT, RW, USER, WRITABLE
+from .mm import GNTTAB, L1, PRESENT, RW, USER, WRITABLE
 
 PAGE = 4096
 ENTRY = 8                         # sizeof(grant_entry_v1)
 MAX_FRAMES = 32
-PTE_FLAGS = PRESENT | USER | 0x20 | 0x40   # present, user, accessed, dirty
+NX, GLOBAL, GUEST_KERNEL = 1 << 63, 0x100, 1 << 52
+# Xen's grant_to_pte_flags (present, accessed, dirty, the grant bit, NX),
+# then adjust_guest_l1e's user bits.
+PTE_FLAGS = PRESENT | 0x20 | 0x40 | GNTTAB | NX | USER
 DOMID_SELF = 0x7FF0
 
 
@@ -77,6 +80,7 @@ class GrantTable:
         mem = self.domain.machine.mem
         flags = struct.unpack_from("<H", mem, off)[0]
         struct.pack_into("<H", mem, off, (flags | set_bits) & ~clear_bits)
+        lib.xc_frame_written(self.domain.machine.core, off // PAGE)   # code there is stale
 
     # -- checking a grant --------------------------------------------------------------
 
@@ -128,7 +132,7 @@ def pte_address(vcpu, host_addr, contains_pte):
         except HypercallError:
             raise GrantError(gt.GNTST_bad_virt_addr) from None
         ma = table * PAGE + index * 8
-    if ma & 7 or not frames.owned(ma >> 12, vcpu.domain) or frames.frames[ma >> 12].type != 1:
+    if ma & 7 or not frames.owned(ma >> 12, vcpu.domain) or not frames.is_table(ma >> 12, L1):
         raise GrantError(gt.GNTST_bad_virt_addr)
     return ma
 
@@ -144,7 +148,7 @@ def map_grant(vcpu, domid, ref, flags, host_addr):
     allowed(grantee, granter, "grant_map", "r" if readonly else "rw", "map_grant_ref")
     mfn = granter.grant_table.check(ref, grantee, not readonly)
     pte_ma = pte_address(vcpu, host_addr, flags & gt.GNTMAP_contains_pte)
-    install_pte(grantee.machine, pte_ma, mfn, readonly)
+    install_pte(vcpu, granter, pte_ma, mfn, flags)
     granter.grant_table.set_flags(ref, gt.GTF_reading | (0 if readonly else gt.GTF_writing))
     table = grantee.grant_table
     handle = next(h for h in range(len(table.maptrack) + 1) if h not in table.maptrack)
@@ -152,21 +156,29 @@ def map_grant(vcpu, domid, ref, flags, host_addr):
     return handle
 
 
-def install_pte(machine, pte_ma, mfn, readonly):
-    frames = machine.frame_table
+def install_pte(vcpu, granter, pte_ma, mfn, flags):
+    """The grant's own references on the granter's frame (writable type for
+    a writable mapping, as Xen's map_grant_ref takes), then the entry."""
+    machine = vcpu.domain.machine
     old = struct.unpack_from("<Q", machine.mem, pte_ma)[0]
     if old & PRESENT:
-        raise GrantError(gt.GNTST_bad_virt_addr)     # Xen will not replace a live entry
-    frames.frames[mfn].count += 1
-    if not readonly:
-        page = frames.frames[mfn]
-        if page.type_count and page.type != WRITABLE:
-            page.count -= 1
-            raise GrantError(gt.GNTST_general_error)
-        page.type, page.type_count = WRITABLE, page.type_count + 1
+        raise GrantError(gt.GNTST_bad_virt_addr)     # pyxenon will not replace a live entry
+    readonly = bool(flags & gt.GNTMAP_readonly)
+    take_refs(vcpu, granter, mfn, readonly)
+    user_bits = GLOBAL if flags & gt.GNTMAP_application_map else GUEST_KERNEL
     struct.pack_into("<Q", machine.mem, pte_ma,
-                     mfn << 12 | PTE_FLAGS | GNTTAB | (0 if readonly else RW))
+                     mfn << 12 | PTE_FLAGS | user_bits | (0 if readonly else RW))
     lib.xc_request_flush(machine.core)
+
+
+def take_refs(vcpu, granter, mfn, readonly):
+    core = vcpu.domain.machine.core
+    if readonly:
+        ok = lib.xc_get_page(core, mfn, granter.domid)
+    else:
+        ok = lib.xc_get_page_and_type(core, vcpu.core, mfn, granter.domid, WRITABLE, 0) == 0
+    if not ok:
+        raise GrantError(gt.GNTST_general_error)
 
 
 def unmap_grant(vcpu, handle, host_addr, contains_pte=False):
@@ -186,11 +198,10 @@ def release(machine, table, handle):
     entry = struct.unpack_from("<Q", machine.mem, m.pte_ma)[0]
     if entry & GNTTAB and entry >> 12 & ((1 << 40) - 1) == m.mfn:
         struct.pack_into("<Q", machine.mem, m.pte_ma, 0)
-    page = frames.frames[m.mfn]
-    page.count = max(0, page.count - 1)
-    if not m.readonly and page.type_count:
-        page.type_count -= 1
-        page.type = page.type if page.type_count else 0
+    if m.readonly:
+        lib.xc_put_page(machine.core, m.mfn)
+    else:
+        lib.xc_put_page_and_type(machine.core, ffi.NULL, m.mfn, 0)
     if m.granter.state != "dead":
         clear_in_use_bits(m.granter.grant_table, m.ref)
     lib.xc_request_flush(machine.core)
@@ -229,14 +240,9 @@ def copy_end(vcpu, ptr, is_gref, write):
         mfn = ptr.u.gmfn
         if not domain.machine.frame_table.owned(mfn, domain):
             raise GrantError(gt.GNTST_bad_page)
-    if write and not writable_now(domain.machine.frame_table.frames[mfn]):
+    if write and not domain.machine.frame_table.writable_now(mfn):
         raise GrantError(gt.GNTST_general_error)   # Xen needs the writable type to copy in
     return mfn * PAGE + ptr.offset
-
-
-def writable_now(page):
-    """Could the frame take a writable type (not a page table or descriptor page)?"""
-    return page.type_count == 0 or page.type == WRITABLE
 
 
 def grant_copy(vcpu, op):

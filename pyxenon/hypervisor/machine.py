@@ -19,7 +19,7 @@ from .msm import Msm
 from .scheduler import Scheduler
 
 PAGE = 4096
-HV_FRAMES = 16  # the hypervisor's own frames at the bottom of machine memory
+HV_FRAMES = 256  # the low 1 MiB: the hypervisor's frames and, as on Xen, DOMID_IO's
 INVALID_M2P = 0xFFFFFFFFFFFFFFFF
 DOMID_SELF = 0x7FF0
 EXTRA_FRAMES = 1 + grants.MAX_FRAMES   # shared_info, grant table

@@ -182,8 +182,8 @@ class Builder:
                       rflags=0x202)
         frames = self.domain.machine.frame_table
         l4 = self.mfn_of(lay.pt_base)
-        frames.pin(l4, self.domain, L4)
-        frames.set_base(vcpu, l4)
+        frames.unpreempted(frames.pin, l4, vcpu, L4)
+        frames.unpreempted(frames.set_base, vcpu, l4)
 
 
 def check_fits(image, layout, nr_pages):

@@ -476,11 +476,14 @@ class World:
 
 # -- invariants ----------------------------------------------------------------------------
 
-ROW = struct.Struct("<IIHBB")        # struct page_info: count, type_count, owner, type, flags
+# struct page_info: count, type_count, owner, type, flags, linear, nr_validated, tlbflush_stamp
+ROW = struct.Struct("<IIHBBhHI")
 ENTRIES = struct.Struct("<512Q")
 MFN_BITS = (1 << 40) - 1
-# The bits a guest may not set in an L1 entry (pagetype.c's L1_DISALLOW).
-L1_DISALLOW = 0x98 | mm.GNTTAB | (0x7FF << 52)
+# The bits a guest may not set (Xen's base_disallow_mask; pagetype.c's L1_DISALLOW,
+# which also refuses the grant bit and allows Global).
+UPPER_DISALLOW = 0x198
+L1_DISALLOW = 0x98 | mm.GNTTAB
 GUEST_SLOTS = {level: [i for i in range(512) if level != mm.L4 or i not in mm.XEN_L4_SLOTS]
                for level in (mm.L1, mm.L2, mm.L3, mm.L4)}
 TYPE_NAMES = {mm.NONE: "none", mm.L1: "L1", mm.L2: "L2", mm.L3: "L3", mm.L4: "L4",
@@ -507,10 +510,12 @@ class DomainView:
         self.first = dom.first_mfn
         rows = list(ROW.iter_unpack(rows))
         self.end = self.first + len(rows)
-        self.count_now, self.type_count_now, owners, raw_kinds, flags = (
+        self.count_now, self.type_count_now, owners, raw_kinds, flags, *_ = (
             list(column) for column in zip(*rows))
-        self.kinds = [kind if n else mm.NONE for kind, n in zip(raw_kinds, self.type_count_now)]
-        self.stale = self.where(raw_kinds, lambda kind, n: kind and not n)
+        # A type with no references is kept, as Xen keeps it; a table left
+        # part-way (not validated) is the C checker's (hypervisor/audit.py).
+        self.kinds = [kind if n and (f & mm.VALIDATED or not mm.L1 <= kind <= mm.L4) else mm.NONE
+                      for kind, n, f in zip(raw_kinds, self.type_count_now, flags)]
         self.pinned = self.where(flags, lambda flag, n: flag & mm.PINNED)
         self.strangers = self.where(owners, lambda owner, n: owner != dom.domid)
         self.unchanged_by = None              # (op name, tables before) if op may not write them
@@ -686,8 +691,6 @@ def check_ownership(view):
     for mfn in view.strangers[:1]:
         view.problem("mm-owner", f"frame {mfn:#x} of the domain's range is owned by "
                      f"{view.world.owner(mfn)}")
-    for mfn in view.stale[:1]:
-        view.problem("mm-stale-type", f"frame {mfn:#x} keeps a type with no type references")
 
 
 def xen_pages(dom):
@@ -742,7 +745,7 @@ def l1_ok(view, table, level, e, t):
 
 
 def upper_ok(view, table, level, e, t):
-    if e & mm.UPPER_DISALLOW or not view.first <= t < view.end:
+    if e & UPPER_DISALLOW or not view.first <= t < view.end:
         return False
     kind = view.kinds[t - view.first]
     if e & mm.RW:
@@ -753,7 +756,7 @@ def upper_ok(view, table, level, e, t):
 def explain_entry(view, table, level, index, entry, target):
     where = f"L{level} {table:#x}[{index}] = {entry:#x}"
     kind = type_name(view.type_of(target))
-    if entry & (L1_DISALLOW if level == mm.L1 else mm.UPPER_DISALLOW):
+    if entry & (L1_DISALLOW if level == mm.L1 else UPPER_DISALLOW):
         view.problem("mm-disallowed-bits", f"{where}: has bits a guest may not set")
     elif not view.owned(target):
         view.problem("mm-foreign-frame", f"{where}: names frame {target:#x}, owned by "

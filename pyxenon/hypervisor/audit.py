@@ -1,0 +1,96 @@
+"""The whole-state invariant checker: after any operation, every reference
+a frame has is held by something, nothing typed page table or descriptor
+page is reachable writable (through the tables or the engine's cached
+translations), and every mapping names a frame its domain may reach.
+
+The walk is in C (_core/audit.c); this side adds the references only
+Python holds (grant mappings, registered vcpu_info, Xen's pages lent to a
+domain), checks the grant maptrack against the tables, and names what it
+found.  Used by the property tests, the fuzzer, and `Host(audit=True)`.
+"""
+import struct
+
+from pyxenon._core import ffi, lib
+
+from .domain import DEAD
+from .machine import EXTRA_FRAMES
+from .mm import GNTTAB, PRESENT
+
+MAX_REPORTED = 64
+MESSAGES = {
+    1: "general count {have} but {want} references found",
+    2: "type count {have} but {want} type references found",
+    3: "an entry names a frame its domain does not own",
+    4: "an entry names a frame without the type its level needs",
+    5: "a page table or descriptor page is reachable writable",
+    6: "a page table or descriptor page is writable in the TLB",
+    7: "the TLB maps a frame nobody owns",
+    8: "an entry of a validated table has bits the rules refuse",
+    9: "a type state that cannot happen",
+}
+
+
+class Violation(Exception):
+    """The state broke an invariant: the list of findings, one line each."""
+
+    def __init__(self, findings):
+        super().__init__("\n".join(findings))
+        self.findings = findings
+
+
+def shadow_tlb(machine, on=True):
+    """Record what the engine's TLB may hold (needed to check it)."""
+    if lib.xc_shadow_enable(machine.core, int(on)) < 0:
+        raise MemoryError("cannot allocate the TLB shadow")
+
+
+def held_by_python(machine):
+    """(mfn, general refs, type refs) the Python side holds."""
+    held = []
+    for domain in machine.domains.values():
+        if domain.state == DEAD:
+            continue
+        first = domain.shared_info_mfn
+        held += [(mfn, 0, 1) for mfn in range(first, first + 1 + domain.grant_table.max_frames)]
+        held += [(v.core.vcpu_info_ma >> 12, 1, 1) for v in domain.vcpus if v.info_registered]
+        for m in domain.grant_table.maptrack.values():
+            held.append((m.mfn, 1, 0 if m.readonly else 1))
+    return held
+
+
+def grant_findings(machine):
+    """Every maptrack entry's PTE still maps its frame with the grant bit."""
+    out = []
+    for domain in machine.domains.values():
+        for handle, m in domain.grant_table.maptrack.items():
+            entry = struct.unpack_from("<Q", machine.mem, m.pte_ma)[0]
+            if not entry & PRESENT or not entry & GNTTAB or (entry >> 12) & ((1 << 40) - 1) != m.mfn:
+                out.append(f"d{domain.domid} grant handle {handle}: its entry at "
+                           f"{m.pte_ma:#x} no longer maps mfn {m.mfn:#x}")
+    return out
+
+
+def describe(v):
+    have, want = v.detail & 0xFFFFFFFF, v.detail >> 32
+    text = MESSAGES.get(v.code, f"violation {v.code}").format(have=have, want=want)
+    return f"mfn {v.mfn:#x}: {text} (detail {v.detail:#x})"
+
+
+def findings(machine):
+    """What is wrong with the machine's state now, one line each."""
+    live = [d for d in machine.domains.values() if d.state != DEAD]
+    ranges = [x for d in live for x in (d.first_mfn, d.nr_pages + EXTRA_FRAMES)]
+    extra = [x for triple in held_by_python(machine) for x in triple]
+    out = ffi.new("struct xc_violation[]", MAX_REPORTED)
+    n = lib.xc_audit(machine.core, ffi.new("uint64_t[]", ranges or [0]), len(ranges) // 2,
+                     ffi.new("uint64_t[]", extra or [0]), len(extra) // 3, out, MAX_REPORTED)
+    if n < 0:
+        raise MemoryError("the checker could not allocate its tables")
+    return [describe(out[i]) for i in range(min(n, MAX_REPORTED))] + grant_findings(machine)
+
+
+def check(machine):
+    """Raise Violation if any invariant is broken."""
+    found = findings(machine)
+    if found:
+        raise Violation(found)
