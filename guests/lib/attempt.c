@@ -53,6 +53,8 @@ void report(enum verdict v, const char *what, const char *fmt, ...)
         [REFUSED] = "refused as Xen does",
         [BREACH] = "NOT REFUSED",
         [DIFFERENT] = "refused, but not as Xen does",
+        [ALLOWED] = "allowed as Xen does",
+        [WRONG] = "NOT AS XEN DOES",
     };
     char buf[200];
     va_list ap;
@@ -61,7 +63,7 @@ void report(enum verdict v, const char *what, const char *fmt, ...)
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
     attempts++;
-    refused += v == REFUSED;
+    refused += v == REFUSED || v == ALLOWED;
     printk("%s: [%2u] %s: %s: %s\n", guest, attempts, what, buf, words[v]);
 }
 

@@ -9,8 +9,9 @@
  *     NAME: [ n] what was tried: what came back: verdict
  *
  * with the verdict one of "refused as Xen does" (counted), "NOT REFUSED"
- * (a breach) or "refused, but not as Xen does"; the what-came-back part
- * names Xen 4.17's answer.  attempts_done() prints "NAME: N/M attempts
+ * (a breach) or "refused, but not as Xen does"; for the few operations Xen
+ * allows, "allowed as Xen does" (counted) or "NOT AS XEN DOES".  The
+ * what-came-back part names Xen 4.17's answer.  attempts_done() prints "NAME: N/M attempts
  * refused" and powers off.
  */
 #ifndef GUEST_ATTEMPT_H
@@ -19,12 +20,12 @@
 #include "lib.h"
 #include "mm.h"
 
-enum verdict { REFUSED, BREACH, DIFFERENT };
+enum verdict { REFUSED, BREACH, DIFFERENT, ALLOWED, WRONG };
 
 /* Map shared_info (for cr2) and install the #PF handler the probes need. */
 void attempts_init(const char *name);
 
-/* One attempt's line; REFUSED counts it. */
+/* One attempt's line; REFUSED and ALLOWED count it. */
 void report(enum verdict v, const char *what, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

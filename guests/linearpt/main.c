@@ -21,8 +21,9 @@
  * Each attempt that names a table writable then looks for the breach
  * itself: it writes a harmless non-present marker through the address that
  * would map the table (a #PF is the refusal) and reads the table back
- * through its read-only 1:1 mapping.  "linearpt: N/M attempts refused",
- * then poweroff.
+ * through its read-only 1:1 mapping.  Last, a write to an L1 through its
+ * read-only mapping, which Xen's writable page-table assist emulates.
+ * "linearpt: N/M attempts refused", then poweroff.
  */
 #include "attempt.h"
 
@@ -384,6 +385,36 @@ static void linear_target_gets_entry(void)
     unhook(d, 1, pre);
 }
 
+/* ---- Xen's writable page-table assist ------------------------------------- */
+
+/*
+ * A kernel write to one of its own L1s through a read-only mapping whose
+ * *leaf* entry is read-only is emulated as an update of the entry written
+ * (traps.c -> pv_ro_page_fault -> ptwr_do_page_fault, at cr2): here entry
+ * 7 of a private L1, which must change while entry 0 stays.
+ */
+static void ptwr_updates_that_entry(void)
+{
+    pte_t *p = new_table(), *x = new_table();
+    unsigned int slot = empty_slot(l2, PT_ENTRIES);
+    pte_t want = table_entry(x, PTE_RO), old0;
+    long rc;
+    int f = 1;
+
+    p[0] = table_entry(x, PTE_RW);
+    p[7] = table_entry(x, PTE_RW);
+    old0 = p[0];
+    seal(p);
+    rc = set_entry(l2, slot, table_entry(p, PTE_TABLE));
+    if ( rc == 0 )
+        f = write_faults(&p[7], want);
+    report(rc || f ? DIFFERENT : (p[7] & ~_PAGE_DIRTY) == want && p[0] == old0 ? ALLOWED : WRONG,
+           "write entry 7 of its own L1 through the L1's read-only mapping",
+           "%s, %s, entry 7 0x%lx, entry 0 %s (Xen: emulated, entry 7 0x%lx, entry 0 kept)",
+           rcstr(rc), f ? "#PF" : "no fault", p[7], p[0] == old0 ? "kept" : "CHANGED", want);
+    unhook(l2, slot, rc);
+}
+
 void guest_main(start_info_t *si)
 {
     l4 = (pte_t *)si->pt_base;
@@ -408,5 +439,6 @@ void guest_main(start_info_t *si)
     ro_linear_unvalidated();
     linear_chain();
     linear_target_gets_entry();
+    ptwr_updates_that_entry();
     attempts_done();
 }
