@@ -15,6 +15,10 @@
  *    entries is never the target of one, nor vice versa.  Otherwise the
  *    -EINVAL stands, and mod_lN_entry(), do_mmu_update(), the pin of
  *    do_mmuext_op() and new_guest_cr3() return it.
+ *  - An L1 entry mapping a frame writable takes its writable type
+ *    (get_page_from_l1e); for a table that is being validated (or its
+ *    parent) that fails: "could_not_pin", -EBUSY, which no linear rule
+ *    turns into success.
  *  - A read-only linear entry is accepted: the tables it shows must stay
  *    read-only through it.
  *
@@ -257,6 +261,73 @@ static void new_baseptr_self_writable(void)
            "%s%s%s (Xen: -22 EINVAL)", rcstr(rc), rc ? "" : ", ", rc ? "" : wstr(w));
 }
 
+/* ---- L1s that map their own tables writable ---------------------------------- */
+
+/* PIN_L1 -> _get_page_type(F, l1) -> promote_l1_table -> get_page_from_l1e(F
+ * RW) -> get_page_type(F, PGT_writable_page) fails (F is an L1 with count
+ * 1): could_not_pin, -EBUSY.  If pinned anyway, hook it in and look. */
+static void pin_l1_self_writable(void)
+{
+    pte_t *f = new_table();
+    unsigned int slot = empty_slot(l2, PT_ENTRIES);
+    long rc, hook = -1;
+    int w = 0;
+
+    f[0] = table_entry(f, PTE_RW);
+    seal(f);
+    rc = mmuext_one(MMUEXT_PIN_L1_TABLE, mfn_of(f));
+    if ( rc == 0 )
+    {
+        hook = set_entry(l2, slot, table_entry(f, PTE_TABLE));
+        w = writable(va_of(l4_slot, l3_slot, slot, 0), f);
+    }
+    report(refused_unwritable(rc, XEN_EBUSY, w),
+           "MMUEXT_PIN_L1_TABLE of an L1 whose entry 0 maps itself writable",
+           "%s%s%s (Xen: -16 EBUSY)", rcstr(rc), rc ? "" : "; hooked into L2, ",
+           rc ? "" : wstr(w));
+    unhook(l2, slot, hook);
+}
+
+/* mod_l2_entry -> get_page_from_l2e -> (F, l1): -EBUSY as above; only an
+ * -EINVAL would try get_l2_linear_pagetable. */
+static void l1_self_writable_in_l2(void)
+{
+    pte_t *f = new_table();
+    unsigned int slot = empty_slot(l2, PT_ENTRIES);
+    long rc;
+    int w;
+
+    f[0] = table_entry(f, PTE_RW);
+    seal(f);
+    rc = set_entry(l2, slot, table_entry(f, PTE_TABLE));
+    w = writable(va_of(l4_slot, l3_slot, slot, 0), f);
+    report(refused_unwritable(rc, XEN_EBUSY, w),
+           "an L1 whose entry 0 maps itself writable, into an empty L2 slot",
+           "%s, %s (Xen: -16 EBUSY)", rcstr(rc), wstr(w));
+    unhook(l2, slot, rc);
+}
+
+/* L2 G -> L1 K -> G writable: K's validation asks for G writable while G
+ * is an L2 with count 1: get_page_from_l1e -EBUSY, up through G's. */
+static void l1_maps_parent_l2_writable(void)
+{
+    pte_t *g = new_table(), *k = new_table();
+    unsigned int slot = empty_slot(l3, PT_ENTRIES);
+    long rc;
+    int w;
+
+    g[SELF] = table_entry(k, PTE_TABLE);
+    k[0] = table_entry(g, PTE_RW);
+    seal(k);
+    seal(g);
+    rc = set_entry(l3, slot, table_entry(g, PTE_TABLE));
+    w = writable(va_of(l4_slot, slot, SELF, 0), g);
+    report(refused_unwritable(rc, XEN_EBUSY, w),
+           "an L2 whose L1 maps the L2 writable, into an empty L3 slot",
+           "%s, %s (Xen: -16 EBUSY)", rcstr(rc), wstr(w));
+    unhook(l3, slot, rc);
+}
+
 /* ---- read-only linear entries: accepted, and read-only ------------------- */
 
 /*
@@ -313,7 +384,11 @@ static pte_t *pinned_l2(void)
     return a;
 }
 
-/* get_l2_linear_pagetable: read-only, names a validated L2 of the domain: accepted. */
+/* get_l2_linear_pagetable: read-only, names a validated L2 of the domain:
+ * accepted.  The write through it faults: the L2 entry is read-only, and
+ * the writable page-table assist does not apply, as the leaf entry (A's
+ * entry 0) is writable (pv_ro_page_fault: "only looking for read-only
+ * mappings" in guest_get_eff_kern_l1e()). */
 static void ro_linear_other_l2(void)
 {
     pte_t *a = pinned_l2();
@@ -432,6 +507,9 @@ void guest_main(start_info_t *si)
     l2_names_parent_l3_writable();
     pin_l4_self_writable();
     new_baseptr_self_writable();
+    pin_l1_self_writable();
+    l1_self_writable_in_l2();
+    l1_maps_parent_l2_writable();
     ro_self_linear_l2();
     ro_self_linear_l4();
     ro_linear_other_l2();
