@@ -19,7 +19,7 @@
  */
 #include "attempt.h"
 
-#define PAGES 6
+#define PAGES 7
 
 static uint8_t code[PAGES][PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
 static uint8_t data[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
@@ -118,6 +118,24 @@ static void mmu_update_preserve_ad_code(void)
             rc, p, ret_code(4), 4);
 }
 
+/* The same write as a multicall entry. */
+static void multicall_mmu_update_code(void)
+{
+    uint8_t *p = translated(6);
+    struct mmu_update req = { .ptr = virt_to_maddr(p) | MMU_NORMAL_PT_UPDATE,
+                              .val = ret_code(8) };
+    struct multicall_entry call = {
+        .op = __HYPERVISOR_mmu_update,
+        .args = { (unsigned long)&req, 1, 0, DOMID_SELF },
+    };
+    long rc = HYPERVISOR_multicall(&call, 1);
+
+    if ( !rc )
+        rc = (long)call.result;
+    verdict("multicall: mmu_update writes \"return 8\" over its code", rc, p,
+            ret_code(8), 8);
+}
+
 /* A code frame mapped read-only only (no type): get_page_type(writable)
  * succeeds in do_mmu_update, and the write is made. */
 static void mmu_update_readonly_code(void)
@@ -150,6 +168,7 @@ void guest_main(start_info_t *si)
     mmu_update_batch_code();
     mmu_update_preserve_ad_code();
     mmu_update_readonly_code();
+    multicall_mmu_update_code();
     update_descriptor_code();
     attempts_done();
 }

@@ -7,7 +7,8 @@
  * translation is cached writable and dirty; drops that mapping without a
  * flush (update_va_mapping with UVMF_NONE, mmu_update clearing the L1
  * entry -- one request, a batch the C fast path takes, a batch that goes
- * to Python -- or unhooking the private L1 that held it); then gives F a
+ * to Python -- or unhooking the private L1 that held it; or in a multicall
+ * with the retype); then gives F a
  * type that must not be written (an L1-L4 page table, pinned or hooked
  * in, or a GDT frame); and writes through W again.
  *
@@ -239,6 +240,26 @@ static void uvm_none_hook_l1(void)
     restore_w();
 }
 
+/* The drop and the pin in one multicall (the first entry is a C fast path). */
+static void multicall_drop_pin_l1(void)
+{
+    pte_t *f = dirty_at(w_va, 1);
+    struct mmuext_op pin = { .cmd = MMUEXT_PIN_L1_TABLE, .arg1.mfn = virt_to_mfn(f) };
+    struct multicall_entry calls[2] = {
+        { .op = __HYPERVISOR_update_va_mapping, .args = { w_va, 0, UVMF_NONE } },
+        { .op = __HYPERVISOR_mmuext_op,
+          .args = { (unsigned long)&pin, 1, 0, DOMID_SELF } },
+    };
+    long rc = HYPERVISOR_multicall(calls, 2);
+
+    if ( !rc )
+        rc = calls[0].result ? (long)calls[0].result : (long)calls[1].result;
+    stale_write("multicall: update_va_mapping(W, 0, UVMF_NONE), PIN_L1, then write W",
+                w_va, f, rc, STALE);
+    mmuext_one(MMUEXT_UNPIN_TABLE, virt_to_mfn(f));
+    restore_w();
+}
+
 /* Drop W, then F becomes the GDT (set_gdt: PGT_seg_desc_page), and the
  * stale write installs a ring-0 code segment in it. */
 static void uvm_none_set_gdt(void)
@@ -277,6 +298,7 @@ void guest_main(start_info_t *si)
     uvm_none_pin_l2();
     uvm_none_pin_l3();
     uvm_none_pin_l4();
+    multicall_drop_pin_l1();
     uvm_none_set_gdt();
     attempts_done();
 }
