@@ -138,6 +138,27 @@ static enum verdict refused_unwritable(long rc, int err, int w)
 
 /* ---- self-referencing writable entries ------------------------------------ */
 
+/*
+ * After a breach: g (an L1 in use, writable at g_va) lets the guest map
+ * any frame -- here its own live L2, writable, at window (g's MARK_SLOT).
+ * An information line, not an attempt.
+ */
+static void escalate(volatile uint64_t *g_va, unsigned long window)
+{
+    unsigned int idx = empty_slot(l2, PT_ENTRIES);
+    int w;
+
+    g_va[MARK_SLOT] = table_entry(l2, PTE_RW);
+    mmuext_one(MMUEXT_TLB_FLUSH_LOCAL, 0);
+    w = !write_faults((uint64_t *)window + idx, MARKER) && l2[idx] == MARKER;
+    printk("linearpt:   through it, its live L2 (mfn 0x%lx) %s\n", mfn_of(l2),
+           w ? "is mapped WRITABLE too: any frame can be mapped" : "could not be mapped");
+    if ( w )
+        ((volatile uint64_t *)window)[idx] = 0;
+    g_va[MARK_SLOT] = 0;
+    mmuext_one(MMUEXT_TLB_FLUSH_LOCAL, 0);
+}
+
 /* get_page_from_l3e -> get_page_and_type_from_mfn(G, PGT_l2_page_table) ->
  * promote_l2_table -> get_page_from_l2e(G[5]) -> _get_page_type(G, l1):
  * G is an L2 with count 1: -EINVAL; get_l2_linear_pagetable: RW: no. */
@@ -155,6 +176,9 @@ static void l2_self_writable_in_l3(void)
     report(refused_unwritable(rc, XEN_EINVAL, w),
            "an L2 whose entry 5 names itself writable, into an empty L3 slot",
            "%s, %s (Xen: -22 EINVAL)", rcstr(rc), wstr(w));
+    if ( w == 1 )
+        escalate((uint64_t *)va_of(l4_slot, slot, SELF, SELF),
+                 va_of(l4_slot, slot, SELF, MARK_SLOT));
     unhook(l3, slot, rc);
 }
 
