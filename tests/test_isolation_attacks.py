@@ -1,8 +1,9 @@
 """The self-checking isolation attacks (guests/linearpt, staletlb, hvwrite).
 
-Each guest makes its attempts from the inside and prints one line per
-attempt -- what it tried, what came back, and whether that is Xen 4.17's
-refusal -- then "NAME: N/M attempts refused".  Here every attempt is one
+Each guest (booted with pyxenon's `boot` fixture) makes its attempts from
+the inside and prints one line per attempt -- what it tried, what came
+back, and whether that is Xen 4.17's refusal -- then "NAME: N/M attempts
+refused".  Here every attempt is one
 test (so a run names the attempts that break isolation), and each guest
 must end with M/M and power off.  Beside each attack a well-behaved domain
 (guests/hello) must print exactly what it prints alone.
@@ -31,21 +32,6 @@ ATTEMPTS = {"linearpt": 17, "staletlb": 12, "hvwrite": 7}
 AS_XEN = (": refused as Xen does", ": allowed as Xen does")
 
 
-@pytest.fixture(scope="module")
-def consoles(guests):
-    """Each attack run once, alone: {name: domain}."""
-    doms, hosts = {}, []
-    for name in ATTEMPTS:
-        host = Host(memory_mib=1024)
-        hosts.append(host)
-        dom = host.create(str(guests / f"{name}.cfg"))
-        dom.run_outcome = host.run(timeout=TIMEOUT)
-        doms[name] = dom
-    yield doms
-    for host in hosts:
-        host.close()
-
-
 def story(dom):
     return f"{dom.console_text}\n{dom.crash_report or ''}"
 
@@ -61,16 +47,16 @@ def attempt_line(dom, name, n):
 @pytest.mark.parametrize("name,n", [(name, n) for name, count in ATTEMPTS.items()
                                     for n in range(1, count + 1)],
                          ids=lambda v: str(v))
-def test_attempt_is_refused_as_xen_does(consoles, name, n):
-    dom = consoles[name]
+def test_attempt_is_refused_as_xen_does(guests, boot, name, n):
+    dom = boot(str(guests / f"{name}.cfg"), timeout=TIMEOUT)
     line = attempt_line(dom, name, n)
     assert line is not None, f"no attempt {n}:\n{story(dom)}"
     assert line.endswith(AS_XEN), line
 
 
 @pytest.mark.parametrize("name", ATTEMPTS)
-def test_every_attempt_refused_and_the_guest_powers_off(consoles, name):
-    dom = consoles[name]
+def test_every_attempt_refused_and_the_guest_powers_off(guests, boot, name):
+    dom = boot(str(guests / f"{name}.cfg"), timeout=TIMEOUT)
     lines = re.findall(rf"^{name}: \[\s*\d+\] .*$", dom.console_text, re.MULTILINE)
     assert len(lines) == ATTEMPTS[name], story(dom)
     summary = re.search(rf"^{name}: (\d+)/(\d+) attempts refused$", dom.console_text,
