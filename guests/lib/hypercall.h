@@ -148,6 +148,12 @@ static inline long HYPERVISOR_update_va_mapping(unsigned long va, uint64_t val,
     return _hypercall3(__HYPERVISOR_update_va_mapping, va, val, flags);
 }
 
+/* calls[nr]: each entry's result is written back into it. */
+static inline long HYPERVISOR_multicall(struct multicall_entry *calls, unsigned int nr)
+{
+    return _hypercall2(__HYPERVISOR_multicall, calls, nr);
+}
+
 /* maddr: machine address of a descriptor slot; desc: the 8-byte descriptor. */
 static inline long HYPERVISOR_update_descriptor(uint64_t maddr, uint64_t desc)
 {

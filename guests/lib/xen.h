@@ -274,6 +274,14 @@ _Static_assert(sizeof(struct mmuext_op) == 24, "mmuext_op");
 _Static_assert(__builtin_offsetof(struct mmuext_op, arg1) == 8, "mmuext_op");
 _Static_assert(__builtin_offsetof(struct mmuext_op, arg2) == 16, "mmuext_op");
 
+/* One call of HYPERVISOR_multicall (xen.h multicall_entry).  x86_64: 64 bytes. */
+struct multicall_entry {
+    unsigned long op;                   /* __HYPERVISOR_* */
+    unsigned long result;               /* what that hypercall returned */
+    unsigned long args[6];
+};
+_Static_assert(sizeof(struct multicall_entry) == 64, "multicall_entry");
+
 /* ---- shared_info (xen.h, arch-x86/xen.h, arch-x86/xen-x86_64.h) ---------- */
 
 #define XEN_LEGACY_MAX_VCPUS    32
