@@ -126,7 +126,9 @@ def test_finds_a_broken_invariant(guests, monkeypatch):
         machine.frame_table.frames[mfn].count += 1
     monkeypatch.setattr(grants, "release", release)
     found = fuzz.Campaign(1, guests, shrink_budget=0).run(2000)
-    assert planted(found, "invariant", "mm-count"), [f.signature for f in found]
+    # the C checker (audit) sees it first; the fuzzer's own count check too
+    assert planted(found, "invariant", "audit") or planted(found, "invariant", "mm-count"), \
+        [f.signature for f in found]
 
 
 def test_finds_in_use_bits_cleared_too_soon(guests, monkeypatch):

@@ -183,7 +183,7 @@ def test_forged_grant_bit_refused(world, hypercall):
     _, d = world
     pong = d["pong"]
     assert hypercall(pong, xen.HYPERVISOR_update_va_mapping, scratch(pong, 2),
-                     d["ping"].first_mfn << 12 | 0x867, 0) == -errno.EINVAL
+                     d["ping"].first_mfn << 12 | 1 << 62 | 0x67, 0) == -errno.EINVAL
 
 
 def test_destroyed_granter_is_torn_down_everywhere(world, hypercall):

@@ -10,9 +10,9 @@
  * expected refusals; the guest powers off either way.
  *
  * Frames used: mfn 0 (never a guest's: Xen gives the low 1 MiB to DOMID_IO,
- * hence EPERM rather than EINVAL for it), a frame the domain does not own
- * (above its own, checked against its p2m: another domain's, a free one or
- * none at all, so EINVAL or EPERM), its own bootstrap page tables, and
+ * hence EPERM), a frame the domain does not own (above its own, checked
+ * against its p2m: another domain's or a free one is get_page_from_l1e's
+ * could_not_pin, EBUSY; none at all is I/O memory, EPERM), its own bootstrap page tables, and
  * fresh frames from the start-of-day padding.
  *
  * Three attempts are plain memory accesses that must page-fault; they need
@@ -238,13 +238,13 @@ static void mapping_attempts(void)
     rc = HYPERVISOR_update_va_mapping(va, ((pte_t)foreign_mfn << PAGE_SHIFT) | PTE_RW,
                                       UVMF_INVLPG);
     expect("map a frame it does not own with update_va_mapping", rc,
-           XEN_EINVAL, XEN_EPERM);
+           XEN_EBUSY, XEN_EPERM);
     restore_scratch(rc);
 
     rc = HYPERVISOR_update_va_mapping(va, ((pte_t)own_l4_mfn << PAGE_SHIFT) | PTE_RW,
                                       UVMF_INVLPG);
     expect("map its own L4 page table writable with update_va_mapping", rc,
-           XEN_EINVAL, 0);
+           XEN_EBUSY, 0);
     restore_scratch(rc);
 
     rc = HYPERVISOR_update_va_mapping(XEN_RESERVED_VA,
@@ -269,7 +269,7 @@ static void mmu_update_attempts(void)
     rc = mmu_update_one(scratch_pte_ma, ((pte_t)foreign_mfn << PAGE_SHIFT) | PTE_RW,
                         DOMID_SELF);
     expect("mmu_update: a PTE naming a frame it does not own", rc,
-           XEN_EINVAL, XEN_EPERM);
+           XEN_EBUSY, XEN_EPERM);
     restore_scratch(rc);
 
     rc = mmu_update_one(scratch_pte_ma, (0UL << PAGE_SHIFT) | PTE_RW, DOMID_SELF);
@@ -280,7 +280,7 @@ static void mmu_update_attempts(void)
     rc = mmu_update_one(scratch_pte_ma, ((pte_t)own_l1_mfn << PAGE_SHIFT) | PTE_RW,
                         DOMID_SELF);
     expect("mmu_update: a PTE mapping its own L1 page table writable", rc,
-           XEN_EINVAL, 0);
+           XEN_EBUSY, 0);
     restore_scratch(rc);
 
     rc = mmu_update_one(0 * PAGE_SIZE + 8, 0, DOMID_SELF);
@@ -309,7 +309,7 @@ static void pin_attempts(void)
                rc, xen_errname(rc));
     rc = mmuext_one(MMUEXT_PIN_L1_TABLE, bad_mfn);
     expect("pin as L1 a table naming a frame it does not own", rc,
-           XEN_EINVAL, XEN_EPERM);
+           XEN_EBUSY, XEN_EPERM);
     if ( rc == 0 )
         mmuext_one(MMUEXT_UNPIN_TABLE, bad_mfn);
 

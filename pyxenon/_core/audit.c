@@ -109,13 +109,20 @@ static void report(struct audit *a, uint32_t code, uint64_t mfn, uint64_t detail
     a->n++;
 }
 
+static void hold_n(struct audit *a, uint64_t mfn, uint64_t refs, uint64_t type_refs);
+
 static void hold(struct audit *a, uint64_t mfn, int type_ref)
+{
+    hold_n(a, mfn, 1, type_ref);
+}
+
+static void hold_n(struct audit *a, uint64_t mfn, uint64_t refs, uint64_t type_refs)
 {
     int64_t s = slot_of(a, mfn);
     if (s < 0)
         return;
-    a->count[s]++;
-    a->type[s] += type_ref;
+    a->count[s] += refs;
+    a->type[s] += type_refs;
 }
 
 static uint64_t *table_of(struct xc_machine *m, uint64_t mfn)
@@ -246,8 +253,8 @@ static void walk(struct audit *a, uint64_t mfn, int level, int rw)
 static void check_tlb(struct audit *a)
 {
     struct xc_machine *m = a->m;
-    if (!m->shadow || !m->current)
-        return;
+    if (!m->shadow || !m->current || m->flush_pending)
+        return;           /* a pending flush empties the TLB before the guest runs again */
     for (uint32_t i = 0; i < m->shadow->n; i++) {
         uint64_t mfn = m->shadow->e[i].paddr >> PAGE_SHIFT;
         struct page_info *pg;
@@ -283,8 +290,7 @@ static void check_all(struct audit *a, const uint64_t *extra, uint64_t n_extra)
     for (struct xc_vcpu *v = m->first; v; v = v->next)
         check_vcpu(a, v);
     for (uint64_t i = 0; i < n_extra; i++)
-        for (uint64_t k = 0; k < extra[3 * i + 1]; k++)
-            hold(a, extra[3 * i], k < extra[3 * i + 2]);
+        hold_n(a, extra[3 * i], extra[3 * i + 1], extra[3 * i + 2]);
     compare_counts(a);
     for (struct xc_vcpu *v = m->first; v; v = v->next) {
         walk(a, v->kernel_cr3, 4, 1);

@@ -45,6 +45,7 @@ def batch(vcpu, nr, items_va, count, done_va, foreigndom, size, one):
         finish_old_table(ft, vcpu, (items_va, count, done_va, foreigndom))
     if count == PREEMPTED and not items_va:
         return signed32(foreigndom)     # the cleanup's own continuation: the saved result
+    check_foreign(vcpu, foreigndom & 0xFFFF)
     preempted = count & PREEMPTED
     count &= ~PREEMPTED
     done = read_done(vcpu, done_va) if preempted else 0
@@ -137,7 +138,6 @@ def one_update(vcpu, raw):
 
 
 def do_mmu_update(vcpu, reqs, count, done, foreigndom, *_):
-    check_foreign(vcpu, foreigndom & 0xFFFF)
     return batch(vcpu, xen.HYPERVISOR_mmu_update, reqs, count, done, foreigndom, REQ.size,
                  lambda raw: one_update(vcpu, raw))
 
@@ -247,7 +247,6 @@ def one_ext(vcpu, raw):
 
 
 def do_mmuext_op(vcpu, ops, count, done, foreigndom, *_):
-    check_foreign(vcpu, foreigndom & 0xFFFF)
     return batch(vcpu, xen.HYPERVISOR_mmuext_op, ops, count, done, foreigndom, EXT.size,
                  lambda raw: one_ext(vcpu, raw))
 

@@ -242,7 +242,7 @@ def emulate_ptwr(vcpu):
     va = fault_address(vcpu, core.error_code)
     ma = lib.xc_translate(vcpu.domain.machine.core, core, va, 0)
     frames = vcpu.domain.machine.frame_table
-    if ma < 0 or va & 7 or not frames.is_table(ma >> 12, L1):
+    if ma < 0 or va & 7 or not frames.is_table(ma >> 12, L1) or leaf_writable(vcpu, frames, va):
         return False
     regs = vcpu.regs()
     insn = decode(vcpu, regs["rip"])
@@ -254,6 +254,18 @@ def emulate_ptwr(vcpu):
     if value is None or not frames.owned(table, vcpu.domain):
         return False
     return apply_ptwr(vcpu, frames, table, index, value, insn, regs, old)
+
+
+def leaf_writable(vcpu, frames, va):
+    """Xen's ptwr_do_page_fault assists only a write whose leaf entry is
+    read-only: one through a read-only upper entry (a linear table) faults."""
+    from .errors import HypercallError
+
+    try:
+        table, index = frames.l1_slot(vcpu.core.cr3, va)
+    except HypercallError:
+        return True
+    return bool(frames.read_entry(table, index) & 0x2)
 
 
 def apply_ptwr(vcpu, frames, table, index, value, insn, regs, old):

@@ -75,7 +75,7 @@ import traceback
 
 from pyxenon._core import ffi
 from pyxenon.errors import UserInputError
-from pyxenon.hypervisor import mm
+from pyxenon.hypervisor import audit, mm
 from pyxenon.hypervisor import events as evtchn
 from pyxenon.hypervisor.domain import DEAD
 from pyxenon.hypervisor.errors import GuestFault
@@ -561,6 +561,8 @@ class Invariants:
         grant_key = tuple(sorted((ma, g.domid, m.granter.domid, m.ref, m.mfn, m.readonly)
                                  for ma, (g, m) in grant_index.items()))
         problems = self.check_events() + self.check_grants(set(self.grant_key), set(grant_key))
+        # The C checker (hypervisor/audit.py): counts, types, reachability, the TLB.
+        problems += [("audit", text) for text in audit.findings(self.world.machine)]
         writer = table_writer(op) or grant_key != self.grant_key
         cache = {}
         for dom in self.world.live():
@@ -710,7 +712,9 @@ def check_table(view, table, level):
     """Every present entry of a validated table, and the references it holds."""
     present = present_entries(view, table, level)
     targets = [(e >> 12) & MFN_BITS for _, e in present]
-    view.counts.update(targets)
+    # An upper table naming itself (linear, read-only) takes no reference (Xen's
+    # get_lN_linear_pagetable); an L1 naming itself takes a general one.
+    view.counts.update(t for t in targets if level == mm.L1 or t != table)
     typed = TAKES_TYPE[level == mm.L1]
     view.types.update(t for (_, e), t in zip(present, targets) if typed(e, t, table))
     good = l1_ok if level == mm.L1 else upper_ok
