@@ -27,6 +27,7 @@ from pyxenon.errors import UserInputError
 from . import xl
 
 EXIT_OK, EXIT_GUEST, EXIT_USAGE = 0, 1, 2
+MAX_PARTIAL = 4096   # characters of an unfinished console line kept before it is written
 NO_POLICY = "pyxenon: no policy: domains can reach only their own console and XenStore"
 
 # Commands another module answers: name -> (module, help).  Imported only
@@ -55,7 +56,9 @@ class ConsoleWriter:
         *lines, rest = text.split("\n")
         for line in lines:
             self.write(domain.name, line)
-        if rest:
+        if len(rest) >= MAX_PARTIAL:     # a guest that never ends its line must not grow us
+            self.write(domain.name, rest)
+        elif rest:
             self.partial[domain.name] = rest
 
     def write(self, name, line):
