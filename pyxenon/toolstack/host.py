@@ -64,7 +64,7 @@ class Host:
 
     def create_from_config(self, config, paused=False, trace=None):
         image = load_kernel(config.kernel, max_bytes=config.memory_mib << 20)
-        ramdisk = read_ramdisk(config.ramdisk)
+        ramdisk = read_ramdisk(config.ramdisk, config.memory_mib << 20)
         domain = self.machine.create_domain(config.name, config.memory_mib * PAGES_PER_MIB,
                                             label=config.seclabel)
         domain.config = config
@@ -175,5 +175,6 @@ def config_from(options):
     return DomainConfig(name=name, kernel=str(kernel), memory_mib=memory, **options)
 
 
-def read_ramdisk(path):
-    return read_user_file(path, "ramdisk") if path else b""
+def read_ramdisk(path, limit):
+    """The ramdisk, no larger than the domain's memory (it must fit there)."""
+    return read_user_file(path, "ramdisk", limit, "the domain's memory") if path else b""
