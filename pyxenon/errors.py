@@ -22,6 +22,11 @@ class UserInputError(Exception):
         super().__init__(f"{where}: {problem}")
 
 
+class HostLimitError(Exception):
+    """The host cannot give a run what it needs (address space for the
+    machine): a host resource problem, not bad input; one line, exit 1."""
+
+
 def read_user_file(path, what, limit=CONFIG_LIMIT, limit_is=None):
     """The bytes of a user's regular file of at most limit bytes, or
     UserInputError "cannot read <what>: reason".  As xl's loader, only a

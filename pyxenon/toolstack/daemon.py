@@ -26,7 +26,7 @@ import sys
 import time
 import traceback
 
-from pyxenon.errors import UserInputError
+from pyxenon.errors import HostLimitError, UserInputError
 from pyxenon.hypervisor.domain import DEAD, PAUSED, RUNNING, SHUTDOWN
 
 from . import protocol
@@ -845,6 +845,10 @@ def serve(folder, policy=None):
         lock.close()
         print(f"pyxenon: {e}", file=sys.stderr)
         return 2
+    except HostLimitError as e:
+        lock.close()
+        print(f"pyxenon: {e}", file=sys.stderr)
+        return 1
 
     def stop(signum, frame):
         daemon.stopping = True
