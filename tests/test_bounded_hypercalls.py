@@ -1,6 +1,7 @@
 """No one trap holds the host: a big console write, a long multicall or a
 big grant batch stops at the trap's budget and continues (Xen's hypercall
 continuations), so a domain beside a hostile one runs as it would alone."""
+import io
 import re
 import struct
 
@@ -153,3 +154,19 @@ def test_the_daemon_answers_while_bigcall_runs(xl, guests):
     log = xl.dmesg()
     assert "(d2) start_info magic: xen-3.0-x86_64, nr_pages: 4096" in log
     assert "(d1) bigcall: ok" in log
+
+
+def test_runs_console_keeps_no_endless_line():
+    """A guest that never ends its line is written out in pieces by `run`,
+    not kept whole in the host."""
+    from types import SimpleNamespace
+
+    from pyxenon.toolstack.cli import MAX_PARTIAL, ConsoleWriter
+
+    out = io.StringIO()
+    writer, dom = ConsoleWriter(out, prefix=False), SimpleNamespace(name="d")
+    for _ in range(100):
+        writer(dom, b"x" * 1000, "hypervisor")
+        assert len(writer.partial.get("d", "")) < MAX_PARTIAL
+    writer.flush()
+    assert out.getvalue().replace("\n", "") == "x" * 100_000
