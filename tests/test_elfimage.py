@@ -302,7 +302,12 @@ def test_legacy_bad_number(tmp_path):
 def test_max_bytes(good):
     k = load_kernel(good, max_bytes=1 << 20)
     assert k.size <= 1 << 20
+    file_size = good.stat().st_size
+    assert file_size < k.size          # the image's bss is not in the file
     assert_user_error(good, "kernel image needs 1 MiB, the domain has 0 MiB",
+                      max_bytes=file_size)
+    # a file larger than the domain is not even read whole
+    assert_user_error(good, "kernel too large: over 4096 bytes (the domain's memory)",
                       max_bytes=4096)
 
 

@@ -80,6 +80,13 @@ enum xc_stop {
 /* Pseudo-vector: a `syscall` from guest user mode, for the guest kernel. */
 #define XC_VECTOR_SYSCALL 256
 
+/* Xen's hypercall_preempt_check, counted in work instead of time so that a
+ * deterministic run repeats: a unit is a byte a handler copies; a multicall
+ * entry costs XC_ENTRY_COST.  A trap past the budget continues (Xen's
+ * hypercall continuation), so no one trap holds the engine for long. */
+#define XC_TRAP_BUDGET 65536
+#define XC_ENTRY_COST 64
+
 /* Frame owners that are not domains (Xen's DOMID_ values). */
 #define OWNER_XEN 0x7FF2
 #define OWNER_FREE 0x7FF4 /* DOMID_INVALID: nobody owns it */
@@ -157,7 +164,7 @@ struct xc_vcpu {
     uint16_t domid;
     uint16_t vcpu_id;
     uint32_t kernel_mode; /* guest kernel (1) or guest user (0) mode */
-    uint32_t pad0;
+    uint32_t trap_work;   /* work done in this trap, in XC_TRAP_BUDGET's units */
     uint64_t event_callback; /* the guest's event callback address (0: none) */
     uint64_t vcpu_info_ma;   /* machine address of this vcpu's vcpu_info */
     int32_t blocked;      /* blocked or polling: the scheduler passes it by */

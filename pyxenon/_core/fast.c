@@ -59,11 +59,25 @@ struct multicall_entry {         /* public/xen.h */
     uint64_t op, result, args[6];
 };
 
+/* Entry i at va, if C may run it: within the trap's budget (entry 0 always
+ * is), readable, its result writable, not a nested multicall nor a sched_op
+ * (which may block or yield). */
+static int fast_entry(struct xc_machine *m, struct xc_vcpu *v, uint32_t i, uint64_t va,
+                      struct multicall_entry *e)
+{
+    if (i && v->trap_work >= XC_TRAP_BUDGET)
+        return 0;
+    v->trap_work += XC_ENTRY_COST;
+    return !xc_copy_from_guest(m, v, e, va, sizeof(*e)) && e->op != HYPERVISOR_multicall &&
+           e->op != HYPERVISOR_sched_op && xc_translate(m, v, va + 8, 1) >= 0;
+}
+
 /*
  * multicall(call_list, nr_calls): the entries a fast path answers are done
  * here, each result written back; from the first other entry on, the rest
  * of the list goes to Python's multicall, which goes on from that entry as
- * Xen's continuation does.  Nothing that blocks or yields runs here.
+ * Xen's continuation does.  Nothing that blocks or yields runs here.  A
+ * list longer than the trap's budget goes to Python too, which continues it.
  */
 static int fast_multicall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc)
 {
@@ -72,10 +86,8 @@ static int fast_multicall(struct xc_machine *m, struct xc_vcpu *v, const uint64_
     for (i = 0; i < nr; i++, va += sizeof(struct multicall_entry)) {
         struct multicall_entry e;
         int64_t result;
-        if (xc_copy_from_guest(m, v, &e, va, sizeof(e)) || e.op == HYPERVISOR_multicall ||
-            e.op == HYPERVISOR_sched_op || xc_translate(m, v, va + 8, 1) < 0)
-            break;
-        if (!xc_fast_hypercall(m, v, (uint64_t[6]){e.op, e.args[0], e.args[1], e.args[2],
+        if (!fast_entry(m, v, i, va, &e) ||
+            !xc_fast_hypercall(m, v, (uint64_t[6]){e.op, e.args[0], e.args[1], e.args[2],
                                                     e.args[3], e.args[4]}, &result))
             break;
         xc_copy_to_guest(m, v, va + 8, &result, sizeof(result));

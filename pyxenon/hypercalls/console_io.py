@@ -3,21 +3,32 @@
 A guest's writes appear in the host's log of that domain, prefixed by the
 toolstack like Xen's "(d1)" lines; reads take what the host typed for it.
 """
-from pyxenon.hypervisor.errors import sub_op
+from pyxenon.hypervisor.errors import Continuation, preempt_check, spend, sub_op
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
 from pyxenon.public import xen
 
 CHUNK = 4096
+# What Xen's guest_console_write drops from an unprivileged domain's output:
+# everything but printable ASCII, tab and newline.
+UNPRINTABLE = bytes(b for b in range(256) if not (32 <= b < 127 or b in b"\t\n"))
 
 
 def console_write(vcpu, count, buffer):
-    """CONSOLEIO_write: copy count bytes a chunk at a time (count is Xen's
-    unsigned int, so a hostile size costs the guest time, not host memory)."""
+    """CONSOLEIO_write: copy count bytes a chunk at a time, and continue
+    (Xen's "iih" continuation: the rest of count, the buffer advanced) once
+    the trap's budget is spent, so a 4 GiB write never holds the engine.
+    count is Xen's unsigned int; an unreadable chunk is -EFAULT.  As
+    Xen's, only printable characters reach the log."""
     count &= 0xFFFFFFFF
     done = 0
     while done < count:
+        if done and preempt_check(vcpu):
+            raise Continuation(xen.CONSOLEIO_write, count - done, buffer + done)
         n = min(CHUNK, count - done)
-        vcpu.domain.emit(copy_from_guest(vcpu, buffer + done, n), source="hypervisor")
+        text = copy_from_guest(vcpu, buffer + done, n).translate(None, UNPRINTABLE)
+        if text:
+            vcpu.domain.emit(text, source="hypervisor")
+        spend(vcpu, n)
         done += n
     return 0
 

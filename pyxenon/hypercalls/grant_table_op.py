@@ -6,7 +6,8 @@ import ctypes
 import struct
 
 from pyxenon.hypervisor import grants
-from pyxenon.hypervisor.errors import Continuation, HypercallError, sub_op
+from pyxenon._core import lib
+from pyxenon.hypervisor.errors import Continuation, HypercallError, preempt_check, spend, sub_op
 from pyxenon.hypervisor.guestmem import copy_to_guest, read_struct, write_struct
 from pyxenon.public import errno, grant_table as gt, xen
 
@@ -18,13 +19,17 @@ BUDGET = 256     # operations per trap; the rest through a continuation
 
 def each(vcpu, cmd, arg, count, ctype, one):
     """Run one(op) on count structures at arg, writing each back; a long
-    batch continues from where it stopped, as Xen's does."""
+    batch, or one past the trap's budget (a copy costs its bytes), continues
+    from where it stopped, as Xen's does."""
     size = ctypes.sizeof(ctype)
     count &= 0xFFFFFFFF
     for i in range(min(count, BUDGET)):
+        if i and preempt_check(vcpu):
+            raise Continuation(cmd, arg + i * size, count - i)
         op = read_struct(vcpu, arg + i * size, ctype)
         one(vcpu, op)
         write_struct(vcpu, arg + i * size, op)
+        spend(vcpu, lib.XC_ENTRY_COST + getattr(op, "len", 0))
     if count > BUDGET:
         raise Continuation(cmd, arg + BUDGET * size, count - BUDGET)
     return 0

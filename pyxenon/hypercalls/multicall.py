@@ -2,11 +2,13 @@
 
 Every entry runs whatever the others returned (as in Xen); a multicall
 inside a multicall is refused; an unreadable entry ends the batch with
--EFAULT.
+-EFAULT.  Past the trap's budget the batch continues from the next entry
+(Xen's do_multicall: hypercall_preempt_check between entries).
 """
 import struct
 
-from pyxenon.hypervisor.errors import Continuation
+from pyxenon._core import lib
+from pyxenon.hypervisor.errors import Continuation, preempt_check, spend
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
 from pyxenon.public import errno, xen
 
@@ -15,8 +17,12 @@ MASK64 = (1 << 64) - 1
 
 
 def do_multicall(vcpu, call_list, nr_calls, *_):
-    for i in range(nr_calls & 0xFFFFFFFF):
+    nr_calls &= 0xFFFFFFFF
+    for i in range(nr_calls):
         va = call_list + i * ENTRY.size
+        if i and preempt_check(vcpu):
+            raise Continuation(va, nr_calls - i)
+        spend(vcpu, lib.XC_ENTRY_COST)
         op, _result, *args = ENTRY.unpack(copy_from_guest(vcpu, va, ENTRY.size))
         try:
             result = one_call(vcpu, op, args)
@@ -24,7 +30,7 @@ def do_multicall(vcpu, call_list, nr_calls, *_):
             # As Xen: the entry's arguments become the continuation's, and
             # the multicall itself goes on from this entry.
             copy_to_guest(vcpu, va + 16, struct.pack("<5Q", *(a & MASK64 for a in c.args5)))
-            raise Continuation(va, (nr_calls & 0xFFFFFFFF) - i) from None
+            raise Continuation(va, nr_calls - i) from None
         copy_to_guest(vcpu, va + 8, struct.pack("<Q", result & MASK64))
         if vcpu.domain.state != "running":
             break

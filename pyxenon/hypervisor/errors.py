@@ -1,4 +1,6 @@
-"""How a hypercall handler reports failure: raise, and the guest gets -errno."""
+"""How a hypercall handler reports failure (raise, and the guest gets
+-errno) and when it must stop and continue later (its trap's budget)."""
+from pyxenon._core import lib
 from pyxenon.public import errno
 
 
@@ -26,6 +28,19 @@ class Continuation(Exception):
     def __init__(self, *args):
         super().__init__(*args)
         self.args5 = (list(args) + [0] * 5)[:5]
+
+
+def spend(vcpu, units):
+    """Count work done in this trap (units: bytes copied; XC_ENTRY_COST a
+    multicall entry).  The C trap entry starts each trap at zero."""
+    core = vcpu.core
+    core.trap_work = min(core.trap_work + units, lib.XC_TRAP_BUDGET)   # a uint32_t
+
+
+def preempt_check(vcpu):
+    """Xen's hypercall_preempt_check, by work rather than wall time, so a
+    --deterministic run repeats: True once this trap has used its budget."""
+    return vcpu.core.trap_work >= lib.XC_TRAP_BUDGET
 
 
 def sub_op(ops, cmd):

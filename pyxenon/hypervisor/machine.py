@@ -34,7 +34,7 @@ class Machine:
         self.nr_frames = memory_mib * 256
         self.core = lib.xc_machine_new(self.nr_frames, HV_FRAMES)
         if self.core == ffi.NULL:
-            raise RuntimeError("cannot create the machine (out of memory or Unicorn failed)")
+            raise MemoryError("cannot create the machine (out of memory or Unicorn failed)")
         self.mem = memoryview(ffi.buffer(self.core.mem, self.nr_frames * PAGE))
         self.m2p = self.core.m2p
         self.in_engine = False                  # guest code (or a hook) is running

@@ -22,11 +22,12 @@ import importlib
 import os
 import sys
 
-from pyxenon.errors import UserInputError
+from pyxenon.errors import HostLimitError, UserInputError
 
 from . import xl
 
 EXIT_OK, EXIT_GUEST, EXIT_USAGE = 0, 1, 2
+MAX_PARTIAL = 4096   # characters of an unfinished console line kept before it is written
 NO_POLICY = "pyxenon: no policy: domains can reach only their own console and XenStore"
 
 # Commands another module answers: name -> (module, help).  Imported only
@@ -55,7 +56,9 @@ class ConsoleWriter:
         *lines, rest = text.split("\n")
         for line in lines:
             self.write(domain.name, line)
-        if rest:
+        if len(rest) >= MAX_PARTIAL:     # a guest that never ends its line must not grow us
+            self.write(domain.name, rest)
+        elif rest:
             self.partial[domain.name] = rest
 
     def write(self, name, line):
@@ -103,14 +106,17 @@ class RunAudit:
 
 
 def cmd_run(args):
-    from .host import Host
+    from .host import Host, sized_for
     from .policy import load_policy
+    from .xlcfg import load_cfg
 
     policy = load_policy(args.policy) if args.policy else None
+    configs = [load_cfg(cfg) for cfg in args.cfg]
     audit = RunAudit(args.audit)
     try:
-        with Host(deterministic=args.deterministic, policy=policy, audit=audit) as host:
-            status = run_domains(host, args)
+        with Host(memory_mib=sized_for(configs), deterministic=args.deterministic,
+                  policy=policy, audit=audit) as host:
+            status = run_domains(host, configs, args)
     finally:
         audit.close()
     if audit.summary():
@@ -118,11 +124,11 @@ def cmd_run(args):
     return status
 
 
-def run_domains(host, args):
-    writer = ConsoleWriter(sys.stdout, prefix=len(args.cfg) > 1)
+def run_domains(host, configs, args):
+    writer = ConsoleWriter(sys.stdout, prefix=len(configs) > 1)
     host.machine.console_listeners.append(writer)
     trace = (lambda line: print(line, file=sys.stderr)) if args.trace else None
-    domains = [host.create(cfg, trace=trace) for cfg in args.cfg]
+    domains = [host.create_from_config(config, trace=trace) for config in configs]
     if host.policy is None:
         print(NO_POLICY, file=sys.stderr)  # once every cfg and kernel has been accepted
     outcome = host.run(timeout=args.timeout)
@@ -231,6 +237,9 @@ def main(argv=None):
     except UserInputError as e:
         print(f"pyxenon: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except HostLimitError as e:
+        print(f"pyxenon: {e}", file=sys.stderr)
+        return EXIT_GUEST
     except KeyboardInterrupt:
         return 130
 

@@ -26,7 +26,7 @@ import sys
 import time
 import traceback
 
-from pyxenon.errors import UserInputError
+from pyxenon.errors import HostLimitError, UserInputError
 from pyxenon.hypervisor.domain import DEAD, PAUSED, RUNNING, SHUTDOWN
 
 from . import protocol
@@ -37,8 +37,10 @@ from .xenstore import XenStoreError
 
 RUN_SLICE = 0.05          # seconds of guest time between looks at the sockets
 IDLE_WAIT = 0.5           # select timeout when no domain can run
-MAX_CLIENTS = 64
-MAX_OUTPUT = 1 << 20      # bytes queued for a client that does not read
+MAX_CLIENTS = 256         # past this, the longest idle client makes room for a new one
+MAX_OUTPUT = 1 << 20      # bytes queued for a client that does not read: past it, dropped
+CLIENT_TIMEOUT = 10.0     # seconds a client that streams nothing may send nothing
+TIMEOUT_ENV = "PYXENON_CLIENT_TIMEOUT"
 CONSOLE_BACKLOG = 64 * 1024
 MAX_INPUT_QUEUE = 64 * 1024
 DMESG_LINES = 10000
@@ -61,9 +63,23 @@ class Client:
         self.console = None      # the Domain whose console this client streams
         self.watch = None        # the XenStore watch this client streams
         self.closing = False     # close once outbuf is sent
+        self.overflow = False    # it read too little of what we sent: to be dropped
+        self.last_heard = time.monotonic()
 
     def queue(self, message):
+        """Never blocks, never grows past MAX_OUTPUT: a client that does not
+        read is dropped (after the slice; a listener must not drop)."""
+        if self.overflow:
+            return
         self.outbuf += protocol.encode(message)
+        if len(self.outbuf) > MAX_OUTPUT:
+            self.overflow = True
+            self.outbuf.clear()
+
+    def idle_since(self):
+        """When it was last heard from, if it holds its slot for nothing: it
+        streams nothing (or its stream has ended); else None."""
+        return self.last_heard if self.closing or not self.streaming() else None
 
     def streaming(self):
         return self.console is not None or self.watch is not None
@@ -194,6 +210,7 @@ class Daemon:
         self.cpu_ns = collections.Counter()      # (domid, vcpu_id) -> ns on the engine
         self.pending_input = {}                  # domid -> bytes not yet in in[]
         self.clients = {}
+        self.client_timeout = client_timeout()
         self.selector = selectors.DefaultSelector()
         self.listener = None
         self.busy = False
@@ -240,23 +257,49 @@ class Daemon:
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)
-        sock.listen(16)
+        sock.listen(64)
         sock.setblocking(False)
         self.selector.register(sock, selectors.EVENT_READ)
         self.listener = sock
 
     def accept(self):
-        try:
-            sock, _ = self.listener.accept()
-        except OSError:
-            return
-        if peer_uid(sock) not in (os.getuid(), 0) or len(self.clients) >= MAX_CLIENTS:
+        """Every connection waiting (a burst must not fill the backlog)."""
+        for _ in range(MAX_CLIENTS):
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            self.admit(sock)
+
+    def admit(self, sock):
+        if peer_uid(sock) not in (os.getuid(), 0) or not self.make_room():
             sock.close()
             return
         sock.setblocking(False)
         client = Client(sock)
         self.clients[sock] = client
         self.selector.register(sock, selectors.EVENT_READ, client)
+
+    def make_room(self):
+        """A slot for a new client: idle clients cannot lock the toolstack
+        out, so when all are taken the longest idle one goes.  False only
+        when every client streams."""
+        if len(self.clients) < MAX_CLIENTS:
+            return True
+        idle = [c for c in self.clients.values() if c.idle_since() is not None]
+        if not idle:
+            return False
+        self.drop(min(idle, key=Client.idle_since))
+        return True
+
+    def drop_idle(self):
+        """Clients silent past the timeout with nothing streaming (a request
+        half sent, or none at all) are dropped."""
+        limit = time.monotonic() - self.client_timeout
+        for client in list(self.clients.values()):
+            since = client.idle_since()
+            if since is not None and since < limit:
+                self.drop(client)
 
     def drop(self, client):
         self.clients.pop(client.sock, None)
@@ -275,6 +318,7 @@ class Daemon:
         if not data:
             self.drop(client)  # gone, perhaps killed mid-console: nothing else to undo
             return
+        client.last_heard = time.monotonic()
         if client.closing:
             return  # read and discarded, so the close is not a reset that loses our reply
         client.inbuf += data
@@ -307,6 +351,9 @@ class Daemon:
             client.queue({"ok": False, "error": f"the reply is too long to send: {e}"})
 
     def flush(self, client):
+        if client.overflow:
+            self.drop(client)  # a console nobody reads must not eat the host
+            return
         try:
             sent = client.sock.send(client.outbuf) if client.outbuf else 0
         except BlockingIOError:
@@ -317,8 +364,6 @@ class Daemon:
         del client.outbuf[:sent]
         if client.closing and not client.outbuf:
             self.half_close(client)
-        elif len(client.outbuf) > MAX_OUTPUT:
-            self.drop(client)  # a console nobody reads must not eat the host
         else:
             events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.outbuf else 0)
             self.selector.modify(client.sock, events, client)
@@ -369,8 +414,9 @@ class Daemon:
         self.feed_consoles()
         self.end_consoles()
         for client in list(self.clients.values()):
-            if client.outbuf:
+            if client.outbuf or client.overflow:
                 self.flush(client)
+        self.drop_idle()
 
     def notice_domains(self):
         """Log domains that appeared (restarts) or went away, however they did."""
@@ -418,7 +464,7 @@ class Daemon:
                 self.dmesg.guest(domain, data)
             for client in self.clients.values():
                 if client.console is domain and not client.closing:
-                    client.queue({"out": b64(data)})
+                    queue_output(client, data)
         except Exception:  # noqa: BLE001 - a listener must not break the slice
             traceback.print_exc()
 
@@ -544,9 +590,7 @@ class Daemon:
             raise RequestError("console: this connection already streams")
         client.queue({"ok": True, "domid": target.domid, "name": target.name})
         client.console = target
-        backlog = bytes(target.console_log[-CONSOLE_BACKLOG:])
-        for start in range(0, len(backlog), BACKLOG_CHUNK):
-            client.queue({"out": b64(backlog[start:start + BACKLOG_CHUNK])})
+        queue_output(client, bytes(target.console_log[-CONSOLE_BACKLOG:]))
         return None
 
     def op_input(self, client, data):
@@ -702,6 +746,12 @@ class Daemon:
 
 # -- helpers ----------------------------------------------------------------------
 
+def queue_output(client, data):
+    """Console bytes as {"out": ...} messages, each within MAX_LINE."""
+    for start in range(0, len(data), BACKLOG_CHUNK):
+        client.queue({"out": b64(data[start:start + BACKLOG_CHUNK])})
+
+
 def load_config(cfg, overrides, cwd):
     """The cfg checked by xlcfg, with relative override paths taken from the
     client's folder (xlcfg resolves them against the current folder)."""
@@ -818,6 +868,15 @@ def host_info(machine, policy=None):
 
 # -- running the daemon -----------------------------------------------------------
 
+def client_timeout():
+    """$PYXENON_CLIENT_TIMEOUT (seconds), else CLIENT_TIMEOUT."""
+    try:
+        value = float(os.environ.get(TIMEOUT_ENV, CLIENT_TIMEOUT))
+    except ValueError:
+        return CLIENT_TIMEOUT
+    return value if value > 0 else CLIENT_TIMEOUT
+
+
 def hold_lock(folder):
     """The daemon's lock file, held; None if another daemon holds it."""
     handle = open(os.path.join(folder, protocol.LOCK_NAME), "a")
@@ -845,6 +904,10 @@ def serve(folder, policy=None):
         lock.close()
         print(f"pyxenon: {e}", file=sys.stderr)
         return 2
+    except HostLimitError as e:
+        lock.close()
+        print(f"pyxenon: {e}", file=sys.stderr)
+        return 1
 
     def stop(signum, frame):
         daemon.stopping = True

@@ -142,7 +142,7 @@ def load_kernel(path, max_bytes=None):
     """
     path = str(path)
     try:
-        return _load(path, _read_file(path), max_bytes)
+        return _load(path, _read_file(path, max_bytes), max_bytes)
     except _BadInput as err:
         raise UserInputError(path, str(err)) from None
 
@@ -162,8 +162,13 @@ def _load(path, blob, max_bytes):
 
 # ---------------------------------------------------------------- file ----
 
-def _read_file(path):
-    return read_user_file(path, "kernel")
+KERNEL_LIMIT = 1 << 30     # with no domain to size it: more than any PV kernel
+
+
+def _read_file(path, max_bytes):
+    if max_bytes is None:
+        return read_user_file(path, "kernel", KERNEL_LIMIT)
+    return read_user_file(path, "kernel", max_bytes, "the domain's memory")
 
 
 def _one_line(text, limit=160):

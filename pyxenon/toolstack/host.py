@@ -7,9 +7,11 @@ This is the Python API (and what the CLI and the pytest fixtures use):
     host.run()
     dom.console_text, dom.shutdown_reason
 """
+import os
+import resource
 import time
 
-from pyxenon.errors import read_user_file
+from pyxenon.errors import HostLimitError, read_user_file
 from pyxenon.hypervisor.domain import SHUTDOWN
 from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.hypervisor.machine import Machine
@@ -21,12 +23,22 @@ from .xenstore import XenStore
 from .xlcfg import DomainConfig, load_cfg
 
 PAGES_PER_MIB = 256
+MACHINE_MIB = 8192          # machine memory reserved (address space, not RAM) by default
+MACHINE_ENV = "PYXENON_MACHINE_MIB"
+# Address space the engine takes besides machine memory: Unicorn's
+# translation buffer (1 GiB) and room for the process to grow.
+ENGINE_BYTES = (1 << 30) + (64 << 20)
+MIN_FITTED_MIB = 64         # a machine fitted under a limit is at least this big
+# Machine memory per MiB of it: the frames, the m2p (8 bytes) and the
+# frame table (12 bytes) per 4 KiB frame.
+BYTES_PER_MIB = (1 << 20) + PAGES_PER_MIB * 20
 
 
 class Host:
-    def __init__(self, memory_mib=8192, slice_ms=10, deterministic=False, policy=None,
+    def __init__(self, memory_mib=None, slice_ms=10, deterministic=False, policy=None,
                  audit=None, fast_paths=True):
-        """policy: a path to a policy file, or a compiled Policy; None
+        """memory_mib: machine memory (default $PYXENON_MACHINE_MIB, else
+        8192).  policy: a path to a policy file, or a compiled Policy; None
         refuses every inter-domain operation.  audit: a callable given each
         MSM decision (default: kept in machine.audit_log)."""
         if isinstance(policy, (str, bytes)) or hasattr(policy, "__fspath__"):
@@ -34,9 +46,14 @@ class Host:
 
             policy = load_policy(policy)
         self.policy = policy
-        self.machine = Machine(memory_mib=memory_mib, slice_ms=slice_ms,
-                               deterministic=deterministic, policy=policy, audit=audit,
-                               fast_paths=fast_paths)
+        memory_mib = machine_mib(memory_mib)
+        check_address_space(memory_mib)
+        try:
+            self.machine = Machine(memory_mib=memory_mib, slice_ms=slice_ms,
+                                   deterministic=deterministic, policy=policy, audit=audit,
+                                   fast_paths=fast_paths)
+        except MemoryError:
+            raise HostLimitError(cannot_reserve(memory_mib, "out of memory")) from None
         self.machine.shutdown_listeners.append(self._on_shutdown)
         self.machine.destroy_listeners.append(self._on_destroy)
         self.xenstore = XenStore(gate=self._xenstore_gate)
@@ -64,7 +81,7 @@ class Host:
 
     def create_from_config(self, config, paused=False, trace=None):
         image = load_kernel(config.kernel, max_bytes=config.memory_mib << 20)
-        ramdisk = read_ramdisk(config.ramdisk)
+        ramdisk = read_ramdisk(config.ramdisk, config.memory_mib << 20)
         domain = self.machine.create_domain(config.name, config.memory_mib * PAGES_PER_MIB,
                                             label=config.seclabel)
         domain.config = config
@@ -175,5 +192,66 @@ def config_from(options):
     return DomainConfig(name=name, kernel=str(kernel), memory_mib=memory, **options)
 
 
-def read_ramdisk(path):
-    return read_user_file(path, "ramdisk") if path else b""
+def read_ramdisk(path, limit):
+    """The ramdisk, no larger than the domain's memory (it must fit there)."""
+    return read_user_file(path, "ramdisk", limit, "the domain's memory") if path else b""
+
+
+# -- sizing the machine ------------------------------------------------------------
+
+def machine_mib(requested=None):
+    """requested, else $PYXENON_MACHINE_MIB, else MACHINE_MIB or, under an
+    address-space limit that cannot hold that, as much as the limit can."""
+    if requested is not None:
+        return requested
+    text = os.environ.get(MACHINE_ENV, "")
+    if not text:
+        return fitted(MACHINE_MIB)
+    if not text.isdigit() or int(text) < 1:
+        raise HostLimitError(f"{MACHINE_ENV}={text[:40]!r}: not a size in MiB")
+    return int(text)
+
+
+def address_space_left():
+    """Bytes of address space this process may still map; None: no limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    with open("/proc/self/statm") as statm:
+        used = int(statm.read().split()[0]) * resource.getpagesize()
+    return soft - used
+
+
+def fitted(memory_mib):
+    left = address_space_left()
+    if left is None:
+        return memory_mib
+    room = (left - ENGINE_BYTES) // BYTES_PER_MIB
+    return min(memory_mib, room) if room >= MIN_FITTED_MIB else memory_mib
+
+
+def check_address_space(memory_mib):
+    """Refuse in one line, before the engine tries and fails (Unicorn would
+    abort the process), a machine the address-space limit cannot hold."""
+    left = address_space_left()
+    if left is not None and memory_mib * BYTES_PER_MIB + ENGINE_BYTES > left:
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        raise HostLimitError(cannot_reserve(
+            memory_mib, f"the address-space limit, ulimit -v, is {soft >> 10} KiB, "
+                        f"{max(left, 0) >> 20} MiB of it free, and the engine needs "
+                        f"{ENGINE_BYTES >> 20} MiB besides"))
+
+
+def cannot_reserve(memory_mib, why):
+    return (f"cannot reserve {memory_mib} MiB of machine memory ({why}); "
+            f"lower it with {MACHINE_ENV}=MiB or raise the limit")
+
+
+def sized_for(configs):
+    """Machine memory for a run of these domains: the default, or, when an
+    address-space limit is set, what they need (each its maxmem plus its
+    Xen pages) and a margin, so the run fits under the limit."""
+    if os.environ.get(MACHINE_ENV) or address_space_left() is None:
+        return None
+    need = sum(max(c.memory_mib, c.maxmem_mib or 0) + 1 for c in configs) + 16
+    return min(MACHINE_MIB, need)

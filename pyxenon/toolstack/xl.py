@@ -22,7 +22,7 @@ import selectors
 import sys
 import time
 
-from pyxenon.errors import UserInputError
+from pyxenon.errors import HostLimitError, UserInputError
 
 from . import protocol
 from .xlcfg import load_cfg
@@ -79,11 +79,12 @@ def cmd_create(args):
 def create_foreground(args):
     """The domain runs in this process, its console on stdout, until it stops."""
     from .cli import report
-    from .host import Host
+    from .host import Host, sized_for
 
-    with Host() as host:
+    config = load_cfg(args.cfg, args.overrides)
+    with Host(memory_mib=sized_for([config])) as host:
         host.machine.console_listeners.append(write_console)
-        domain = host.create(args.cfg, overrides=args.overrides)
+        domain = host.create_from_config(config)
         outcome = host.run()
         return report([domain], outcome)
 
@@ -607,7 +608,7 @@ def main(argv, prog="xl", extra=False):
     except (UsageError, UserInputError) as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except ToolstackError as e:
+    except (ToolstackError, HostLimitError) as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return EXIT_FAIL
     except (ConnectionError, BrokenPipeError) as e:
