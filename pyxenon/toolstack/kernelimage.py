@@ -27,7 +27,9 @@ stream are ignored: Linux appends the decompressed size to its payloads.
 Decompression is bounded: output is produced a piece at a time and
 refused as soon as it grows past the cap (the domain's memory, and never
 more than ``MAX_DECOMPRESSED``), so a small file that expands without end
-cannot grow the host.  A ramdisk is not handled here: Linux decompresses
+cannot grow the host.  Input goes to a decoder 64 KiB at a time, so
+"corrupt at compressed byte N" names the start of the piece it failed in.
+A ramdisk is not handled here: Linux decompresses
 its own.
 """
 
