@@ -327,7 +327,7 @@ def test_empty_file(tmp_path):
 
 def test_garbage(tmp_path):
     assert_user_error(write(tmp_path, "junk", b"hello world\n" * 20),
-                      "not an ELF file")
+                      "not an ELF or bzImage")
 
 
 def test_32_bit(tmp_path):

@@ -4,6 +4,7 @@
 segments placed in the guest's virtual address space, plus what the kernel
 says about itself in its Xen ELF notes.  Any problem with the file is raised
 as :class:`pyxenon.errors.UserInputError` and never as another exception.
+A bzImage or a compressed ELF is first unpacked (``kernelimage.py``).
 
 Rules taken from Xen's libelf (``libelf-dominfo.c``, ``libelf-loader.c``)
 and libxenguest (``xc_dom_core.c``):
@@ -55,6 +56,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from pyxenon.errors import UserInputError, read_user_file
+from pyxenon.toolstack.kernelimage import unpack_kernel
 
 PAGE_SIZE = 0x1000
 MIB = 1 << 20
@@ -141,8 +143,9 @@ def load_kernel(path, max_bytes=None):
     ``max_bytes`` is the guest's memory; an image larger than it is refused.
     """
     path = str(path)
+    blob = unpack_kernel(path, _read_file(path, max_bytes), max_bytes).elf
     try:
-        return _load(path, _read_file(path, max_bytes), max_bytes)
+        return _load(path, blob, max_bytes)
     except _BadInput as err:
         raise UserInputError(path, str(err)) from None
 
