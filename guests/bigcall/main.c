@@ -28,16 +28,12 @@
 #define MAX_WRITES 4096
 #define CHEAP 16384
 
-struct multicall_entry {
-    unsigned long op, result, args[6];
-};
-
 static struct multicall_entry writes[1 + MAX_WRITES];
 static struct multicall_entry cheap[CHEAP];
 
 static long multicall(struct multicall_entry *list, unsigned long nr)
 {
-    return _hypercall2(__HYPERVISOR_multicall, list, nr);
+    return HYPERVISOR_multicall(list, nr);
 }
 
 static void console_entry(struct multicall_entry *e, unsigned long count, unsigned long buf)

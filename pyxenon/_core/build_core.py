@@ -28,6 +28,8 @@ CDEF = """
 #define PGF_PARTIAL_SET 16
 #define ERESTART 85
 #define PTF_PREEMPTIBLE 4
+#define PLANT_TYPE_AFTER_VALIDATION 1
+#define PLANT_NO_TYPE_CHANGE_FLUSH 2
 struct page_info {
     uint32_t count; uint32_t type_count; uint16_t owner; uint8_t type; uint8_t flags;
     int16_t linear; uint16_t nr_validated; uint32_t tlbflush_stamp;
@@ -59,7 +61,7 @@ struct xc_machine {
     int flush_pending; int code_flush_pending;
     int fast_paths; long exception_field; int64_t xen_version;
     uint64_t boot_ns; uint64_t py_calls; uint64_t slices; uint64_t chain_ns;
-    uint32_t tlbflush_clock; uint64_t work; uint64_t work_budget;
+    uint32_t tlbflush_clock; uint64_t work; uint64_t work_budget; uint32_t plant;
     uint32_t tsc_mul; int32_t tsc_shift;
     ...;
 };
@@ -74,6 +76,7 @@ int xc_ready(struct xc_machine *m, uint32_t *handles, int max);
 int xc_due(struct xc_machine *m, uint64_t now);
 int xc_run_chain(struct xc_machine *m, uint64_t timeout_us);
 void xc_request_flush(struct xc_machine *m);
+void xc_settle(struct xc_machine *m);
 void xc_frame_written(struct xc_machine *m, uint64_t mfn);
 int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count);
 const char *xc_strerror(int err);
@@ -98,6 +101,7 @@ int xc_new_baseptr(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int us
 int xc_put_old_guest_table(struct xc_machine *m, struct xc_vcpu *v);
 int xc_descriptor_ok(uint64_t desc);
 int xc_shadow_enable(struct xc_machine *m, int on);
+int xc_tlb_probe(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write);
 int xc_audit(struct xc_machine *m, const uint64_t *ranges, uint32_t nr_ranges,
              const uint64_t *extra, uint64_t n_extra, struct xc_violation *out, int max);
 void xc_stop(struct xc_machine *m);

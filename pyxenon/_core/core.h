@@ -124,6 +124,10 @@ struct page_info {
 #define PGF_PARTIAL 0x08    /* PGT_partial: (de)validation stopped at nr_validated */
 #define PGF_PARTIAL_SET 0x10 /* PTF_partial_set: entry nr_validated itself is partial */
 
+/* xc_machine.plant: bugs the invariant checker must catch (tests/test_mm_properties.py). */
+#define PLANT_TYPE_AFTER_VALIDATION 1  /* bug 1: the type was recorded only once validated */
+#define PLANT_NO_TYPE_CHANGE_FLUSH 2   /* bug 2: no flush when a frame's type changes */
+
 /* Page-table entries a trap may visit before a preemptible operation stops
  * (about a millisecond of validation in C). */
 #define XC_WORK_BUDGET 65536
@@ -217,6 +221,7 @@ struct xc_machine {
     uint64_t work;        /* page-table entries visited in this trap (preemption) */
     uint64_t work_budget; /* past this many, a preemptible operation stops (-ERESTART) */
     struct xc_tlb_shadow *shadow; /* what the engine's TLB may hold (checking only), or NULL */
+    uint32_t plant;       /* the checker's own tests only: reintroduce a fixed bug (PLANT_*) */
     uint32_t tsc_mul;     /* vcpu_time_info's tsc_to_system_mul (0: frozen clock) */
     int32_t tsc_shift;    /* and its tsc_shift */
     uc_hook hooks[6];
@@ -231,6 +236,7 @@ struct xc_vcpu *xc_vcpu_new(struct xc_machine *m, uint16_t domid, uint16_t vcpu_
 void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v);
 int xc_enter(struct xc_machine *m, struct xc_vcpu *v, uint64_t system_time);
 void xc_request_flush(struct xc_machine *m);
+void xc_settle(struct xc_machine *m);
 void xc_frame_written(struct xc_machine *m, uint64_t mfn);
 int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count);
 void xc_stop(struct xc_machine *m);
@@ -320,6 +326,7 @@ uint64_t xc_host_tsc(void);
 /* mm.c */
 bool xc_tlb_fill(uc_engine *uc, uint64_t va, uc_mem_type type,
                  uc_tlb_entry *e, void *data);
+int xc_tlb_probe(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write);
 int64_t xc_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va,
                      int write);
 int xc_copy_from_guest(struct xc_machine *m, struct xc_vcpu *v, void *dst,

@@ -379,6 +379,15 @@ static void flush_tlb(struct xc_machine *m)
     }
 }
 
+/* Do a requested flush now, as the next run would (host-driven tests). */
+void xc_settle(struct xc_machine *m)
+{
+    if (m->flush_pending) {
+        m->flush_pending = 0;
+        flush_tlb(m);
+    }
+}
+
 /*
  * A handler changed mappings (or code, see xc_frame_written): flushing
  * inside the engine would free the block that is running, so leave the

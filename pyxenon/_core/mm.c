@@ -272,3 +272,19 @@ int xc_copy_to_guest(struct xc_machine *m, struct xc_vcpu *v, uint64_t va,
     }
     return 0;
 }
+
+/* What a guest access at va would put in the TLB, without the engine (the
+ * property tests' model of a guest touching memory): 1 cached, 0 a fault. */
+int xc_tlb_probe(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write)
+{
+    uc_tlb_entry e;
+    struct xc_vcpu *was = m->current;
+    int cached;
+    if (va >= HYPERVISOR_VIRT_START && va < HYPERVISOR_VIRT_END)
+        return 0;
+    m->current = v;      /* no engine run: only the walk reads it */
+    cached = fill_guest(m, va, write ? UC_MEM_WRITE : UC_MEM_READ, &e);
+    v->stop = XC_STOP_NONE;
+    m->current = was;
+    return cached;
+}

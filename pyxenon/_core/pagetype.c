@@ -145,6 +145,8 @@ static int validate(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int t
         return 0;
     }
     rc = promote(m, v, mfn, type, preemptible);
+    if (m->plant & PLANT_TYPE_AFTER_VALIDATION)
+        pg->type = type, pg->type_count = 1;
     if (rc == 0) {
         pg->flags |= PGF_VALIDATED;
     } else if (rc == -EINTR) {
@@ -166,13 +168,16 @@ static int first_type_ref(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn,
 {
     struct page_info *pg = page_of(m, mfn);
     if (pg->type != type) {
-        flush_if_stale(m, pg);
+        if (!(m->plant & PLANT_NO_TYPE_CHANGE_FLUSH))
+            flush_if_stale(m, pg);
         pg->type = type;
         pg->flags &= ~PGF_VALIDATED;
     }
     pg->type_count = 1;
     if (pg->flags & PGF_VALIDATED)
         return 0;
+    if (m->plant & PLANT_TYPE_AFTER_VALIDATION)
+        pg->type = PGT_NONE, pg->type_count = 0;   /* nested checks see an untyped frame */
     pg->nr_validated = 0;
     pg->flags &= ~PGF_PARTIAL_SET;
     pg->linear = 0;
