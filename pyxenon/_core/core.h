@@ -71,6 +71,9 @@ enum xc_stop {
     XC_STOP_EXCEPTION = 2, /* vector/error_code/cr2 hold a guest fault */
 };
 
+/* xc_run's own error, beside Unicorn's uc_err values. */
+#define XC_ERR_RING 1000
+
 /* Pseudo-vector: a `syscall` from guest user mode, for the guest kernel. */
 #define XC_VECTOR_SYSCALL 256
 
