@@ -77,6 +77,7 @@ void xc_stop(struct xc_machine *m);
 int xc_set_cr0(struct xc_machine *m, struct xc_vcpu *v, uint64_t cr0);
 uint64_t xc_get_cr0(struct xc_machine *m, struct xc_vcpu *v);
 uint64_t xc_host_tsc(void);
+int xc_code64(struct xc_machine *m, struct xc_vcpu *v);
 
 extern "Python+C" int64_t xc_py_hypercall(uint32_t handle, uint64_t nr, uint64_t a1,
                                           uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5);

@@ -198,6 +198,12 @@ void xc_stop(struct xc_machine *m);
 void xc_clear_exception(struct xc_machine *m);
 const char *xc_strerror(int err);
 
+/* mm.c */
+uint64_t xc_gdt_frame(struct xc_machine *m, struct xc_vcpu *v, uint64_t page);
+
+/* traps.c */
+int xc_code64(struct xc_machine *m, struct xc_vcpu *v);
+
 /* sched.c */
 void xc_vcpu_link(struct xc_machine *m, struct xc_vcpu *v);
 void xc_vcpu_unlink(struct xc_machine *m, struct xc_vcpu *v);

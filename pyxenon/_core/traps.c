@@ -83,6 +83,32 @@ static const int frame_regs[7] = {
     UC_X86_REG_RFLAGS, UC_X86_REG_RSP, UC_X86_REG_SS,
 };
 
+#define DESC_L (1UL << 53)
+#define DESC_D (1UL << 54)
+
+/*
+ * v runs 64-bit code (its CS descriptor has L set, D clear).  A bounce
+ * needs it: Xen's loads the kernel's 64-bit CS (x86_64/entry.S
+ * create_bounce_frame), but the host cannot load a segment into the
+ * engine (Unicorn writes only the selector), so a 64-bit handler entered
+ * from a 32- or 16-bit segment would run truncated, and fault again, for
+ * ever.  The descriptor is read as the GDT holds it now: a guest that
+ * rewrites the one its CS came from misleads only itself.
+ */
+int xc_code64(struct xc_machine *m, struct xc_vcpu *v)
+{
+    uint64_t cs = 0, desc, frame;
+    if (m->current == v)
+        uc_reg_read(m->uc, UC_X86_REG_CS, &cs);
+    else
+        uc_context_reg_read(v->ctx, UC_X86_REG_CS, &cs);
+    if (cs & 4)
+        return 0;     /* an LDT selector: there is no LDT, so no code there */
+    frame = xc_gdt_frame(m, v, (cs & 0xFFFF) >> PAGE_SHIFT);
+    desc = ((const uint64_t *)(m->mem + (frame << PAGE_SHIFT)))[(cs >> 3) & 511];
+    return (desc & (DESC_L | DESC_D)) == DESC_L;
+}
+
 /*
  * Enter v's event callback (v is running, in guest kernel mode): push
  * rcx, r11, rip, cs (RPL cleared, the saved event mask in bits 32-39),
@@ -96,7 +122,7 @@ int xc_bounce_event(struct xc_machine *m, struct xc_vcpu *v)
     uint64_t r[7] = {0}, w[7], sp;   /* selectors are read as 16 bits */
     void *p[7] = {&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6]};
     uint8_t *info = m->mem + v->vcpu_info_ma;
-    if (!m->fast_paths || !v->kernel_mode)
+    if (!m->fast_paths || !v->kernel_mode || !xc_code64(m, v))
         return 0;
     uc_reg_read_batch(m->uc, (int *)frame_regs, p, 7);
     w[0] = r[0], w[1] = r[1], w[2] = r[2], w[5] = r[5], w[6] = r[6];
