@@ -116,6 +116,15 @@ def test_software_interrupt_needs_dpl_from_user(dom, vcpu, hypercall):
     assert vcpu.core.kernel_mode == 1
 
 
+@pytest.mark.parametrize("dpl, delivered", [(0, False), (1, True), (3, True)])
+def test_software_interrupt_from_kernel_needs_dpl_1(dom, vcpu, hypercall, dpl, delivered):
+    """permit_softint: the guest kernel may raise a vector whose DPL is at least 1."""
+    set_traps(hypercall, dom, [(0x80, dpl, HANDLER), (13, 0, HANDLER + 16)])
+    vcpu.set_regs(rip=0x4002, rsp=scratch(dom, 2))
+    raise_exception(vcpu, 0x80)
+    assert vcpu.regs()["rip"] == (HANDLER if delivered else HANDLER + 16)
+
+
 def test_user_mode_bounce_uses_kernel_stack(dom, vcpu, hypercall):
     set_traps(hypercall, dom, [(6, 0, HANDLER)])
     hypercall(dom, xen.HYPERVISOR_stack_switch, 0xE02B, scratch(dom, 2) + 0x100)

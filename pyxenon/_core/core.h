@@ -76,6 +76,8 @@ enum xc_stop {
 
 /* Pseudo-vector: a `syscall` from guest user mode, for the guest kernel. */
 #define XC_VECTOR_SYSCALL 256
+/* Flag on a vector below 32: `int n`, not exception n (traps.c). */
+#define XC_VECTOR_SOFT 0x200
 
 /* Frame owners that are not domains (Xen's DOMID_ values). */
 #define OWNER_XEN 0x7FF2

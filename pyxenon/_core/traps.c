@@ -157,12 +157,31 @@ int64_t xc_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a)
  * error code; every exception a ring-3 PV guest can raise through here
  * without a selector load reports 0.
  */
+/*
+ * `int n` with n below 32 reaches this hook as exception n would, but with
+ * rip after the instruction (Unicorn's exception_is_int).  Xen's IDT gives
+ * those vectors DPL 0 (all but 3 and 4, which the CPU checks itself), so
+ * the guest's `int n` is a #GP(n << 3 | 2) that do_general_protection may
+ * turn into the trap table's software interrupt -- never exception n.  The
+ * two bytes before rip tell: a guest that puts `int n` bytes right before
+ * an instruction raising exception n misleads only itself.
+ */
+static int software_int(struct xc_machine *m, struct xc_vcpu *v, uint32_t intno)
+{
+    uint8_t insn[2];
+    uint64_t rip = 0;
+    if (intno == 3 || intno == 4 || intno >= 32)
+        return 0;
+    uc_reg_read(m->uc, UC_X86_REG_RIP, &rip);
+    return !xc_copy_from_guest(m, v, insn, rip - 2, 2) && insn[0] == 0xCD && insn[1] == intno;
+}
+
 void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data)
 {
     struct xc_machine *m = data;
     struct xc_vcpu *v = m->current;
     if (v && v->stop != XC_STOP_EXCEPTION) {
-        v->vector = intno;
+        v->vector = intno | (software_int(m, v, intno) ? XC_VECTOR_SOFT : 0);
         v->error_code = 0;
         v->stop = XC_STOP_EXCEPTION;
     }
