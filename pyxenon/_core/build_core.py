@@ -39,9 +39,11 @@ struct xc_vcpu {
     ...;
 };
 #define XC_POLL_SET 4294967295
+#define XC_ERR_RING 1000
 struct xc_link { struct xc_vcpu *peer; uint64_t peer_shared_ma; uint32_t peer_port; };
+typedef ... uc_engine;
 struct xc_machine {
-    uint8_t *mem; uint64_t nr_frames; uint64_t *m2p; struct page_info *frames;
+    uc_engine *uc; uint8_t *mem; uint64_t nr_frames; uint64_t *m2p; struct page_info *frames;
     struct xc_vcpu *current;
     int flush_pending; int code_flush_pending;
     int fast_paths; long exception_field; int64_t xen_version;
