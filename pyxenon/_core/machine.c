@@ -435,14 +435,20 @@ void xc_frame_written(struct xc_machine *m, uint64_t mfn)
  * stacks, every other far transfer keeps or raises the CPL -- so this is
  * the belt to those braces: a vcpu found in another ring is stopped, and
  * its domain crashes (hypervisor/traps.py on_engine_error), before any
- * other vcpu runs in the engine it may have changed.
+ * other vcpu runs in the engine it may have changed.  Virtual-8086 mode
+ * (ring 3, but real-mode selectors; QEMU's 32-bit iret enters it from
+ * long mode: helper_ret_protected, return_to_vm86) is no PV guest's
+ * either, and nothing here could bounce out of it.
  */
+#define RFLAGS_VM 0x20000UL
+
 static int left_ring3(struct xc_machine *m)
 {
-    uint64_t cs = 3, ss = 3;
+    uint64_t cs = 3, ss = 3, rflags = 0;
     uc_reg_read(m->uc, UC_X86_REG_CS, &cs);
     uc_reg_read(m->uc, UC_X86_REG_SS, &ss);
-    if ((cs & 3) == 3 && (ss & 3) == 3)
+    uc_reg_read(m->uc, UC_X86_REG_RFLAGS, &rflags);
+    if ((cs & 3) == 3 && (ss & 3) == 3 && !(rflags & RFLAGS_VM))
         return 0;
     m->current->stop = XC_STOP_NONE;
     return 1;
@@ -479,7 +485,7 @@ int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count)
 const char *xc_strerror(int err)
 {
     if (err == XC_ERR_RING)
-        return "the vcpu left ring 3 in the engine";
+        return "the vcpu left ring 3 or entered virtual-8086 mode in the engine";
     return uc_strerror(err);
 }
 

@@ -84,6 +84,7 @@ static const int frame_regs[7] = {
 };
 
 #define DESC_L (1UL << 53)
+#define RFLAGS_VM 0x20000UL
 #define DESC_D (1UL << 54)
 
 /*
@@ -97,13 +98,18 @@ static const int frame_regs[7] = {
  */
 int xc_code64(struct xc_machine *m, struct xc_vcpu *v)
 {
-    uint64_t cs = 0, desc, frame;
-    if (m->current == v)
+    uint64_t cs = 0, rflags = 0, desc, frame;
+    if (m->current == v) {
         uc_reg_read(m->uc, UC_X86_REG_CS, &cs);
-    else
+        uc_reg_read(m->uc, UC_X86_REG_RFLAGS, &rflags);
+    } else {
         uc_context_reg_read(v->ctx, UC_X86_REG_CS, &cs);
-    if (cs & 4)
-        return 0;     /* an LDT selector: there is no LDT, so no code there */
+        uc_context_reg_read(v->ctx, UC_X86_REG_RFLAGS, &rflags);
+    }
+    /* virtual-8086 mode (QEMU's 32-bit iret enters it even from ring 3 in
+     * long mode) has real-mode segments, whatever the GDT says; no LDT */
+    if ((rflags & RFLAGS_VM) || (cs & 4))
+        return 0;
     frame = xc_gdt_frame(m, v, (cs & 0xFFFF) >> PAGE_SHIFT);
     desc = ((const uint64_t *)(m->mem + (frame << PAGE_SHIFT)))[(cs >> 3) & 511];
     return (desc & (DESC_L | DESC_D)) == DESC_L;
