@@ -152,6 +152,13 @@ def test_iret_to_kernel(dom, vcpu, hypercall):
     assert dom.vcpu_info(0).evtchn_upcall_mask == 0 and vcpu.core.kernel_mode == 1
 
 
+def test_iret_clears_iopl_and_vm(dom, vcpu, hypercall):
+    """pv/iret.c do_iret: a guest's frame never sets IOPL or virtual-8086 mode."""
+    iret_frame(vcpu, scratch(dom, 2), rip=0xABC, cs=0xE030, rflags=0x23202, rsp=0x9990)
+    hypercall(dom, xen.HYPERVISOR_iret)
+    assert vcpu.regs()["rflags"] & (0x20000 | 0x3000) == 0
+
+
 def test_iret_in_syscall_keeps_rcx_r11(dom, vcpu, hypercall):
     vcpu.set_regs(rcx=1, r11=2)
     iret_frame(vcpu, scratch(dom, 2), rip=0xABC, cs=0xE030, rflags=0, rsp=0x9990,
