@@ -84,8 +84,8 @@ static const int frame_regs[7] = {
 };
 
 #define DESC_L (1UL << 53)
-#define RFLAGS_VM 0x20000UL
 #define DESC_D (1UL << 54)
+#define RFLAGS_VM 0x20000UL
 
 /*
  * v runs 64-bit code (its CS descriptor has L set, D clear).  A bounce
@@ -157,13 +157,6 @@ int64_t xc_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a)
 }
 
 /*
- * Any CPU exception other than a page fault (those come from the TLB fill).
- * Unicorn leaves rip at the faulting instruction for faults and after it for
- * traps (int3, into), which is what a bounce frame needs.  Unicorn gives no
- * error code; every exception a ring-3 PV guest can raise through here
- * without a selector load reports 0.
- */
-/*
  * `int n` with n below 32 reaches this hook as exception n would, but with
  * rip after the instruction (Unicorn's exception_is_int).  Xen's IDT gives
  * those vectors DPL 0 (all but 3 and 4, which the CPU checks itself), so
@@ -182,6 +175,13 @@ static int software_int(struct xc_machine *m, struct xc_vcpu *v, uint32_t intno)
     return !xc_copy_from_guest(m, v, insn, rip - 2, 2) && insn[0] == 0xCD && insn[1] == intno;
 }
 
+/*
+ * Any CPU exception other than a page fault (those come from the TLB fill).
+ * Unicorn leaves rip at the faulting instruction for faults and after it for
+ * traps (int3, into), which is what a bounce frame needs.  Unicorn gives no
+ * error code; every exception a ring-3 PV guest can raise through here
+ * without a selector load reports 0.
+ */
 void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data)
 {
     struct xc_machine *m = data;

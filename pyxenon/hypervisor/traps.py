@@ -72,7 +72,7 @@ def software_interrupt(vcpu, vector):
     kernel) or 3 (guest user); otherwise #GP(n << 3 | 2), as Xen's
     do_general_protection and permit_softint decide."""
     flags, _cs, address = vcpu.trap_table.get(vector, (0, 0, 0))
-    if address and flags & TI_DPL >= (1 if vcpu.core.kernel_mode else 3):
+    if address and (flags & TI_DPL) >= (1 if vcpu.core.kernel_mode else 3):
         return bounce(vcpu, address, None, mask_events=bool(flags & TI_IF))
     vcpu.set_regs(rip=vcpu.regs()["rip"] - 2)      # report at the `int n` itself
     return deliver(vcpu, 13, vector << 3 | 2)
