@@ -177,7 +177,8 @@ def test_tss_bytes_are_no_descriptors(host):
 def test_fault_in_compat_mode_crashes_only_that_domain(guests, host, dom, hypercall, code, sel,
                                                        fmt):
     """A fault in a 32-bit segment cannot be bounced (the host cannot load
-    CS); with a #PF/#GP handler registered it used to loop for ever."""
+    CS): the handler ran truncated and faulted again, frame after frame,
+    until the failsafe crash; now the first fault says why."""
     table = struct.pack("<BBHxxxxQ", 14, 0, 0xE033, scratch(dom) + 0x400)
     table += struct.pack("<BBHxxxxQ", 13, 0, 0xE033, scratch(dom) + 0x400) + bytes(16)
     copy_to_guest(dom.vcpus[0], scratch(dom) + 0xC00, table)

@@ -92,8 +92,9 @@ static const int frame_regs[7] = {
  * needs it: Xen's loads the kernel's 64-bit CS (x86_64/entry.S
  * create_bounce_frame), but the host cannot load a segment into the
  * engine (Unicorn writes only the selector), so a 64-bit handler entered
- * from a 32- or 16-bit segment would run truncated, and fault again, for
- * ever.  The descriptor is read as the GDT holds it now: a guest that
+ * from a 32- or 16-bit segment would run truncated and fault again at
+ * once, frame after frame, until the stack ran out (a misleading failsafe
+ * crash).  The descriptor is read as the GDT holds it now: a guest that
  * rewrites the one its CS came from misleads only itself.
  */
 int xc_code64(struct xc_machine *m, struct xc_vcpu *v)
