@@ -116,6 +116,15 @@ def test_software_interrupt_needs_dpl_from_user(dom, vcpu, hypercall):
     assert vcpu.core.kernel_mode == 1
 
 
+@pytest.mark.parametrize("dpl, delivered", [(0, False), (1, True), (3, True)])
+def test_software_interrupt_from_kernel_needs_dpl_1(dom, vcpu, hypercall, dpl, delivered):
+    """permit_softint: the guest kernel may raise a vector whose DPL is at least 1."""
+    set_traps(hypercall, dom, [(0x80, dpl, HANDLER), (13, 0, HANDLER + 16)])
+    vcpu.set_regs(rip=0x4002, rsp=scratch(dom, 2))
+    raise_exception(vcpu, 0x80)
+    assert vcpu.regs()["rip"] == (HANDLER if delivered else HANDLER + 16)
+
+
 def test_user_mode_bounce_uses_kernel_stack(dom, vcpu, hypercall):
     set_traps(hypercall, dom, [(6, 0, HANDLER)])
     hypercall(dom, xen.HYPERVISOR_stack_switch, 0xE02B, scratch(dom, 2) + 0x100)
@@ -141,6 +150,13 @@ def test_iret_to_kernel(dom, vcpu, hypercall):
     regs = vcpu.regs()
     assert (regs["rip"], regs["rsp"], regs["rcx"], regs["r11"]) == (0xABC, 0x9990, 9, 8)
     assert dom.vcpu_info(0).evtchn_upcall_mask == 0 and vcpu.core.kernel_mode == 1
+
+
+def test_iret_clears_iopl_and_vm(dom, vcpu, hypercall):
+    """pv/iret.c do_iret: a guest's frame never sets IOPL or virtual-8086 mode."""
+    iret_frame(vcpu, scratch(dom, 2), rip=0xABC, cs=0xE030, rflags=0x23202, rsp=0x9990)
+    hypercall(dom, xen.HYPERVISOR_iret)
+    assert vcpu.regs()["rflags"] & (0x20000 | 0x3000) == 0
 
 
 def test_iret_in_syscall_keeps_rcx_r11(dom, vcpu, hypercall):

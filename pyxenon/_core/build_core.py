@@ -54,9 +54,11 @@ struct xc_vcpu {
 #define XC_POLL_SET 4294967295
 #define XC_TRAP_BUDGET 65536
 #define XC_ENTRY_COST 64
+#define XC_ERR_RING 1000
 struct xc_link { struct xc_vcpu *peer; uint64_t peer_shared_ma; uint32_t peer_port; };
+typedef ... uc_engine;
 struct xc_machine {
-    uint8_t *mem; uint64_t nr_frames; uint64_t *m2p; struct page_info *frames;
+    uc_engine *uc; uint8_t *mem; uint64_t nr_frames; uint64_t *m2p; struct page_info *frames;
     struct xc_vcpu *current;
     int flush_pending; int code_flush_pending;
     int fast_paths; long exception_field; int64_t xen_version;
@@ -108,6 +110,7 @@ void xc_stop(struct xc_machine *m);
 int xc_set_cr0(struct xc_machine *m, struct xc_vcpu *v, uint64_t cr0);
 uint64_t xc_get_cr0(struct xc_machine *m, struct xc_vcpu *v);
 uint64_t xc_host_tsc(void);
+int xc_code64(struct xc_machine *m, struct xc_vcpu *v);
 
 extern "Python+C" int64_t xc_py_hypercall(uint32_t handle, uint64_t nr, uint64_t a1,
                                           uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5);

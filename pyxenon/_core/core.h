@@ -77,8 +77,13 @@ enum xc_stop {
     XC_STOP_EXCEPTION = 2, /* vector/error_code/cr2 hold a guest fault */
 };
 
+/* xc_run's own error, beside Unicorn's uc_err values. */
+#define XC_ERR_RING 1000
+
 /* Pseudo-vector: a `syscall` from guest user mode, for the guest kernel. */
 #define XC_VECTOR_SYSCALL 256
+/* Flag on a vector below 32: `int n`, not exception n (traps.c). */
+#define XC_VECTOR_SOFT 0x200
 
 /* Xen's hypercall_preempt_check, counted in work instead of time so that a
  * deterministic run repeats: a unit is a byte a handler copies; a multicall
@@ -242,6 +247,12 @@ int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count);
 void xc_stop(struct xc_machine *m);
 void xc_clear_exception(struct xc_machine *m);
 const char *xc_strerror(int err);
+
+/* mm.c */
+uint64_t xc_gdt_frame(struct xc_machine *m, struct xc_vcpu *v, uint64_t page);
+
+/* traps.c */
+int xc_code64(struct xc_machine *m, struct xc_vcpu *v);
 
 /* sched.c */
 void xc_vcpu_link(struct xc_machine *m, struct xc_vcpu *v);

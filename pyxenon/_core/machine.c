@@ -43,8 +43,36 @@ static void build_xen_gdt(uint64_t *gdt)
     gdt[RING3_CS64 >> 3 & 511] = descriptor(1, 3, 1);  /* FLAT_RING3_CS64 */
 }
 
+/*
+ * QEMU reads the TSS on a call through a gate to an inner ring, and
+ * aborts the whole process (get_rsp_from_tss: cpu_abort "invalid tss")
+ * when TR is not present -- and Unicorn never loads one.  So the engine
+ * has a TSS, in Xen's GDT page (guest-readable, as the GDT area is), and
+ * every stack it names is non-canonical: the first push of such a ring
+ * change is a #GP for the guest while it is still in ring 3, the way
+ * Xen's gates fault (pv/emul-gate-op.c).  Each of its quadwords, seen as
+ * a descriptor at selectors 0xe800-0xe860, is not present.
+ */
+#define TSS_OFFSET 0x800
+#define TSS_LIMIT 0x67
+#define TSS_SELECTOR 0xe040             /* Xen's (asm/desc.h) */
+#define TSS_FLAGS (0x8000 | 0x9 << 8)  /* present, available 64-bit TSS */
+#define NO_STACK 0x8000000000000000UL  /* its first push: non-canonical */
+
+static void build_tss(uint8_t *xen_gdt)
+{
+    static const int stacks[] = {4, 12, 20, 36, 44, 52, 60, 68, 76, 84}; /* rsp0-2, ist1-7 */
+    uint64_t no_stack = NO_STACK;
+    uint16_t no_iomap = TSS_LIMIT + 1;
+    for (unsigned i = 0; i < sizeof(stacks) / sizeof(stacks[0]); i++)
+        memcpy(xen_gdt + TSS_OFFSET + stacks[i], &no_stack, 8);
+    memcpy(xen_gdt + TSS_OFFSET + 102, &no_iomap, 2);
+}
+
 static int set_control_state(uc_engine *uc)
 {
+    uc_x86_mmr tr = {TSS_SELECTOR, GDT_VIRT_START + GDT_GUEST_PAGES * PAGE_SIZE + TSS_OFFSET,
+                     TSS_LIMIT, TSS_FLAGS};
     uint64_t cr0 = 0x80050033;  /* PG WP NE ET MP PE */
     uint64_t cr4 = 0x6A0;       /* OSXMMEXCPT OSFXSR PGE PAE */
     uc_x86_msr efer = {0xC0000080, 0xD01}; /* NXE LMA LME SCE */
@@ -52,6 +80,8 @@ static int set_control_state(uc_engine *uc)
     if (uc_reg_write(uc, UC_X86_REG_CR0, &cr0) || uc_reg_write(uc, UC_X86_REG_CR4, &cr4))
         return -1;
     if (uc_reg_write(uc, UC_X86_REG_MSR, &efer))
+        return -1;
+    if (uc_reg_write(uc, UC_X86_REG_TR, &tr))
         return -1;
     return uc_reg_write(uc, UC_X86_REG_GDTR, &gdtr) ? -1 : 0;
 }
@@ -164,6 +194,7 @@ static int map_hypervisor(struct xc_machine *m, uint64_t hv_frames)
     m->text_mfn = 2;
     m->stack_mfn = 3;
     build_xen_gdt((uint64_t *)m->mem);
+    build_tss(m->mem);
     /* All of machine memory is one Unicorn region, mapped once: Unicorn
      * 2.1.4 can give a region added after a smaller one the same internal
      * RAM offset as an earlier region, and translated blocks are found by
@@ -415,6 +446,31 @@ void xc_frame_written(struct xc_machine *m, uint64_t mfn)
     }
 }
 
+/*
+ * A guest never runs outside ring 3 (PV x86_64 kernels run there too, as
+ * under Xen).  No path to ring 0 is known -- gates fault on the TSS's
+ * stacks, every other far transfer keeps or raises the CPL -- so this is
+ * the belt to those braces: a vcpu found in another ring is stopped, and
+ * its domain crashes (hypervisor/traps.py on_engine_error), before any
+ * other vcpu runs in the engine it may have changed.  Virtual-8086 mode
+ * (ring 3, but real-mode selectors; QEMU's 32-bit iret enters it from
+ * long mode: helper_ret_protected, return_to_vm86) is no PV guest's
+ * either, and nothing here could bounce out of it.
+ */
+#define RFLAGS_VM 0x20000UL
+
+static int left_ring3(struct xc_machine *m)
+{
+    uint64_t cs = 3, ss = 3, rflags = 0;
+    uc_reg_read(m->uc, UC_X86_REG_CS, &cs);
+    uc_reg_read(m->uc, UC_X86_REG_SS, &ss);
+    uc_reg_read(m->uc, UC_X86_REG_RFLAGS, &rflags);
+    if ((cs & 3) == 3 && (ss & 3) == 3 && !(rflags & RFLAGS_VM))
+        return 0;
+    m->current->stop = XC_STOP_NONE;
+    return 1;
+}
+
 /* Run the current vcpu from its rip until a stop, a timeout or count insns. */
 int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count)
 {
@@ -440,11 +496,13 @@ int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count)
      * lookup is reported as an exception the guest never raised. */
     if (err == UC_ERR_EXCEPTION && m->exit_lookup && m->current->stop != XC_STOP_EXCEPTION)
         err = UC_ERR_OK;
-    return err;
+    return left_ring3(m) ? XC_ERR_RING : err;
 }
 
 const char *xc_strerror(int err)
 {
+    if (err == XC_ERR_RING)
+        return "the vcpu left ring 3 or entered virtual-8086 mode in the engine";
     return uc_strerror(err);
 }
 

@@ -105,10 +105,9 @@ static int read_only(uc_tlb_entry *e, uint64_t paddr, uc_mem_type type)
     return type == UC_MEM_READ;
 }
 
-/* GDT page n: the guest's frames, Xen's reserved page, else zeros. */
-static uint64_t gdt_frame(struct xc_machine *m, uint64_t page)
+/* GDT page n of v: the guest's frames, Xen's reserved page, else zeros. */
+uint64_t xc_gdt_frame(struct xc_machine *m, struct xc_vcpu *v, uint64_t page)
 {
-    struct xc_vcpu *v = m->current;
     if (page < GDT_GUEST_PAGES && v && v->gdt_mfn[page])
         return v->gdt_mfn[page];
     return page == GDT_GUEST_PAGES ? m->xen_gdt_mfn : m->zero_mfn;
@@ -136,7 +135,7 @@ static int hv_fill(struct xc_machine *m, uc_engine *uc, uint64_t va,
     if (va >= MACH2PHYS_VIRT_START && va < MACH2PHYS_VIRT_START + m->nr_frames * 8)
         return read_only(e, m->m2p_paddr + (va - MACH2PHYS_VIRT_START), type);
     if (va >= GDT_VIRT_START && va < GDT_VIRT_START + GDT_PAGES * PAGE_SIZE)
-        return read_only(e, gdt_frame(m, (va - GDT_VIRT_START) >> PAGE_SHIFT) << PAGE_SHIFT, type);
+        return read_only(e, xc_gdt_frame(m, m->current, (va - GDT_VIRT_START) >> PAGE_SHIFT) << PAGE_SHIFT, type);
     if ((va & ~(PAGE_SIZE - 1)) == XC_EXIT_PAGE) {
         m->exit_lookup = 1;
         return -1;

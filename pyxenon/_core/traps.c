@@ -85,6 +85,39 @@ static const int frame_regs[7] = {
     UC_X86_REG_RFLAGS, UC_X86_REG_RSP, UC_X86_REG_SS,
 };
 
+#define DESC_L (1UL << 53)
+#define DESC_D (1UL << 54)
+#define RFLAGS_VM 0x20000UL
+
+/*
+ * v runs 64-bit code (its CS descriptor has L set, D clear).  A bounce
+ * needs it: Xen's loads the kernel's 64-bit CS (x86_64/entry.S
+ * create_bounce_frame), but the host cannot load a segment into the
+ * engine (Unicorn writes only the selector), so a 64-bit handler entered
+ * from a 32- or 16-bit segment would run truncated and fault again at
+ * once, frame after frame, until the stack ran out (a misleading failsafe
+ * crash).  The descriptor is read as the GDT holds it now: a guest that
+ * rewrites the one its CS came from misleads only itself.
+ */
+int xc_code64(struct xc_machine *m, struct xc_vcpu *v)
+{
+    uint64_t cs = 0, rflags = 0, desc, frame;
+    if (m->current == v) {
+        uc_reg_read(m->uc, UC_X86_REG_CS, &cs);
+        uc_reg_read(m->uc, UC_X86_REG_RFLAGS, &rflags);
+    } else {
+        uc_context_reg_read(v->ctx, UC_X86_REG_CS, &cs);
+        uc_context_reg_read(v->ctx, UC_X86_REG_RFLAGS, &rflags);
+    }
+    /* virtual-8086 mode (QEMU's 32-bit iret enters it even from ring 3 in
+     * long mode) has real-mode segments, whatever the GDT says; no LDT */
+    if ((rflags & RFLAGS_VM) || (cs & 4))
+        return 0;
+    frame = xc_gdt_frame(m, v, (cs & 0xFFFF) >> PAGE_SHIFT);
+    desc = ((const uint64_t *)(m->mem + (frame << PAGE_SHIFT)))[(cs >> 3) & 511];
+    return (desc & (DESC_L | DESC_D)) == DESC_L;
+}
+
 /*
  * Enter v's event callback (v is running, in guest kernel mode): push
  * rcx, r11, rip, cs (RPL cleared, the saved event mask in bits 32-39),
@@ -98,7 +131,7 @@ int xc_bounce_event(struct xc_machine *m, struct xc_vcpu *v)
     uint64_t r[7] = {0}, w[7], sp;   /* selectors are read as 16 bits */
     void *p[7] = {&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6]};
     uint8_t *info = m->mem + v->vcpu_info_ma;
-    if (!m->fast_paths || !v->kernel_mode)
+    if (!m->fast_paths || !v->kernel_mode || !xc_code64(m, v))
         return 0;
     uc_reg_read_batch(m->uc, (int *)frame_regs, p, 7);
     w[0] = r[0], w[1] = r[1], w[2] = r[2], w[5] = r[5], w[6] = r[6];
@@ -129,6 +162,25 @@ int64_t xc_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a)
 }
 
 /*
+ * `int n` with n below 32 reaches this hook as exception n would, but with
+ * rip after the instruction (Unicorn's exception_is_int).  Xen's IDT gives
+ * those vectors DPL 0 (all but 3 and 4, which the CPU checks itself), so
+ * the guest's `int n` is a #GP(n << 3 | 2) that do_general_protection may
+ * turn into the trap table's software interrupt -- never exception n.  The
+ * two bytes before rip tell: a guest that puts `int n` bytes right before
+ * an instruction raising exception n misleads only itself.
+ */
+static int software_int(struct xc_machine *m, struct xc_vcpu *v, uint32_t intno)
+{
+    uint8_t insn[2];
+    uint64_t rip = 0;
+    if (intno == 3 || intno == 4 || intno >= 32)
+        return 0;
+    uc_reg_read(m->uc, UC_X86_REG_RIP, &rip);
+    return !xc_copy_from_guest(m, v, insn, rip - 2, 2) && insn[0] == 0xCD && insn[1] == intno;
+}
+
+/*
  * Any CPU exception other than a page fault (those come from the TLB fill).
  * Unicorn leaves rip at the faulting instruction for faults and after it for
  * traps (int3, into), which is what a bounce frame needs.  Unicorn gives no
@@ -140,7 +192,7 @@ void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data)
     struct xc_machine *m = data;
     struct xc_vcpu *v = m->current;
     if (v && v->stop != XC_STOP_EXCEPTION) {
-        v->vector = intno;
+        v->vector = intno | (software_int(m, v, intno) ? XC_VECTOR_SOFT : 0);
         v->error_code = 0;
         v->stop = XC_STOP_EXCEPTION;
     }

@@ -8,6 +8,8 @@ from pyxenon.hypervisor.errors import HypercallError, sub_op
 from pyxenon.hypervisor.guestmem import copy_from_guest, read_struct
 from pyxenon.public import arch_x86, callback, errno, xen
 
+RFLAGS_VM = 0x20000
+
 CR0_TS = 0x8
 MAX_TRAPS = 256
 HYPERVISOR_VIRT_START = 0xFFFF800000000000
@@ -157,7 +159,9 @@ def do_iret(vcpu, *_):
             vcpu.domain.crash("iret to guest user mode without a user page table")
             return 0
         toggle_guest_mode(vcpu)
-    new = {"rip": ctx.rip, "rsp": ctx.rsp, "rflags": (ctx.rflags & ~IOPL) | IF}
+    # VM cleared as Xen's do_iret does: Unicorn takes RFLAGS.VM as written
+    # and would translate the guest's code as virtual-8086 code
+    new = {"rip": ctx.rip, "rsp": ctx.rsp, "rflags": (ctx.rflags & ~(IOPL | RFLAGS_VM)) | IF}
     if not ctx.flags & arch_x86.VGCF_in_syscall:
         new.update(r11=ctx.r11, rcx=ctx.rcx)
     vcpu.set_regs(**new)

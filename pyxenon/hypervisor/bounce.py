@@ -53,6 +53,12 @@ def bounce(vcpu, address, error_code=None, mask_events=False):
     (after crashing the domain) when the frame cannot be built."""
     regs = vcpu.regs()
     cs = regs["cs"]
+    if not lib.xc_code64(vcpu.domain.machine.core, vcpu.core):
+        # Xen's bounce loads the kernel's 64-bit CS; the host cannot load
+        # one into the engine, and the handler would run truncated.
+        vcpu.domain.crash(f"cannot deliver to the guest kernel from 32-bit, 16-bit or "
+                          f"virtual-8086 code: cs {cs:#x}, rip {regs['rip']:#x}")
+        return False
     if vcpu.core.kernel_mode:
         sp, cs = regs["rsp"], cs & ~3
     else:

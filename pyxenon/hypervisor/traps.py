@@ -54,8 +54,8 @@ def on_exception(vcpu):
 
 def deliver(vcpu, vector, error_code):
     """Bounce the exception to the guest's handler, or crash the domain."""
-    if vector >= 32:
-        return software_interrupt(vcpu, vector)
+    if vector >= 32:                    # int n (n below 32: flagged XC_VECTOR_SOFT)
+        return software_interrupt(vcpu, vector & 0xFF)
     flags, _cs, address = vcpu.trap_table.get(vector, (0, 0, 0))
     if not address:
         return vcpu.domain.crash(crash_report(vcpu, vector, error_code))
@@ -68,10 +68,11 @@ def deliver(vcpu, vector, error_code):
 
 
 def software_interrupt(vcpu, vector):
-    """int n: allowed to the guest kernel, and to guest user code when the
-    trap table gives it DPL 3; otherwise #GP, as with a hardware gate."""
+    """int n: allowed when the trap table's DPL for n is at least 1 (guest
+    kernel) or 3 (guest user); otherwise #GP(n << 3 | 2), as Xen's
+    do_general_protection and permit_softint decide."""
     flags, _cs, address = vcpu.trap_table.get(vector, (0, 0, 0))
-    if address and (vcpu.core.kernel_mode or flags & TI_DPL == 3):
+    if address and (flags & TI_DPL) >= (1 if vcpu.core.kernel_mode else 3):
         return bounce(vcpu, address, None, mask_events=bool(flags & TI_IF))
     vcpu.set_regs(rip=vcpu.regs()["rip"] - 2)      # report at the `int n` itself
     return deliver(vcpu, 13, vector << 3 | 2)
