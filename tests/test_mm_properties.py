@@ -126,7 +126,7 @@ class FrameTableMachine(RuleBasedStateMachine):
 
 
 FrameTableMachine.TestCase.settings = settings(
-    max_examples=25, stateful_step_count=30, deadline=None, derandomize=True,
+    max_examples=20, stateful_step_count=30, deadline=None, derandomize=True,
     suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -146,7 +146,7 @@ class PlantedNoTypeChangeFlush(FrameTableMachine):
                          ids=["bug1-type-after-validation", "bug2-no-flush-on-type-change"])
 def test_checker_catches_planted_bug(guests, planted):
     planted.TestCase.settings = settings(
-        max_examples=200, stateful_step_count=40, deadline=None, derandomize=True,
+        max_examples=60, stateful_step_count=30, deadline=None, derandomize=True,
         suppress_health_check=[HealthCheck.too_slow], report_multiple_bugs=False)
     with pytest.raises(AssertionError, match="mfn"):
         planted.TestCase("runTest").runTest()

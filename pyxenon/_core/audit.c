@@ -134,20 +134,34 @@ static uint64_t *table_of(struct xc_machine *m, uint64_t mfn)
                        _PAGE_AVAIL | _PAGE_AVAIL_HIGH | _PAGE_NX | PADDR_MASK)
 #define L1_ALLOWED ((UPPER_ALLOWED | _PAGE_GLOBAL) & ~_PAGE_GNTTAB)
 
+static int foreign(struct xc_machine *m, uint64_t table, uint64_t mfn)
+{
+    return mfn >= m->nr_frames || m->frames[mfn].owner != m->frames[table].owner;
+}
+
+static void check_grant_l1e(struct audit *a, uint64_t table, uint64_t e)
+{
+    struct xc_machine *m = a->m;
+    uint64_t mfn = (e & PADDR_MASK) >> PAGE_SHIFT;
+    if (mfn >= m->nr_frames || m->frames[mfn].owner >= OWNER_XEN || !m->frames[mfn].count) {
+        report(a, V_FOREIGN, table, e);
+        return;
+    }
+    if ((e & _PAGE_RW) && m->frames[mfn].type != PGT_WRITABLE)
+        report(a, V_WRITABLE_TABLE, mfn, e);
+}
+
 static void check_l1e(struct audit *a, uint64_t table, uint64_t e)
 {
     struct xc_machine *m = a->m;
     uint64_t mfn = (e & PADDR_MASK) >> PAGE_SHIFT;
     if (e & _PAGE_GNTTAB) {
-        if (mfn >= m->nr_frames || m->frames[mfn].owner >= OWNER_XEN || !m->frames[mfn].count)
-            report(a, V_FOREIGN, table, e);
-        if ((e & _PAGE_RW) && m->frames[mfn].type != PGT_WRITABLE)
-            report(a, V_WRITABLE_TABLE, mfn, e);
-        return;       /* its references belong to the grant (caller's extras) */
+        check_grant_l1e(a, table, e);   /* its references belong to the grant */
+        return;
     }
     if (e & ~L1_ALLOWED)
         report(a, V_BAD_FLAGS, table, e);
-    if (mfn >= m->nr_frames || m->frames[mfn].owner != m->frames[table].owner) {
+    if (foreign(m, table, mfn)) {
         report(a, V_FOREIGN, table, e);
         return;
     }
@@ -156,11 +170,19 @@ static void check_l1e(struct audit *a, uint64_t table, uint64_t e)
     hold(a, mfn, !!(e & _PAGE_RW));
 }
 
+/* An upper entry names the next level down, or (read-only) a validated
+ * table of its own level: a linear entry. */
+static int right_type(const struct page_info *pg, int level, uint64_t e)
+{
+    if (pg->type == level && !(e & _PAGE_RW) && (pg->flags & PGF_VALIDATED))
+        return 1;
+    return pg->type == level - 1 && (pg->flags & (PGF_VALIDATED | PGF_PARTIAL));
+}
+
 static void check_upper(struct audit *a, uint64_t table, int level, uint64_t e)
 {
     struct xc_machine *m = a->m;
     uint64_t mfn = (e & PADDR_MASK) >> PAGE_SHIFT;
-    struct page_info *pg;
     if (e & ~UPPER_ALLOWED)
         report(a, V_BAD_FLAGS, table, e);
     if (mfn == table) {
@@ -168,16 +190,18 @@ static void check_upper(struct audit *a, uint64_t table, int level, uint64_t e)
             report(a, V_WRITABLE_TABLE, table, e);
         return;
     }
-    if (mfn >= m->nr_frames || m->frames[mfn].owner != m->frames[table].owner) {
+    if (foreign(m, table, mfn)) {
         report(a, V_FOREIGN, table, e);
         return;
     }
-    pg = &m->frames[mfn];
-    if (pg->type == level && !(e & _PAGE_RW) && (pg->flags & PGF_VALIDATED))
-        ;   /* a linear entry */
-    else if (pg->type != level - 1 || !(pg->flags & (PGF_VALIDATED | PGF_PARTIAL)))
+    if (!right_type(&m->frames[mfn], level, e))
         report(a, V_BAD_TYPE, table, e);
     hold(a, mfn, 1);
+}
+
+static int xen_slot(int level, unsigned i)
+{
+    return level == PGT_L4 && i >= 256 && i <= 271;
 }
 
 /* The entries of a table that hold references: all of a validated one,
@@ -191,7 +215,7 @@ static void check_table(struct audit *a, uint64_t mfn)
         return;
     limit = (pg->flags & PGF_VALIDATED) ? 512 : (pg->flags & PGF_PARTIAL) ? pg->nr_validated : 0;
     for (unsigned i = 0; i < limit; i++) {
-        if (!(t[i] & _PAGE_PRESENT) || (pg->type == PGT_L4 && i >= 256 && i <= 271))
+        if (!(t[i] & _PAGE_PRESENT) || xen_slot(pg->type, i))
             continue;
         if (pg->type == PGT_L1)
             check_l1e(a, mfn, t[i]);
@@ -226,22 +250,29 @@ static void check_vcpu(struct audit *a, struct xc_vcpu *v)
         hold(a, v->old_guest_table, !v->old_guest_partial);
 }
 
+static int first_visit(struct audit *a, uint64_t mfn, int level, int rw)
+{
+    int64_t s = slot_of(a, mfn);
+    uint8_t bit = (uint8_t)(1u << (level * 2 - 2 + rw));
+    if (s < 0 || (a->seen[s] & bit))
+        return 0;
+    a->seen[s] |= bit;
+    return 1;
+}
+
 /* Walk the tables below mfn (a table of `level`), rw: every level above
  * allowed writes.  Each (table, level, rw) is walked once. */
 static void walk(struct audit *a, uint64_t mfn, int level, int rw)
 {
     struct xc_machine *m = a->m;
-    int64_t s = slot_of(a, mfn);
-    uint8_t bit = (uint8_t)(1u << (level * 2 - 2 + rw));
     const uint64_t *t;
-    if (s < 0 || (a->seen[s] & bit))
+    if (!first_visit(a, mfn, level, rw))
         return;
-    a->seen[s] |= bit;
     t = table_of(m, mfn);
     for (unsigned i = 0; i < 512; i++) {
         uint64_t e = t[i], child = (e & PADDR_MASK) >> PAGE_SHIFT;
         int crw = rw && (e & _PAGE_RW);
-        if (!(e & _PAGE_PRESENT) || (level == 4 && i >= 256 && i <= 271) || child >= m->nr_frames)
+        if (!(e & _PAGE_PRESENT) || xen_slot(level, i) || child >= m->nr_frames)
             continue;
         if (level > 1)
             walk(a, child, level - 1, crw);

@@ -13,6 +13,7 @@
 #define MMUEXT_TLB_FLUSH_ALL 10
 #define MMUEXT_INVLPG_ALL 11
 #define BUDGET 512               /* records per trap, as hypercalls/mmu.py */
+#define RECORD_WORK 16           /* a record's share of the trap's work budget */
 #define PREEMPTED (1U << 31)     /* MMU_UPDATE_PREEMPTED: a continued batch */
 #define MMU_NORMAL_PT_UPDATE 0
 #define MMU_PT_UPDATE_PRESERVE_AD 2
@@ -85,6 +86,7 @@ static int plain_batch(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *
 {
     uint32_t domid = a[4] & 0xFFFF;
     return a[2] <= BUDGET && (domid == DOMID_SELF || domid == v->domid) && !v->old_guest_table &&
+           m->work < m->work_budget &&
            (!a[3] || xc_translate(m, v, a[3], 1) >= 0);
 }
 
@@ -130,6 +132,7 @@ static uint32_t l1_updates(struct xc_machine *m, struct xc_vcpu *v, uint64_t req
         if (xc_copy_from_guest(m, v, u, reqs + (uint64_t)i * sizeof(u[0]), n * sizeof(u[0])))
             return i;
         for (j = 0; j < n && plain_l1(m, v, u[j].ptr); j++, i++) {
+            m->work += RECORD_WORK;
             *rc = xc_l1_update(m, v, u[j].ptr >> PAGE_SHIFT,
                                (u[j].ptr & (PAGE_SIZE - 1)) >> 3, u[j].val,
                                (u[j].ptr & 3) == MMU_PT_UPDATE_PRESERVE_AD);

@@ -255,27 +255,36 @@ static int put_final(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int 
     return rc;
 }
 
+/* The last type reference of a validated or partial table goes: its
+ * entries are dropped (which may stop part-way, -ERESTART). */
+static int put_last_table_ref(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int flags,
+                              int64_t ptpg)
+{
+    struct page_info *pg = page_of(m, mfn);
+    int was = pg->flags, rc;
+    pg->flags &= ~(PGF_VALIDATED | PGF_PARTIAL);
+    rc = put_final(m, v, mfn, was, flags & PTF_PREEMPTIBLE, ptpg);
+    if (was & PGF_PARTIAL)
+        xc_put_page(m, mfn);
+    return rc;
+}
+
 /* Xen's _put_page_type.  ptpg is the table whose entry held the reference
  * (-1: none), which tells a linear entry's reference from others. */
 int xc_put_type(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int flags, int64_t ptpg)
 {
     struct page_info *pg = page_of(m, mfn);
-    int was = pg->flags, rc;
-    if ((flags & PTF_PARTIAL_SET) && !(was & PGF_PARTIAL))
+    int linear = linear_ref(m, mfn, ptpg);
+    if ((flags & PTF_PARTIAL_SET) && !(pg->flags & PGF_PARTIAL))
         return 0;
     if (pg->type_count == 0)
         return 0;     /* unbalanced: leaking is safer than underflow */
-    if (pg->type_count == 1 && is_table(pg->type) && (was & (PGF_VALIDATED | PGF_PARTIAL))) {
-        pg->flags &= ~(PGF_VALIDATED | PGF_PARTIAL);
-        rc = put_final(m, v, mfn, was, flags & PTF_PREEMPTIBLE, ptpg);
-        if (was & PGF_PARTIAL)
-            xc_put_page(m, mfn);
-        return rc;
-    }
-    if (pg->type_count == 1 && !linear_ref(m, mfn, ptpg))
+    if (pg->type_count == 1 && is_table(pg->type) && (pg->flags & (PGF_VALIDATED | PGF_PARTIAL)))
+        return put_last_table_ref(m, v, mfn, flags, ptpg);
+    if (pg->type_count == 1 && !linear)
         stamp(m, pg);
     pg->type_count--;
-    if (linear_ref(m, mfn, ptpg))
+    if (linear)
         drop_linear(m, mfn, ptpg);
     return 0;
 }

@@ -169,29 +169,47 @@ static int promote_entry(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, 
     return get_entry(m, v, e, level, mfn, pflags | PTF_RETAIN_REF_ON_RESTART);
 }
 
+/* What a promotion does after entry i returned rc (Xen's promote_l[34]_table):
+ * stop part-way, hand the undoing to old_guest_table, or go on. */
+static int promote_outcome(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, unsigned i,
+                           int pflags, int rc)
+{
+    struct page_info *pg = &m->frames[mfn];
+    if (rc == -ERESTART)
+        stop_at(pg, i, PTF_PARTIAL_SET);
+    else if (rc == -EINTR && i)
+        stop_at(pg, i, pflags), rc = -ERESTART;
+    else if (rc < 0 && rc != -EINTR && i && v)
+        fail_at(m, v, mfn, i, pflags);
+    return rc;
+}
+
 int xc_promote_table(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int level,
                      int preemptible)
 {
     struct page_info *pg = &m->frames[mfn];
-    int pflags = partial_flag(pg), rc = 0;
-    unsigned i;
-    for (i = pg->nr_validated; i < 512; i++, pflags = 0) {
+    int pflags = partial_flag(pg), rc;
+    for (unsigned i = pg->nr_validated; i < 512; i++, pflags = 0) {
         m->work++;
         if (i > pg->nr_validated && preemptible && xc_preempt_check(m))
             rc = -EINTR;
         else if ((rc = promote_entry(m, v, mfn, i, level, pflags)) > 0)
             continue;
-        if (rc == -ERESTART)
-            stop_at(pg, i, PTF_PARTIAL_SET);
-        else if (rc == -EINTR && i)
-            stop_at(pg, i, pflags), rc = -ERESTART;
-        else if (rc < 0 && rc != -EINTR && i && v)
-            fail_at(m, v, mfn, i, pflags);
-        if (rc < 0)
+        if ((rc = promote_outcome(m, v, mfn, i, pflags, rc)) < 0)
             return rc;
         table_of(m, mfn)[i] = adjust(table_of(m, mfn)[i], level);
     }
     return 0;
+}
+
+/* Where a demotion stopped: partial at i, or preempted before entry i. */
+static int demote_outcome(struct page_info *pg, unsigned i, int pflags, int rc)
+{
+    if (rc == -ERESTART)
+        stop_at(pg, i, PTF_PARTIAL_SET);
+    else if (rc == -EINTR && i < 511)
+        stop_at(pg, i + !(pflags & PTF_PARTIAL_SET), pflags), rc = -ERESTART;
+    return rc > 0 ? 0 : rc;
 }
 
 /* Xen's demote_l[234]_table, from the last entry validated down to 0. */
@@ -207,21 +225,16 @@ int xc_demote_table(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int l
         m->work++;
         if (guest_slot(level, i))
             rc = put_entry(m, v, table_of(m, mfn)[i], mfn, pflags);
-        if (rc < 0)
+        if (rc < 0 || i == 0)
             break;
         pflags = 0;
-        if (i-- == 0)
-            break;
+        i--;
         if (preemptible && xc_preempt_check(m)) {
             rc = -EINTR;
             break;
         }
     }
-    if (rc == -ERESTART)
-        stop_at(pg, i, PTF_PARTIAL_SET);
-    else if (rc == -EINTR && i < 511)
-        stop_at(pg, i + !(pflags & PTF_PARTIAL_SET), pflags), rc = -ERESTART;
-    return rc > 0 ? 0 : rc;
+    return demote_outcome(pg, i, pflags, rc);
 }
 
 /* -- changing one entry -------------------------------------------------------------- */

@@ -32,6 +32,7 @@ def report_done(vcpu, done_va, done):
 
 
 BUDGET = 512     # records per trap; the rest through a continuation
+RECORD_WORK = 16 # what one record costs of the trap's work budget (as _core/mmu.c)
 
 
 def batch(vcpu, nr, items_va, count, done_va, foreigndom, size, one):
@@ -49,20 +50,27 @@ def batch(vcpu, nr, items_va, count, done_va, foreigndom, size, one):
     preempted = count & PREEMPTED
     count &= ~PREEMPTED
     done = read_done(vcpu, done_va) if preempted else 0
-    todo = min(count, BUDGET)
-    i = 0
-    try:
-        for raw in records(vcpu, items_va, todo, size):
-            if i and (vcpu.core.old_guest_table or out_of_work(vcpu)):
-                break
-            run_record(vcpu, one, raw, items_va + i * size, count - i, done_va, foreigndom)
-            i += 1
-            done += 1
-    finally:
-        report_done(vcpu, done_va, done)
+    i = run_records(vcpu, one, (items_va, count, done_va, foreigndom), size, done)
     if i < count:
         raise Continuation(items_va + i * size, (count - i) | PREEMPTED, done_va, foreigndom)
     return 0
+
+
+def run_records(vcpu, one, args, size, done):
+    """Records until one fails, the trap's share is done, or a table's put
+    was left unfinished; how many were done (and the done count written)."""
+    items_va, count, done_va, foreigndom = args
+    i = 0
+    try:
+        for raw in records(vcpu, items_va, min(count, BUDGET), size):
+            if i and (vcpu.core.old_guest_table or out_of_work(vcpu)):
+                break
+            run_record(vcpu, one, raw, items_va + i * size, count - i, done_va, foreigndom)
+            vcpu.domain.machine.core.work += RECORD_WORK
+            i += 1
+    finally:
+        report_done(vcpu, done_va, done + i)
+    return i
 
 
 def finish_old_table(ft, vcpu, args):

@@ -76,11 +76,15 @@ def describe(v):
     return f"mfn {v.mfn:#x}: {text} (detail {v.detail:#x})"
 
 
+def flat(rows):
+    return [x for row in rows for x in row]
+
+
 def findings(machine):
     """What is wrong with the machine's state now, one line each."""
-    live = [d for d in machine.domains.values() if d.state != DEAD]
-    ranges = [x for d in live for x in (d.first_mfn, d.nr_pages + EXTRA_FRAMES)]
-    extra = [x for triple in held_by_python(machine) for x in triple]
+    ranges = flat((d.first_mfn, d.nr_pages + EXTRA_FRAMES)
+                  for d in machine.domains.values() if d.state != DEAD)
+    extra = flat(held_by_python(machine))
     out = ffi.new("struct xc_violation[]", MAX_REPORTED)
     n = lib.xc_audit(machine.core, ffi.new("uint64_t[]", ranges or [0]), len(ranges) // 2,
                      ffi.new("uint64_t[]", extra or [0]), len(extra) // 3, out, MAX_REPORTED)

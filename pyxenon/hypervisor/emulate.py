@@ -233,27 +233,35 @@ def emulate_ptwr(vcpu):
     """A write to one of the guest's own L1 page tables (mapped read-only)
     becomes a checked update of that entry, as Xen's writable-pagetable
     assist does.  False: an ordinary #PF for the guest."""
-    from .mm import L1
-
     core = vcpu.core
     if core.error_code & PFEC_PRESENT_WRITE != PFEC_PRESENT_WRITE or not core.kernel_mode:
         return False
-    # Unicorn reports the page only: the entry written is the instruction's operand.
-    va = fault_address(vcpu, core.error_code)
-    ma = lib.xc_translate(vcpu.domain.machine.core, core, va, 0)
     frames = vcpu.domain.machine.frame_table
-    if ma < 0 or va & 7 or not frames.is_table(ma >> 12, L1) or leaf_writable(vcpu, frames, va):
-        return False
+    ma = ptwr_entry(vcpu, frames)
     regs = vcpu.regs()
-    insn = decode(vcpu, regs["rip"])
+    insn = decode(vcpu, regs["rip"]) if ma is not None else None
     if insn is None or insn.mnemonic not in ("mov", "xchg", "cmpxchg"):
         return False
     table, index = ma >> 12, (ma & 0xFFF) // 8
     old = frames.read_entry(table, index)
     value = ptwr_value(insn, regs, old)
-    if value is None or not frames.owned(table, vcpu.domain):
+    if value is None:
         return False
     return apply_ptwr(vcpu, frames, table, index, value, insn, regs, old)
+
+
+def ptwr_entry(vcpu, frames):
+    """Machine address of the L1 entry the faulting write aims at, or None.
+    Unicorn reports the page only: the entry is the instruction's operand."""
+    from .mm import L1
+
+    va = fault_address(vcpu, vcpu.core.error_code)
+    ma = lib.xc_translate(vcpu.domain.machine.core, vcpu.core, va, 0)
+    if ma < 0 or va & 7 or not frames.owned(ma >> 12, vcpu.domain):
+        return None
+    if not frames.is_table(ma >> 12, L1) or leaf_writable(vcpu, frames, va):
+        return None
+    return ma
 
 
 def leaf_writable(vcpu, frames, va):
