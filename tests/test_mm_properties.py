@@ -11,7 +11,7 @@ import struct
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from pyxenon._core import lib
@@ -126,7 +126,7 @@ class FrameTableMachine(RuleBasedStateMachine):
 
 
 FrameTableMachine.TestCase.settings = settings(
-    max_examples=20, stateful_step_count=30, deadline=None, derandomize=True,
+    max_examples=60, stateful_step_count=30, deadline=None, derandomize=True,
     suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -147,6 +147,7 @@ class PlantedNoTypeChangeFlush(FrameTableMachine):
 def test_checker_catches_planted_bug(guests, planted):
     planted.TestCase.settings = settings(
         max_examples=60, stateful_step_count=30, deadline=None, derandomize=True,
+        phases=[Phase.generate],      # finding it is the point; no shrinking
         suppress_health_check=[HealthCheck.too_slow], report_multiple_bugs=False)
     with pytest.raises(AssertionError, match="mfn"):
         planted.TestCase("runTest").runTest()
