@@ -6,14 +6,15 @@ translations), and every mapping names a frame its domain may reach.
 The walk is in C (_core/audit.c); this side adds the references only
 Python holds (grant mappings, registered vcpu_info, Xen's pages lent to a
 domain), checks the grant maptrack against the tables, and names what it
-found.  Used by the property tests, the fuzzer, and `Host(audit=True)`.
+found.  Used by the property tests, the fuzzer, and the host's debug mode
+($PYXENON_CHECK_STATE=1: a check after every slice).
 """
 import struct
 
 from pyxenon._core import ffi, lib
 
 from .domain import DEAD
-from .machine import EXTRA_FRAMES
+from .grants import MAX_FRAMES
 from .mm import GNTTAB, PRESENT
 
 MAX_REPORTED = 64
@@ -82,7 +83,7 @@ def flat(rows):
 
 def findings(machine):
     """What is wrong with the machine's state now, one line each."""
-    ranges = flat((d.first_mfn, d.nr_pages + EXTRA_FRAMES)
+    ranges = flat((d.first_mfn, d.nr_pages + 1 + MAX_FRAMES)   # RAM, shared_info, grant frames
                   for d in machine.domains.values() if d.state != DEAD)
     extra = flat(held_by_python(machine))
     out = ffi.new("struct xc_violation[]", MAX_REPORTED)

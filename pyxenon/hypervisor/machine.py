@@ -4,13 +4,14 @@ A host has one Machine.  Every domain's vcpus run on the machine's single
 Unicorn engine, one at a time, as Xen's domains share one physical CPU:
 switching domains is a register-context switch plus a TLB flush in C.
 """
+import os
 import time
 
 from pyxenon._core import ffi, lib
 
 from pyxenon.public import errno
 
-from . import grants
+from . import audit as checker, grants
 from .domain import DEAD, Domain
 from .errors import HypercallError
 from .mm import FrameTable
@@ -52,6 +53,10 @@ class Machine:
         self.shutdown_listeners = []  # f(domain), called outside the engine
         self.shutdown_queue = []
         self.destroy_listeners = []   # f(domain), before its memory goes
+        # Debug mode: the whole-state checker after every slice (hypervisor/audit.py).
+        self.check_state = os.environ.get("PYXENON_CHECK_STATE") == "1"
+        if self.check_state:
+            checker.shadow_tlb(self)
 
     def close(self):
         for domain in list(self.domains.values()):
@@ -144,6 +149,8 @@ class Machine:
             domain = self.shutdown_queue.pop(0)
             for listener in self.shutdown_listeners:
                 listener(domain)
+        if self.check_state:
+            checker.check(self)   # raises audit.Violation, naming what broke
 
     def run(self, timeout=None):
         """Run every domain until none can run (or timeout seconds pass)."""
