@@ -222,6 +222,10 @@ static void check_table(struct audit *a, uint64_t mfn)
         else
             check_upper(a, mfn, pg->type, t[i]);
     }
+    /* PTF_partial_set: the entry where it stopped holds a general reference;
+     * the type reference is the child's own partial state. */
+    if ((pg->flags & PGF_PARTIAL) && (pg->flags & PGF_PARTIAL_SET) && limit < 512)
+        hold_n(a, (t[limit] & PADDR_MASK) >> PAGE_SHIFT, 1, 0);
 }
 
 static void check_frame_state(struct audit *a, uint64_t mfn)

@@ -73,7 +73,7 @@ import tempfile
 import time
 import traceback
 
-from pyxenon._core import ffi
+from pyxenon._core import ffi, lib
 from pyxenon.errors import UserInputError
 from pyxenon.hypervisor import audit, mm
 from pyxenon.hypervisor import events as evtchn
@@ -302,6 +302,12 @@ def call_op(slot, nr, args, writes=()):
             "writes": [[va & MASK64, bytes(data).hex()] for va, data in writes]}
 
 
+def touch_op(slot, va, write):
+    """The guest accesses va: what the access leaves in the TLB (the model
+    of guest code touching memory; the checker looks at the TLB)."""
+    return {"op": "touch", "slot": slot, "va": va & MASK64, "write": bool(write)}
+
+
 def store_op(slot, mfn, offset, data):
     """A plain store by the guest into a frame of its own (e.g. its grant table)."""
     return {"op": "store", "slot": slot, "mfn": mfn, "offset": offset, "data": bytes(data).hex()}
@@ -348,6 +354,7 @@ class World:
         self.policy = parse_policy(POLICY, "<fuzz policy>")
         self.host = Host(memory_mib=MEMORY_MIB, deterministic=True, policy=self.policy)
         self.machine = self.host.machine
+        audit.shadow_tlb(self.machine)      # the checker sees what the TLB may hold
         self.slots = [None] * len(SLOTS)
         self.bad_results = []     # (text, nr, problem) from ResultCheck
         self.unraisable = []      # sys.unraisablehook records
@@ -410,7 +417,15 @@ class World:
             return self.store(op)
         if kind == "destroy":
             return self.destroy(op["slot"])
+        if kind == "touch":
+            return self.touch(op)
         return self.run(op["rounds"])
+
+    def touch(self, op):
+        dom = self.domain(op["slot"])
+        if dom is None:
+            return None
+        return lib.xc_tlb_probe(self.machine.core, dom.vcpus[0].core, op["va"], int(op["write"]))
 
     def destroy(self, slot):
         """The toolstack destroys a domain (the slot gets a new one)."""
@@ -684,9 +699,18 @@ def check_frames(view, tables):
     check_untouched_tables(view, tables)
     for mfn, level in tables:
         check_table(view, mfn, level)
+    if unfinished(view):
+        return      # partial (de)validation in flight: the C checker (audit) counts those
     count_holders(view)
     count_grant_holders(view)
     compare_counts(view)
+
+
+def unfinished(view):
+    """A table left part-way, or a put the vcpu has yet to finish."""
+    machine = view.world.machine
+    return any(v.core.old_guest_table for v in view.dom.vcpus) or any(
+        machine.core.frames[mfn].flags & lib.PGF_PARTIAL for mfn in range(view.first, view.end))
 
 
 def check_ownership(view):
@@ -1517,6 +1541,64 @@ def recipe_new_l1(m, slot):
                             tail=(1, 0, xen.DOMID_SELF))
 
 
+def recipe_self_reference(m, slot):
+    """The isolation issue's first breach: a plain page naming itself
+    writable, unmapped, then hooked in (or pinned) as a table of any level."""
+    dom = m.world.domain(slot)
+    va, frame = m.scratch_frame(dom)
+    yield store_op(slot, frame, m.rng.randrange(512) * 8, struct.pack("<Q", frame << 12 | 0x67))
+    yield call_op(slot, xen.HYPERVISOR_update_va_mapping, [va, 0, m.rng.choice((0, 2))])
+    dom = m.world.domain(slot)
+    if dom is None:
+        return
+    level = m.rng.choice((mm.L2, mm.L3, mm.L4))
+    parents = [t for t, lv in m.world.tables.get(dom.domid, ()) if lv == level + 1]
+    if parents and m.chance(0.6):
+        req = struct.pack("<QQ", m.rng.choice(parents) << 12 | m.rng.randrange(256) * 8,
+                          frame << 12 | 0x67)
+        yield m.buffer_call(dom, slot, xen.HYPERVISOR_mmu_update, (), data=req,
+                            tail=(1, 0, xen.DOMID_SELF))
+    else:
+        pin = struct.pack("<IxxxxQQ", xen.MMUEXT_PIN_L1_TABLE + level - 1, frame, 0)
+        yield m.buffer_call(dom, slot, xen.HYPERVISOR_mmuext_op, (), data=pin,
+                            tail=(1, 0, xen.DOMID_SELF))
+
+
+def recipe_stale_retype(m, slot):
+    """The second breach: a write leaves the frame writable in the TLB, the
+    mapping goes without a flush, the frame becomes a table."""
+    dom = m.world.domain(slot)
+    va, frame = m.scratch_frame(dom)
+    yield call_op(slot, xen.HYPERVISOR_update_va_mapping, [va, frame << 12 | 0x67, 0])
+    yield touch_op(slot, va, True)
+    yield call_op(slot, xen.HYPERVISOR_update_va_mapping, [va, 0, 0])
+    dom = m.world.domain(slot)
+    if dom is None:
+        return
+    cmd = m.rng.choice((xen.MMUEXT_PIN_L1_TABLE, xen.MMUEXT_PIN_L2_TABLE,
+                        xen.MMUEXT_PIN_L3_TABLE, xen.MMUEXT_PIN_L4_TABLE))
+    pin = struct.pack("<IxxxxQQ", cmd, frame, 0)
+    yield m.buffer_call(dom, slot, xen.HYPERVISOR_mmuext_op, (), data=pin,
+                        tail=(1, 0, xen.DOMID_SELF))
+    yield touch_op(slot, va, m.chance(0.5))
+
+
+def recipe_linear_or_unhook(m, slot):
+    """An upper entry naming a table of its own level (a linear entry,
+    read-only or not), or cleared (a table unhooked without a flush)."""
+    dom = m.world.domain(slot)
+    tables = [t for t in m.world.tables.get(dom.domid, ()) if t[1] >= mm.L2]
+    if not tables:
+        return
+    table, level = m.rng.choice(tables)
+    same = [t for t, lv in m.world.tables.get(dom.domid, ()) if lv == level]
+    val = m.rng.choice(same) << 12 | m.rng.choice((0x25, 0x27)) if m.chance(0.7) else 0
+    req = struct.pack("<QQ", table << 12 | m.rng.randrange(512) * 8, val)
+    yield m.buffer_call(dom, slot, xen.HYPERVISOR_mmu_update, (), data=req,
+                        tail=(1, 0, xen.DOMID_SELF))
+    yield touch_op(slot, m.va(dom), m.chance(0.5))
+
+
 def recipe_long_batch(m, slot):
     """A multicall of grant-table batches, each over the megabytes of free
     padding: how long can one hypercall keep the hypervisor busy?"""
@@ -1529,7 +1611,8 @@ def recipe_long_batch(m, slot):
 
 
 RECIPES = (recipe_grant_map, recipe_grant_map, recipe_grant_unmap, recipe_evtchn_connect,
-           recipe_new_l1)
+           recipe_new_l1) * 2 + (recipe_self_reference, recipe_stale_retype,
+                                 recipe_linear_or_unhook)
 RECIPE_CHANCE = 0.08          # a step is a recipe
 LONG_BATCH_CHANCE = 0.00002   # a step is recipe_long_batch (each costs up to CALL_LIMIT)
 
