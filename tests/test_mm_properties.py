@@ -114,6 +114,22 @@ class FrameTableMachine(RuleBasedStateMachine):
         val = target << 12 | 0x65 | (2 if rw else 0) if present else 0
         self.hypercall(xen.HYPERVISOR_update_va_mapping, va, val, 0)
 
+    @rule(data=st.data(), level=st.integers(0, 3))
+    def retype_without_flush(self, data, level):
+        """The second breach: a write caches the frame writable, its mapping
+        goes without a flush, and the frame is pinned as a table."""
+        va = data.draw(st.sampled_from(self.vas))
+        try:
+            table, index = self.t.l1_slot(self.vcpu.core.cr3, va)
+        except Exception:
+            return
+        entry = self.t.read_entry(table, index)
+        if not entry & mm.RW or not entry & mm.PRESENT:
+            return
+        lib.xc_tlb_probe(self.machine.core, self.vcpu.core, va, 1)
+        self.hypercall(xen.HYPERVISOR_update_va_mapping, va, 0, 0)
+        self.mmuext(xen.MMUEXT_PIN_L1_TABLE + level, mm.entry_mfn(entry))
+
     @rule(data=st.data(), level=st.integers(0, 4))
     def pin_or_unpin(self, data, level):
         mfn = data.draw(st.sampled_from(self.frames))

@@ -206,6 +206,23 @@ static int xen_slot(int level, unsigned i)
 
 /* The entries of a table that hold references: all of a validated one,
  * those below nr_validated of a partial one. */
+/* PTF_partial_set: the entry where a table stopped holds a general
+ * reference; the type reference is the child's own partial state. */
+static void check_partial_entry(struct audit *a, const struct page_info *pg, uint64_t e)
+{
+    if (pg->flags & PGF_PARTIAL_SET)
+        hold_n(a, (e & PADDR_MASK) >> PAGE_SHIFT, 1, 0);
+}
+
+/* How many leading entries hold references: all of a validated table,
+ * those below nr_validated of a partial one. */
+static unsigned holding_entries(const struct page_info *pg)
+{
+    if (pg->flags & PGF_VALIDATED)
+        return 512;
+    return (pg->flags & PGF_PARTIAL) ? pg->nr_validated : 0;
+}
+
 static void check_table(struct audit *a, uint64_t mfn)
 {
     struct page_info *pg = &a->m->frames[mfn];
@@ -213,7 +230,7 @@ static void check_table(struct audit *a, uint64_t mfn)
     unsigned limit;
     if (pg->type < PGT_L1 || pg->type > PGT_L4 || !pg->type_count)
         return;
-    limit = (pg->flags & PGF_VALIDATED) ? 512 : (pg->flags & PGF_PARTIAL) ? pg->nr_validated : 0;
+    limit = holding_entries(pg);
     for (unsigned i = 0; i < limit; i++) {
         if (!(t[i] & _PAGE_PRESENT) || xen_slot(pg->type, i))
             continue;
@@ -222,10 +239,8 @@ static void check_table(struct audit *a, uint64_t mfn)
         else
             check_upper(a, mfn, pg->type, t[i]);
     }
-    /* PTF_partial_set: the entry where it stopped holds a general reference;
-     * the type reference is the child's own partial state. */
-    if ((pg->flags & PGF_PARTIAL) && (pg->flags & PGF_PARTIAL_SET) && limit < 512)
-        hold_n(a, (t[limit] & PADDR_MASK) >> PAGE_SHIFT, 1, 0);
+    if ((pg->flags & PGF_PARTIAL) && limit < 512)
+        check_partial_entry(a, pg, t[limit]);
 }
 
 static void check_frame_state(struct audit *a, uint64_t mfn)
@@ -288,7 +303,7 @@ static void walk(struct audit *a, uint64_t mfn, int level, int rw)
 static void check_tlb(struct audit *a)
 {
     struct xc_machine *m = a->m;
-    if (!m->shadow || !m->current || m->flush_pending)
+    if (!m->shadow || m->flush_pending)
         return;           /* a pending flush empties the TLB before the guest runs again */
     for (uint32_t i = 0; i < m->shadow->n; i++) {
         uint64_t mfn = m->shadow->e[i].paddr >> PAGE_SHIFT;

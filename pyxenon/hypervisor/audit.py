@@ -15,7 +15,7 @@ from pyxenon._core import ffi, lib
 
 from .domain import DEAD
 from .grants import MAX_FRAMES
-from .mm import GNTTAB, PRESENT
+from .mm import GNTTAB, PRESENT, RW
 
 MAX_REPORTED = 64
 MESSAGES = {
@@ -68,6 +68,9 @@ def grant_findings(machine):
             if not entry & PRESENT or not entry & GNTTAB or (entry >> 12) & ((1 << 40) - 1) != m.mfn:
                 out.append(f"d{domain.domid} grant handle {handle}: its entry at "
                            f"{m.pte_ma:#x} no longer maps mfn {m.mfn:#x}")
+            elif entry & RW and m.readonly:
+                out.append(f"d{domain.domid} grant handle {handle}: a read-only grant "
+                           f"mapped writable at {m.pte_ma:#x}")
     return out
 
 
