@@ -86,11 +86,15 @@ enum xc_stop {
 #define XC_VECTOR_SOFT 0x200
 
 /* Xen's hypercall_preempt_check, counted in work instead of time so that a
- * deterministic run repeats: a unit is a byte a handler copies; a multicall
- * entry costs XC_ENTRY_COST.  A trap past the budget continues (Xen's
- * hypercall continuation), so no one trap holds the engine for long. */
-#define XC_TRAP_BUDGET 65536
+ * deterministic run repeats (xc_machine.work, reset at each trap): a unit
+ * is a byte of guest memory a handler copies or validates (a page-table
+ * entry visited costs 8, a whole L1 4096); a batch or multicall entry costs
+ * XC_ENTRY_COST.  A trap past XC_WORK_BUDGET continues (Xen's hypercall
+ * continuation; -ERESTART part-way through a table), so no one trap holds
+ * the engine for long: about a millisecond of C validation. */
+#define XC_WORK_BUDGET (512 * 1024)
 #define XC_ENTRY_COST 64
+#define XC_PTE_COST 8
 
 /* Frame owners that are not domains (Xen's DOMID_ values). */
 #define OWNER_XEN 0x7FF2
@@ -133,10 +137,6 @@ struct page_info {
 #define PLANT_TYPE_AFTER_VALIDATION 1  /* bug 1: the type was recorded only once validated */
 #define PLANT_NO_TYPE_CHANGE_FLUSH 2   /* bug 2: no flush when a frame's type changes */
 
-/* Page-table entries a trap may visit before a preemptible operation stops
- * (about a millisecond of validation in C). */
-#define XC_WORK_BUDGET 65536
-
 /* Xen's -ERESTART: the operation stopped part-way and continues when called again. */
 #ifndef ERESTART
 #define ERESTART 85
@@ -173,7 +173,7 @@ struct xc_vcpu {
     uint16_t domid;
     uint16_t vcpu_id;
     uint32_t kernel_mode; /* guest kernel (1) or guest user (0) mode */
-    uint32_t trap_work;   /* work done in this trap, in XC_TRAP_BUDGET's units */
+    uint32_t pad0;
     uint64_t event_callback; /* the guest's event callback address (0: none) */
     uint64_t vcpu_info_ma;   /* machine address of this vcpu's vcpu_info */
     int32_t blocked;      /* blocked or polling: the scheduler passes it by */
@@ -223,8 +223,8 @@ struct xc_machine {
     uint64_t slices;      /* slices run */
     uint64_t chain_ns;    /* how long xc_run_chain may go on in C (0: never chain) */
     uint32_t tlbflush_clock; /* TLB flushes so far: page_info.tlbflush_stamp's clock */
-    uint64_t work;        /* page-table entries visited in this trap (preemption) */
-    uint64_t work_budget; /* past this many, a preemptible operation stops (-ERESTART) */
+    uint64_t work;        /* work done in this trap (XC_WORK_BUDGET's units) */
+    uint64_t work_budget; /* past it, a preemptible operation stops (XC_WORK_BUDGET) */
     struct xc_tlb_shadow *shadow; /* what the engine's TLB may hold (checking only), or NULL */
     uint32_t plant;       /* the checker's own tests only: reintroduce a fixed bug (PLANT_*) */
     uint32_t tsc_mul;     /* vcpu_time_info's tsc_to_system_mul (0: frozen clock) */

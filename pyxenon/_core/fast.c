@@ -65,9 +65,9 @@ struct multicall_entry {         /* public/xen.h */
 static int fast_entry(struct xc_machine *m, struct xc_vcpu *v, uint32_t i, uint64_t va,
                       struct multicall_entry *e)
 {
-    if (i && v->trap_work >= XC_TRAP_BUDGET)
+    if (i && m->work >= m->work_budget)
         return 0;
-    v->trap_work += XC_ENTRY_COST;
+    m->work += XC_ENTRY_COST;
     return !xc_copy_from_guest(m, v, e, va, sizeof(*e)) && e->op != HYPERVISOR_multicall &&
            e->op != HYPERVISOR_sched_op && xc_translate(m, v, va + 8, 1) >= 0;
 }

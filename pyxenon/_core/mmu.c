@@ -13,7 +13,6 @@
 #define MMUEXT_TLB_FLUSH_ALL 10
 #define MMUEXT_INVLPG_ALL 11
 #define BUDGET 512               /* records per trap, as hypercalls/mmu.py */
-#define RECORD_WORK 16           /* a record's share of the trap's work budget */
 #define PREEMPTED (1U << 31)     /* MMU_UPDATE_PREEMPTED: a continued batch */
 #define MMU_NORMAL_PT_UPDATE 0
 #define MMU_PT_UPDATE_PRESERVE_AD 2
@@ -132,7 +131,7 @@ static uint32_t l1_updates(struct xc_machine *m, struct xc_vcpu *v, uint64_t req
         if (xc_copy_from_guest(m, v, u, reqs + (uint64_t)i * sizeof(u[0]), n * sizeof(u[0])))
             return i;
         for (j = 0; j < n && plain_l1(m, v, u[j].ptr); j++, i++) {
-            m->work += RECORD_WORK;
+            m->work += XC_ENTRY_COST;
             *rc = xc_l1_update(m, v, u[j].ptr >> PAGE_SHIFT,
                                (u[j].ptr & (PAGE_SIZE - 1)) >> 3, u[j].val,
                                (u[j].ptr & 3) == MMU_PT_UPDATE_PRESERVE_AD);

@@ -117,7 +117,7 @@ int xc_descriptor_ok(uint64_t desc)
 static int promote_seg_desc(struct xc_machine *m, uint64_t mfn)
 {
     const uint64_t *t = table_of(m, mfn);
-    m->work += 512;
+    m->work += 512 * XC_PTE_COST;
     for (int i = 0; i < 512; i++)
         if (!xc_descriptor_ok(t[i]))
             return -EINVAL;
@@ -404,7 +404,7 @@ int xc_promote_l1(struct xc_machine *m, struct xc_vcpu *v, uint64_t table)
 {
     uint64_t *t = table_of(m, table);
     uint16_t domid = m->frames[table].owner;
-    m->work += 512;
+    m->work += 512 * XC_PTE_COST;
     for (int i = 0; i < 512; i++) {
         int rc;
         if (!(t[i] & _PAGE_PRESENT))
@@ -422,7 +422,7 @@ int xc_promote_l1(struct xc_machine *m, struct xc_vcpu *v, uint64_t table)
 void xc_demote_l1(struct xc_machine *m, struct xc_vcpu *v, uint64_t table)
 {
     uint64_t *t = table_of(m, table);
-    m->work += 512;
+    m->work += 512 * XC_PTE_COST;
     for (int i = 0; i < 512; i++)
         xc_put_l1e(m, v, t[i]);
 }

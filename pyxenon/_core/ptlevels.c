@@ -190,7 +190,7 @@ int xc_promote_table(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int 
     struct page_info *pg = &m->frames[mfn];
     int pflags = partial_flag(pg), rc;
     for (unsigned i = pg->nr_validated; i < 512; i++, pflags = 0) {
-        m->work++;
+        m->work += XC_PTE_COST;
         if (i > pg->nr_validated && preemptible && xc_preempt_check(m))
             rc = -EINTR;
         else if ((rc = promote_entry(m, v, mfn, i, level, pflags)) > 0)
@@ -222,7 +222,7 @@ int xc_demote_table(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int l
     if (i >= 512)
         return 0;            /* nothing was validated */
     for (;;) {
-        m->work++;
+        m->work += XC_PTE_COST;
         if (guest_slot(level, i))
             rc = put_entry(m, v, table_of(m, mfn)[i], mfn, pflags);
         if (rc < 0 || i == 0)

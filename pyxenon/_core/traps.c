@@ -60,7 +60,6 @@ void xc_hook_syscall(uc_engine *uc, void *data)
     uc_reg_read_batch(uc, (int *)arg_regs, ptrs, 3);
     v->hypercalls++;
     m->work = 0;          /* a new trap: preemptible work starts over */
-    v->trap_work = 0;
     two = xc_fast_two_args(a[0]);
     if (!two || !xc_fast_hypercall(m, v, a, &rc)) {
         uc_reg_read_batch(uc, (int *)arg_regs + 3, ptrs + 3, 3);
@@ -157,7 +156,6 @@ int64_t xc_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a)
 {
     v->hypercalls++;
     m->work = 0;
-    v->trap_work = 0;
     return dispatch(m, v, a);
 }
 

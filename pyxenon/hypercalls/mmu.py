@@ -3,7 +3,8 @@ page tables passes the frame-type checks in hypervisor/mm.py."""
 import struct
 
 from pyxenon._core import lib
-from pyxenon.hypervisor.errors import Continuation, GuestFault, HypercallError, sub_op
+from pyxenon.hypervisor.errors import (Continuation, GuestFault, HypercallError, preempt_check,
+                                       spend, sub_op)
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
 from pyxenon.hypervisor.mm import ERESTART, L1, WRITABLE
 from pyxenon.public import errno, xen
@@ -32,7 +33,6 @@ def report_done(vcpu, done_va, done):
 
 
 BUDGET = 512     # records per trap; the rest through a continuation
-RECORD_WORK = 16 # what one record costs of the trap's work budget (as _core/mmu.c)
 
 
 def batch(vcpu, nr, items_va, count, done_va, foreigndom, size, one):
@@ -63,10 +63,10 @@ def run_records(vcpu, one, args, size, done):
     i = 0
     try:
         for raw in records(vcpu, items_va, min(count, BUDGET), size):
-            if i and (vcpu.core.old_guest_table or out_of_work(vcpu)):
+            if i and (vcpu.core.old_guest_table or preempt_check(vcpu)):
                 break
             run_record(vcpu, one, raw, items_va + i * size, count - i, done_va, foreigndom)
-            vcpu.domain.machine.core.work += RECORD_WORK
+            spend(vcpu, lib.XC_ENTRY_COST)
             i += 1
     finally:
         report_done(vcpu, done_va, done + i)
@@ -93,11 +93,6 @@ def run_record(vcpu, one, raw, va, left, done_va, foreigndom):
         if vcpu.core.old_guest_table:    # undo the failed table first, then fail
             raise Continuation(0, PREEMPTED, 0, -e.errno & 0xFFFFFFFF) from None
         raise
-
-
-def out_of_work(vcpu):
-    core = vcpu.domain.machine.core
-    return core.work >= core.work_budget
 
 
 def signed32(value):

@@ -33,14 +33,14 @@ class Continuation(Exception):
 def spend(vcpu, units):
     """Count work done in this trap (units: bytes copied; XC_ENTRY_COST a
     multicall entry).  The C trap entry starts each trap at zero."""
-    core = vcpu.core
-    core.trap_work = min(core.trap_work + units, lib.XC_TRAP_BUDGET)   # a uint32_t
+    vcpu.domain.machine.core.work += units
 
 
 def preempt_check(vcpu):
     """Xen's hypercall_preempt_check, by work rather than wall time, so a
     --deterministic run repeats: True once this trap has used its budget."""
-    return vcpu.core.trap_work >= lib.XC_TRAP_BUDGET
+    core = vcpu.domain.machine.core
+    return core.work >= core.work_budget
 
 
 def sub_op(ops, cmd):
