@@ -293,13 +293,17 @@ int xc_put_type(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int flags
 int xc_get_page_and_type(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, uint16_t domid,
                          int type, int flags)
 {
+    uint64_t unfinished = v ? v->old_guest_table : 0;
     int rc;
     if (!(flags & PTF_PARTIAL_SET) && !xc_get_page(m, mfn, domid))
         return -EINVAL;
     rc = xc_get_type(m, v, mfn, type, flags & PTF_PREEMPTIBLE);
     if (rc == 0 || (flags & PTF_PARTIAL_SET))
         return rc;
-    if (!(v && v->old_guest_table == mfn) &&
+    /* A validation that failed part-way hands this reference to
+     * old_guest_table -- only if this call made it so: a put left
+     * unfinished by an earlier hypercall holds its own. */
+    if (!(v && v->old_guest_table == mfn && unfinished != mfn) &&
         !((flags & PTF_RETAIN_REF_ON_RESTART) && rc == -ERESTART))
         xc_put_page(m, mfn);
     return rc;

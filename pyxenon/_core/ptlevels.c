@@ -352,13 +352,14 @@ static int defer_put(struct xc_vcpu *v, uint64_t mfn, int rc)
 /* MMUEXT_PIN_L[1234]_TABLE. */
 int xc_pin(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int level)
 {
+    uint64_t unfinished = v->old_guest_table;
     int rc;
     if (!xc_get_page(m, mfn, v->domid))
         return -EINVAL;
     rc = xc_get_type(m, v, mfn, level, 1);
     if (rc) {
-        if (v->old_guest_table != mfn)
-            xc_put_page(m, mfn);
+        if (v->old_guest_table != mfn || unfinished == mfn)
+            xc_put_page(m, mfn);     /* else the failed validation's undoing holds it */
         return rc == -EINTR ? -ERESTART : rc;
     }
     if (!(m->frames[mfn].flags & PGF_PINNED)) {

@@ -69,7 +69,7 @@ def run_records(vcpu, one, args, size, done):
             spend(vcpu, lib.XC_ENTRY_COST)
             i += 1
     finally:
-        report_done(vcpu, done_va, done + i)
+        report_done(vcpu, done_va, (done + i) & 0xFFFFFFFF)   # Xen's unsigned int
     return i
 
 
