@@ -2,7 +2,9 @@
 
 The guest writes into out[] and advances out_prod, then signals the console
 port; the backend copies out what lies between out_cons and out_prod, moves
-out_cons on, and signals back so a guest waiting for room can continue.
+out_cons on, and signals back so a guest waiting for room can continue --
+only then: a signal with nothing to take gets no answer (xenconsoled's
+buffer_append, tools/console/daemon/io.c).
 Host input goes the other way through in[].  Every index in the ring page
 is guest-written and so untrusted: a producer more than a ring ahead is
 clamped to the last ring's worth of bytes.
@@ -37,13 +39,18 @@ class ConsoleBackend:
         self.port = domain.events.alloc_host(self.drain)
 
     def drain(self):
+        """The guest signalled: take what it wrote.  As xenconsoled's
+        buffer_append, signal back only when out_cons moved: a frontend
+        whose event handler kicks the backend in turn would otherwise be
+        woken by every kick of its own, for ever."""
         ring = self.ring
         cons, prod = ring.out_cons, ring.out_prod
         n = (prod - cons) & MASK32
+        if not n:
+            return
         if n > OUT_SIZE:
             cons, n = (prod - OUT_SIZE) & MASK32, OUT_SIZE
-        if n:
-            self.domain.emit(ring_read(self.page, OUT, OUT_SIZE, cons, n), source="ring")
+        self.domain.emit(ring_read(self.page, OUT, OUT_SIZE, cons, n), source="ring")
         ring.out_cons = prod
         self.domain.events.set_pending(self.port)
 
