@@ -458,10 +458,13 @@ class Daemon:
     # -- notifications from the machine --------------------------------------------
 
     def on_console(self, domain, data, source):
-        """Runs inside a slice: only queue, never fail."""
+        """Runs inside a slice: only queue, never fail.  As on Xen, a
+        domain's console shows only its ring (xenconsoled); its console_io
+        writes go to the hypervisor's log alone (guest_console_write)."""
         try:
             if source != "ring":
                 self.dmesg.guest(domain, data)
+                return
             for client in self.clients.values():
                 if client.console is domain and not client.closing:
                     queue_output(client, data)

@@ -90,6 +90,10 @@ def create_foreground(args):
 
 
 def write_console(domain, data, source):
+    """The console ring only, as `xl console` shows; console_io writes are
+    the hypervisor's log (guest_console_write), not the domain's console."""
+    if source != "ring":
+        return
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
 
