@@ -1,7 +1,7 @@
 """The pyxenon command line.
 
     pyxenon run CFG [CFG...] [--policy FILE] [--audit FILE|-] [--trace] [--timeout S]
-                [--deterministic] [--console-log [DIR]]
+                [--deterministic] [--console-log DIR]
     pyxenon COMMAND ...        xl's commands against the host daemon (xl.py),
                                and pyxenon's own: xenstore, audit
     pyxenon policy check FILE [--can-flow A B] [--graph] [--dot OUT]
@@ -13,7 +13,7 @@ streams their consoles to stdout (each line prefixed by the domain's name
 when there are several), and the hypervisor-log lines of their console_io
 writes, "(dN) text" as `xl dmesg` shows them, under the policy file given
 (without one, domains reach only their own console and XenStore, and the
-run says so on stderr).  --console-log [DIR] also appends each console to
+run says so on stderr).  --console-log DIR also appends each console to
 DIR/guest-NAME.log (xenconsoled --log=guest).
 --audit writes each of the policy's decisions as a JSON line to FILE (- for
 stderr).  Exit status 0 when every domain powered off; otherwise 1, with the
@@ -151,9 +151,9 @@ def console_logs(host, choice):
     """--console-log: xenconsoled's guest-NAME.log files, or None."""
     if choice is None:
         return None
-    from .console import ConsoleLogs, log_folder
+    from .console import ConsoleLogs
 
-    folder = log_folder(choice)
+    folder = os.path.abspath(choice)
     try:
         return ConsoleLogs(folder).listen(host.machine)
     except OSError as e:
@@ -242,9 +242,9 @@ def parser():
     run.add_argument("--audit", metavar="FILE",
                      help="append each policy decision to FILE as a JSON line (- for stderr)")
     run.add_argument("--trace", action="store_true", help="print every hypercall to stderr")
-    run.add_argument("--console-log", metavar="DIR", nargs="?", const="",
+    run.add_argument("--console-log", metavar="DIR",
                      help="append each domain's console to DIR/guest-NAME.log, as "
-                          "xenconsoled --log=guest (DIR: the runtime folder's log/console)")
+                          "xenconsoled --log=guest")
     run.add_argument("--timeout", type=float, default=None, help="give up after S seconds")
     run.add_argument("--deterministic", action="store_true",
                      help="schedule by instruction count and virtual time")

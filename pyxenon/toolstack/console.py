@@ -134,13 +134,8 @@ class ConsoleLogs:
         self.files.clear()
 
 
-def log_folder(choice):
-    """The folder a --console-log (or $PYXENON_CONSOLE_LOG) choice names,
-    absolute: "" or "guest" (xenconsoled's --log=guest) the runtime
-    folder's log/console, where xenconsoled's /var/log/xen/console would
-    be; anything else is the folder itself."""
-    if choice in ("", "guest"):
-        from .protocol import runtime_dir
 
-        return os.path.join(runtime_dir(), "log", "console")
-    return os.path.abspath(choice)
+def log_folder(runtime):
+    """Where the daemon keeps the guest-NAME.log files: log/console in its
+    runtime folder, as xenconsoled's /var/log/xen/console."""
+    return os.path.join(runtime, "log", "console")
