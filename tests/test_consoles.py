@@ -170,3 +170,19 @@ def test_without_the_option_the_daemon_writes_no_console_logs(xl, guests):
     xl("create", "-q", str(guests / "hello.cfg"))
     xl.wait_gone("hello")
     assert not (xl.folder / "log").exists()
+
+
+def test_the_demo_transcript_names_each_line_once(guests):
+    """examples/demo/transcript.txt (and the README's excerpt of it) is what
+    run prints: the demo guests use console_io, so every line is a log
+    line, (dN) then the guest's own name, and the name is dN's."""
+    names = {"1": "ping", "2": "pong", "3": "intruder"}
+    transcript = (guests.parent / "examples" / "demo" / "transcript.txt").read_text()
+    readme = (guests.parent / "README.md").read_text()
+    for line in transcript.splitlines():
+        m = re.match(r"\(d(\d)\) (\w+): ", line)
+        assert m and names[m.group(1)] == m.group(2), line
+        assert not line[m.end():].startswith(f"{m.group(2)}: "), line
+    excerpt = [line[4:] for line in readme.splitlines() if re.match(r"    \(d\d\) ", line)]
+    assert len(excerpt) > 20 and not [line for line in excerpt if re.match(
+        r"\(d\d\) (ping|pong|intruder): \1: ", line)]

@@ -13,9 +13,11 @@
  * (SCHEDOP_poll) and, each time it is woken, consumes the event and
  * notifies the backend.  Once the backend has stayed quiet for QUIET_MS
  * it checks that the ring was drained and prints
- *     consolepong: N wakes, then quiet; ring drained
- * and powers off.  Woken more than max-wakes= times (cmdline, default 64)
- * or left with output in the ring, it prints "consolepong: FAILED: ..."
+ *     N wakes, then quiet; ring drained
+ * and powers off.  Its lines go only to the ring and, as a console's
+ * output, carry no name of their own (`pyxenon run` names the domain
+ * when it runs several).  Woken more than max-wakes= times (cmdline, default 64)
+ * or left with output in the ring, it prints "FAILED: ..."
  * and shuts down with SHUTDOWN_crash.
  */
 #include "lib.h"
@@ -27,7 +29,7 @@
 
 static void __attribute__((noreturn)) fail(const char *why, unsigned long n)
 {
-    ring_printk("consolepong: FAILED: %s (%lu)\n", why, n);
+    ring_printk("FAILED: %s (%lu)\n", why, n);
     xen_shutdown(SHUTDOWN_crash);
 }
 
@@ -61,10 +63,10 @@ void guest_main(start_info_t *si)
     rc = events_init();
     if ( rc < 0 )
         fail("mapping shared_info", -rc);
-    ring_printk("consolepong: console port %u; kicking the backend on every wake\n", port);
+    ring_printk("console port %u; kicking the backend on every wake\n", port);
     wakes = ping_pong(port, cmdline_num("max-wakes", 64));
     if ( READ_ONCE(ring->out_cons) != READ_ONCE(ring->out_prod) )
         fail("output left in the ring", READ_ONCE(ring->out_prod) - ring->out_cons);
-    ring_printk("consolepong: %lu wake%s, then quiet; ring drained\n",
+    ring_printk("%lu wake%s, then quiet; ring drained\n",
                 wakes, wakes == 1 ? "" : "s");
 }
