@@ -148,8 +148,16 @@ def test_a_log_past_its_limit_starts_again(tmp_path):
     assert (tmp_path / "guest-.._evil_name.log").read_bytes() == b"x" * 60
 
 
+def test_a_daemon_without_logs_is_not_taken_for_one_with_them(xl):
+    xl("daemon", "start")
+    res = xl("daemon", "start", "--console-log", check=False)
+    assert res.returncode == 1 and "keeps no console logs" in res.stderr
+
+
 def test_the_daemon_logs_consoles_when_started_so(xl, guests):
     xl("daemon", "start", "--console-log")
+    assert xl("daemon", "status").stdout.rstrip().endswith(
+        f"console logs {xl.folder / 'log' / 'console'}")
     xl("create", "-q", str(guests / "hello.cfg"))
     xl.wait_gone("hello")
     log = xl.folder / "log" / "console" / "guest-hello.log"

@@ -514,7 +514,9 @@ class Daemon:
 
     def op_ping(self, client):
         policy = self.host.policy
-        return {"ok": True, "pid": os.getpid(), "policy": policy.source if policy else None}
+        logs = self.console_logs.folder if self.console_logs is not None else None
+        return {"ok": True, "pid": os.getpid(), "policy": policy.source if policy else None,
+                "console_log": logs}
 
     def op_create(self, client, cfg, overrides=(), paused=False, cwd="/", console=False):
         """console: attach this connection before the domain first runs,

@@ -380,14 +380,19 @@ def start_daemon(folder, policy, console_log=None):
         raise ToolstackError(f"the daemon (pid {running['pid']}) already enforces "
                              f"{running.get('policy') or 'no policy'}; "
                              "`daemon stop` it to change the policy")
+    if console_log and running.get("console_log") != console_log:
+        conn.close()
+        raise ToolstackError(f"the daemon (pid {running['pid']}) keeps no console logs; "
+                             "`daemon stop` it to start one that does")
     return conn
 
 
 def daemon_status(conn, folder):
     reply = conn.request("ping")
     policy = reply.get("policy") or "none"
+    logs = f", console logs {reply['console_log']}" if reply.get("console_log") else ""
     print(f"pyxenon: daemon running, pid {reply['pid']}, socket "
-          f"{protocol.socket_path(folder)}, policy {policy}")
+          f"{protocol.socket_path(folder)}, policy {policy}{logs}")
     return EXIT_OK
 
 
