@@ -194,3 +194,17 @@ def test_the_demo_transcript_names_each_line_once(guests):
     excerpt = [line[4:] for line in readme.splitlines() if re.match(r"    \(d\d\) ", line)]
     assert len(excerpt) > 20 and not [line for line in excerpt if re.match(
         r"\(d\d\) (ping|pong|intruder): \1: ", line)]
+
+
+def test_a_log_that_cannot_be_opened_is_given_up_once(tmp_path, capsys):
+    """A symlink planted where the log goes is not followed (O_NOFOLLOW);
+    the run goes on, and the failure is said once, not per write."""
+    from pyxenon.toolstack.console import ConsoleLogs
+
+    (tmp_path / "guest-victim.log").symlink_to(tmp_path / "elsewhere")
+    logs = ConsoleLogs(str(tmp_path))
+    for _ in range(3):
+        logs(Named(1, "victim"), b"line\n", "ring")
+    logs.close()
+    assert not (tmp_path / "elsewhere").exists()
+    assert capsys.readouterr().err.count("console log of victim") == 1

@@ -56,7 +56,7 @@ class ConsoleWriter:
     def __init__(self, out, prefix):
         self.out = out
         self.prefix = prefix
-        self.partial = {}     # (domid, source) -> [lead, unfinished line]
+        self.partial = {}     # (domid, source) -> (lead, unfinished line)
 
     def lead(self, domain, source):
         if source != "ring":

@@ -20,6 +20,7 @@ IN, IN_SIZE = getattr(RING, "in").offset, getattr(RING, "in").size
 MASK32 = 0xFFFFFFFF
 LOG_LIMIT = 16 << 20         # bytes of a guest-NAME.log before it becomes guest-NAME.log.1
 LOG_ENV = "PYXENON_CONSOLE_LOG"
+BROKEN = -1                  # a log that could not be written: not tried again
 
 
 def ring_read(page, base, size, cons, n):
@@ -83,7 +84,7 @@ class ConsoleLogs:
     def __init__(self, folder, limit=LOG_LIMIT):
         self.folder = folder
         self.limit = limit
-        self.files = {}        # domid -> (name, fd)
+        self.files = {}        # domid -> (name, fd or BROKEN)
         os.makedirs(folder, mode=0o755, exist_ok=True)
 
     def listen(self, machine):
@@ -96,17 +97,21 @@ class ConsoleLogs:
         return os.path.join(self.folder, f"guest-{name.replace('/', '_')}.log")
 
     def __call__(self, domain, data, source):
-        """Runs inside a slice: a write that fails costs the file, never the slice."""
+        """Runs inside a slice: a write that fails costs that domain its
+        log (said once, as xenconsoled's dolog), never the slice."""
         if source != "ring" or not data:
             return
         try:
             fd = self.fd(domain)
-            os.write(fd, data)
-            if os.fstat(fd).st_size >= self.limit:
-                self.rotate(domain)
-        except OSError as e:
+            if fd != BROKEN:
+                os.write(fd, data)
+                if os.fstat(fd).st_size >= self.limit:
+                    self.rotate(domain)
+        except (OSError, ValueError) as e:    # ValueError: a NUL in the name
             self.close_domain(domain)
-            print(f"pyxenon: console log of {domain.name}: {e.strerror}", file=sys.stderr)
+            self.files[domain.domid] = (domain.name, BROKEN)
+            print(f"pyxenon: console log of {domain.name}: {getattr(e, 'strerror', e)}",
+                  file=sys.stderr)
 
     def fd(self, domain):
         entry = self.files.get(domain.domid)
@@ -125,14 +130,14 @@ class ConsoleLogs:
     def close_domain(self, domain):
         """Its domain went away (machine destroy listener), or its file broke."""
         entry = self.files.pop(domain.domid, None)
-        if entry is not None:
+        if entry is not None and entry[1] != BROKEN:
             os.close(entry[1])
 
     def close(self):
         for _, fd in self.files.values():
-            os.close(fd)
+            if fd != BROKEN:
+                os.close(fd)
         self.files.clear()
-
 
 
 def log_folder(runtime):
