@@ -19,7 +19,7 @@ def pingpong(guests, rounds):
         start = time.perf_counter()
         host.run(timeout=300)
         elapsed = time.perf_counter() - start
-    assert ping.shutdown_reason == pong.shutdown_reason == "poweroff", ping.console_text
+    assert ping.shutdown_reason == pong.shutdown_reason == "poweroff", ping.dmesg_text
     return elapsed
 
 

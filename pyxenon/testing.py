@@ -3,7 +3,7 @@
     def test_my_guest(boot):
         dom = boot("my_guest.cfg")               # or boot(kernel="k.elf", memory=16)
         assert dom.shutdown_reason == "poweroff"
-        assert "hello" in dom.console_text
+        assert "hello" in dom.console_text       # its console ring (dmesg_text: console_io)
 
     def test_my_handler(host, hypercall):
         dom = host.create(kernel="k.elf")        # built, not yet run

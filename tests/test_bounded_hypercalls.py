@@ -65,7 +65,7 @@ def test_a_big_console_write_continues(dom):
     regs = vcpu.regs()
     assert (regs["rdi"], regs["rsi"], regs["rdx"]) == \
         (xen.CONSOLEIO_write, count - BUDGET, va + BUDGET)
-    assert dom.console_text == "bigwrite\tdone\n"     # printable only, as Xen's domU console
+    assert dom.dmesg_text == "bigwrite\tdone\n"     # printable only, as Xen's domU console
 
 
 def test_a_console_write_in_a_multicall_continues_both(dom):
@@ -124,8 +124,8 @@ def test_bigcall_beside_hello_in_deterministic_mode(guests):
             0, lambda d: seen.setdefault(d.name, vcpu.core.hypercalls))
         run_until_all_stop(host)
         assert (hello.shutdown_reason, big.shutdown_reason) == ("poweroff", "poweroff")
-        assert hello.console_text == alone.console_text
-        assert big.console_text.splitlines()[-1] == "bigcall: ok", big.console_text
+        assert hello.dmesg_text == alone.dmesg_text
+        assert big.dmesg_text.splitlines()[-1] == "bigcall: ok", big.dmesg_text
         # 2048 writes of 256 KiB each: at least that many budgets' worth of traps
         traps = seen["bigcall"]
         assert traps >= 2048 * (256 << 10) // lib.XC_WORK_BUDGET
@@ -140,8 +140,8 @@ def test_bigcall_beside_hello_in_real_time(guests):
         host.machine.shutdown_listeners.insert(0, lambda d: order.append(d.name))
         run_until_all_stop(host)
         assert order == ["hello", "bigcall"]
-        assert big.console_text.splitlines()[-1] == "bigcall: ok", big.console_text
-        assert "nr_pages: 4096" in hello.console_text
+        assert big.dmesg_text.splitlines()[-1] == "bigcall: ok", big.dmesg_text
+        assert "nr_pages: 4096" in hello.dmesg_text
 
 
 def test_the_daemon_answers_while_bigcall_runs(xl, guests):
@@ -165,9 +165,9 @@ def test_runs_console_keeps_no_endless_line():
     from pyxenon.toolstack.cli import MAX_PARTIAL, ConsoleWriter
 
     out = io.StringIO()
-    writer, dom = ConsoleWriter(out, prefix=False), SimpleNamespace(name="d")
+    writer, dom = ConsoleWriter(out, prefix=False), SimpleNamespace(name="d", domid=1)
     for _ in range(100):
-        writer(dom, b"x" * 1000, "hypervisor")
-        assert len(writer.partial.get("d", "")) < MAX_PARTIAL
+        writer(dom, b"x" * 1000, "ring")
+        assert len(writer.partial.get((1, "ring"), ("", ""))[1]) < MAX_PARTIAL
     writer.flush()
     assert out.getvalue().replace("\n", "") == "x" * 100_000

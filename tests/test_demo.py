@@ -30,7 +30,7 @@ SUMMARY = re.compile(r"^intruder: (\d+)/(\d+) attempts refused$", re.MULTILINE)
 
 
 def story(*doms):
-    return "\n".join(f"--- {d.name} ({d.shutdown_reason})\n{d.console_text}"
+    return "\n".join(f"--- {d.name} ({d.shutdown_reason})\n{d.dmesg_text}"
                      f"{d.crash_report or ''}" for d in doms)
 
 
@@ -62,23 +62,23 @@ def test_every_domain_powers_off(demo):
 
 def test_ping_and_pong_exchange_round_trips(demo):
     _, (ping, pong, _), _ = demo
-    m = ROUND_TRIPS.search(ping.console_text)
+    m = ROUND_TRIPS.search(ping.dmesg_text)
     assert m and int(m.group(1)) == 50000, story(ping, pong)
     assert int(m.group(3)) > 0, story(ping)
-    assert "pong: answered 50000 pings; unmapped the ring: 0 GNTST_okay" in pong.console_text, \
+    assert "pong: answered 50000 pings; unmapped the ring: 0 GNTST_okay" in pong.dmesg_text, \
         story(pong)
-    assert "pong: I am d2; found ping at d1" in pong.console_text, story(pong)
-    assert 'bulletin says "hello from ping, read-only"' in pong.console_text, story(pong)
-    assert "ping: done" in ping.console_text, story(ping)
-    assert "no connection" not in ping.console_text + pong.console_text, story(ping, pong)
+    assert "pong: I am d2; found ping at d1" in pong.dmesg_text, story(pong)
+    assert 'bulletin says "hello from ping, read-only"' in pong.dmesg_text, story(pong)
+    assert "ping: done" in ping.dmesg_text, story(ping)
+    assert "no connection" not in ping.dmesg_text + pong.dmesg_text, story(ping, pong)
 
 
 def test_ping_ends_the_ring_grant_only_after_pong_unmapped(demo):
     _, (ping, pong, _), _ = demo
-    text = ping.console_text
+    text = ping.dmesg_text
     assert "ping: pong unmapped the ring; ended grant ref 8: 0 OK" in text, story(ping)
     # pong's unmap came first (its console line is printed after its last send)
-    assert "unmapped the ring: 0 GNTST_okay" in pong.console_text, story(pong)
+    assert "unmapped the ring: 0 GNTST_okay" in pong.dmesg_text, story(pong)
 
 
 def test_mapping_after_revocation_is_refused(demo):
@@ -86,17 +86,17 @@ def test_mapping_after_revocation_is_refused(demo):
     it); pong's second map of the same ref fails as on Xen: the entry no
     longer says permit_access, GNTST_general_error."""
     _, (ping, pong, _), _ = demo
-    assert "ping: revoked grant ref 9 (bulletin): 0 OK" in ping.console_text, story(ping)
+    assert "ping: revoked grant ref 9 (bulletin): 0 OK" in ping.dmesg_text, story(ping)
     assert "pong: mapping revoked grant ref 9: -1 GNTST_general_error: refused" \
-        in pong.console_text, story(pong)
+        in pong.dmesg_text, story(pong)
     assert "ping: pong mapping the revoked grant got -1 GNTST_general_error" \
-        in ping.console_text, story(ping)
+        in ping.dmesg_text, story(ping)
 
 
 def test_intruder_attacks_the_numbers_ping_really_uses(demo):
     _, (ping, pong, intruder), _ = demo
-    offer = OFFER.search(ping.console_text)
-    targets = TARGETS.search(intruder.console_text)
+    offer = OFFER.search(ping.dmesg_text)
+    targets = TARGETS.search(intruder.dmesg_text)
     assert offer and targets, story(ping, intruder)
     me, ping_id, port, ring_ref, bulletin_ref, pong_id = targets.groups()
     assert (me, ping_id, pong_id) == (str(intruder.domid), str(ping.domid), str(pong.domid))
@@ -105,7 +105,7 @@ def test_intruder_attacks_the_numbers_ping_really_uses(demo):
 
 def test_intruder_is_refused_every_time(demo):
     _, (_, _, intruder), _ = demo
-    text = intruder.console_text
+    text = intruder.dmesg_text
     attempts = ATTEMPT.findall(text)
     assert len(attempts) >= 40, story(intruder)
     assert "NOT REFUSED" not in text, story(intruder)
@@ -121,7 +121,7 @@ def test_intruder_attacked_while_ping_was_alive(demo):
     would answer ESRCH), and had offered it first (the audit order)."""
     host, (_, _, intruder), _ = demo
     assert re.search(r"\] bind ping's port \d+ \(offered to pong, not to it\): "
-                     r"-22 EINVAL: refused as Xen does$", intruder.console_text,
+                     r"-22 EINVAL: refused as Xen does$", intruder.dmesg_text,
                      re.MULTILINE), story(intruder)
 
 
@@ -175,7 +175,7 @@ def test_intruder_attacked_after_ping_offered(demo):
 
 def test_intruder_grant_refusals_are_xens(demo):
     host, (_, _, intruder), _ = demo
-    assert "0 of the refusals differ from Xen's" in intruder.console_text, story(intruder)
+    assert "0 of the refusals differ from Xen's" in intruder.dmesg_text, story(intruder)
     assert records(host, subject="intruder", path="grant_map", decision="deny")
     assert records(host, subject="intruder", path="grant_copy", decision="deny")
 
@@ -188,9 +188,9 @@ def test_without_a_policy_ping_and_pong_cannot_connect():
         for dom in doms:
             assert dom.shutdown_reason == "poweroff", story(*doms)
         assert "ping: no connection to pong: EVTCHNOP_alloc_unbound: -13 EACCES" \
-            in ping.console_text, story(ping)
-        assert "pong: no connection to ping:" in pong.console_text, story(pong)
-        assert "round trips" not in ping.console_text
+            in ping.dmesg_text, story(ping)
+        assert "pong: no connection to ping:" in pong.dmesg_text, story(pong)
+        assert "round trips" not in ping.dmesg_text
         assert all(rec["decision"] == "deny" and rec["rule"] == "no policy"
                    for rec in host.machine.audit_log)
     finally:

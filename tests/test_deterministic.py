@@ -14,7 +14,7 @@ def run_demo(guests, root):
                             if name == "ping" else [])
                 for name in ("ping", "pong")]
         host.run(timeout=60)
-        return lines, [d.console_text for d in doms], [d.shutdown_reason for d in doms]
+        return lines, [d.dmesg_text + d.console_text for d in doms], [d.shutdown_reason for d in doms]
 
 
 def test_two_deterministic_runs_agree(guests):

@@ -76,15 +76,15 @@ def test_fartransfer_guest_survives_planted_descriptors(guests, host):
     hello = host.create(str(guests / "hello.cfg"))
     assert host.run(timeout=60) == "blocked"          # fartransfer waits for us
     assert hello.shutdown_reason == "poweroff" and hello.crash_report is None
-    assert "Hello from pyxenon hello guest" in hello.console_text
+    assert "Hello from pyxenon hello guest" in hello.dmesg_text
     waiting = re.search(r"waiting: gdt frame (0x[0-9a-f]+), far_ret (0x[0-9a-f]+)",
-                        dom.console_text)
+                        dom.dmesg_text)
     frame, far_ret = int(waiting[1], 16), int(waiting[2], 16)
     assert frame == dom.vcpus[0].gdt_frames[0]
     plant(dom, frame, far_ret)
     dom.vcpus[0].wake()
     assert host.run(timeout=60) == "idle"
-    text = dom.console_text
+    text = dom.dmesg_text
     assert dom.shutdown_reason == "poweroff", dom.crash_report
     lines = [line for line in text.splitlines() if re.match(r"fartransfer: \[", line)]
     summary = re.search(r"fartransfer: (\d+)/(\d+) as on Xen, never left ring 3", text)
@@ -97,7 +97,7 @@ def test_phase_one_alone_beside_hello(guests, host):
     hello = host.create(str(guests / "hello.cfg"))
     assert host.run(timeout=60) == "idle"
     assert dom.shutdown_reason == hello.shutdown_reason == "poweroff"
-    assert "fartransfer: 44/44 as on Xen, never left ring 3" in dom.console_text
+    assert "fartransfer: 44/44 as on Xen, never left ring 3" in dom.dmesg_text
 
 
 # -- single instructions, run from the host -------------------------------------------

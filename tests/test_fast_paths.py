@@ -347,7 +347,7 @@ def ping_pong_transcript(guests, chain_ns):
                                      ("pong", []))]
         assert host.run(timeout=60) == "idle"
         slices = (host.machine.scheduler.slices, len(python_slices))
-        text = "".join(d.console_text for d in doms)
+        text = "".join(d.dmesg_text + d.console_text for d in doms)
     return re.sub(r"in \d+ us, \d+ per second", "", text), slices
 
 

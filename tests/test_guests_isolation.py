@@ -19,12 +19,12 @@ SUMMARY = re.compile(r"^hostile: (\d+)/(\d+) attempts refused$", re.MULTILINE)
 
 def story(dom):
     """What to show when an assertion fails."""
-    return f"{dom.console_text}\n{dom.crash_report or ''}"
+    return f"{dom.dmesg_text}\n{dom.crash_report or ''}"
 
 
 def test_traps_guest_handles_every_exception(guests, boot):
     dom = boot(str(guests / "traps.cfg"), timeout=TIMEOUT)
-    text = dom.console_text
+    text = dom.dmesg_text
     assert "traps: set_trap_table(#PF #DE #GP #BP #UD): 0 OK" in text, story(dom)
     for name in TRAPS:
         assert f"trap {name} handled:" in text, story(dom)
@@ -36,7 +36,7 @@ def test_traps_guest_handles_every_exception(guests, boot):
 
 def test_paging_guest_runs_on_its_own_page_tables(guests, boot):
     dom = boot(str(guests / "paging.cfg"), timeout=TIMEOUT)
-    text = dom.console_text
+    text = dom.dmesg_text
     for op in ("PIN_L4_TABLE", "NEW_BASEPTR", "UNPIN_TABLE"):
         assert re.search(rf"^paging: MMUEXT_{op}\(.*\): 0 OK$", text, re.MULTILINE), story(dom)
     assert "paging: running on my own page tables" in text, story(dom)
@@ -48,7 +48,7 @@ def test_paging_guest_runs_on_its_own_page_tables(guests, boot):
 
 def test_hostile_guest_is_refused_every_time(guests, boot):
     dom = boot(str(guests / "hostile.cfg"), timeout=TIMEOUT)
-    text = dom.console_text
+    text = dom.dmesg_text
     assert len(ATTEMPT_LINE.findall(text)) == HOSTILE_ATTEMPTS, story(dom)
     assert "NOT REFUSED" not in text, story(dom)
     summary = SUMMARY.search(text)
@@ -64,5 +64,5 @@ def test_code_the_hypervisor_writes_runs_as_written(guests, boot):
     dom = boot(str(guests / "codewrite.cfg"), timeout=TIMEOUT)
     assert dom.shutdown_reason == "poweroff", story(dom)
     for step, value in (("after MMUEXT_COPY_PAGE", 2), ("after GNTTABOP_copy", 4)):
-        assert f"codewrite: {step}: page A returns {value}" in dom.console_text, story(dom)
-    assert "codewrite: all steps passed" in dom.console_text, story(dom)
+        assert f"codewrite: {step}: page A returns {value}" in dom.dmesg_text, story(dom)
+    assert "codewrite: all steps passed" in dom.dmesg_text, story(dom)

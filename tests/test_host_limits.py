@@ -33,7 +33,7 @@ def assert_names_the_limit(res, limit_kib):
 def test_run_sizes_the_machine_to_fit(guests):
     res = run_limited(["run", guests / "hello.cfg"], 3_000_000)
     assert res.returncode == 0, res.stderr
-    assert "Hello from pyxenon hello guest" in res.stdout
+    assert "(d1) Hello from pyxenon hello guest" in res.stdout.splitlines()
 
 
 def test_a_machine_the_limit_cannot_hold_is_one_line(guests):
@@ -49,7 +49,7 @@ def test_too_tight_a_limit_for_the_engine_is_one_line(guests):
 def test_foreground_create_fits_too(guests, args):
     res = run_limited([*args, guests / "hello.cfg"], 3_000_000)
     assert res.returncode == 0, res.stderr
-    assert "Hello from pyxenon hello guest" in res.stdout
+    assert res.stdout == "Hello from the pyxenon hello guest's console ring\n"
 
 
 def test_a_bad_machine_size_is_one_line(guests):

@@ -33,7 +33,7 @@ def run():
 
 def attempt(doms, what):
     """(rc, name, verdict) of the intruder's attempt described as what."""
-    text = doms["intruder"].console_text
+    text = doms["intruder"].dmesg_text
     m = re.search(rf"^intruder: \[\s*\d+\] {re.escape(what)}: (-?\d+) (\S+): (.*)$",
                   text, re.MULTILINE)
     assert m, f"no attempt {what!r} in:\n{text}"
@@ -44,8 +44,8 @@ def test_the_run_ends_with_every_domain_powered_off(run):
     host, doms, outcome = run
     assert outcome != "timeout"
     for dom in doms.values():
-        assert dom.shutdown_reason == "poweroff", dom.console_text
-    assert "ping: 50000 round trips" in doms["ping"].console_text
+        assert dom.shutdown_reason == "poweroff", dom.dmesg_text
+    assert "ping: 50000 round trips" in doms["ping"].dmesg_text
 
 
 @pytest.mark.parametrize("what,rc,name", [
@@ -58,7 +58,7 @@ def test_the_run_ends_with_every_domain_powered_off(run):
 def test_forged_and_out_of_range_grant_refs(run, what, rc, name):
     _, doms, _ = run
     if what.startswith("map a forged grant"):
-        text = doms["intruder"].console_text
+        text = doms["intruder"].dmesg_text
         what = re.search(r"map a forged grant: [^:]*", text).group(0)
     assert attempt(doms, what) == (rc, name, "refused as Xen does")
 
@@ -111,9 +111,9 @@ def test_binding_a_port_not_offered(run, what, rc, name):
 
 def test_mapping_after_revocation(run):
     _, doms, _ = run
-    assert "ping: revoked grant ref 9 (bulletin): 0 OK" in doms["ping"].console_text
+    assert "ping: revoked grant ref 9 (bulletin): 0 OK" in doms["ping"].dmesg_text
     assert "pong: mapping revoked grant ref 9: -1 GNTST_general_error: refused" \
-        in doms["pong"].console_text
+        in doms["pong"].dmesg_text
 
 
 @pytest.mark.parametrize("what", [

@@ -46,7 +46,7 @@ def test_unknown_hypercall_is_enosys_and_counted(dom, hypercall):
 def test_console_write(dom, hypercall, scratch):
     put(dom, scratch, b"hi there")
     assert hypercall(dom, xen.HYPERVISOR_console_io, xen.CONSOLEIO_write, 8, scratch) == 0
-    assert dom.console_text.endswith("hi there")
+    assert dom.dmesg_text.endswith("hi there")
 
 
 def test_console_write_bad_buffer(dom, hypercall):

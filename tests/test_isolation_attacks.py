@@ -33,11 +33,11 @@ AS_XEN = (": refused as Xen does", ": allowed as Xen does")
 
 
 def story(dom):
-    return f"{dom.console_text}\n{dom.crash_report or ''}"
+    return f"{dom.dmesg_text}\n{dom.crash_report or ''}"
 
 
 def attempt_line(dom, name, n):
-    for line in dom.console_text.splitlines():
+    for line in dom.dmesg_text.splitlines():
         m = re.match(rf"^{name}: \[\s*(\d+)\] ", line)
         if m and int(m.group(1)) == n:
             return line
@@ -57,9 +57,9 @@ def test_attempt_is_refused_as_xen_does(guests, boot, name, n):
 @pytest.mark.parametrize("name", ATTEMPTS)
 def test_every_attempt_refused_and_the_guest_powers_off(guests, boot, name):
     dom = boot(str(guests / f"{name}.cfg"), timeout=TIMEOUT)
-    lines = re.findall(rf"^{name}: \[\s*\d+\] .*$", dom.console_text, re.MULTILINE)
+    lines = re.findall(rf"^{name}: \[\s*\d+\] .*$", dom.dmesg_text, re.MULTILINE)
     assert len(lines) == ATTEMPTS[name], story(dom)
-    summary = re.search(rf"^{name}: (\d+)/(\d+) attempts refused$", dom.console_text,
+    summary = re.search(rf"^{name}: (\d+)/(\d+) attempts refused$", dom.dmesg_text,
                         re.MULTILINE)
     assert summary, story(dom)
     assert summary.groups() == (str(ATTEMPTS[name]),) * 2, story(dom)
@@ -73,7 +73,7 @@ def hello_alone(guests):
         dom = host.create(str(guests / "hello.cfg"))
         host.run(timeout=TIMEOUT)
         assert dom.shutdown_reason == "poweroff", story(dom)
-        return dom.console_text
+        return dom.dmesg_text
 
 
 @pytest.mark.parametrize("name", ATTEMPTS)
@@ -84,5 +84,5 @@ def test_a_well_behaved_domain_beside_the_attack_is_unaffected(guests, host, hel
     host.run(timeout=TIMEOUT)
     assert hello.shutdown_reason == "poweroff", story(hello)
     assert hello.crash_report is None, story(hello)
-    assert hello.console_text == hello_alone
+    assert hello.dmesg_text == hello_alone
     assert attack.shutdown_reason == "poweroff", story(attack)

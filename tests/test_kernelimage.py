@@ -87,7 +87,7 @@ def boots(path):
         dom = host.create(kernel=str(path), memory=16)
         host.run(timeout=30)
         return dom.shutdown_reason == "poweroff" and \
-            "Hello from pyxenon hello guest" in dom.console_text
+            "Hello from pyxenon hello guest" in dom.dmesg_text
 
 
 # -- what loads ---------------------------------------------------------------

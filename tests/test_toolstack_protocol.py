@@ -73,7 +73,8 @@ def test_console_ends_with_the_domain(served, guests):
     d.end_consoles()
     messages = [json.loads(line) for line in bytes(client.outbuf).splitlines()]
     text = b"".join(protocol.unb64(m["out"]) for m in messages if "out" in m)
-    assert b"Hello from pyxenon hello guest" in text
+    assert text == b"Hello from the pyxenon hello guest's console ring\n"   # the ring alone
+    assert "(d1) Hello from pyxenon hello guest" in d.dmesg.lines             # console_io
     assert messages[-1] == {"end": "poweroff"}
 
 

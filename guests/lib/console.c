@@ -23,7 +23,7 @@ void console_io_write(const char *buf, size_t len)
  * turns it into a pseudo-physical frame, and the start-of-day mapping puts
  * pfn N at GUEST_VIRT_BASE + N * PAGE_SIZE.
  */
-static struct xencons_interface *console_ring(void)
+struct xencons_interface *console_ring(void)
 {
     const unsigned long *m2p = (const unsigned long *)MACH2PHYS_VIRT_START;
     unsigned long mfn, pfn;

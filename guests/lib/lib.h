@@ -22,6 +22,7 @@ void guest_main(start_info_t *si);
 /* Console output (console.c). */
 void console_io_write(const char *buf, size_t len);  /* HYPERVISOR_console_io */
 void ring_write(const char *buf, size_t len);        /* PV console ring */
+struct xencons_interface *console_ring(void);       /* NULL: no ring (dom0) */
 int vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
 int snprintf(char *buf, size_t size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -30,7 +30,8 @@ class Domain:
         self.shutdown_code = None
         self.crash_report = None
         self.unsupported = collections.Counter()    # hypercall nr -> calls
-        self.console_log = bytearray()               # everything the guest printed
+        self.console_log = bytearray()               # its PV console ring's output (xl console)
+        self.dmesg_log = bytearray()                 # its console_io writes (xl dmesg's (dN) lines)
         self.console_input = bytearray()             # host input for CONSOLEIO_read
         self.watchdogs = {}                          # watchdog id -> deadline (ns)
         self.pending_shutdown_code = None            # SCHEDOP_shutdown_code
@@ -87,7 +88,14 @@ class Domain:
 
     @property
     def console_text(self):
+        """What `xl console` shows: the PV console ring's output only."""
         return self.console_log.decode("utf-8", errors="replace")
+
+    @property
+    def dmesg_text(self):
+        """The domain's CONSOLEIO_write output, which Xen keeps in its own
+        log (`xl dmesg`, each line prefixed "(dN) "), never on the console."""
+        return self.dmesg_log.decode("utf-8", errors="replace")
 
     # -- events and output ----------------------------------------------------
 
@@ -99,10 +107,13 @@ class Domain:
             vcpu.wake()
 
     def emit(self, data, source="ring"):
-        """Guest console output reached the host."""
-        self.console_log += data
-        if len(self.console_log) > CONSOLE_LOG_LIMIT:   # a guest cannot grow host memory
-            del self.console_log[:len(self.console_log) - CONSOLE_LOG_LIMIT]
+        """Guest output reached the host: from its console ring (source
+        "ring"), or through console_io ("hypervisor"), which on Xen goes to
+        the hypervisor's log and not to the console (guest_console_write)."""
+        log = self.console_log if source == "ring" else self.dmesg_log
+        log += data
+        if len(log) > CONSOLE_LOG_LIMIT:   # a guest cannot grow host memory
+            del log[:len(log) - CONSOLE_LOG_LIMIT]
         self.machine.on_console(self, bytes(data), source)
 
     # -- life cycle ---------------------------------------------------------

@@ -1,7 +1,7 @@
 """The pyxenon command line.
 
     pyxenon run CFG [CFG...] [--policy FILE] [--audit FILE|-] [--trace] [--timeout S]
-                [--deterministic]
+                [--deterministic] [--console-log DIR]
     pyxenon COMMAND ...        xl's commands against the host daemon (xl.py),
                                and pyxenon's own: xenstore, audit
     pyxenon policy check FILE [--can-flow A B] [--graph] [--dot OUT]
@@ -10,8 +10,11 @@
 
 `run` boots the domains the xl.cfg files describe in this process and
 streams their consoles to stdout (each line prefixed by the domain's name
-when there are several), under the policy file given (without one, domains
-reach only their own console and XenStore, and the run says so on stderr).
+when there are several), and the hypervisor-log lines of their console_io
+writes, "(dN) text" as `xl dmesg` shows them, under the policy file given
+(without one, domains reach only their own console and XenStore, and the
+run says so on stderr).  --console-log DIR also appends each console to
+DIR/guest-NAME.log (xenconsoled --log=guest).
 --audit writes each of the policy's decisions as a JSON line to FILE (- for
 stderr).  Exit status 0 when every domain powered off; otherwise 1, with the
 reason on stderr.  A malformed input gets one line naming the file, exit 2.
@@ -44,30 +47,39 @@ OWN_HELP = {"xenstore": "read, write, list, remove and watch XenStore nodes, as 
 
 
 class ConsoleWriter:
-    """Whole lines to out, prefixed by domain name when prefix is set."""
+    """Whole lines to out, as Xen's two consoles show them: a domain's
+    console ring output as the guest wrote it (`xl console`), prefixed by
+    the domain's name when there are several; its console_io writes as the
+    hypervisor's log has them (`xl dmesg`), "(dN) text", guest_printk's
+    prefix, which names the domain already."""
 
     def __init__(self, out, prefix):
         self.out = out
         self.prefix = prefix
-        self.partial = {}
+        self.partial = {}     # (domid, source) -> (lead, unfinished line)
+
+    def lead(self, domain, source):
+        if source != "ring":
+            return f"(d{domain.domid}) "
+        return f"{domain.name}: " if self.prefix else ""
 
     def __call__(self, domain, data, source):
-        text = self.partial.pop(domain.name, "") + data.decode("utf-8", errors="replace")
-        *lines, rest = text.split("\n")
+        lead, rest = self.partial.pop((domain.domid, source), (self.lead(domain, source), ""))
+        *lines, rest = (rest + data.decode("utf-8", errors="replace")).split("\n")
         for line in lines:
-            self.write(domain.name, line)
+            self.write(lead + line)
         if len(rest) >= MAX_PARTIAL:     # a guest that never ends its line must not grow us
-            self.write(domain.name, rest)
+            self.write(lead + rest)
         elif rest:
-            self.partial[domain.name] = rest
+            self.partial[(domain.domid, source)] = (lead, rest)
 
-    def write(self, name, line):
-        self.out.write(f"{name}: {line}\n" if self.prefix else line + "\n")
+    def write(self, line):
+        self.out.write(line + "\n")
         self.out.flush()
 
     def flush(self):
-        for name, rest in self.partial.items():
-            self.write(name, rest)
+        for lead, rest in self.partial.values():
+            self.write(lead + rest)
         self.partial.clear()
 
 
@@ -127,6 +139,28 @@ def cmd_run(args):
 def run_domains(host, configs, args):
     writer = ConsoleWriter(sys.stdout, prefix=len(configs) > 1)
     host.machine.console_listeners.append(writer)
+    logs = console_logs(host, args.console_log)
+    try:
+        return run_logged(host, configs, args, writer)
+    finally:
+        if logs is not None:
+            logs.close()
+
+
+def console_logs(host, choice):
+    """--console-log: xenconsoled's guest-NAME.log files, or None."""
+    if choice is None:
+        return None
+    from .console import ConsoleLogs
+
+    folder = os.path.abspath(choice)
+    try:
+        return ConsoleLogs(folder).listen(host.machine)
+    except OSError as e:
+        raise UserInputError(folder, f"cannot write console logs: {e.strerror}") from None
+
+
+def run_logged(host, configs, args, writer):
     trace = (lambda line: print(line, file=sys.stderr)) if args.trace else None
     domains = [host.create_from_config(config, trace=trace) for config in configs]
     if host.policy is None:
@@ -208,6 +242,9 @@ def parser():
     run.add_argument("--audit", metavar="FILE",
                      help="append each policy decision to FILE as a JSON line (- for stderr)")
     run.add_argument("--trace", action="store_true", help="print every hypercall to stderr")
+    run.add_argument("--console-log", metavar="DIR",
+                     help="append each domain's console to DIR/guest-NAME.log, as "
+                          "xenconsoled --log=guest")
     run.add_argument("--timeout", type=float, default=None, help="give up after S seconds")
     run.add_argument("--deterministic", action="store_true",
                      help="schedule by instruction count and virtual time")

@@ -30,6 +30,7 @@ from pyxenon.errors import HostLimitError, UserInputError
 from pyxenon.hypervisor.domain import DEAD, PAUSED, RUNNING, SHUTDOWN
 
 from . import protocol
+from .console import ConsoleLogs
 from .host import Host
 from .policy import JsonLinesAudit
 from .protocol import MAX_LINE, ToolstackError, b64
@@ -193,9 +194,10 @@ def peer_uid(sock):
 
 
 class Daemon:
-    def __init__(self, folder, host=None, policy=None):
+    def __init__(self, folder, host=None, policy=None, console_log=None):
         """policy: a compiled Policy (or a path), or None; used when the
-        daemon makes its own Host, which then audits to audit.log."""
+        daemon makes its own Host, which then audits to audit.log.
+        console_log: a folder for xenconsoled's guest-NAME.log files, or None."""
         self.folder = folder
         self.path = protocol.socket_path(folder)
         self.audit = None
@@ -218,6 +220,7 @@ class Daemon:
         self.t0 = time.monotonic()
         self.machine.console_listeners.append(self.on_console)
         self.machine.shutdown_listeners.append(self.on_shutdown)
+        self.console_logs = ConsoleLogs(console_log).listen(self.machine) if console_log else None
         self._time_slices()
 
     def _time_slices(self):
@@ -383,6 +386,8 @@ class Daemon:
         self.dmesg.log(f"pyxenon host daemon started (pid {os.getpid()}), "
                        f"{self.machine.nr_frames // PAGES_PER_MIB} MiB machine memory")
         self.dmesg.log(f"policy: {policy_text(self.host.policy)}")
+        if self.console_logs is not None:
+            self.dmesg.log(f"console logs: {self.console_logs.folder}/guest-NAME.log")
         while not self.stopping:
             self.poll(0 if self.busy else IDLE_WAIT)
             self.run_domains()
@@ -458,10 +463,13 @@ class Daemon:
     # -- notifications from the machine --------------------------------------------
 
     def on_console(self, domain, data, source):
-        """Runs inside a slice: only queue, never fail."""
+        """Runs inside a slice: only queue, never fail.  As on Xen, a
+        domain's console shows only its ring (xenconsoled); its console_io
+        writes go to the hypervisor's log alone (guest_console_write)."""
         try:
             if source != "ring":
                 self.dmesg.guest(domain, data)
+                return
             for client in self.clients.values():
                 if client.console is domain and not client.closing:
                     queue_output(client, data)
@@ -506,7 +514,9 @@ class Daemon:
 
     def op_ping(self, client):
         policy = self.host.policy
-        return {"ok": True, "pid": os.getpid(), "policy": policy.source if policy else None}
+        logs = self.console_logs.folder if self.console_logs is not None else None
+        return {"ok": True, "pid": os.getpid(), "policy": policy.source if policy else None,
+                "console_log": logs}
 
     def op_create(self, client, cfg, overrides=(), paused=False, cwd="/", console=False):
         """console: attach this connection before the domain first runs,
@@ -742,6 +752,8 @@ class Daemon:
         self.host.close()
         if self.audit is not None:
             self.audit.close()
+        if self.console_logs is not None:
+            self.console_logs.close()
 
 
 # -- helpers ----------------------------------------------------------------------
@@ -888,18 +900,19 @@ def hold_lock(folder):
     return handle
 
 
-def serve(folder, policy=None):
+def serve(folder, policy=None, console_log=None):
     """Run the daemon in this process until `daemon stop` or SIGTERM,
-    enforcing the policy file named by policy (None: no policy).  Exit
-    status 0; 1 if another daemon already serves the folder; 2 for a
-    malformed policy."""
+    enforcing the policy file named by policy (None: no policy), writing
+    each domain's console to guest-NAME.log in the console_log folder
+    (None: none).  Exit status 0; 1 if another daemon already serves the
+    folder; 2 for a malformed policy or a console-log folder it cannot make."""
     protocol.ensure_runtime_dir(folder)
     lock = hold_lock(folder)
     if lock is None:
         print(f"pyxenon: a daemon already serves {folder}", file=sys.stderr)
         return 1
     try:
-        daemon = Daemon(folder, policy=load(policy))
+        daemon = Daemon(folder, policy=load(policy), console_log=console_log)
     except (UserInputError, OSError) as e:
         lock.close()
         print(f"pyxenon: {e}", file=sys.stderr)

@@ -485,8 +485,9 @@ class World:
 
     def trim_logs(self):
         for dom in self.machine.domains.values():
-            if len(dom.console_log) > CONSOLE_KEEP:
-                del dom.console_log[:]
+            for log in (dom.console_log, dom.dmesg_log):
+                if len(log) > CONSOLE_KEEP:
+                    del log[:]
 
 
 # -- invariants ----------------------------------------------------------------------------

@@ -192,15 +192,19 @@ def connect(start=True):
     return conn
 
 
-def start_daemon(folder, policy=None):
+def start_daemon(folder, policy=None, console_log=None):
     """Start `pyxenon daemon run` in its own session, detached from this
     terminal, with its output going to the runtime folder's log.  policy
-    (default $PYXENON_POLICY): the policy file it enforces, checked here first."""
+    (default $PYXENON_POLICY): the policy file it enforces, checked here
+    first.  console_log: the folder of its guest-NAME.log files, if any
+    (started on demand, it reads $PYXENON_CONSOLE_LOG, which it inherits)."""
     policy = policy or default_policy()
     command = [sys.executable, "-m", "pyxenon", "daemon", "run"]
     if policy:
         check_policy(policy)
         command += ["--policy", os.path.abspath(policy)]  # the daemon runs in /
+    if console_log:
+        command += ["--console-log"]    # its folder is in the runtime folder
     env = dict(os.environ, PYXENON_RUNTIME_DIR=folder)
     env.pop(POLICY_ENV, None)
     with open(os.path.join(folder, LOG_NAME), "ab") as log:

@@ -4,7 +4,7 @@
     console [-t pv] DOMAIN    pause|unpause|destroy|reboot DOMAIN
     shutdown [-w] DOMAIN      info [FIELD]     dmesg [-c]     domid NAME
     domname ID                vcpu-list [DOMAIN]              uptime [DOMAIN]
-    daemon start|stop|status|run [--policy FILE]
+    daemon start|stop|status|run [--policy FILE] [--console-log]
 
 The same commands answer as `pyxenon COMMAND` and, through a symlink named
 xl, as `xl COMMAND`.  Output follows xl's formats.  Exit status 0 on success,
@@ -90,6 +90,10 @@ def create_foreground(args):
 
 
 def write_console(domain, data, source):
+    """The console ring only, as `xl console` shows; console_io writes are
+    the hypervisor's log (guest_console_write), not the domain's console."""
+    if source != "ring":
+        return
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
 
@@ -328,15 +332,17 @@ def wait_gone(domid):
 
 def cmd_daemon(args):
     folder = protocol.ensure_runtime_dir(protocol.runtime_dir())
-    if args.policy is not None and args.action not in ("start", "run"):
-        raise UsageError(f"daemon {args.action}: --policy goes with start or run")
+    for option in ("policy", "console_log"):
+        if getattr(args, option) is not None and args.action not in ("start", "run"):
+            raise UsageError(f"daemon {args.action}: --{option.replace('_', '-')} "
+                             "goes with start or run")
     policy = args.policy or protocol.default_policy()
     if args.action == "run":
         from .daemon import serve
 
-        return serve(folder, policy)
+        return serve(folder, policy, console_log_folder(folder, args.console_log))
     if args.action == "start":
-        conn = start_daemon(folder, policy)
+        conn = start_daemon(folder, policy, console_log_folder(folder, args.console_log))
     else:
         conn = protocol.try_connect(protocol.socket_path(folder))
     if conn is None:
@@ -348,15 +354,25 @@ def cmd_daemon(args):
         conn.close()
 
 
-def start_daemon(folder, policy):
-    """A connection to the daemon, started with policy if none runs; one
-    already running must enforce that policy (it is fixed at start)."""
+def console_log_folder(folder, asked):
+    """The folder for the guest-NAME.log files when `--console-log` or
+    $PYXENON_CONSOLE_LOG (set, not "0") asks for them, else None."""
+    from .console import LOG_ENV, log_folder
+
+    wanted = asked or os.environ.get(LOG_ENV, "0") not in ("", "0")
+    return log_folder(folder) if wanted else None
+
+
+def start_daemon(folder, policy, console_log=None):
+    """A connection to the daemon, started with policy (and console logs in
+    the console_log folder) if none runs; one already running must enforce
+    that policy (it is fixed at start)."""
     if policy:
         protocol.check_policy(policy)  # malformed: one line, exit 2, nothing started
     path = protocol.socket_path(folder)
     conn = protocol.try_connect(path)
     if conn is None:
-        protocol.start_daemon(folder, policy)
+        protocol.start_daemon(folder, policy, console_log)
         return protocol.wait_for_daemon(path)
     running = conn.request("ping")
     if policy and running.get("policy") != os.path.abspath(policy):
@@ -364,14 +380,19 @@ def start_daemon(folder, policy):
         raise ToolstackError(f"the daemon (pid {running['pid']}) already enforces "
                              f"{running.get('policy') or 'no policy'}; "
                              "`daemon stop` it to change the policy")
+    if console_log and running.get("console_log") != console_log:
+        conn.close()
+        raise ToolstackError(f"the daemon (pid {running['pid']}) keeps no console logs; "
+                             "`daemon stop` it to start one that does")
     return conn
 
 
 def daemon_status(conn, folder):
     reply = conn.request("ping")
     policy = reply.get("policy") or "none"
+    logs = f", console logs {reply['console_log']}" if reply.get("console_log") else ""
     print(f"pyxenon: daemon running, pid {reply['pid']}, socket "
-          f"{protocol.socket_path(folder)}, policy {policy}")
+          f"{protocol.socket_path(folder)}, policy {policy}{logs}")
     return EXIT_OK
 
 
@@ -553,6 +574,10 @@ def add_lifecycle(sub):
     p.add_argument("action", choices=["start", "stop", "status", "run"])
     p.add_argument("--policy", metavar="FILE",
                    help="start: the separation policy it enforces (default: $PYXENON_POLICY)")
+    p.add_argument("--console-log", action="store_true", default=None,
+                   help="start: append each domain's console to log/console/guest-NAME.log "
+                        "in the runtime folder, as xenconsoled --log=guest "
+                        "(default: $PYXENON_CONSOLE_LOG=1)")
     p.set_defaults(func=cmd_daemon)
 
 
