@@ -370,8 +370,9 @@ def start_daemon(folder, policy):
 def daemon_status(conn, folder):
     reply = conn.request("ping")
     policy = reply.get("policy") or "none"
+    xenstored = f", xenstored {reply['xenstored']}" if reply.get("xenstored") else ""
     print(f"pyxenon: daemon running, pid {reply['pid']}, socket "
-          f"{protocol.socket_path(folder)}, policy {policy}")
+          f"{protocol.socket_path(folder)}{xenstored}, policy {policy}")
     return EXIT_OK
 
 
