@@ -802,8 +802,11 @@ def uuid_text(handle):
 def config_dict(domain):
     """The domain's settings as `xl list -l` shows them (libxl's grouping)."""
     config = getattr(domain, "config", None)
-    if config is None:
-        return None
+    return None if config is None else config_json(config)
+
+
+def config_json(config):
+    """A DomainConfig as libxl groups it (`xl list -l`, `xl create -n`)."""
     return {
         "c_info": {"type": "pv", "name": config.name, "ssid_label": config.seclabel},
         "b_info": {"max_vcpus": config.vcpus, "max_memkb": config.maxmem_mib * 1024,
