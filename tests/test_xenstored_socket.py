@@ -6,6 +6,7 @@ import socket
 import stat
 import struct
 import subprocess
+import time
 
 import pytest
 
@@ -157,6 +158,19 @@ def test_a_client_that_reads_nothing_blocks_no_one(xsd):
     assert other.ask(io.XS_READ, b"/tool/v")[0] == io.XS_READ
     hog.sock.close()
     assert other.ask(io.XS_DIRECTORY, b"/tool") == (io.XS_DIRECTORY, b"v\0")
+
+
+def test_a_half_sent_request_times_out_but_an_idle_watcher_stays(xl):
+    xl.env["PYXENON_CLIENT_TIMEOUT"] = "0.5"
+    xl("daemon", "start")
+    path = str(xl.folder / "xenstored" / "socket")
+    watcher, half = Raw(path), Raw(path)
+    assert watcher.ask(io.XS_WATCH, b"/tool", b"w")[0] == io.XS_WATCH
+    half.sock.sendall(HEADER.pack(io.XS_READ, 1, 0, 10) + b"/to")
+    assert half.closed()
+    time.sleep(1)
+    assert Raw(path).ask(io.XS_WRITE, b"/tool/x")[0] == io.XS_WRITE
+    assert [watcher.event(), watcher.event()] == [b"/tool\0w\0", b"/tool/x\0w\0"]
 
 
 def test_introduce_release_and_is_domain_introduced(xl, xsd, guests):
