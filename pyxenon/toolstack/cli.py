@@ -124,6 +124,8 @@ def cmd_run(args):
 
     policy = load_policy(args.policy) if args.policy else None
     configs = [load_cfg(cfg) for cfg in args.cfg]
+    for config in configs:
+        xl.warn_ignored(config, "pyxenon")
     audit = RunAudit(args.audit)
     try:
         with Host(memory_mib=sized_for(configs), deterministic=args.deterministic,
@@ -259,15 +261,25 @@ def parser():
     return p
 
 
+def show_help(argv):
+    """`pyxenon help [COMMAND]`, and `pyxenon` alone (a malformed command line)."""
+    if argv[1:2] and argv[1] in xl.COMMANDS + xl.PYXENON_COMMANDS:
+        return xl.main(argv[:2], prog="pyxenon", extra=True)
+    parser().print_help()
+    return EXIT_OK if argv else EXIT_USAGE
+
+
 def main(argv=None):
     if argv is None:
         argv = sys.argv[1:]
         if os.path.basename(sys.argv[0]) == "xl":
             return xl.main(argv, prog="xl")
-    if argv and argv[0] in xl.COMMANDS + xl.PYXENON_COMMANDS:
+    if not argv or argv[0] == "help":
+        return show_help(argv)
+    if argv[0] in xl.COMMANDS + xl.PYXENON_COMMANDS:
         return xl.main(argv, prog="pyxenon", extra=True)
     try:
-        if argv and argv[0] in DELEGATES:
+        if argv[0] in DELEGATES:
             return delegate(argv[0], argv[1:])
         args = parser().parse_args(argv)
         return args.func(args)

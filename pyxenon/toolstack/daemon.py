@@ -35,6 +35,7 @@ from .host import Host
 from .policy import JsonLinesAudit
 from .protocol import MAX_LINE, ToolstackError, b64
 from .xenstore import XenStoreError
+from .xenstored_socket import XenstoredSocket
 
 RUN_SLICE = 0.05          # seconds of guest time between looks at the sockets
 IDLE_WAIT = 0.5           # select timeout when no domain can run
@@ -215,6 +216,7 @@ class Daemon:
         self.client_timeout = client_timeout()
         self.selector = selectors.DefaultSelector()
         self.listener = None
+        self.xenstored = None                    # xenstored's socket, once listening
         self.busy = False
         self.stopping = False
         self.t0 = time.monotonic()
@@ -264,6 +266,8 @@ class Daemon:
         sock.setblocking(False)
         self.selector.register(sock, selectors.EVENT_READ)
         self.listener = sock
+        self.xenstored = XenstoredSocket(self.host.xenstore, self.folder, self.selector,
+                                         self.client_timeout)
 
     def accept(self):
         """Every connection waiting (a burst must not fill the backlog)."""
@@ -396,9 +400,12 @@ class Daemon:
         self.close()
 
     def poll(self, timeout):
-        for key, _ in self.selector.select(timeout):
+        for key, mask in self.selector.select(timeout):
             if key.fileobj is self.listener:
                 self.accept()
+            elif self.xenstored is not None and self.xenstored.owns(key):
+                self.xenstored.ready(key, mask)
+                self.busy = True  # a guest may be watching
             elif key.fileobj in self.clients:
                 self.readable(key.data)
 
@@ -422,6 +429,8 @@ class Daemon:
             if client.outbuf or client.overflow:
                 self.flush(client)
         self.drop_idle()
+        if self.xenstored is not None:
+            self.xenstored.flush()
 
     def notice_domains(self):
         """Log domains that appeared (restarts) or went away, however they did."""
@@ -516,7 +525,7 @@ class Daemon:
         policy = self.host.policy
         logs = self.console_logs.folder if self.console_logs is not None else None
         return {"ok": True, "pid": os.getpid(), "policy": policy.source if policy else None,
-                "console_log": logs}
+                "console_log": logs, "xenstored": self.xenstored.path if self.xenstored else None}
 
     def op_create(self, client, cfg, overrides=(), paused=False, cwd="/", console=False):
         """console: attach this connection before the domain first runs,
@@ -742,6 +751,8 @@ class Daemon:
             except OSError:
                 pass
             self.drop(client)
+        if self.xenstored is not None:
+            self.xenstored.close()
         if self.listener is not None:
             self.selector.unregister(self.listener)
             self.listener.close()
@@ -802,8 +813,11 @@ def uuid_text(handle):
 def config_dict(domain):
     """The domain's settings as `xl list -l` shows them (libxl's grouping)."""
     config = getattr(domain, "config", None)
-    if config is None:
-        return None
+    return None if config is None else config_json(config)
+
+
+def config_json(config):
+    """A DomainConfig as libxl groups it (`xl list -l`, `xl create -n`)."""
     return {
         "c_info": {"type": "pv", "name": config.name, "ssid_label": config.seclabel},
         "b_info": {"max_vcpus": config.vcpus, "max_memkb": config.maxmem_mib * 1024,

@@ -57,6 +57,9 @@ class Host:
         self.machine.shutdown_listeners.append(self._on_shutdown)
         self.machine.destroy_listeners.append(self._on_destroy)
         self.xenstore = XenStore(gate=self._xenstore_gate)
+        # XS_INTRODUCE of a domain the store released: its ring, as built
+        self.xenstore.mapper = lambda domid: getattr(self.machine.domains.get(domid),
+                                                     "store_ring", None)
         self.domains = []  # every domain created, dead ones included (their logs)
 
     def __enter__(self):
@@ -110,8 +113,9 @@ class Host:
         builder.build(domain, image, config.cmdline, ramdisk,
                       ports=(domain.store_port, domain.console.port),
                       wallclock_ns=time.time_ns())
-        self.xenstore.connect(domid, domain.page(layout.pfn(layout.xenstore)),
-                              lambda: domain.events.set_pending(domain.store_port))
+        domain.store_ring = (domain.page(layout.pfn(layout.xenstore)),
+                             lambda: domain.events.set_pending(domain.store_port))
+        self.xenstore.connect(domid, *domain.store_ring)
         populate_store(self.xenstore, domain, layout)
 
     # -- running -------------------------------------------------------------

@@ -21,17 +21,22 @@ semantics follow Xen's C xenstored and docs/misc/xenstore.txt:
 - TRANSACTION_START/END: a private copy of the tree; END "T" fails with
   EAGAIN, applying nothing, if any node the transaction read or wrote was
   replaced meanwhile.  Its watch events fire at commit.
-- Errors are XS_ERROR replies naming the errno; an unknown type is EINVAL,
-  dom0-only types are EACCES, an unknown tx_id is ENOENT.  A header whose len
+- Errors are XS_ERROR replies naming the errno; an unknown type is ENOSYS
+  (as xenstored since 4.15), dom0-only types are EACCES from guests, an
+  unknown tx_id is ENOENT.  A header whose len
   exceeds XENSTORE_PAYLOAD_MAX gets E2BIG and fails the connection
   (XENSTORE_ERROR_PROTO); nonsense ring indices fail it (XENSTORE_ERROR_RINGIDX).
   The guest may reset a failed ring with the reconnection protocol.
+- Other connections as dom0 (attach: xenstored's Unix socket) speak the same
+  messages through the same code, with dom0's rights: INTRODUCE, RELEASE and
+  IS_DOMAIN_INTRODUCED as xenstored answers them.
 """
+import re
 import dataclasses
 import itertools
 
 from pyxenon.public import io
-from pyxenon.public.xen import DOMID_FIRST_RESERVED
+from pyxenon.public.xen import DOMID_FIRST_RESERVED, DOMID_SELF
 
 from . import xenstore_tree as tree
 from .xenstore_ring import Ring, RingError, pack_message
@@ -155,6 +160,8 @@ class XenStore:
         self.special = {path: ((DOM0, "n"),) for path in SPECIAL_PATHS}
         self.introduced = set()
         self.connections = {}
+        self.attached = []      # dom0's connections other than the host API (sockets)
+        self.mapper = None      # mapper(domid) -> (page, notify) or None: for INTRODUCE
         self.host = _Host()
         self._tokens = itertools.count(1)
         self._delivering = False
@@ -237,6 +244,27 @@ class XenStore:
             self._serve(conn)
         self._pump()
 
+    # -- dom0's other connections (xenstored's socket) ----------------------
+
+    def attach(self, ring):
+        """A dom0 connection speaking the wire protocol through ring (any
+        object with the Ring's interface); returns the handle serve and
+        detach take."""
+        conn = _Connection(DOM0, ring, self.limits)
+        self.attached.append(conn)
+        return conn
+
+    def serve(self, conn):
+        """conn's ring has new input: serve it, as on_event does for a guest."""
+        if not conn.ring.failed:
+            self._serve(conn)
+        self._pump()
+
+    def detach(self, conn):
+        if conn in self.attached:
+            self.attached.remove(conn)
+        conn.forget()
+
     # -- the host API (dom0) --------------------------------------------------
 
     def read(self, path):
@@ -305,7 +333,7 @@ class XenStore:
             self._fire(event)
 
     def _fire(self, event):
-        for client in [self.host, *self.connections.values()]:
+        for client in [self.host, *self.connections.values(), *self.attached]:
             for watch in list(client.watches):
                 self._maybe_deliver(client, watch, event)
 
@@ -321,7 +349,7 @@ class XenStore:
     def _pump(self):
         """Push queued output to the rings that have some (or news to
         signal), then run the host's callbacks."""
-        for conn in list(self.connections.values()):
+        for conn in [*self.connections.values(), *self.attached]:
             if conn.ring.out or conn.ring.active:
                 self._push(conn)
         self._run_callbacks()
@@ -397,10 +425,10 @@ class XenStore:
 
     def _dispatch(self, conn, header, payload):
         name, flags = _WIRE.get(header.type, (None, 0))
-        if flags & PRIV:
+        if flags & PRIV and conn.domid != DOM0:
             raise XenStoreError("EACCES")
         if name is None:
-            raise XenStoreError("EINVAL")
+            raise XenStoreError("ENOSYS")
         tx = None if flags & NOTID else conn.transaction(header.tx_id)
         return header.type, getattr(self, name)(conn, tx, payload)
 
@@ -504,11 +532,55 @@ class XenStore:
             self._commit(tx)
         return OK
 
+    def _wire_introduce(self, conn, tx, payload):
+        """domid, gfn, port.  A domain already introduced gets its connection
+        reset (xenstored's domain_conn_reset: watches, transactions and ring
+        indices dropped; the host keeps its own store event channel); one
+        not introduced is connected if the host has it (mapper)."""
+        strings = _strings(payload, 3)
+        domid, port = _atoi(strings[0]), _atoi(strings[2])
+        if port <= 0 or domid >= DOMID_FIRST_RESERVED:
+            raise XenStoreError("EINVAL")
+        if domid == DOM0:
+            return OK           # xenstored's master domain: always introduced
+        known = self.connections.get(domid)
+        if known is not None:
+            known.forget()
+            known.ring.reset()
+            return OK
+        mapped = self.mapper(domid) if self.mapper is not None else None
+        if mapped is None:
+            raise XenStoreError("EINVAL")   # xenstored: mapping the domain's page fails
+        self.connect(domid, *mapped)
+        return OK
+
+    def _wire_release(self, conn, tx, payload):
+        domid = _atoi(_one_arg(payload))
+        if domid == DOM0:
+            raise XenStoreError("EINVAL")
+        if domid not in self.introduced:
+            raise XenStoreError("ENOENT")
+        if domid not in self.connections:
+            raise XenStoreError("EINVAL")
+        self.release(domid)
+        return OK
+
+    def _wire_is_domain_introduced(self, conn, tx, payload):
+        domid = _atoi(_one_arg(payload))
+        known = domid in (DOM0, DOMID_SELF) or domid in self.introduced
+        return b"T\0" if known else b"F\0"
+
     def _commit(self, tx):
         if tx.conflicts(self.tree):
             raise XenStoreError("EAGAIN")
         tx.apply(self.tree)
         self._emit(tx.events)
+
+
+def _atoi(raw):
+    """C's atoi, as xenstored reads domids and ports: leading digits, else 0."""
+    match = re.match(rb"\s*([+-]?\d+)", raw)
+    return int(match.group(1)) if match else 0
 
 
 def _without(perms, domid):
@@ -532,11 +604,11 @@ _WIRE = {
     io.XS_SET_PERMS: ("_wire_set_perms", 0),
     io.XS_RESET_WATCHES: ("_wire_reset_watches", 0),
     io.XS_DIRECTORY_PART: ("_wire_directory_part", 0),
-    # dom0's requests: guests get EACCES (the host uses the Python API).
+    # dom0's requests: guests get EACCES; the rest (None) are ENOSYS for dom0 too.
     io.XS_CONTROL: (None, PRIV),
-    io.XS_INTRODUCE: (None, PRIV),
-    io.XS_RELEASE: (None, PRIV),
-    io.XS_IS_DOMAIN_INTRODUCED: (None, PRIV),
+    io.XS_INTRODUCE: ("_wire_introduce", PRIV),
+    io.XS_RELEASE: ("_wire_release", PRIV),
+    io.XS_IS_DOMAIN_INTRODUCED: ("_wire_is_domain_introduced", PRIV),
     io.XS_RESUME: (None, PRIV),
     io.XS_SET_TARGET: (None, PRIV),
 }

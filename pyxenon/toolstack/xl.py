@@ -25,7 +25,7 @@ import time
 from pyxenon.errors import HostLimitError, UserInputError
 
 from . import protocol
-from .xlcfg import load_cfg
+from .xlcfg import ignored_warning, load_cfg
 from .protocol import ToolstackError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -56,15 +56,20 @@ def request(op, **args):
 # -- create ---------------------------------------------------------------------
 
 def cmd_create(args):
-    if args.cfg is None:
-        raise UsageError("create: a cfg file is required")
+    take_cfg_file(args)
     if args.foreground and (args.paused or args.console):
         raise UsageError("create: -F runs the domain here; it does not go with -p or -c")
     if not args.quiet:
         print(f"Parsing config from {args.cfg}", file=sys.stderr)
+    config = load_cfg(args.cfg, args.overrides)  # a malformed cfg is reported here, exit 2
+    warn_ignored(config, args.prog)
+    if args.dry_run:
+        from .daemon import config_json
+
+        print(json.dumps(config_json(config), indent=4))
+        return EXIT_OK
     if args.foreground:
         return create_foreground(args)
-    load_cfg(args.cfg, args.overrides)  # a malformed cfg is reported here, exit 2
     conn = protocol.connect(start=True)
     try:
         conn.request("create", cfg=os.path.abspath(args.cfg), overrides=args.overrides,
@@ -74,6 +79,21 @@ def cmd_create(args):
     finally:
         conn.close()
     return EXIT_OK
+
+
+def take_cfg_file(args):
+    """xl's `create -f FILE [KEY=VALUE...]`: then every operand is an override."""
+    if args.cfg_file is not None:
+        args.overrides = ([args.cfg] if args.cfg is not None else []) + args.overrides
+        args.cfg = args.cfg_file
+    if args.cfg is None:
+        raise UsageError("create: a cfg file is required")
+
+
+def warn_ignored(config, prog):
+    warning = ignored_warning(config)
+    if warning:
+        print(f"{prog}: {warning}", file=sys.stderr)
 
 
 def create_foreground(args):
@@ -242,18 +262,24 @@ def cmd_vcpu_list(args):
 
 def cmd_uptime(args):
     rows = request("list", domain=args.domain)["domains"]
+    if args.short:
+        now = time.strftime("%H:%M:%S")
+        for row in rows:
+            print(f" {now} up {uptime_text(row['uptime'], True)}, "
+                  f"{row['name']} ({row['domid']})")
+        return EXIT_OK
     print(f"{'Name':<33} {'ID':>4} Uptime")
     for row in rows:
         print(f"{row['name']:<33} {row['domid']:4d} {uptime_text(row['uptime'])}")
     return EXIT_OK
 
 
-def uptime_text(seconds):
-    """xl's long uptime form: "[D day(s), ]HH:MM:SS"."""
+def uptime_text(seconds, short=False):
+    """xl's uptime forms: "[D day(s), ]HH:MM:SS", or without :SS (short)."""
     seconds = int(seconds)
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
-    clock = f"{hours:2d}:{rest // 60:02d}:{rest % 60:02d}"
+    clock = f"{hours:2d}:{rest // 60:02d}" + ("" if short else f":{rest % 60:02d}")
     if days:
         return f"{days} day{'s' if days > 1 else ''}, {clock}"
     return clock
@@ -391,8 +417,9 @@ def daemon_status(conn, folder):
     reply = conn.request("ping")
     policy = reply.get("policy") or "none"
     logs = f", console logs {reply['console_log']}" if reply.get("console_log") else ""
+    xenstored = f", xenstored {reply['xenstored']}" if reply.get("xenstored") else ""
     print(f"pyxenon: daemon running, pid {reply['pid']}, socket "
-          f"{protocol.socket_path(folder)}, policy {policy}{logs}")
+          f"{protocol.socket_path(folder)}{xenstored}, policy {policy}{logs}")
     return EXIT_OK
 
 
@@ -534,6 +561,10 @@ def add_create(sub):
     p.add_argument("-F", dest="foreground", action="store_true",
                    help="run it in the foreground, in this process")
     p.add_argument("-q", dest="quiet", action="store_true", help="quiet")
+    p.add_argument("-n", dest="dry_run", action="store_true",
+                   help="dry run: print the parsed config (JSON, as xl) and stop")
+    p.add_argument("-f", "--defconfig", dest="cfg_file", metavar="FILE",
+                   help="the xl.cfg file (then every operand is a KEY=VALUE)")
     p.add_argument("cfg", nargs="?", metavar="CFG", help="xl.cfg file")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="cfg settings that win")
     p.set_defaults(func=cmd_create)
@@ -559,6 +590,8 @@ def add_queries(sub):
         p = sub.add_parser(name, help=f"{name} for every domain or one")
         p.add_argument("domain", nargs="?")
         p.set_defaults(func=func)
+    sub.choices["uptime"].add_argument("-s", dest="short", action="store_true",
+                                       help="short form: time now, uptime without seconds")
 
 
 def add_lifecycle(sub):
@@ -626,9 +659,28 @@ COMMANDS = ("create", "list", "console", "pause", "unpause", "destroy", "shutdow
 PYXENON_COMMANDS = ("xenstore", "audit")   # pyxenon's, through the daemon; not xl's
 
 
+def show_help(prog, extra, command=None):
+    """xl's help: the command list, or one command's usage."""
+    p = parser(prog, extra)
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    if command in (None, "help"):
+        print(f"Usage {prog} <subcommand> [args]\n\n{prog} full list of subcommands:\n")
+        for action in sub._choices_actions:
+            print(f" {action.dest:<19} {action.help}")
+    elif command in sub.choices:
+        sub.choices[command].print_help()
+    else:
+        print(f'command "{command}" not implemented')
+
+
 def main(argv, prog="xl", extra=False):
+    if not argv or argv[0] == "help":
+        show_help(prog, extra, argv[1] if len(argv) > 1 else None)
+        # xl alone is a malformed command line (xl's own exit status there is 1)
+        return EXIT_OK if argv else EXIT_USAGE
     try:
         args = parser(prog, extra).parse_args(argv)
+        args.prog = prog
         return args.func(args)
     except (UsageError, UserInputError) as e:
         print(f"{prog}: {e}", file=sys.stderr)

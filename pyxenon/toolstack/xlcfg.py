@@ -73,6 +73,14 @@ class DomainConfig:
         return self.origins.get(key, (self.path, None))
 
 
+def ignored_warning(config):
+    """One line naming the cfg's keys pyxenon does not implement, or None."""
+    if not config.extra_keys:
+        return None
+    return (f"warning: {config.path}: settings pyxenon does not implement, ignored: "
+            + ", ".join(config.extra_keys))
+
+
 def load_cfg(path, overrides=()):
     """Read and check the xl.cfg file at ``path``, then apply overrides."""
     path = str(path)
