@@ -289,6 +289,14 @@ int xc_put_type(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int flags
     return 0;
 }
 
+/* A validation that failed part-way hands its reference to old_guest_table
+ * -- only if this call made it so: a put left unfinished by an earlier
+ * hypercall holds its own. */
+static int handed_over(const struct xc_vcpu *v, uint64_t mfn, uint64_t unfinished)
+{
+    return v && v->old_guest_table == mfn && unfinished != mfn;
+}
+
 /* Xen's get_page_and_type_from_mfn. */
 int xc_get_page_and_type(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, uint16_t domid,
                          int type, int flags)
@@ -300,10 +308,7 @@ int xc_get_page_and_type(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, 
     rc = xc_get_type(m, v, mfn, type, flags & PTF_PREEMPTIBLE);
     if (rc == 0 || (flags & PTF_PARTIAL_SET))
         return rc;
-    /* A validation that failed part-way hands this reference to
-     * old_guest_table -- only if this call made it so: a put left
-     * unfinished by an earlier hypercall holds its own. */
-    if (!(v && v->old_guest_table == mfn && unfinished != mfn) &&
+    if (!handed_over(v, mfn, unfinished) &&
         !((flags & PTF_RETAIN_REF_ON_RESTART) && rc == -ERESTART))
         xc_put_page(m, mfn);
     return rc;
