@@ -101,7 +101,7 @@ int xc_pin(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int level);
 int xc_unpin(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn);
 int xc_new_baseptr(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int user);
 int xc_put_old_guest_table(struct xc_machine *m, struct xc_vcpu *v);
-int xc_descriptor_ok(uint64_t desc);
+int xc_check_descriptor(uint64_t *desc);
 int xc_shadow_enable(struct xc_machine *m, int on);
 int xc_tlb_probe(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write);
 int xc_audit(struct xc_machine *m, const uint64_t *ranges, uint32_t nr_ranges,

@@ -296,7 +296,7 @@ int xc_l1_update(struct xc_machine *m, struct xc_vcpu *v, uint64_t table, uint32
                  uint64_t new, int preserve_ad);
 int xc_promote_l1(struct xc_machine *m, struct xc_vcpu *v, uint64_t table);
 void xc_demote_l1(struct xc_machine *m, struct xc_vcpu *v, uint64_t table);
-int xc_descriptor_ok(uint64_t desc);
+int xc_check_descriptor(uint64_t *desc);
 
 /* ptlevels.c: L2-L4 entries, linear tables, the operations on tables */
 int xc_promote_table(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int level,
