@@ -88,8 +88,10 @@ def test_vm_assist(dom, hypercall):
     assert dom.vm_assist >> xen.VMASST_TYPE_m2p_strict & 1
     assert hypercall(dom, xen.HYPERVISOR_vm_assist, xen.VMASST_CMD_disable,
                      xen.VMASST_TYPE_m2p_strict) == 0
-    assert hypercall(dom, xen.HYPERVISOR_vm_assist, xen.VMASST_CMD_enable,
-                     xen.VMASST_TYPE_4gb_segments) == -errno.EINVAL
+    # PV64_VM_ASSIST_MASK keeps the 32-bit assists Linux still asks for
+    for kind in (xen.VMASST_TYPE_4gb_segments, xen.VMASST_TYPE_pae_extended_cr3):
+        assert hypercall(dom, xen.HYPERVISOR_vm_assist, xen.VMASST_CMD_enable, kind) == 0
+    assert hypercall(dom, xen.HYPERVISOR_vm_assist, xen.VMASST_CMD_enable, 6) == -errno.EINVAL
     assert hypercall(dom, xen.HYPERVISOR_vm_assist, 7, xen.VMASST_TYPE_m2p_strict) == -errno.ENOSYS
 
 
