@@ -24,6 +24,7 @@ def do_vm_assist(vcpu, cmd, kind, *_):
         vcpu.domain.vm_assist &= ~(1 << kind)
     else:
         raise HypercallError(errno.ENOSYS)
+    vcpu.domain.io.arch_iopl = vcpu.domain.vm_assist >> xen.VMASST_TYPE_architectural_iopl & 1
     return 0
 
 

@@ -1,7 +1,7 @@
 """Privileged instructions a ring-3 PV kernel executes, emulated as Xen
 emulates them for PV guests (its emul-priv-op): control and debug
 registers, the MSRs a PV guest may see, clts, wbinvd.  Anything else that
-faulted stays a #GP for the guest (in/out included: no I/O privilege).
+faulted stays a #GP for the guest (in/out are answered in C, `_core/io.c`).
 """
 from pyxenon._core import lib
 
@@ -10,7 +10,11 @@ from .hypercall_page import hypercall_page_bytes
 from .guestmem import copy_from_guest
 
 CR0_TS = 0x8
-CR4_VISIBLE = 0x6A0        # PAE PGE OSFXSR OSXMMEXCPT: what the guest reads
+# pv_fixup_guest_cr4: the guest chooses TSD and DE (its policy has TSC and
+# DE; FSGSBASE and OSXSAVE are not in it, see _core/cpuid.c), and sees Xen's
+# PAE, MCE, OSFXSR and OSXMMEXCPT.
+CR4_GUEST_MASK = 0x4 | 0x8
+CR4_XEN_VISIBLE = 0x20 | 0x40 | 0x200 | 0x400
 MSR_EFER, EFER_VALUE = 0xC0000080, 0xD01
 MSR_FS_BASE, MSR_GS_BASE, MSR_SHADOW_GS_BASE = 0xC0000100, 0xC0000101, 0xC0000102
 MSR_HYPERCALL_PAGE = 0x40000000  # CPUID leaf 0x40000002 names it
@@ -84,7 +88,7 @@ def read_cr(vcpu, n):
     values = {0: lambda: lib.xc_get_cr0(m, core),
               2: lambda: vcpu.domain.vcpu_info(vcpu.vcpu_id).arch.cr2,
               3: lambda: (core.kernel_cr3 if core.kernel_mode else core.user_cr3) << 12,
-              4: lambda: CR4_VISIBLE, 8: lambda: 0}
+              4: lambda: vcpu.cr4, 8: lambda: 0}
     return values[n]() if n in values else None
 
 
@@ -97,7 +101,16 @@ def write_cr(vcpu, n, value):
         return lib.xc_set_cr0(m, vcpu.core, value) == 0
     if n == 3:
         return write_cr3(vcpu, (value >> 12) & ((1 << 40) - 1))
-    return n == 4 and value == CR4_VISIBLE
+    if n == 4:
+        vcpu.cr4 = fixup_guest_cr4(value)
+        return True
+    return False
+
+
+def fixup_guest_cr4(value):
+    """Xen's pv_fixup_guest_cr4: a write of CR4 never fails; the guest keeps
+    its bits of the policy's, the rest are Xen's."""
+    return value & CR4_GUEST_MASK | CR4_XEN_VISIBLE
 
 
 def write_cr3(vcpu, mfn):
@@ -118,11 +131,55 @@ RETRY = "retry"     # emulated, but the instruction must run again
 
 # -- MSRs ---------------------------------------------------------------------------
 
+# Xen's read_msr (pv/emul-priv-op.c) after guest_rdmsr (msr.c) for a PV
+# domU with an Intel policy: fixed answers, by MSR.
+XEN_MSR_PAT = 0x050100070406
+APIC_BASE = 0xFEE00000 | 0x800            # APIC_DEFAULT_PHYS_BASE | ENABLE
+GUEST_MCG_CAP = 1 << 24 | 1 << 11 | 1 << 10 | 2   # SER_P TES_P CMCI_P, 2 banks
+FIXED_MSRS = {
+    0x3A: 1,                    # FEATURE_CONTROL: locked, nothing enabled
+    0x17: 0,                    # PLATFORM_ID (the host's; none here)
+    0x8B: 0,                    # UCODE_REV: Xen's last microcode load (none)
+    0xCE: 1 << 32,              # PLATFORM_INFO: CPUID faulting, always offered
+    0x140: 0,                   # MISC_FEATURES_ENABLES
+    0x179: GUEST_MCG_CAP, 0x17A: 0, 0x17B: 0,   # vmce: MCG_CAP, MCG_STATUS, MCG_CTL
+    0x0: 0, 0x1: 0,             # P5_MC_ADDR/TYPE: vmce, not banks
+    0x198: 0, 0x199: 0, 0x19C: 0,   # PERF_STATUS, PERF_CTL, THERM_STATUS: read as zero
+    0x277: XEN_MSR_PAT,
+    0x1A0: 1 | 1 << 11 | 1 << 12 | 1 << 23,  # guest_misc_enable: BTS/PEBS unavail, xTPR off
+    0x345: 0,                   # PERF_CAPABILITIES
+    0xC0000103: 0,              # TSC_AUX (rdtscp is in the policy)
+}
+
+
+def mc_bank_msr(index):
+    """vmce_rdmsr's banks: MCi_CTL2 (0x280+), MCi_CTL/STATUS/ADDR/MISC (0x400+);
+    MCi_CTL of the guest's two banks reads all-ones, everything else 0."""
+    if 0x280 <= index < 0x2A0:
+        return 0
+    if 0x400 <= index < 0x480:
+        return MASK64 if index % 4 == 0 and (index - 0x400) // 4 < 2 else 0
+    return None
+
+
+def vpmu_msr(index):
+    """The Intel PMU counters: vpmu_do_rdmsr with the vPMU off reads 0."""
+    ranges = ((0xC1, 0xC9), (0x186, 0x18A), (0x309, 0x30C), (0x38D, 0x391))
+    return 0 if any(lo <= index < hi for lo, hi in ranges) else None
+
+
 def read_msr(vcpu, index):
     regs = vcpu.regs()
     values = {MSR_FS_BASE: regs["fs_base"], MSR_GS_BASE: regs["gs_base"],
-              MSR_SHADOW_GS_BASE: vcpu.gs_base_other, MSR_EFER: EFER_VALUE}
-    return values.get(index)
+              MSR_SHADOW_GS_BASE: vcpu.gs_base_other, MSR_EFER: EFER_VALUE,
+              0x1B: APIC_BASE | (0x100 if vcpu.vcpu_id == 0 else 0),   # BSP
+              0x10: lib.xc_host_tsc()}         # IA32_TSC: rdtsc, which passes through
+    if index in values:
+        return values[index]
+    if index in FIXED_MSRS:
+        return FIXED_MSRS[index]
+    value = mc_bank_msr(index)
+    return value if value is not None else vpmu_msr(index)
 
 
 def write_msr(vcpu, index, value):
@@ -137,8 +194,16 @@ def write_msr(vcpu, index, value):
     elif index == MSR_HYPERCALL_PAGE:
         return install_hypercall_page(vcpu, value)
     else:
-        return index == MSR_EFER and value == EFER_VALUE
+        return ignored_write(index, value)
     return True
+
+
+def ignored_write(index, value):
+    """Writes Xen accepts and drops for a PV domU: EFER unchanged, the vPMU's
+    counters (vpmu off: a nop), vmce's MCG_STATUS and bank registers."""
+    if index == MSR_EFER:
+        return value == EFER_VALUE
+    return index == 0x17A or vpmu_msr(index) is not None or mc_bank_msr(index) is not None
 
 
 def install_hypercall_page(vcpu, gpa):
@@ -191,8 +256,23 @@ def emu_nop(vcpu, ops, regs):
     return True     # wbinvd/invd: nothing to do for an unprivileged guest
 
 
+def iopl_ok(vcpu):
+    """Xen's iopl_ok: a guest kernel is at virtual CPL 1 (0 with the
+    architectural IOPL assist), guest user at 3; _core/io.c's rule too."""
+    core = vcpu.core
+    cpl = (0 if core.io.arch_iopl else 1) if core.kernel_mode else 3
+    return cpl <= core.iopl
+
+
+def emu_cli_sti(vcpu, ops, regs):
+    """cli/sti with enough virtual IOPL are skipped, the event mask left
+    alone, as Xen's priv_op_validate does ("too dangerous" to honour)."""
+    return iopl_ok(vcpu)
+
+
 EMULATED = {"mov": emu_mov, "rdmsr": emu_rdmsr, "wrmsr": emu_wrmsr,
-            "clts": emu_clts, "wbinvd": emu_nop, "invd": emu_nop}
+            "clts": emu_clts, "wbinvd": emu_nop, "invd": emu_nop,
+            "cli": emu_cli_sti, "sti": emu_cli_sti}
 
 
 def emulate_privileged(vcpu):
