@@ -292,52 +292,168 @@ def emulate_privileged(vcpu):
 # -- writable page tables -------------------------------------------------------------
 
 PFEC_PRESENT_WRITE = 0x3
-PTWR_WIDTH = 8
+WIDTHS = {"byte": 1, "word": 2, "dword": 4, "qword": 8}
+CF, PF, ZF, SF, OF = 1, 1 << 2, 1 << 6, 1 << 7, 1 << 11
+ARITH_FLAGS = CF | PF | 1 << 4 | ZF | SF | OF
 
 
-def ptwr_value(insn, regs, old):
-    """The 8-byte value a mov/xchg/cmpxchg writes, or None."""
+def _subregisters():
+    names = {}
+    for r in "abcd":
+        names.update({f"{r}l": f"r{r}x", f"{r}x": f"r{r}x", f"e{r}x": f"r{r}x"})
+    for r in ("si", "di", "bp", "sp"):
+        names.update({f"{r}l": f"r{r}", r: f"r{r}", f"e{r}": f"r{r}"})
+    for n in range(8, 16):
+        names.update({f"r{n}b": f"r{n}", f"r{n}w": f"r{n}", f"r{n}d": f"r{n}"})
+    return names
+
+
+SUBREGS = _subregisters()
+HIGH8 = {"ah": "rax", "bh": "rbx", "ch": "rcx", "dh": "rdx"}
+
+
+def source_value(src, regs, width):
+    """An immediate or a register of the instruction, at the operand width."""
+    if src[0].isdigit() or src.startswith("-"):
+        value = int(src, 0)
+    elif src in HIGH8:
+        value = regs[HIGH8[src]] >> 8
+    else:
+        value = regs.get(SUBREGS.get(src, src))
+    return None if value is None else value & ((1 << 8 * width) - 1)
+
+
+def result_flags(value, width):
+    """ZF, SF and PF of a result, as the CPU sets them."""
+    top = 1 << (8 * width - 1)
+    parity = bin(value & 0xFF).count("1") % 2 == 0
+    return (ZF if value == 0 else 0) | (SF if value & top else 0) | (PF if parity else 0)
+
+
+def cmp_flags(a, b, width):
+    mask = (1 << 8 * width) - 1
+    r = (a - b) & mask
+    overflow = ((a ^ b) & (a ^ r)) >> (8 * width - 1) & 1
+    return result_flags(r, width) | (CF if a < b else 0) | (OF if overflow else 0)
+
+
+def op_logic(fn):
+    """and/or/xor: CF and OF cleared, ZF SF PF from the result."""
+    def op(old, src, width, regs, dst_reg):
+        new = fn(old, src)
+        return new, {}, (ARITH_FLAGS, result_flags(new, width))
+    return op
+
+
+def op_bit(set_bit):
+    """bts/btr within the operand: CF is the bit's old value."""
+    def op(old, src, width, regs, dst_reg):
+        if src >= 8 * width:
+            return None          # a bit-string offset past the entry: not emulated
+        bit = 1 << src
+        new = old | bit if set_bit else old & ~bit
+        return new, {}, (CF, CF if old & bit else 0)
+    return op
+
+
+def op_mov(old, src, width, regs, dst_reg):
+    return src, {}, (0, 0)
+
+
+def set_register(regs, name, value, width):
+    """A register write at width: 32-bit writes zero-extend, 8/16-bit merge."""
+    if width >= 4:
+        return {name: value}
+    mask = (1 << 8 * width) - 1
+    return {name: regs[name] & ~mask | value}
+
+
+def op_xchg(old, src, width, regs, dst_reg):
+    return src, set_register(regs, dst_reg, old, width), (0, 0)
+
+
+def op_cmpxchg(old, src, width, regs, dst_reg):
+    """Memory changes only if the accumulator matches; else it gets the old value."""
+    acc = regs["rax"] & ((1 << 8 * width) - 1)
+    after = {} if acc == old else set_register(regs, "rax", old, width)
+    return (src if acc == old else old), after, (ARITH_FLAGS, cmp_flags(acc, old, width))
+
+
+PTWR_OPS = {"mov": op_mov, "xchg": op_xchg, "cmpxchg": op_cmpxchg,
+            "and": op_logic(lambda a, b: a & b), "or": op_logic(lambda a, b: a | b),
+            "xor": op_logic(lambda a, b: a ^ b), "bts": op_bit(True), "btr": op_bit(False)}
+
+
+def ptwr_decode(insn):
+    """(op, width, source) of a write to memory the ptwr assist can emulate."""
+    op = PTWR_OPS.get(insn.mnemonic.removeprefix("lock "))
     ops = [o.strip() for o in insn.op_str.split(",")]
-    if len(ops) != 2 or not ops[0].startswith("qword ptr ["):
+    if op is None or len(ops) != 2 or "[" not in ops[0]:
         return None
-    src = ops[1]
-    value = int(src, 0) & MASK64 if src[0].isdigit() or src.startswith("-") else regs.get(src)
-    if value is None:
-        return None
-    if insn.mnemonic == "cmpxchg" and regs["rax"] != old:
-        return old              # comparison failed: memory unchanged
-    return value
+    width = WIDTHS.get(ops[0].split()[0])
+    return (op, width, ops[1]) if width else None
 
 
 def emulate_ptwr(vcpu):
     """A write to one of the guest's own L1 page tables (mapped read-only)
     becomes a checked update of that entry, as Xen's writable-pagetable
-    assist does.  False: an ordinary #PF for the guest."""
+    assist does (ptwr_emulated_update): any naturally aligned width within
+    the entry, mov, xchg, cmpxchg and the read-modify-write forms (fork's
+    ptep_set_wrprotect is a byte-wide `lock andb`), merged into the whole
+    entry, the flags set as the CPU would.  False: an ordinary #PF."""
     core = vcpu.core
     if core.error_code & PFEC_PRESENT_WRITE != PFEC_PRESENT_WRITE or not core.kernel_mode:
         return False
     frames = vcpu.domain.machine.frame_table
-    ma = ptwr_entry(vcpu, frames)
     regs = vcpu.regs()
-    insn = decode(vcpu, regs["rip"]) if ma is not None else None
-    if insn is None or insn.mnemonic not in ("mov", "xchg", "cmpxchg"):
+    insn = decode(vcpu, regs["rip"])
+    decoded = ptwr_decode(insn) if insn is not None else None
+    ma = ptwr_entry(vcpu, frames, decoded[1]) if decoded else None
+    if ma is None:
         return False
-    table, index = ma >> 12, (ma & 0xFFF) // 8
+    return ptwr_update(vcpu, frames, ma, decoded, insn, regs)
+
+
+def ptwr_update(vcpu, frames, ma, decoded, insn, regs):
+    op, width, src = decoded
+    table, index, shift = ma >> 12, (ma & 0xFFF) // 8, 8 * (ma & 7)
+    mask = (1 << 8 * width) - 1
     old = frames.read_entry(table, index)
-    value = ptwr_value(insn, regs, old)
-    if value is None:
+    value = source_value(src, regs, width)
+    out = op(old >> shift & mask, value, width, regs, SUBREGS.get(src, src)) \
+        if value is not None else None
+    if out is None:
         return False
-    return apply_ptwr(vcpu, frames, table, index, value, insn, regs, old)
+    part, after, (flag_mask, flags) = out
+    new = old & ~(mask << shift) | part << shift
+    if new != old and not mod_entry_ok(vcpu, frames, table, index, new):
+        return False
+    after = {k: v for k, v in after.items() if k in regs}
+    after["rip"] = regs["rip"] + insn.size
+    after["rflags"] = regs["rflags"] & ~flag_mask | flags
+    vcpu.set_regs(**after)
+    return True
 
 
-def ptwr_entry(vcpu, frames):
-    """Machine address of the L1 entry the faulting write aims at, or None.
-    Unicorn reports the page only: the entry is the instruction's operand."""
+def mod_entry_ok(vcpu, frames, table, index, value):
+    from .errors import HypercallError
+
+    try:
+        frames.mod_entry(table, index, value, vcpu)
+    except HypercallError:
+        return False
+    return True
+
+
+def ptwr_entry(vcpu, frames, width):
+    """Machine address the faulting write of width bytes aims at, inside an
+    L1 entry, or None.  Unicorn reports the page only: the address is the
+    instruction's operand; Xen allows only naturally aligned writes."""
     from .mm import L1
 
     va = fault_address(vcpu, vcpu.core.error_code)
     ma = lib.xc_translate(vcpu.domain.machine.core, vcpu.core, va, 0)
-    if ma < 0 or va & 7 or not frames.owned(ma >> 12, vcpu.domain):
+    if ma < 0 or va & (width - 1) or not frames.owned(ma >> 12, vcpu.domain):
         return None
     if not frames.is_table(ma >> 12, L1) or leaf_writable(vcpu, frames, va):
         return None
@@ -354,17 +470,3 @@ def leaf_writable(vcpu, frames, va):
     except HypercallError:
         return True
     return bool(frames.read_entry(table, index) & 0x2)
-
-
-def apply_ptwr(vcpu, frames, table, index, value, insn, regs, old):
-    from .errors import HypercallError
-
-    try:
-        frames.mod_entry(table, index, value, vcpu)
-    except HypercallError:
-        return False
-    after = {"rip": regs["rip"] + insn.size}
-    if insn.mnemonic in ("xchg", "cmpxchg"):
-        after["rax" if insn.mnemonic == "cmpxchg" else insn.op_str.split(",")[1].strip()] = old
-    vcpu.set_regs(**after)
-    return True
