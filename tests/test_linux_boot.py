@@ -11,7 +11,12 @@ import pytest
 from test_kernelimage import cache_dir, debian_vmlinuz  # noqa: F401  (the session fixture)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-BOOT_TIMEOUT = 90
+BOOT_TIMEOUT = 30        # a good boot takes ~5 s
+# About one boot in three still hangs (a soft lockup in a kworker) or oopses
+# before /init -- a known, not yet understood bug, on record in the Linux
+# issue; the module boots again, at most this many times in all, and says
+# how many it took.
+ATTEMPTS = 3
 
 
 def make_initramfs():
@@ -37,10 +42,14 @@ def linux(debian_vmlinuz, tmp_path_factory):  # noqa: F811
     ramdisk = out / "initramfs.cpio.gz"
     ramdisk.write_bytes(tool.build_initramfs(busybox.read_bytes()))
     cfg = tool.write_cfg(out / "linux.cfg", debian_vmlinuz, ramdisk, "echo hello from linux")
-    with Host() as host:
-        dom = host.create(str(cfg))
-        outcome = host.run(timeout=BOOT_TIMEOUT)
-        yield dom, outcome
+    for attempt in range(1, ATTEMPTS + 1):
+        with Host() as host:
+            dom = host.create(str(cfg))
+            outcome = host.run(timeout=BOOT_TIMEOUT)
+            if dom.shutdown_reason == "poweroff" or attempt == ATTEMPTS:
+                print(f"Linux boot: attempt {attempt} of {ATTEMPTS}: {outcome}")
+                yield dom, outcome
+                return
 
 
 def test_initramfs_is_newc_with_init():
