@@ -241,3 +241,18 @@ def test_grant_copy_refusals(world, hypercall):
 def test_unknown_gnttab_op(world, hypercall):
     _, d = world
     assert hypercall(d["ping"], xen.HYPERVISOR_grant_table_op, 99, 0, 1) == -errno.ENOSYS
+
+
+def test_map_copies_guest_avail_bits(world, hypercall):
+    """XENFEAT_gnttab_map_avail_bits: GNTMAP_guest_avail bits land in PTE bits 9-11."""
+    _, d = world
+    ping, pong = d["ping"], d["pong"]
+    grant(ping, 7, pong, free_pfn(ping, 1))
+    va = scratch(pong, 2)
+    hypercall(pong, xen.HYPERVISOR_update_va_mapping, va, 0, 0)
+    rc, out = gnttab(hypercall, pong, gt.GNTTABOP_map_grant_ref, MAP, va,
+                     gt.GNTMAP_host_map | 5 << 16, 7, ping.domid, 0, 0, 0)
+    assert rc == 0 and out[4] == gt.GNTST_okay
+    frames = pong.machine.frame_table
+    table, index = frames.l1_slot(pong.vcpus[0].core.cr3, va)
+    assert frames.read_entry(table, index) >> 9 & 7 == 5

@@ -100,11 +100,19 @@ def test_get_features(dom, hypercall, scratch):
     put(dom, scratch, struct.pack("<II", 0, 0xFFFFFFFF))
     assert xv(hypercall, dom, version.XENVER_get_features, scratch) == 0
     idx, submap = struct.unpack("<II", get(dom, scratch, 8))
-    assert idx == 0 and submap >> version.XENFEAT_pae_pgdir_above_4gb & 1
-    assert submap >> version.XENFEAT_writable_page_tables & 1
-    put(dom, scratch, struct.pack("<II", 5, 0xFFFFFFFF))
+    assert idx == 0
+    for bit in ("memory_op_vnode_supported", "mmu_pt_update_preserve_ad", "highmem_assist",
+                "gnttab_map_avail_bits", "direct_mapped"):   # Linux panics without map_avail_bits
+        assert submap >> getattr(version, "XENFEAT_" + bit) & 1, bit
+    # writable_page_tables is for translated guests only; pae_pgdir follows the assist
+    assert not submap >> version.XENFEAT_writable_page_tables & 1
+    assert not submap >> version.XENFEAT_pae_pgdir_above_4gb & 1
+    assert hypercall(dom, xen.HYPERVISOR_vm_assist, xen.VMASST_CMD_enable,
+                     xen.VMASST_TYPE_pae_extended_cr3) == 0
     assert xv(hypercall, dom, version.XENVER_get_features, scratch) == 0
-    assert struct.unpack("<II", get(dom, scratch, 8))[1] == 0
+    assert struct.unpack("<II", get(dom, scratch, 8))[1] >> version.XENFEAT_pae_pgdir_above_4gb & 1
+    put(dom, scratch, struct.pack("<II", 5, 0xFFFFFFFF))
+    assert xv(hypercall, dom, version.XENVER_get_features, scratch) == -errno.EINVAL
 
 
 def test_pagesize_and_handle(dom, hypercall, scratch):

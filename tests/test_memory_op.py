@@ -88,8 +88,10 @@ def test_vm_assist(dom, hypercall):
     assert dom.vm_assist >> xen.VMASST_TYPE_m2p_strict & 1
     assert hypercall(dom, xen.HYPERVISOR_vm_assist, xen.VMASST_CMD_disable,
                      xen.VMASST_TYPE_m2p_strict) == 0
-    assert hypercall(dom, xen.HYPERVISOR_vm_assist, xen.VMASST_CMD_enable,
-                     xen.VMASST_TYPE_4gb_segments) == -errno.EINVAL
+    # PV64_VM_ASSIST_MASK keeps the 32-bit assists Linux still asks for
+    for kind in (xen.VMASST_TYPE_4gb_segments, xen.VMASST_TYPE_pae_extended_cr3):
+        assert hypercall(dom, xen.HYPERVISOR_vm_assist, xen.VMASST_CMD_enable, kind) == 0
+    assert hypercall(dom, xen.HYPERVISOR_vm_assist, xen.VMASST_CMD_enable, 6) == -errno.EINVAL
     assert hypercall(dom, xen.HYPERVISOR_vm_assist, 7, xen.VMASST_TYPE_m2p_strict) == -errno.ENOSYS
 
 
@@ -146,3 +148,35 @@ def test_ptwr_refuses_foreign_frame(guests, host, dom):
     dom.vcpus[0].set_regs(rax=other.first_mfn << 12 | 0x67)
     write_fault(dom, entry_va, b"\x48\x89\x07")
     assert dom.shutdown_reason == "crash"                # a plain #PF, no handler
+
+
+def entry_of(dom, va):
+    t = dom.machine.frame_table
+    return t.read_entry(*t.l1_slot(dom.vcpus[0].core.cr3, va))
+
+
+@pytest.mark.parametrize("code, offset, regs, want", [
+    (b"\xf0\x80\x27\xfd", 0, {}, lambda e: e & ~2),                  # lock andb $0xfd: wrprotect
+    (b"\x3e\x80\x0f\x20", 0, {}, lambda e: e | 0x20),                 # ds orb $0x20 (Accessed)
+    (b"\xf0\x48\x0f\xab\x07", 0, {"rax": 1}, lambda e: e | 2),       # lock bts [rdi], rax: RW
+    (b"\x66\x31\x07", 0, {"rax": 0}, lambda e: e),                   # xor word: no change, ZF
+    (b"\x89\x07", 4, {"rax": 0x80000000}, lambda e: e & 0xFFFFFFFF | 0x80000000 << 32),  # NX
+])
+def test_ptwr_any_width_and_read_modify_write(dom, code, offset, regs, want):
+    """ptwr_emulated_update: naturally aligned writes of any width within the
+    entry, merged into it, and the read-modify-write forms Linux uses."""
+    va = scratch(dom, 2)
+    entry_va = l1_entry_va(dom, va)
+    before = entry_of(dom, va)
+    dom.vcpus[0].set_regs(**regs)
+    write_fault(dom, entry_va + offset, code)
+    assert dom.shutdown_reason is None
+    assert dom.vcpus[0].regs()["rip"] == scratch(dom) + len(code)
+    assert entry_of(dom, va) == want(before)
+
+
+def test_ptwr_bts_sets_carry_from_the_old_bit(dom):
+    va = scratch(dom, 2)
+    dom.vcpus[0].set_regs(rax=1, rflags=0x202)          # bit 1 (RW) is already set
+    write_fault(dom, l1_entry_va(dom, va), b"\xf0\x48\x0f\xab\x07")
+    assert dom.vcpus[0].regs()["rflags"] & 1

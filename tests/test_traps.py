@@ -247,10 +247,14 @@ def free_frame(dom):
     return dom.pfn_to_mfn(dom.layout.pfn(dom.layout.virt_end) + 5)
 
 
-@pytest.mark.parametrize("desc, rc", [(RING3_CODE, 0), (RING0_CODE, -errno.EINVAL),
-                                      (CALL_GATE, -errno.EINVAL), (0, 0)])
-def test_update_descriptor(dom, hypercall, desc, rc):
-    assert hypercall(dom, xen.HYPERVISOR_update_descriptor, free_frame(dom) << 12 | 8, desc) == rc
+@pytest.mark.parametrize("desc, rc, stored", [
+    (RING3_CODE, 0, RING3_CODE), (RING0_CODE, 0, RING3_CODE),   # check_descriptor raises DPL
+    (RING0_CODE & ~(1 << 47), 0, RING0_CODE & ~(1 << 47)),      # not present: left alone
+    (CALL_GATE, -errno.EINVAL, 0), (0, 0, 0)])
+def test_update_descriptor(dom, hypercall, desc, rc, stored):
+    mfn = free_frame(dom)
+    assert hypercall(dom, xen.HYPERVISOR_update_descriptor, mfn << 12 | 8, desc) == rc
+    assert dom.machine.frame_table.read_entry(mfn, 1) == stored
 
 
 def test_update_descriptor_foreign_or_misaligned(dom, hypercall):
@@ -266,14 +270,23 @@ def test_set_gdt(dom, vcpu, hypercall):
     assert vcpu.core.gdt_mfn[0] == mfn and vcpu.core.gdt_frames == 1
     assert dom.machine.frame_table.frames[mfn].type == 5      # seg_desc
     # ...so it can no longer be mapped writable
-    assert hypercall(dom, xen.HYPERVISOR_update_descriptor, mfn << 12 | 16, RING0_CODE) == -errno.EINVAL
+    assert hypercall(dom, xen.HYPERVISOR_update_descriptor, mfn << 12 | 16, CALL_GATE) == -errno.EINVAL
     assert hypercall(dom, xen.HYPERVISOR_set_gdt, scratch(dom), 0) == 0
     assert dom.machine.frame_table.frames[mfn].type_count == 0
 
 
-def test_set_gdt_refuses_bad_pages(dom, vcpu, hypercall):
+def test_set_gdt_raises_dpl_in_place(dom, vcpu, hypercall):
+    """validate_segdesc_page: the page's ring-0 descriptors become ring 3."""
     mfn = free_frame(dom)
     dom.machine.frame_table.write_entry(mfn, 3, RING0_CODE)
+    put(vcpu, scratch(dom), struct.pack("<Q", mfn))
+    assert hypercall(dom, xen.HYPERVISOR_set_gdt, scratch(dom), 16) == 0
+    assert dom.machine.frame_table.read_entry(mfn, 3) == RING3_CODE
+
+
+def test_set_gdt_refuses_bad_pages(dom, vcpu, hypercall):
+    mfn = free_frame(dom)
+    dom.machine.frame_table.write_entry(mfn, 3, CALL_GATE)
     put(vcpu, scratch(dom), struct.pack("<Q", mfn))
     assert hypercall(dom, xen.HYPERVISOR_set_gdt, scratch(dom), 16) == -errno.EINVAL
     stack = dom.pfn_to_mfn(dom.layout.pfn(dom.layout.stack))      # mapped writable

@@ -10,7 +10,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c", "ptlevels.c", "audit.c", "fast.c",
-           "events.c", "mmu.c", "sched.c", "watchdog.c"]
+           "events.c", "mmu.c", "sched.c", "watchdog.c", "cpuid.c", "io.c"]
 
 CDEF = """
 #define PGT_NONE 0
@@ -49,8 +49,10 @@ struct xc_vcpu {
     uint32_t nr_links; uint64_t shared_ma; struct xc_link *links;
     uint64_t runstate[4]; uint64_t runstate_va; uint64_t time_va;
     uint64_t old_guest_table; uint64_t old_guest_ptpg; int32_t old_guest_partial;
+    uint32_t iopl; uint32_t iobmp_limit; uint64_t iobmp; struct xc_domio *io;
     ...;
 };
+struct xc_domio { uint32_t pci_cf8; uint32_t cmos_idx; uint32_t arch_iopl; };
 #define XC_POLL_SET 4294967295
 #define XC_WORK_BUDGET 524288
 #define XC_ENTRY_COST 64
@@ -101,7 +103,10 @@ int xc_pin(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int level);
 int xc_unpin(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn);
 int xc_new_baseptr(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int user);
 int xc_put_old_guest_table(struct xc_machine *m, struct xc_vcpu *v);
-int xc_descriptor_ok(uint64_t desc);
+int xc_check_descriptor(uint64_t *desc);
+void xc_cpuid(struct xc_machine *m, uint32_t leaf, uint32_t subleaf, uint32_t *r);
+uint32_t xc_io_read(struct xc_machine *m, struct xc_vcpu *v, uint32_t port, int size, int *ok);
+int xc_io_write(struct xc_machine *m, struct xc_vcpu *v, uint32_t port, int size, uint32_t value);
 int xc_shadow_enable(struct xc_machine *m, int on);
 int xc_tlb_probe(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write);
 int xc_audit(struct xc_machine *m, const uint64_t *ranges, uint32_t nr_ranges,

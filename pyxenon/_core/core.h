@@ -30,6 +30,8 @@
 #define GDT_GUEST_PAGES 14
 /* Hypervisor text and the boot stack for the drop to ring 3. */
 #define XEN_VIRT_START 0xFFFF82D040000000UL
+#define XEN_CPUID_FIRST_LEAF 0x40000000u
+#define XEN_CPUID_MAX_NUM_LEAVES 5u
 
 /* emu_start's "until": never executed; its page is looked up when a run ends. */
 #define XC_EXIT_PAGE (XEN_VIRT_START + 2 * PAGE_SIZE)
@@ -192,7 +194,19 @@ struct xc_vcpu {
     uint64_t old_guest_table; /* a table whose put is unfinished (Xen's arch.old_guest_table), 0: none */
     uint64_t old_guest_ptpg;  /* the table that referenced it (linear accounting), 0: none */
     int32_t old_guest_partial; /* it holds a partial ref (PTF_partial_set), not a full one */
+    uint32_t iopl;        /* virtual IOPL (PHYSDEVOP_set_iopl), 0-3 */
+    uint32_t iobmp_limit; /* ports the I/O bitmap covers (PHYSDEVOP_set_iobitmap) */
+    uint64_t iobmp;       /* its guest address */
+    struct xc_domio *io;  /* the domain's emulated port state; NULL: every port #GPs */
     uc_context *ctx;      /* registers while the vcpu is not running */
+};
+
+/* A domain's port I/O state Xen keeps in struct arch_domain, shared by its
+ * vcpus (Python allocates one per domain). */
+struct xc_domio {
+    uint32_t pci_cf8;     /* the latched CONFIG_ADDRESS (arch.pci_cf8) */
+    uint32_t cmos_idx;    /* the latched RTC index (arch.cmos_idx) */
+    uint32_t arch_iopl;   /* VMASST_TYPE_architectural_iopl is on */
 };
 
 struct xc_machine {
@@ -229,7 +243,7 @@ struct xc_machine {
     uint32_t plant;       /* the checker's own tests only: reintroduce a fixed bug (PLANT_*) */
     uint32_t tsc_mul;     /* vcpu_time_info's tsc_to_system_mul (0: frozen clock) */
     int32_t tsc_shift;    /* and its tsc_shift */
-    uc_hook hooks[6];
+    uc_hook hooks[7];
 };
 
 /* machine.c: the interface the Python side uses (see build_core.py) */
@@ -296,7 +310,7 @@ int xc_l1_update(struct xc_machine *m, struct xc_vcpu *v, uint64_t table, uint32
                  uint64_t new, int preserve_ad);
 int xc_promote_l1(struct xc_machine *m, struct xc_vcpu *v, uint64_t table);
 void xc_demote_l1(struct xc_machine *m, struct xc_vcpu *v, uint64_t table);
-int xc_descriptor_ok(uint64_t desc);
+int xc_check_descriptor(uint64_t *desc);
 
 /* ptlevels.c: L2-L4 entries, linear tables, the operations on tables */
 int xc_promote_table(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int level,
@@ -363,6 +377,10 @@ void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);
 bool xc_hook_invalid(uc_engine *uc, void *data);
 uint32_t xc_hook_in(uc_engine *uc, uint32_t port, int size, void *data);
 void xc_hook_out(uc_engine *uc, uint32_t port, int size, uint32_t value, void *data);
+int xc_hook_cpuid(uc_engine *uc, void *data);
+void xc_cpuid(struct xc_machine *m, uint32_t leaf, uint32_t subleaf, uint32_t *r);
+uint32_t xc_io_read(struct xc_machine *m, struct xc_vcpu *v, uint32_t port, int size, int *ok);
+int xc_io_write(struct xc_machine *m, struct xc_vcpu *v, uint32_t port, int size, uint32_t value);
 
 /* The Python side of the hypercall path (cffi extern "Python+C"). */
 int64_t xc_py_hypercall(uint32_t handle, uint64_t nr, uint64_t a1,

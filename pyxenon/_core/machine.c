@@ -181,6 +181,8 @@ static int add_hooks(struct xc_machine *m)
         return -1;
     if (uc_hook_add(uc, &m->hooks[5], UC_HOOK_INSN_INVALID, xc_hook_invalid, m, 1, 0))
         return -1;
+    if (uc_hook_add(uc, &m->hooks[6], UC_HOOK_INSN, xc_hook_cpuid, m, 1, 0, UC_X86_INS_CPUID))
+        return -1;
     return uc_hook_add(uc, &m->hooks[4], UC_HOOK_INSN, xc_hook_out, m, 1, 0, UC_X86_INS_OUT) ? -1 : 0;
 }
 

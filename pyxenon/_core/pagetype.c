@@ -103,25 +103,43 @@ static int is_table(int type)
 
 /* -- validation ------------------------------------------------------------------ */
 
-int xc_descriptor_ok(uint64_t desc)
+/*
+ * Xen's check_descriptor (pv/descriptor-tables.c) for a 64-bit PV domain:
+ * a not-present descriptor is safe; a present one has its DPL raised to the
+ * guest kernel's RPL (3), written back, so a ring-0 code or data segment
+ * becomes a ring-3 one; any code or data segment is then fine; a type-0
+ * system descriptor is the harmless upper half of a 16-byte one.  Every
+ * other system descriptor is refused -- call gates too, where Xen would
+ * fix up and emulate them (a deliberate difference: pyxenon emulates no
+ * gates, ARCHITECTURE.md).  1 if *desc is acceptable (possibly rewritten).
+ */
+int xc_check_descriptor(uint64_t *desc)
 {
-    /* pyxenon's rule (hypervisor/descriptors.py): not present, a DPL-3
-     * code/data segment, or the type-0 upper half of a 16-byte one. */
-    if (!(desc & (1UL << 47)))
+    uint64_t d = *desc;
+    if (!(d & (1UL << 47)))
         return 1;
-    if (desc & (1UL << 44))
-        return ((desc >> 45) & 3) == 3;
-    return ((desc >> 40) & 0xF) == 0;
+    d |= 3UL << 45;
+    if (d & (1UL << 44)) {
+        *desc = d;
+        return 1;
+    }
+    return ((d >> 40) & 0xF) == 0;
 }
 
+/* Xen's validate_segdesc_page: each descriptor checked, and fixed in place. */
 static int promote_seg_desc(struct xc_machine *m, uint64_t mfn)
 {
-    const uint64_t *t = table_of(m, mfn);
+    uint64_t *t = table_of(m, mfn);
+    int rc = 0, changed = 0;
     m->work += 512 * XC_PTE_COST;
-    for (int i = 0; i < 512; i++)
-        if (!xc_descriptor_ok(t[i]))
-            return -EINVAL;
-    return 0;
+    for (int i = 0; i < 512 && !rc; i++) {
+        uint64_t before = t[i];
+        rc = xc_check_descriptor(&t[i]) ? 0 : -EINVAL;
+        changed |= t[i] != before;
+    }
+    if (changed)
+        xc_frame_written(m, mfn);   /* code may have been fetched from it */
+    return rc;
 }
 
 static int promote(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int type,

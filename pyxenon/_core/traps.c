@@ -210,10 +210,10 @@ void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code)
 }
 
 /*
- * in/out: a PV guest has no I/O privilege here, so each is a #GP, as Xen
- * gives it.  Unicorn does not fault them at ring 3 and completes the
- * instruction after this hook, so keep the register unchanged and report
- * the fault at the instruction's own rip.
+ * in/out: emulated as Xen's PV emulation does (io.c); a port the guest may
+ * not touch is a #GP.  Unicorn does not fault them at ring 3 and completes
+ * the instruction after this hook, so on a fault keep the register
+ * unchanged and report the fault at the instruction's own rip.
  */
 static void io_fault(uc_engine *uc, struct xc_machine *m)
 {
@@ -229,15 +229,22 @@ static void io_fault(uc_engine *uc, struct xc_machine *m)
 
 uint32_t xc_hook_in(uc_engine *uc, uint32_t port, int size, void *data)
 {
+    struct xc_machine *m = data;
     uint64_t rax = 0;
+    int ok = 0;
+    uint32_t value = m->current ? xc_io_read(m, m->current, port, size, &ok) : 0;
+    if (ok)
+        return value;
     uc_reg_read(uc, UC_X86_REG_RAX, &rax);
-    io_fault(uc, data);
+    io_fault(uc, m);
     return (uint32_t)rax;
 }
 
 void xc_hook_out(uc_engine *uc, uint32_t port, int size, uint32_t value, void *data)
 {
-    io_fault(uc, data);
+    struct xc_machine *m = data;
+    if (!m->current || !xc_io_write(m, m->current, port, size, value))
+        io_fault(uc, m);
 }
 
 /* An opcode the CPU does not know: #UD for the guest (Unicorn reports it

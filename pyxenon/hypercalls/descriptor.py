@@ -52,11 +52,13 @@ def do_set_gdt(vcpu, frame_list, entries, *_):
 
 
 def do_update_descriptor(vcpu, maddr, desc, *_):
-    """Xen's do_update_descriptor: the frame takes the descriptor-page type
-    if it has it, else the writable type, for the write."""
+    """Xen's do_update_descriptor: the descriptor as check_descriptor fixes
+    it; the frame takes the descriptor-page type if it has it, else the
+    writable type, for the write."""
     frames = vcpu.domain.machine.frame_table
     mfn = maddr >> 12
-    if maddr & 7 or not frames.owned(mfn, vcpu.domain) or not descriptors.descriptor_ok(desc):
+    desc = descriptors.check_descriptor(desc) if not maddr & 7 else None
+    if desc is None or not frames.owned(mfn, vcpu.domain):
         raise HypercallError(errno.EINVAL)
     kind = SEG_DESC if frames.frames[mfn].type == SEG_DESC else WRITABLE
     try:

@@ -53,6 +53,13 @@ def batch(vcpu, nr, items_va, count, done_va, foreigndom, size, one):
     i = run_records(vcpu, one, (items_va, count, done_va, foreigndom), size, done)
     if i < count:
         raise Continuation(items_va + i * size, (count - i) | PREEMPTED, done_va, foreigndom)
+    if vcpu.core.old_guest_table:
+        # do_mmu_update / do_mmuext_op: a put the last record deferred (an
+        # entry's old table, an unpin, a base pointer) is finished by
+        # continuing the hypercall before it returns.  Linux relies on it:
+        # it makes a table it just unhooked writable with update_va_mapping,
+        # which does not finish it (-EBUSY: its first fork oopsed).
+        raise Continuation(0, PREEMPTED, 0, 0)
     return 0
 
 

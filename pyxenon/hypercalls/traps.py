@@ -164,6 +164,8 @@ def do_iret(vcpu, *_):
     new = {"rip": ctx.rip, "rsp": ctx.rsp, "rflags": (ctx.rflags & ~(IOPL | RFLAGS_VM)) | IF}
     if not ctx.flags & arch_x86.VGCF_in_syscall:
         new.update(r11=ctx.r11, rcx=ctx.rcx)
+    if vcpu.domain.vm_assist >> xen.VMASST_TYPE_architectural_iopl & 1:
+        vcpu.core.iopl = ctx.rflags >> 12 & 3       # the virtual IOPL travels in rflags
     vcpu.set_regs(**new)
     vcpu.domain.vcpu_info(vcpu.vcpu_id).evtchn_upcall_mask = 0 if ctx.rflags & IF else 1
     return ctx.rax

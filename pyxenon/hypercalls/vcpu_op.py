@@ -10,7 +10,7 @@ import struct
 from pyxenon.hypervisor.errors import HypercallError, sub_op
 from pyxenon.hypervisor.guestmem import read_struct, read_u64s
 from pyxenon.hypervisor.mm import WRITABLE
-from pyxenon.public import errno, vcpu as vc, xen
+from pyxenon.public import errno, sched, vcpu as vc, xen
 
 INFO_SIZE = ctypes.sizeof(xen.vcpu_info)
 PAGE = 4096
@@ -35,7 +35,10 @@ def op_initialise(vcpu, arg):
 
 
 def op_down(vcpu, arg):
-    raise HypercallError(errno.EINVAL)   # a domain's only vcpu stays up
+    """Xen's VCPUOP_down (common/domain.c): the last vcpu going down powers
+    the domain off -- with one vcpu, always (Linux's halt path)."""
+    vcpu.domain.shutdown(sched.SHUTDOWN_poweroff)
+    return 0
 
 
 def op_set_singleshot_timer(vcpu, arg):

@@ -15,9 +15,12 @@ EXTRAVERSION = b"-pyxenon"
 CAPABILITIES = b"xen-3.0-x86_64"
 CHANGESET = b"pyxenon 0.1.0"
 PAGE_SIZE = 4096
-# Feature bits a PV guest of pyxenon may rely on (submap 0).
-FEATURES = (1 << version.XENFEAT_writable_page_tables | 1 << version.XENFEAT_pae_pgdir_above_4gb
-            | 1 << version.XENFEAT_mmu_pt_update_preserve_ad)
+# Feature bits Xen's do_xen_version gives a (not translated) PV domU, submap 0;
+# writable_page_tables is only for translated guests.
+FEATURES = (1 << version.XENFEAT_memory_op_vnode_supported
+            | 1 << version.XENFEAT_mmu_pt_update_preserve_ad
+            | 1 << version.XENFEAT_highmem_assist | 1 << version.XENFEAT_gnttab_map_avail_bits
+            | 1 << version.XENFEAT_direct_mapped)
 
 
 def fixed_string(value, size):
@@ -57,8 +60,13 @@ def ver_platform_parameters(vcpu, arg):
 
 
 def ver_get_features(vcpu, arg):
+    """Xen's XENVER_get_features: one submap; pae_pgdir_above_4gb follows
+    the pae_extended_cr3 assist."""
     info = read_struct(vcpu, arg, version.xen_feature_info)
-    info.submap = FEATURES if info.submap_idx == 0 else 0
+    if info.submap_idx != 0:
+        raise HypercallError(errno.EINVAL)
+    pae = vcpu.domain.vm_assist >> xen.VMASST_TYPE_pae_extended_cr3 & 1
+    info.submap = FEATURES | pae << version.XENFEAT_pae_pgdir_above_4gb
     write_struct(vcpu, arg, info)
     return 0
 

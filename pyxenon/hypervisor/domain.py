@@ -38,6 +38,7 @@ class Domain:
         self.handle = bytes(16)                      # xen_domain_handle_t (uuid)
         self.start_info_va = None
         self.vm_assist = 0
+        self.io = ffi.new("struct xc_domio *")       # ports Xen emulates for it (_core/io.c)
         self.shared_info = xen.shared_info.from_buffer(machine.mem, self.shared_info_mfn * PAGE)
         self.events = EventChannels(self)
         self.grant_table = GrantTable(self, self.shared_info_mfn + 1)

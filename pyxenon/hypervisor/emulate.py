@@ -1,7 +1,7 @@
 """Privileged instructions a ring-3 PV kernel executes, emulated as Xen
 emulates them for PV guests (its emul-priv-op): control and debug
 registers, the MSRs a PV guest may see, clts, wbinvd.  Anything else that
-faulted stays a #GP for the guest (in/out included: no I/O privilege).
+faulted stays a #GP for the guest (in/out are answered in C, `_core/io.c`).
 """
 from pyxenon._core import lib
 
@@ -10,7 +10,11 @@ from .hypercall_page import hypercall_page_bytes
 from .guestmem import copy_from_guest
 
 CR0_TS = 0x8
-CR4_VISIBLE = 0x6A0        # PAE PGE OSFXSR OSXMMEXCPT: what the guest reads
+# pv_fixup_guest_cr4: the guest chooses TSD and DE (its policy has TSC and
+# DE; FSGSBASE and OSXSAVE are not in it, see _core/cpuid.c), and sees Xen's
+# PAE, MCE, OSFXSR and OSXMMEXCPT.
+CR4_GUEST_MASK = 0x4 | 0x8
+CR4_XEN_VISIBLE = 0x20 | 0x40 | 0x200 | 0x400
 MSR_EFER, EFER_VALUE = 0xC0000080, 0xD01
 MSR_FS_BASE, MSR_GS_BASE, MSR_SHADOW_GS_BASE = 0xC0000100, 0xC0000101, 0xC0000102
 MSR_HYPERCALL_PAGE = 0x40000000  # CPUID leaf 0x40000002 names it
@@ -84,7 +88,7 @@ def read_cr(vcpu, n):
     values = {0: lambda: lib.xc_get_cr0(m, core),
               2: lambda: vcpu.domain.vcpu_info(vcpu.vcpu_id).arch.cr2,
               3: lambda: (core.kernel_cr3 if core.kernel_mode else core.user_cr3) << 12,
-              4: lambda: CR4_VISIBLE, 8: lambda: 0}
+              4: lambda: vcpu.cr4, 8: lambda: 0}
     return values[n]() if n in values else None
 
 
@@ -97,7 +101,16 @@ def write_cr(vcpu, n, value):
         return lib.xc_set_cr0(m, vcpu.core, value) == 0
     if n == 3:
         return write_cr3(vcpu, (value >> 12) & ((1 << 40) - 1))
-    return n == 4 and value == CR4_VISIBLE
+    if n == 4:
+        vcpu.cr4 = fixup_guest_cr4(value)
+        return True
+    return False
+
+
+def fixup_guest_cr4(value):
+    """Xen's pv_fixup_guest_cr4: a write of CR4 never fails; the guest keeps
+    its bits of the policy's, the rest are Xen's."""
+    return value & CR4_GUEST_MASK | CR4_XEN_VISIBLE
 
 
 def write_cr3(vcpu, mfn):
@@ -118,11 +131,55 @@ RETRY = "retry"     # emulated, but the instruction must run again
 
 # -- MSRs ---------------------------------------------------------------------------
 
+# Xen's read_msr (pv/emul-priv-op.c) after guest_rdmsr (msr.c) for a PV
+# domU with an Intel policy: fixed answers, by MSR.
+XEN_MSR_PAT = 0x050100070406
+APIC_BASE = 0xFEE00000 | 0x800            # APIC_DEFAULT_PHYS_BASE | ENABLE
+GUEST_MCG_CAP = 1 << 24 | 1 << 11 | 1 << 10 | 2   # SER_P TES_P CMCI_P, 2 banks
+FIXED_MSRS = {
+    0x3A: 1,                    # FEATURE_CONTROL: locked, nothing enabled
+    0x17: 0,                    # PLATFORM_ID (the host's; none here)
+    0x8B: 0,                    # UCODE_REV: Xen's last microcode load (none)
+    0xCE: 1 << 32,              # PLATFORM_INFO: CPUID faulting, always offered
+    0x140: 0,                   # MISC_FEATURES_ENABLES
+    0x179: GUEST_MCG_CAP, 0x17A: 0, 0x17B: 0,   # vmce: MCG_CAP, MCG_STATUS, MCG_CTL
+    0x0: 0, 0x1: 0,             # P5_MC_ADDR/TYPE: vmce, not banks
+    0x198: 0, 0x199: 0, 0x19C: 0,   # PERF_STATUS, PERF_CTL, THERM_STATUS: read as zero
+    0x277: XEN_MSR_PAT,
+    0x1A0: 1 | 1 << 11 | 1 << 12 | 1 << 23,  # guest_misc_enable: BTS/PEBS unavail, xTPR off
+    0x345: 0,                   # PERF_CAPABILITIES
+    0xC0000103: 0,              # TSC_AUX (rdtscp is in the policy)
+}
+
+
+def mc_bank_msr(index):
+    """vmce_rdmsr's banks: MCi_CTL2 (0x280+), MCi_CTL/STATUS/ADDR/MISC (0x400+);
+    MCi_CTL of the guest's two banks reads all-ones, everything else 0."""
+    if 0x280 <= index < 0x2A0:
+        return 0
+    if 0x400 <= index < 0x480:
+        return MASK64 if index % 4 == 0 and (index - 0x400) // 4 < 2 else 0
+    return None
+
+
+def vpmu_msr(index):
+    """The Intel PMU counters: vpmu_do_rdmsr with the vPMU off reads 0."""
+    ranges = ((0xC1, 0xC9), (0x186, 0x18A), (0x309, 0x30C), (0x38D, 0x391))
+    return 0 if any(lo <= index < hi for lo, hi in ranges) else None
+
+
 def read_msr(vcpu, index):
     regs = vcpu.regs()
     values = {MSR_FS_BASE: regs["fs_base"], MSR_GS_BASE: regs["gs_base"],
-              MSR_SHADOW_GS_BASE: vcpu.gs_base_other, MSR_EFER: EFER_VALUE}
-    return values.get(index)
+              MSR_SHADOW_GS_BASE: vcpu.gs_base_other, MSR_EFER: EFER_VALUE,
+              0x1B: APIC_BASE | (0x100 if vcpu.vcpu_id == 0 else 0),   # BSP
+              0x10: lib.xc_host_tsc()}         # IA32_TSC: rdtsc, which passes through
+    if index in values:
+        return values[index]
+    if index in FIXED_MSRS:
+        return FIXED_MSRS[index]
+    value = mc_bank_msr(index)
+    return value if value is not None else vpmu_msr(index)
 
 
 def write_msr(vcpu, index, value):
@@ -137,8 +194,16 @@ def write_msr(vcpu, index, value):
     elif index == MSR_HYPERCALL_PAGE:
         return install_hypercall_page(vcpu, value)
     else:
-        return index == MSR_EFER and value == EFER_VALUE
+        return ignored_write(index, value)
     return True
+
+
+def ignored_write(index, value):
+    """Writes Xen accepts and drops for a PV domU: EFER unchanged, the vPMU's
+    counters (vpmu off: a nop), vmce's MCG_STATUS and bank registers."""
+    if index == MSR_EFER:
+        return value == EFER_VALUE
+    return index == 0x17A or vpmu_msr(index) is not None or mc_bank_msr(index) is not None
 
 
 def install_hypercall_page(vcpu, gpa):
@@ -191,8 +256,23 @@ def emu_nop(vcpu, ops, regs):
     return True     # wbinvd/invd: nothing to do for an unprivileged guest
 
 
+def iopl_ok(vcpu):
+    """Xen's iopl_ok: a guest kernel is at virtual CPL 1 (0 with the
+    architectural IOPL assist), guest user at 3; _core/io.c's rule too."""
+    core = vcpu.core
+    cpl = (0 if core.io.arch_iopl else 1) if core.kernel_mode else 3
+    return cpl <= core.iopl
+
+
+def emu_cli_sti(vcpu, ops, regs):
+    """cli/sti with enough virtual IOPL are skipped, the event mask left
+    alone, as Xen's priv_op_validate does ("too dangerous" to honour)."""
+    return iopl_ok(vcpu)
+
+
 EMULATED = {"mov": emu_mov, "rdmsr": emu_rdmsr, "wrmsr": emu_wrmsr,
-            "clts": emu_clts, "wbinvd": emu_nop, "invd": emu_nop}
+            "clts": emu_clts, "wbinvd": emu_nop, "invd": emu_nop,
+            "cli": emu_cli_sti, "sti": emu_cli_sti}
 
 
 def emulate_privileged(vcpu):
@@ -212,52 +292,168 @@ def emulate_privileged(vcpu):
 # -- writable page tables -------------------------------------------------------------
 
 PFEC_PRESENT_WRITE = 0x3
-PTWR_WIDTH = 8
+WIDTHS = {"byte": 1, "word": 2, "dword": 4, "qword": 8}
+CF, PF, ZF, SF, OF = 1, 1 << 2, 1 << 6, 1 << 7, 1 << 11
+ARITH_FLAGS = CF | PF | 1 << 4 | ZF | SF | OF
 
 
-def ptwr_value(insn, regs, old):
-    """The 8-byte value a mov/xchg/cmpxchg writes, or None."""
+def _subregisters():
+    names = {}
+    for r in "abcd":
+        names.update({f"{r}l": f"r{r}x", f"{r}x": f"r{r}x", f"e{r}x": f"r{r}x"})
+    for r in ("si", "di", "bp", "sp"):
+        names.update({f"{r}l": f"r{r}", r: f"r{r}", f"e{r}": f"r{r}"})
+    for n in range(8, 16):
+        names.update({f"r{n}b": f"r{n}", f"r{n}w": f"r{n}", f"r{n}d": f"r{n}"})
+    return names
+
+
+SUBREGS = _subregisters()
+HIGH8 = {"ah": "rax", "bh": "rbx", "ch": "rcx", "dh": "rdx"}
+
+
+def source_value(src, regs, width):
+    """An immediate or a register of the instruction, at the operand width."""
+    if src[0].isdigit() or src.startswith("-"):
+        value = int(src, 0)
+    elif src in HIGH8:
+        value = regs[HIGH8[src]] >> 8
+    else:
+        value = regs.get(SUBREGS.get(src, src))
+    return None if value is None else value & ((1 << 8 * width) - 1)
+
+
+def result_flags(value, width):
+    """ZF, SF and PF of a result, as the CPU sets them."""
+    top = 1 << (8 * width - 1)
+    parity = bin(value & 0xFF).count("1") % 2 == 0
+    return (ZF if value == 0 else 0) | (SF if value & top else 0) | (PF if parity else 0)
+
+
+def cmp_flags(a, b, width):
+    mask = (1 << 8 * width) - 1
+    r = (a - b) & mask
+    overflow = ((a ^ b) & (a ^ r)) >> (8 * width - 1) & 1
+    return result_flags(r, width) | (CF if a < b else 0) | (OF if overflow else 0)
+
+
+def op_logic(fn):
+    """and/or/xor: CF and OF cleared, ZF SF PF from the result."""
+    def op(old, src, width, regs, dst_reg):
+        new = fn(old, src)
+        return new, {}, (ARITH_FLAGS, result_flags(new, width))
+    return op
+
+
+def op_bit(set_bit):
+    """bts/btr within the operand: CF is the bit's old value."""
+    def op(old, src, width, regs, dst_reg):
+        if src >= 8 * width:
+            return None          # a bit-string offset past the entry: not emulated
+        bit = 1 << src
+        new = old | bit if set_bit else old & ~bit
+        return new, {}, (CF, CF if old & bit else 0)
+    return op
+
+
+def op_mov(old, src, width, regs, dst_reg):
+    return src, {}, (0, 0)
+
+
+def set_register(regs, name, value, width):
+    """A register write at width: 32-bit writes zero-extend, 8/16-bit merge."""
+    if width >= 4:
+        return {name: value}
+    mask = (1 << 8 * width) - 1
+    return {name: regs[name] & ~mask | value}
+
+
+def op_xchg(old, src, width, regs, dst_reg):
+    return src, set_register(regs, dst_reg, old, width), (0, 0)
+
+
+def op_cmpxchg(old, src, width, regs, dst_reg):
+    """Memory changes only if the accumulator matches; else it gets the old value."""
+    acc = regs["rax"] & ((1 << 8 * width) - 1)
+    after = {} if acc == old else set_register(regs, "rax", old, width)
+    return (src if acc == old else old), after, (ARITH_FLAGS, cmp_flags(acc, old, width))
+
+
+PTWR_OPS = {"mov": op_mov, "xchg": op_xchg, "cmpxchg": op_cmpxchg,
+            "and": op_logic(lambda a, b: a & b), "or": op_logic(lambda a, b: a | b),
+            "xor": op_logic(lambda a, b: a ^ b), "bts": op_bit(True), "btr": op_bit(False)}
+
+
+def ptwr_decode(insn):
+    """(op, width, source) of a write to memory the ptwr assist can emulate."""
+    op = PTWR_OPS.get(insn.mnemonic.removeprefix("lock "))
     ops = [o.strip() for o in insn.op_str.split(",")]
-    if len(ops) != 2 or not ops[0].startswith("qword ptr ["):
+    if op is None or len(ops) != 2 or "[" not in ops[0]:
         return None
-    src = ops[1]
-    value = int(src, 0) & MASK64 if src[0].isdigit() or src.startswith("-") else regs.get(src)
-    if value is None:
-        return None
-    if insn.mnemonic == "cmpxchg" and regs["rax"] != old:
-        return old              # comparison failed: memory unchanged
-    return value
+    width = WIDTHS.get(ops[0].split()[0])
+    return (op, width, ops[1]) if width else None
 
 
 def emulate_ptwr(vcpu):
     """A write to one of the guest's own L1 page tables (mapped read-only)
     becomes a checked update of that entry, as Xen's writable-pagetable
-    assist does.  False: an ordinary #PF for the guest."""
+    assist does (ptwr_emulated_update): any naturally aligned width within
+    the entry, mov, xchg, cmpxchg and the read-modify-write forms (fork's
+    ptep_set_wrprotect is a byte-wide `lock andb`), merged into the whole
+    entry, the flags set as the CPU would.  False: an ordinary #PF."""
     core = vcpu.core
     if core.error_code & PFEC_PRESENT_WRITE != PFEC_PRESENT_WRITE or not core.kernel_mode:
         return False
     frames = vcpu.domain.machine.frame_table
-    ma = ptwr_entry(vcpu, frames)
     regs = vcpu.regs()
-    insn = decode(vcpu, regs["rip"]) if ma is not None else None
-    if insn is None or insn.mnemonic not in ("mov", "xchg", "cmpxchg"):
+    insn = decode(vcpu, regs["rip"])
+    decoded = ptwr_decode(insn) if insn is not None else None
+    ma = ptwr_entry(vcpu, frames, decoded[1]) if decoded else None
+    if ma is None:
         return False
-    table, index = ma >> 12, (ma & 0xFFF) // 8
+    return ptwr_update(vcpu, frames, ma, decoded, insn, regs)
+
+
+def ptwr_update(vcpu, frames, ma, decoded, insn, regs):
+    op, width, src = decoded
+    table, index, shift = ma >> 12, (ma & 0xFFF) // 8, 8 * (ma & 7)
+    mask = (1 << 8 * width) - 1
     old = frames.read_entry(table, index)
-    value = ptwr_value(insn, regs, old)
-    if value is None:
+    value = source_value(src, regs, width)
+    out = op(old >> shift & mask, value, width, regs, SUBREGS.get(src, src)) \
+        if value is not None else None
+    if out is None:
         return False
-    return apply_ptwr(vcpu, frames, table, index, value, insn, regs, old)
+    part, after, (flag_mask, flags) = out
+    new = old & ~(mask << shift) | part << shift
+    if new != old and not mod_entry_ok(vcpu, frames, table, index, new):
+        return False
+    after = {k: v for k, v in after.items() if k in regs}
+    after["rip"] = regs["rip"] + insn.size
+    after["rflags"] = regs["rflags"] & ~flag_mask | flags
+    vcpu.set_regs(**after)
+    return True
 
 
-def ptwr_entry(vcpu, frames):
-    """Machine address of the L1 entry the faulting write aims at, or None.
-    Unicorn reports the page only: the entry is the instruction's operand."""
+def mod_entry_ok(vcpu, frames, table, index, value):
+    from .errors import HypercallError
+
+    try:
+        frames.mod_entry(table, index, value, vcpu)
+    except HypercallError:
+        return False
+    return True
+
+
+def ptwr_entry(vcpu, frames, width):
+    """Machine address the faulting write of width bytes aims at, inside an
+    L1 entry, or None.  Unicorn reports the page only: the address is the
+    instruction's operand; Xen allows only naturally aligned writes."""
     from .mm import L1
 
     va = fault_address(vcpu, vcpu.core.error_code)
     ma = lib.xc_translate(vcpu.domain.machine.core, vcpu.core, va, 0)
-    if ma < 0 or va & 7 or not frames.owned(ma >> 12, vcpu.domain):
+    if ma < 0 or va & (width - 1) or not frames.owned(ma >> 12, vcpu.domain):
         return None
     if not frames.is_table(ma >> 12, L1) or leaf_writable(vcpu, frames, va):
         return None
@@ -274,17 +470,3 @@ def leaf_writable(vcpu, frames, va):
     except HypercallError:
         return True
     return bool(frames.read_entry(table, index) & 0x2)
-
-
-def apply_ptwr(vcpu, frames, table, index, value, insn, regs, old):
-    from .errors import HypercallError
-
-    try:
-        frames.mod_entry(table, index, value, vcpu)
-    except HypercallError:
-        return False
-    after = {"rip": regs["rip"] + insn.size}
-    if insn.mnemonic in ("xchg", "cmpxchg"):
-        after["rax" if insn.mnemonic == "cmpxchg" else insn.op_str.split(",")[1].strip()] = old
-    vcpu.set_regs(**after)
-    return True

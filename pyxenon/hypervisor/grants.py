@@ -26,6 +26,7 @@ NX, GLOBAL, GUEST_KERNEL = 1 << 63, 0x100, 1 << 52
 # then adjust_guest_l1e's user bits.
 PTE_FLAGS = PRESENT | 0x20 | 0x40 | GNTTAB | NX | USER
 DOMID_SELF = 0x7FF0
+GNTMAP_GUEST_AVAIL0 = 16
 
 
 class GrantError(Exception):
@@ -166,9 +167,15 @@ def install_pte(vcpu, granter, pte_ma, mfn, flags):
     readonly = bool(flags & gt.GNTMAP_readonly)
     take_refs(vcpu, granter, mfn, readonly)
     user_bits = GLOBAL if flags & gt.GNTMAP_application_map else GUEST_KERNEL
-    struct.pack_into("<Q", machine.mem, pte_ma,
-                     mfn << 12 | PTE_FLAGS | user_bits | (0 if readonly else RW))
+    struct.pack_into("<Q", machine.mem, pte_ma, mfn << 12 | PTE_FLAGS | user_bits
+                     | (0 if readonly else RW) | avail_bits(flags))
     lib.xc_request_flush(machine.core)
+
+
+def avail_bits(flags):
+    """XENFEAT_gnttab_map_avail_bits: the map's guest-available flags go to
+    the PTE's available bits 9-11 (grant_to_pte_flags)."""
+    return (flags >> GNTMAP_GUEST_AVAIL0 & 7) << 9
 
 
 def take_refs(vcpu, granter, mfn, readonly):

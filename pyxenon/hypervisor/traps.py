@@ -28,8 +28,6 @@ EXCEPTION_NAMES = {
 }
 
 XEN_VERSION = (4, 17)
-XEN_CPUID_MAX_LEAF = 0x40000005
-MACHINE_ADDRESS_BITS = 52
 
 
 ERRCODE_VECTORS = {8, 10, 11, 12, 13, 14, 17}   # exceptions that push an error code
@@ -115,24 +113,17 @@ def on_engine_error(vcpu, err):
 # -- the PV CPUID path ----------------------------------------------------------
 
 
-def xen_leaf(leaf):
-    """Xen's own CPUID leaves at 0x40000000, as a PV guest sees them."""
-    base = leaf - arch_x86.XEN_CPUID_FIRST_LEAF
-    if base == 0:
-        return (XEN_CPUID_MAX_LEAF, arch_x86.XEN_CPUID_SIGNATURE_EBX,
-                arch_x86.XEN_CPUID_SIGNATURE_ECX, arch_x86.XEN_CPUID_SIGNATURE_EDX)
-    if base == 1:
-        return (XEN_VERSION[0] << 16 | XEN_VERSION[1], 0, 0, 0)
-    if base == 2:  # one hypercall page, installed through MSR 0x40000000
-        return (1, 0x40000000, 0, 0)
-    if base == 5:
-        return (0, MACHINE_ADDRESS_BITS, 0, 0)
-    return (0, 0, 0, 0)
+def cpuid(vcpu, leaf, subleaf):
+    """(eax, ebx, ecx, edx) from the one PV CPUID policy (`_core/cpuid.c`),
+    which plain cpuid also answers from."""
+    out = ffi.new("uint32_t[4]")
+    lib.xc_cpuid(vcpu.domain.machine.core, leaf, subleaf, out)
+    return tuple(out)
 
 
 def emulate_forced(vcpu):
-    """ud2;'xen';cpuid: answer Xen's leaves here; any other leaf is left
-    to the CPU by resuming at the cpuid itself.  False if not that prefix."""
+    """ud2;'xen';cpuid: Xen's emulated CPUID, every leaf from the policy.
+    False if not that prefix."""
     regs = vcpu.regs()
     try:
         code = copy_from_guest(vcpu, regs["rip"], 7)
@@ -140,11 +131,7 @@ def emulate_forced(vcpu):
         return False
     if code[:5] != FORCED_EMULATION or code[5:] != CPUID:
         return False
-    leaf = regs["rax"] & 0xFFFFFFFF
-    if leaf >> 8 != arch_x86.XEN_CPUID_FIRST_LEAF >> 8:
-        vcpu.set_regs(rip=regs["rip"] + 5)
-        return True
-    eax, ebx, ecx, edx = xen_leaf(leaf)
+    eax, ebx, ecx, edx = cpuid(vcpu, regs["rax"] & 0xFFFFFFFF, regs["rcx"] & 0xFFFFFFFF)
     vcpu.set_regs(rip=regs["rip"] + 7, rax=eax, rbx=ebx, rcx=ecx, rdx=edx)
     return True
 

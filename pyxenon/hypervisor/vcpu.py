@@ -8,6 +8,12 @@ _WRITABLE = set(REG_NAMES[:18] + ["fs_base", "gs_base"])
 
 # handle -> Vcpu: the C core names a vcpu by this index in its callback.
 _VCPUS = []
+
+
+def emulate_cr4():
+    from .emulate import fixup_guest_cr4   # pv_vcpu_initialise: pv_fixup_guest_cr4(v, 0)
+
+    return fixup_guest_cr4(0)
 _FREE_HANDLES = []
 
 
@@ -27,6 +33,7 @@ class Vcpu:
         self.core.domain_running = domain.state == "running"
         self._poll_set = None   # a poll's ports, when the C vcpu cannot hold them
         self.core.max_ports = domain.events.max_ports   # one vcpu: C may unmask
+        self.core.io = domain.io
         self.info = domain.shared_info.vcpu_info[vcpu_id]   # until register_vcpu_info
         self.info_registered = False
         self.timer_period = 0   # VCPUOP_set_periodic_timer (ns), 0 = none
@@ -40,6 +47,7 @@ class Vcpu:
         self.kernel_sp = 0
         self.gs_base_other = 0    # the GS base of the mode not running
         self.debugreg = [0] * 8
+        self.cr4 = emulate_cr4()  # guest-visible CR4 (Xen's pv.ctrlreg[4])
         self.ldt = (0, 0)         # (linear address, entries)
         self.gdt_frames = []      # frames installed by set_gdt
 

@@ -826,6 +826,19 @@ def count_holders(view):
             hold(view, mfn, mm.SEG_DESC, "GDT frame")
         if vcpu.info_registered:     # register_vcpu_info keeps a writable type
             hold(view, vcpu.core.vcpu_info_ma // PAGE, mm.WRITABLE, "vcpu_info frame")
+        hold_old_guest_table(view, vcpu)
+
+
+def hold_old_guest_table(view, vcpu):
+    """A put left for the vcpu's next table operation (Xen's old_guest_table,
+    e.g. a pin of a pinned table, between the hypercall and its
+    continuation) still holds its reference; a partial one holds only the
+    general reference."""
+    mfn = vcpu.core.old_guest_table
+    if not mfn:
+        return
+    view.counts[mfn] += 1
+    view.types[mfn] += 0 if vcpu.core.old_guest_partial else 1
 
 
 def hold(view, mfn, want=None, what=""):

@@ -1,0 +1,77 @@
+"""Debian's stock cloud kernel, as shipped, boots under pyxenon with a
+busybox initramfs (examples/linux/make_initramfs.py) to its /init.
+
+Booted once for the module; skipped, saying why, when the kernel or
+busybox-static cannot be fetched with apt-get download."""
+import importlib.util
+import pathlib
+
+import pytest
+
+from test_kernelimage import cache_dir, debian_vmlinuz  # noqa: F401  (the session fixture)
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BOOT_TIMEOUT = 30        # a good boot takes ~5 s
+# About one boot in three still hangs (a soft lockup in a kworker) or oopses
+# before /init -- a known, not yet understood bug, on record in the Linux
+# issue; the module boots again, at most this many times in all, and says
+# how many it took.
+ATTEMPTS = 3
+
+
+def make_initramfs():
+    spec = importlib.util.spec_from_file_location(
+        "make_initramfs", ROOT / "examples" / "linux" / "make_initramfs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def linux(debian_vmlinuz, tmp_path_factory):  # noqa: F811
+    from pyxenon import Host
+
+    tool = make_initramfs()
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        busybox = tool.fetch_busybox(folder)
+    except (SystemExit, OSError, StopIteration) as err:
+        pytest.skip(f"Linux boot test: busybox-static could not be fetched: {err}")
+    out = tmp_path_factory.mktemp("linux")
+    ramdisk = out / "initramfs.cpio.gz"
+    ramdisk.write_bytes(tool.build_initramfs(busybox.read_bytes()))
+    cfg = tool.write_cfg(out / "linux.cfg", debian_vmlinuz, ramdisk, "echo hello from linux")
+    for attempt in range(1, ATTEMPTS + 1):
+        with Host() as host:
+            dom = host.create(str(cfg))
+            outcome = host.run(timeout=BOOT_TIMEOUT)
+            if dom.shutdown_reason == "poweroff" or attempt == ATTEMPTS:
+                print(f"Linux boot: attempt {attempt} of {ATTEMPTS}: {outcome}")
+                yield dom, outcome
+                return
+
+
+def test_initramfs_is_newc_with_init():
+    tool = make_initramfs()
+    import gzip
+
+    archive = gzip.decompress(tool.build_initramfs(b"\x7fELF busybox"))
+    assert archive.startswith(b"070701") and b"TRAILER!!!" in archive
+    assert b"init\0" in archive and b"#!/bin/busybox sh" in archive
+    assert b"dev/console\0" in archive
+
+
+def test_linux_boots_to_init(linux):
+    dom, _ = linux
+    assert "init: started" in dom.console_text, dom.console_text[-3000:]
+
+
+def test_linux_runs_the_command_and_powers_off(linux):
+    """The command forks (the shell's child: fork's page-table copy, exec),
+    prints, and busybox's poweroff ends the domain cleanly."""
+    dom, outcome = linux
+    assert "init: running: echo hello from linux" in dom.console_text
+    assert "\nhello from linux" in dom.console_text, dom.console_text[-3000:]
+    assert "init: exit status 0" in dom.console_text
+    assert dom.shutdown_reason == "poweroff" and dom.crash_report is None
