@@ -1485,6 +1485,33 @@ def recipe_grant_map(m, slot):
                         (gt.GNTTABOP_map_grant_ref,), data=op, tail=(1,))
 
 
+def recipe_grant_map_twice(m, slot):
+    """One grant mapped twice, then one mapping ended: the in-use bits Xen
+    keeps in the granter's entry must stay while the other one lives."""
+    for op in recipe_grant_map(m, slot):
+        yield op
+    dom = m.world.domain(slot)
+    if dom is None or not dom.grant_table.maptrack:
+        return
+    handle = max(dom.grant_table.maptrack)
+    first = dom.grant_table.maptrack[handle]
+    va = m.scratch_frame(dom)[0]
+    yield call_op(slot, xen.HYPERVISOR_update_va_mapping, [va, 0, xen.UVMF_INVLPG])
+    dom = m.world.domain(slot)
+    if dom is None:
+        return
+    mapflags = gt.GNTMAP_host_map | (gt.GNTMAP_readonly if first.readonly else 0)
+    op = m.struct(dom, gt.gnttab_map_grant_ref, host_addr=va, flags=mapflags, ref=first.ref,
+                  dom=first.granter.domid)
+    yield m.buffer_call(dom, slot, xen.HYPERVISOR_grant_table_op, (gt.GNTTABOP_map_grant_ref,),
+                        data=op, tail=(1,))
+    dom = m.world.domain(slot)
+    if dom is not None and handle in dom.grant_table.maptrack:
+        op = m.struct(dom, gt.gnttab_unmap_grant_ref, handle=handle, host_addr=0)
+        yield m.buffer_call(dom, slot, xen.HYPERVISOR_grant_table_op,
+                            (gt.GNTTABOP_unmap_grant_ref,), data=op, tail=(1,))
+
+
 def recipe_grant_unmap(m, slot):
     dom = m.world.domain(slot)
     if not dom.grant_table.maptrack:
@@ -1626,7 +1653,7 @@ def recipe_long_batch(m, slot):
 
 RECIPES = (recipe_grant_map, recipe_grant_map, recipe_grant_unmap, recipe_evtchn_connect,
            recipe_new_l1) * 2 + (recipe_self_reference, recipe_stale_retype,
-                                 recipe_linear_or_unhook)
+                                 recipe_linear_or_unhook, recipe_grant_map_twice)
 RECIPE_CHANCE = 0.08          # a step is a recipe
 LONG_BATCH_CHANCE = 0.00002   # a step is recipe_long_batch (each costs up to CALL_LIMIT)
 
