@@ -21,7 +21,6 @@ import os
 import selectors
 import signal
 import socket
-import struct
 import sys
 import time
 import traceback
@@ -188,12 +187,6 @@ def check_args(op, args, schema):
         raise RequestError(f"{op}: overrides must be strings")
 
 
-def peer_uid(sock):
-    """The uid of the process at the other end (Linux SO_PEERCRED)."""
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
-
-
 class Daemon:
     def __init__(self, folder, host=None, policy=None, console_log=None):
         """policy: a compiled Policy (or a path), or None; used when the
@@ -270,19 +263,11 @@ class Daemon:
                                          self.client_timeout)
 
     def accept(self):
-        """Every connection waiting (a burst must not fill the backlog)."""
-        for _ in range(MAX_CLIENTS):
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            self.admit(sock)
+        protocol.accept_waiting(self.listener, MAX_CLIENTS, self.admit)
 
     def admit(self, sock):
-        if peer_uid(sock) not in (os.getuid(), 0) or not self.make_room():
-            sock.close()
+        if not protocol.admissible(sock, self.make_room):
             return
-        sock.setblocking(False)
         client = Client(sock)
         self.clients[sock] = client
         self.selector.register(sock, selectors.EVENT_READ, client)

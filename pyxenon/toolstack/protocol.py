@@ -18,6 +18,7 @@ import json
 import os
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import time
@@ -221,3 +222,33 @@ def wait_for_daemon(path):
             return conn
         time.sleep(0.05)
     raise ToolstackError(f"the daemon did not start (see {os.path.dirname(path)}/{LOG_NAME})")
+
+
+# -- the daemon's listening sockets (xend.sock, xenstored's socket) ----------------
+
+def peer_uid(sock):
+    """The uid of the process at the other end (Linux SO_PEERCRED)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+def accept_waiting(listener, limit, admit):
+    """Every connection waiting, up to limit (a burst must not fill the
+    backlog); admit(sock) decides about each."""
+    for _ in range(limit):
+        try:
+            sock, _ = listener.accept()
+        except OSError:
+            return
+        admit(sock)
+
+
+def admissible(sock, make_room):
+    """Only our own user (or root) may connect, and only if a slot is free
+    (make_room may evict the longest-idle client); the socket is then
+    made non-blocking, else closed."""
+    if peer_uid(sock) not in (os.getuid(), 0) or not make_room():
+        sock.close()
+        return False
+    sock.setblocking(False)
+    return True

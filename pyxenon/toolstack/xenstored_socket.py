@@ -23,6 +23,7 @@ import time
 
 from pyxenon.public import io
 
+from . import protocol
 from .xenstore_ring import HEADER, Header
 
 DIR_NAME = "xenstored"
@@ -144,20 +145,11 @@ class XenstoredSocket:
             self.send(key.data)
 
     def accept(self):
-        for _ in range(MAX_CONNECTIONS):
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            self.admit(sock)
+        protocol.accept_waiting(self.listener, MAX_CONNECTIONS, self.admit)
 
     def admit(self, sock):
-        from .daemon import peer_uid
-
-        if peer_uid(sock) not in (os.getuid(), 0) or not self.make_room():
-            sock.close()
+        if not protocol.admissible(sock, self.make_room):
             return
-        sock.setblocking(False)
         ring = SocketRing()
         client = Client(sock, self.store.attach(ring), ring)
         self.clients[sock] = client
