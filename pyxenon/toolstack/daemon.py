@@ -245,18 +245,7 @@ class Daemon:
     # -- the socket ------------------------------------------------------------
 
     def listen(self):
-        """Bind the socket, mode 0600 from the start (umask), not after."""
-        if os.path.exists(self.path):
-            os.unlink(self.path)  # stale: we hold the lock, so no daemon owns it
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)
-        try:
-            sock.bind(self.path)
-        finally:
-            os.umask(old)
-        os.chmod(self.path, 0o600)
-        sock.listen(64)
-        sock.setblocking(False)
+        sock = protocol.listening_socket(self.path)
         self.selector.register(sock, selectors.EVENT_READ)
         self.listener = sock
         self.xenstored = XenstoredSocket(self.host.xenstore, self.folder, self.selector,

@@ -232,6 +232,24 @@ def peer_uid(sock):
     return struct.unpack("3i", creds)[1]
 
 
+def listening_socket(path):
+    """A non-blocking Unix socket listening at path, mode 0600 from the
+    start (umask), not after; a stale socket file there is replaced (the
+    caller holds the daemon's lock, so no one else serves it)."""
+    if os.path.exists(path):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(64)
+    sock.setblocking(False)
+    return sock
+
+
 def accept_waiting(listener, limit, admit):
     """Every connection waiting, up to limit (a burst must not fill the
     backlog); admit(sock) decides about each."""

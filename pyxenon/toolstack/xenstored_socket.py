@@ -18,7 +18,6 @@ dropped, and when MAX_CONNECTIONS are open the longest idle one makes room.
 import collections
 import os
 import selectors
-import socket
 import time
 
 from pyxenon.public import io
@@ -119,17 +118,7 @@ class XenstoredSocket:
     def _listen(self):
         os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
         os.chmod(os.path.dirname(self.path), 0o700)
-        if os.path.exists(self.path):
-            os.unlink(self.path)   # stale: the daemon's lock says no one else serves here
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)
-        try:
-            sock.bind(self.path)
-        finally:
-            os.umask(old)
-        os.chmod(self.path, 0o600)
-        sock.listen(64)
-        sock.setblocking(False)
+        sock = protocol.listening_socket(self.path)
         self.selector.register(sock, selectors.EVENT_READ, self)
         return sock
 
