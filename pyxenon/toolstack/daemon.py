@@ -335,11 +335,8 @@ class Daemon:
         if client.overflow:
             self.drop(client)  # a console nobody reads must not eat the host
             return
-        try:
-            sent = client.sock.send(client.outbuf) if client.outbuf else 0
-        except BlockingIOError:
-            sent = 0
-        except OSError:
+        sent = protocol.send_some(client.sock, client.outbuf)
+        if sent is None:
             self.drop(client)
             return
         del client.outbuf[:sent]

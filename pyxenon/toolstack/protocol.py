@@ -250,6 +250,17 @@ def listening_socket(path):
     return sock
 
 
+def send_some(sock, data):
+    """What a non-blocking send of data took (0 when the peer is slow), or
+    None when the peer is gone."""
+    try:
+        return sock.send(data) if data else 0
+    except BlockingIOError:
+        return 0
+    except OSError:
+        return None
+
+
 def accept_waiting(listener, limit, admit):
     """Every connection waiting, up to limit (a burst must not fill the
     backlog); admit(sock) decides about each."""

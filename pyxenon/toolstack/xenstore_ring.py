@@ -36,6 +36,25 @@ def pack_message(type_, req_id, tx_id, body):
     return HEADER.pack(type_, req_id, tx_id, len(body)) + body
 
 
+def take_message(inbuf, pull):
+    """The next request in inbuf as (Header, payload); (Header, None) if its
+    len is over XENSTORE_PAYLOAD_MAX; None while it has not all arrived.
+    pull(n) may add up to n more bytes to inbuf first (a ring's req[])."""
+    pull(HEADER.size - len(inbuf))
+    if len(inbuf) < HEADER.size:
+        return None
+    header = Header._make(HEADER.unpack_from(inbuf))
+    if header.len > io.XENSTORE_PAYLOAD_MAX:
+        return header, None
+    total = HEADER.size + header.len
+    pull(total - len(inbuf))
+    if len(inbuf) < total:
+        return None
+    payload = bytes(inbuf[HEADER.size:total])
+    del inbuf[:total]
+    return header, payload
+
+
 class RingError(Exception):
     """The guest broke the ring; code is the XENSTORE_ERROR_* to report."""
 
@@ -70,21 +89,7 @@ class Ring:
     # -- requests in ----------------------------------------------------------
 
     def read_message(self):
-        """The next request as (Header, payload); (Header, None) if its len is
-        over XENSTORE_PAYLOAD_MAX; None while it has not all arrived."""
-        self._pull(HEADER.size - len(self.inbuf))
-        if len(self.inbuf) < HEADER.size:
-            return None
-        header = Header._make(HEADER.unpack_from(self.inbuf))
-        if header.len > io.XENSTORE_PAYLOAD_MAX:
-            return header, None
-        total = HEADER.size + header.len
-        self._pull(total - len(self.inbuf))
-        if len(self.inbuf) < total:
-            return None
-        payload = bytes(self.inbuf[HEADER.size:])
-        self.inbuf.clear()
-        return header, payload
+        return take_message(self.inbuf, self._pull)
 
     def _pull(self, wanted):
         """Move up to wanted bytes from req[] into inbuf."""

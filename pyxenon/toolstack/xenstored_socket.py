@@ -20,10 +20,9 @@ import os
 import selectors
 import time
 
-from pyxenon.public import io
 
 from . import protocol
-from .xenstore_ring import HEADER, Header
+from .xenstore_ring import take_message
 
 DIR_NAME = "xenstored"
 SOCKET_NAME = "socket"
@@ -48,17 +47,7 @@ class SocketRing:
         self.active = False
 
     def read_message(self):
-        if len(self.inbuf) < HEADER.size:
-            return None
-        header = Header._make(HEADER.unpack_from(self.inbuf))
-        if header.len > io.XENSTORE_PAYLOAD_MAX:
-            return header, None
-        total = HEADER.size + header.len
-        if len(self.inbuf) < total:
-            return None
-        payload = bytes(self.inbuf[HEADER.size:total])
-        del self.inbuf[:total]
-        return header, payload
+        return take_message(self.inbuf, lambda wanted: None)   # all read already
 
     def queue(self, message):
         if not self.failed:
@@ -176,11 +165,8 @@ class XenstoredSocket:
             # Taken only once the last is out, so the store's output limit
             # (events dropped past it) bounds what a client that reads nothing holds.
             client.unsent += client.ring.take()
-        try:
-            sent = client.sock.send(client.unsent) if client.unsent else 0
-        except BlockingIOError:
-            sent = 0
-        except OSError:
+        sent = protocol.send_some(client.sock, client.unsent)
+        if sent is None:
             self.drop(client)
             return
         del client.unsent[:sent]
