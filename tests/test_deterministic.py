@@ -22,11 +22,10 @@ def test_two_deterministic_runs_agree(guests):
     first = run_demo(guests, root)
     second = run_demo(guests, root)
     assert first[2] == ["poweroff", "poweroff"], first[1]
-    # Calls and results in order (argument registers a call does not use may
-    # still hold the guest's raw rdtsc readings, which come from the host).
-    calls = [[line.split("(", 2)[1] + line.rsplit("=", 1)[1] for line in run[0]]
-             for run in (first, second)]
-    assert calls[0] == calls[1]
+    # Calls, every argument register and results, in order: even the guests'
+    # rdtsc readings (some land in argument registers a call does not use)
+    # are the same, the TSC being emulated (_core/time.c).
+    assert first[0] == second[0]
     assert first[1] == second[1]
 
 

@@ -180,7 +180,8 @@ static int software_int(struct xc_machine *m, struct xc_vcpu *v, uint32_t intno)
 
 /*
  * Any CPU exception other than a page fault (those come from the TLB fill).
- * Unicorn leaves rip at the faulting instruction for faults and after it for
+ * A #GP from rdtsc with the TSC emulated is answered here (time.c) and the
+ * guest goes on.  Unicorn leaves rip at the faulting instruction for faults and after it for
  * traps (int3, into), which is what a bounce frame needs.  Unicorn gives no
  * error code; every exception a ring-3 PV guest can raise through here
  * without a selector load reports 0.
@@ -189,6 +190,10 @@ void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data)
 {
     struct xc_machine *m = data;
     struct xc_vcpu *v = m->current;
+    if (v && intno == 13 && m->vtsc && v->stop != XC_STOP_EXCEPTION && xc_emulate_rdtsc(m, v)) {
+        xc_clear_exception(m);   /* taken here, never delivered: not "in flight" */
+        return;
+    }
     if (v && v->stop != XC_STOP_EXCEPTION) {
         v->vector = intno | (software_int(m, v, intno) ? XC_VECTOR_SOFT : 0);
         v->error_code = 0;

@@ -5,7 +5,6 @@ Unicorn engine, one at a time, as Xen's domains share one physical CPU:
 switching domains is a register-context switch plus a TLB flush in C.
 """
 import os
-import time
 
 from pyxenon._core import ffi, lib
 
@@ -45,7 +44,6 @@ class Machine:
         self.free_ranges = [(HV_FRAMES, self.nr_frames - HV_FRAMES)]
         self.domains = {}
         self.next_domid = 1
-        self.boot_ns = time.monotonic_ns()
         self.scheduler = Scheduler(self, slice_ms=slice_ms, deterministic=deterministic)
         self.audit_log = []           # MSM decisions, unless an audit sink is given
         self.msm = Msm(policy, audit if audit is not None else self.audit_log.append)
