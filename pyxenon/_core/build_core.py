@@ -39,7 +39,7 @@ struct xc_vcpu;
 struct xc_link;
 struct xc_vcpu {
     uint64_t cr3; uint64_t kernel_cr3; uint64_t user_cr3; uint64_t cr2;
-    uint64_t hypercalls; uint64_t fault_rip;
+    uint64_t hypercalls; uint64_t call_digest; uint64_t fault_rip;
     uint64_t gdt_mfn[14]; uint32_t gdt_frames;
     uint32_t vector; uint32_t error_code; int32_t stop; uint32_t handle;
     uint16_t domid; uint16_t vcpu_id; uint32_t kernel_mode;

@@ -165,6 +165,7 @@ struct xc_vcpu {
     uint64_t user_cr3;    /* guest user's base pointer (0 = none) */
     uint64_t cr2;         /* faulting address of a pending #PF */
     uint64_t hypercalls;  /* hypercalls taken */
+    uint64_t call_digest; /* a digest of the guest's hypercalls so far (traps.c) */
     uint64_t fault_rip;   /* rip to report for a fault found mid-instruction (0: none) */
     uint64_t gdt_mfn[GDT_GUEST_PAGES]; /* guest GDT frames (0 = none) */
     uint32_t gdt_frames;  /* how many of gdt_mfn are set */

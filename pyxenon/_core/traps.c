@@ -37,6 +37,16 @@ int64_t xc_python(struct xc_machine *m, struct xc_vcpu *v, uint64_t nr, uint64_t
     return xc_py_hypercall(v->handle, nr, a1, a2, a3, a4, a5);
 }
 
+/* FNV-1a over a word's bytes: the running digest of a vcpu's hypercalls
+ * (number, first two arguments, result), which two deterministic runs of
+ * the same guests must share -- fast paths included, at no cost to them. */
+static uint64_t digest(uint64_t h, uint64_t word)
+{
+    for (int i = 0; i < 8; i++, word >>= 8)
+        h = (h ^ (word & 0xFF)) * 0x100000001B3UL;
+    return h;
+}
+
 void xc_hook_syscall(uc_engine *uc, void *data)
 {
     struct xc_machine *m = data;
@@ -67,6 +77,7 @@ void xc_hook_syscall(uc_engine *uc, void *data)
         rc = two ? xc_python(m, v, a[0], a[1], a[2], a[3], a[4], a[5]) : dispatch(m, v, a);
     }
     uc_reg_write(uc, UC_X86_REG_RAX, &rc);
+    v->call_digest = digest(digest(digest(digest(v->call_digest, a[0]), a[1]), a[2]), (uint64_t)rc);
     if (v->stop == XC_STOP_NONE && xc_upcall_ready(m, v))
         v->stop = XC_STOP_HYPERCALL;   /* deliver the event before the guest goes on */
     if (v->stop != XC_STOP_NONE)
