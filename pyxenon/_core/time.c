@@ -122,11 +122,12 @@ int xc_emulate_rdtsc(struct xc_machine *m, struct xc_vcpu *v)
     lo = tsc & 0xFFFFFFFFUL;
     hi = tsc >> 32;
     rip += len;
+    xc_clear_exception(m);   /* taken here, never delivered: not "in flight" */
     uc_reg_write(m->uc, UC_X86_REG_RAX, &lo);
     uc_reg_write(m->uc, UC_X86_REG_RDX, &hi);
     if (len == 3)
         uc_reg_write(m->uc, UC_X86_REG_RCX, &aux);
-    uc_reg_write(m->uc, UC_X86_REG_RIP, &rip);
+    uc_reg_write(m->uc, UC_X86_REG_RIP, &rip);   /* last: Unicorn may leave the hook here */
     return 1;
 }
 

@@ -201,10 +201,8 @@ void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data)
 {
     struct xc_machine *m = data;
     struct xc_vcpu *v = m->current;
-    if (v && intno == 13 && m->vtsc && v->stop != XC_STOP_EXCEPTION && xc_emulate_rdtsc(m, v)) {
-        xc_clear_exception(m);   /* taken here, never delivered: not "in flight" */
+    if (v && intno == 13 && m->vtsc && v->stop != XC_STOP_EXCEPTION && xc_emulate_rdtsc(m, v))
         return;
-    }
     if (v && v->stop != XC_STOP_EXCEPTION) {
         v->vector = intno | (software_int(m, v, intno) ? XC_VECTOR_SOFT : 0);
         v->error_code = 0;
