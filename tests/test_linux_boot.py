@@ -46,11 +46,14 @@ def boot_linux(cfg, timeout=BOOT_TIMEOUT, **host_options):
     """Boot cfg once: (domain, run outcome, (hypercalls, their digest))."""
     from pyxenon import Host
 
+    calls = []
     with Host(**host_options) as host:
+        # read before the domain goes (on poweroff its vcpus are freed)
+        host.machine.destroy_listeners.append(lambda domain: calls.extend(
+            (v.core.hypercalls, v.core.call_digest) for v in domain.vcpus))
         dom = host.create(str(cfg))
         outcome = host.run(timeout=timeout)
-        vcpu = dom.vcpus[0].core
-        return dom, outcome, (vcpu.hypercalls, vcpu.call_digest)
+    return dom, outcome, calls
 
 
 @pytest.fixture(scope="module")
