@@ -167,8 +167,12 @@ def test_timer_raises_virq_timer(trio, hypercall):
 def test_singleshot_timer_and_vcpu_op(trio, hypercall):
     host, (ping, _, _) = trio
     va = scratch(ping)
+    # Xen 4.17: a deadline already past sends the timer event at once, even
+    # with VCPU_SSHOTTMR_future (once -ETIME)
+    rc, raw = call(hypercall, ping, ev.EVTCHNOP_bind_virq, "<III", ev.VIRQ_TIMER, 0, 0)
     copy_to_guest(ping.vcpus[0], va, struct.pack("<QI", 1, vc.VCPU_SSHOTTMR_future))
-    assert hypercall(ping, xen.HYPERVISOR_vcpu_op, vc.VCPUOP_set_singleshot_timer, 0, va) == -errno.ETIME
+    assert hypercall(ping, xen.HYPERVISOR_vcpu_op, vc.VCPUOP_set_singleshot_timer, 0, va) == 0
+    assert ping.events.is_pending(struct.unpack("<III", raw)[2]) and ping.vcpus[0].timer_at is None
     copy_to_guest(ping.vcpus[0], va, struct.pack("<QI", 10 ** 15, 0))
     assert hypercall(ping, xen.HYPERVISOR_vcpu_op, vc.VCPUOP_set_singleshot_timer, 0, va) == 0
     assert ping.vcpus[0].timer_at == 10 ** 15
