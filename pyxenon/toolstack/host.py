@@ -17,9 +17,9 @@ from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.hypervisor.machine import Machine
 
 from . import builder
-from .console import ConsoleBackend
+from pyxenon.backends.console import ConsoleBackend
 from .elfimage import load_kernel
-from .xenstore import XenStore
+from pyxenon.backends.xenstore import XenStore
 from .xlcfg import DomainConfig, load_cfg
 
 PAGES_PER_MIB = 256
