@@ -237,6 +237,8 @@ struct xc_machine {
     uint64_t slices;      /* slices run */
     uint64_t chain_ns;    /* how long xc_run_chain may go on in C (0: never chain) */
     uint32_t tlbflush_clock; /* TLB flushes so far: page_info.tlbflush_stamp's clock */
+    uint64_t tlb_fills;      /* guest TLB fills since the last flush */
+    uint64_t tlb_size;       /* what the engine's TLB has grown to, as modelled (tlb_flushed) */
     uint64_t work;        /* work done in this trap (XC_WORK_BUDGET's units) */
     uint64_t work_budget; /* past it, a preemptible operation stops (XC_WORK_BUDGET) */
     struct xc_tlb_shadow *shadow; /* what the engine's TLB may hold (checking only), or NULL */

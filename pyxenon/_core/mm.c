@@ -52,7 +52,7 @@ static int is_leaf(uint64_t e, int level)
 static int walk_level(struct xc_machine *m, uint64_t *mfn, uint64_t va,
                       int level, int write, struct walk *w)
 {
-    uint64_t *pte, e;
+    uint64_t *pte, e, set;
     if (!frame_usable(m, *mfn))
         return -1;
     pte = table_of(m, *mfn) + ((va >> (PAGE_SHIFT + 9 * level)) & 511);
@@ -65,12 +65,14 @@ static int walk_level(struct xc_machine *m, uint64_t *mfn, uint64_t va,
         w->pfec |= PFEC_present;
         return -1;
     }
-    *pte = e | _PAGE_ACCESSED | (write && is_leaf(e, level) ? _PAGE_DIRTY : 0);
+    set = _PAGE_ACCESSED | (write && is_leaf(e, level) ? _PAGE_DIRTY : 0);
+    if ((e & set) != set)      /* a store only when a bit changes: the walk stays read-only */
+        *pte = e | set;
     if (!is_leaf(e, level)) {
         *mfn = (e & PADDR_MASK) >> PAGE_SHIFT;
         return 0;
     }
-    w->dirty = !!(*pte & _PAGE_DIRTY);
+    w->dirty = !!((e | set) & _PAGE_DIRTY);
     w->mfn = level ? superpage_frame(e, va, level) : (e & PADDR_MASK) >> PAGE_SHIFT;
     return frame_usable(m, w->mfn) ? 1 : -1;
 }
@@ -196,6 +198,7 @@ static bool fill_guest(struct xc_machine *m, uint64_t va, uc_mem_type type, uc_t
     }
     e->paddr = w.mfn << PAGE_SHIFT;
     e->perms = tlb_perms(m, &w, type);
+    m->tlb_fills++;
     if (m->shadow)
         xc_shadow_record(m, va, e->paddr, e->perms);
     return true;
