@@ -88,6 +88,8 @@ const char *xc_reg_names(void);
 int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals);
 int xc_set_rip(struct xc_machine *m, struct xc_vcpu *v, uint64_t rip);
 int64_t xc_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write);
+int xc_copy_from_guest(struct xc_machine *m, struct xc_vcpu *v, void *dst, uint64_t va, uint64_t len);
+int xc_copy_to_guest(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, const void *src, uint64_t len);
 void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);
 int64_t xc_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a);
 int xc_get_page(struct xc_machine *m, uint64_t mfn, uint16_t domid);
