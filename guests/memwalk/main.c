@@ -2,7 +2,8 @@
  * memwalk - the memory-path benchmark guest.  It maps mib=M MiB of its own
  * free frames (default 8) at a fresh virtual region, with L1 tables it
  * builds in the start-of-day padding, then makes passes=N read-modify-write
- * passes over the region at stride=S bytes (rmw.h), and powers off.
+ * passes over the region at stride=S bytes (rmw.h), checks every word of
+ * it, and powers off.
  * Exit through crash (with a console line) if the mapping is refused.
  */
 #include "lib.h"
@@ -70,14 +71,25 @@ static void map_region(unsigned long mib)
     }
 }
 
+/* Every word the passes touched holds passes, every other word 0 (the
+ * frames came zeroed): the translations the engine used were right. */
+static void check(const unsigned long *base, unsigned long bytes, unsigned long stride,
+                  unsigned long passes)
+{
+    for ( unsigned long i = 0; i < bytes / sizeof(*base); i++ )
+        if ( base[i] != ((i * sizeof(*base)) % stride ? 0 : passes) )
+            fail("a word of the region is wrong", -XEN_EINVAL);
+}
+
 void guest_main(start_info_t *si)
 {
     unsigned long mib = cmdline_num("mib", 8), stride = cmdline_num("stride", 64);
+    unsigned long passes = cmdline_num("passes", 0);
 
     if ( mib < 2 || mib > MAX_MIB || mib % 2 || stride < 8 || stride % 8 )
         fail("bad mib= or stride=", -XEN_EINVAL);
     map_region(mib);
-    rmw_passes((volatile unsigned long *)REGION_VA, mib << 20, stride,
-               cmdline_num("passes", 0));
+    rmw_passes((volatile unsigned long *)REGION_VA, mib << 20, stride, passes);
+    check((const unsigned long *)REGION_VA, mib << 20, stride, passes);
     xen_shutdown(SHUTDOWN_poweroff);
 }
