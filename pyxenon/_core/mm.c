@@ -207,6 +207,7 @@ static bool fill_guest(struct xc_machine *m, uint64_t va, uc_mem_type type, uc_t
     e->paddr = w.mfn << PAGE_SHIFT;
     e->perms = tlb_perms(m, &w, type);
     m->tlb_fills++;
+    m->tlb_misses++;
     if (m->shadow)
         xc_shadow_record(m, va, e->paddr, e->perms);
     return true;
