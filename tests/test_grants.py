@@ -282,3 +282,29 @@ def test_maptrack_is_bounded_and_handles_reused_lowest_first(world, hypercall, m
     for va, handle in ((vas[0], 0), (vas[2], 2), (vas[3], 1)):
         gnttab(hypercall, pong, gt.GNTTABOP_unmap_grant_ref, UNMAP, va, 0, handle, 0)
     assert not entry_flags(ping, 11) & gt.GTF_reading      # the last unmap clears it
+
+
+def test_checker_holds_tlb_translations_of_foreign_frames_to_grants(world, hypercall):
+    """The whole-state checker (hypervisor/audit.py) accepts a cached
+    translation of another domain's frame only while the domain it was
+    filled for has that frame grant-mapped: a hypervisor that dropped the
+    mapping but not the translation is caught."""
+    from pyxenon._core import lib
+    from pyxenon.hypervisor import audit
+
+    host, d = world
+    ping, pong = d["ping"], d["pong"]
+    machine = host.machine
+    audit.shadow_tlb(machine)
+    lib.xc_settle(machine.core)
+    grant(ping, 12, pong, free_pfn(ping))
+    va = scratch(pong, 2)
+    hypercall(pong, xen.HYPERVISOR_update_va_mapping, va, 0, 0)
+    status, handle = map_ref(hypercall, pong, ping, 12, va)
+    lib.xc_settle(machine.core)
+    assert lib.xc_tlb_probe(machine.core, pong.vcpus[0].core, va, 0) == 1
+    assert audit.findings(machine) == []
+    lost = pong.grant_table.maptrack.pop(handle)       # the planted bug: no unmap, no flush
+    found = audit.findings(machine)
+    assert any(f"mfn {lost.mfn:#x}: the TLB of d{pong.domid}" in f and "no grant mapping" in f
+               for f in found), found

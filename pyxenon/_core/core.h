@@ -334,6 +334,8 @@ int xc_mmu_normal_update(struct xc_machine *m, struct xc_vcpu *v, uint64_t ma, u
 
 /* audit.c: the whole-state invariant checker, and the TLB shadow it needs */
 void xc_shadow_record(struct xc_machine *m, uint64_t va, uint64_t paddr, uint32_t perms);
+int xc_shadow_entry(struct xc_machine *m, uint32_t i, uint64_t *va, uint64_t *mfn,
+                    uint16_t *domid);
 void xc_shadow_clear(struct xc_machine *m);
 int xc_shadow_enable(struct xc_machine *m, int on);
 /* One finding of xc_audit: what (audit.c's V_*), which frame, a detail. */
