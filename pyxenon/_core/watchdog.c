@@ -4,7 +4,7 @@
  * machine does it instead: it wakes every few hundred microseconds and
  * stops the engine when the running slice is past its deadline.  Each run
  * has a generation number, so a late wake-up never stops the next run.
- * After PARK_TICKS ticks with no run armed (a host whose domains all wait)
+ * After PARK_TICKS ticks in which no run started (a host whose domains all wait)
  * it parks on a condition variable, and the next arm wakes it: an idle host
  * costs no wake-ups, a busy one no system call per run.
  */
@@ -64,13 +64,19 @@ static void check_deadline(struct xc_machine *m)
         uc_emu_stop(m->uc);
 }
 
+/* Idle means no run started since the last tick and none is running: a
+ * busy host's runs are often far shorter than a tick, so being disarmed
+ * at the moment of a tick says nothing. */
 static void *watch(void *data)
 {
     struct xc_machine *m = data;
     struct timespec tick = {0, TICK_NS};
+    uint64_t seen = 0;
     int idle = 0;
     while (!quitting(m)) {
-        idle = armed(m) ? 0 : idle + 1;
+        uint64_t gen = __atomic_load_n(&m->run_gen, __ATOMIC_ACQUIRE);
+        idle = armed(m) || gen != seen ? 0 : idle + 1;
+        seen = gen;
         if (idle > PARK_TICKS) {
             park(m);
             idle = 0;
