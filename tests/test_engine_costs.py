@@ -61,3 +61,18 @@ def test_idle_host_parks_its_watchdog_and_wakes_it_for_a_run():
     costs no wake-ups), and the next run wakes it: a guest spinning for
     some 100 ms (10 ms slices) is stopped at its slices' ends."""
     assert slices_after_idle(60_000_000) >= slices_after_idle(0) + 3
+
+
+def test_a_slice_never_ends_inside_an_instruction():
+    """Slices that end while read-modify-write instructions run (incq,
+    addq to memory, lock xaddq: memwalk's incs=N) neither repeat nor lose
+    one.  Unicorn restarts the instruction in flight when an asynchronous
+    stop is noticed after its store, so the watchdog must end slices only
+    between blocks (watchdog.c, xc_hook_block); with 1 ms slices this run
+    ends some hundreds of them mid-loop."""
+    with Host(memory_mib=128, slice_ms=1) as host:
+        dom = host.create(str(GUESTS / "memwalk.cfg"),
+                          overrides=['extra="mib=2 passes=0 incs=40000000"'])
+        host.run(timeout=120)
+        assert host.machine.core.slices > 50
+        assert dom.shutdown_reason == "poweroff", dom.dmesg_text

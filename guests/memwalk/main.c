@@ -81,6 +81,28 @@ static void check(const unsigned long *base, unsigned long bytes, unsigned long 
             fail("a word of the region is wrong", -XEN_EINVAL);
 }
 
+/*
+ * incs=N: N read-modify-write instructions on one word (incq, addq, lock
+ * xaddq), each counted once: a slice that ends while one of them is in
+ * flight must neither lose nor repeat it.
+ */
+static void count_incs(volatile unsigned long *word, unsigned long n)
+{
+    unsigned long left = n, one = 1;
+
+    *word = 0;
+    if ( n )
+        asm volatile ( "1: incq (%2); addq $1, 8(%2); lock xaddq %1, 16(%2);"
+                       "mov $1, %1; dec %0; jnz 1b"
+                       : "+r" (left), "+r" (one) : "r" (word) : "cc", "memory" );
+    if ( word[0] != n || word[1] != n || word[2] != n )
+    {
+        printk("memwalk: %lu incs counted as %lu, %lu, %lu\n", n, word[0], word[1], word[2]);
+        fail("a read-modify-write ran twice or not at all", -XEN_EINVAL);
+    }
+    word[0] = word[1] = word[2] = 0;      /* the passes' region starts zeroed */
+}
+
 void guest_main(start_info_t *si)
 {
     unsigned long mib = cmdline_num("mib", 8), stride = cmdline_num("stride", 64);
@@ -89,6 +111,7 @@ void guest_main(start_info_t *si)
     if ( mib < 2 || mib > MAX_MIB || mib % 2 || stride < 8 || stride % 8 )
         fail("bad mib= or stride=", -XEN_EINVAL);
     map_region(mib);
+    count_incs((volatile unsigned long *)REGION_VA + 8, cmdline_num("incs", 0));
     rmw_passes((volatile unsigned long *)REGION_VA, mib << 20, stride, passes);
     check((const unsigned long *)REGION_VA, mib << 20, stride, passes);
     xen_shutdown(SHUTDOWN_poweroff);

@@ -230,6 +230,7 @@ struct xc_machine {
     pthread_t watchdog;   /* ends time slices (watchdog.c) */
     int watchdog_quit;
     uint64_t run_gen, stopped_gen, deadline_ns;
+    uint64_t preempt_gen;         /* the run the watchdog wants ended (xc_hook_block) */
     int watchdog_parked;          /* the thread waits on watchdog_wake, not ticking */
     pthread_mutex_t watchdog_lock;
     pthread_cond_t watchdog_wake;
@@ -249,7 +250,7 @@ struct xc_machine {
     uint32_t plant;       /* the checker's own tests only: reintroduce a fixed bug (PLANT_*) */
     uint32_t tsc_mul;     /* vcpu_time_info's tsc_to_system_mul (0: frozen clock) */
     int32_t tsc_shift;    /* and its tsc_shift */
-    uc_hook hooks[7];
+    uc_hook hooks[8];
 };
 
 /* machine.c: the interface the Python side uses (see build_core.py) */
@@ -281,6 +282,8 @@ int xc_ready(struct xc_machine *m, uint32_t *handles, int max);
 int xc_due(struct xc_machine *m, uint64_t now);
 int xc_run_chain(struct xc_machine *m, uint64_t timeout_us);
 
+void xc_hook_block(uc_engine *uc, uint64_t address, uint32_t size, void *data);
+void xc_end_run_at_block(struct xc_machine *m);
 /* watchdog.c */
 int xc_watchdog_start(struct xc_machine *m);
 void xc_watchdog_stop(struct xc_machine *m);

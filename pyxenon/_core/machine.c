@@ -189,6 +189,8 @@ static int add_hooks(struct xc_machine *m)
         return -1;
     if (uc_hook_add(uc, &m->hooks[6], UC_HOOK_INSN, xc_hook_cpuid, m, 1, 0, UC_X86_INS_CPUID))
         return -1;
+    if (uc_hook_add(uc, &m->hooks[7], UC_HOOK_BLOCK, xc_hook_block, m, 1, 0))
+        return -1;
     return uc_hook_add(uc, &m->hooks[4], UC_HOOK_INSN, xc_hook_out, m, 1, 0, UC_X86_INS_OUT) ? -1 : 0;
 }
 
@@ -351,6 +353,8 @@ void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v)
  * (the TLB is surely thrashing) ends with a flush to let it grow.  The
  * model can drift from QEMU's (it shrinks on the same rule without the
  * window's clock); either way it corrects itself within a few flushes.
+ * The fill that passes twice the model ends the run at the next block
+ * (xc_end_run_at_block), so growth does not wait for the slice's end.
  */
 
 static void model_tlb_resize(struct xc_machine *m)

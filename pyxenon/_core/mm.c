@@ -206,8 +206,9 @@ static bool fill_guest(struct xc_machine *m, uint64_t va, uc_mem_type type, uc_t
     }
     e->paddr = w.mfn << PAGE_SHIFT;
     e->perms = tlb_perms(m, &w, type);
-    m->tlb_fills++;
     m->tlb_misses++;
+    if (++m->tlb_fills > 2 * m->tlb_size)
+        xc_end_run_at_block(m);    /* thrashing: xc_run flushes, and the TLB grows */
     if (m->shadow)
         xc_shadow_record(m, va, e->paddr, e->perms);
     return true;

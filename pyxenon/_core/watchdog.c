@@ -52,16 +52,42 @@ static void wake(struct xc_machine *m)
     pthread_mutex_unlock(&m->watchdog_lock);
 }
 
-/* Stop the engine if the run of generation gen is past its deadline. */
+/*
+ * End the run of generation gen if it is past its deadline -- at the start
+ * of the next translated block, never mid-instruction.  An asynchronous
+ * uc_emu_stop is noticed by the exit check Unicorn places after every
+ * memory access, and Unicorn then restarts the instruction in flight: a
+ * read-modify-write whose store had happened (incq, lock xadd ...) ran
+ * twice.  So the watchdog only asks, and the block hook, which Unicorn calls
+ * before a block's own exit check, stops the engine there.
+ */
 static void check_deadline(struct xc_machine *m)
 {
     uint64_t gen = __atomic_load_n(&m->run_gen, __ATOMIC_ACQUIRE);
     uint64_t deadline = __atomic_load_n(&m->deadline_ns, __ATOMIC_ACQUIRE);
     if (deadline && now_ns() >= deadline &&
         __atomic_compare_exchange_n(&m->stopped_gen, &(uint64_t){gen - 1}, gen, 0,
-                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) &&
-        __atomic_load_n(&m->run_gen, __ATOMIC_ACQUIRE) == gen)
-        uc_emu_stop(m->uc);
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        __atomic_store_n(&m->preempt_gen, gen, __ATOMIC_RELEASE);
+}
+
+/* End the current run at the next block boundary (the engine's own thread,
+ * inside an instruction, where uc_emu_stop would restart it). */
+void xc_end_run_at_block(struct xc_machine *m)
+{
+    __atomic_store_n(&m->preempt_gen, __atomic_load_n(&m->run_gen, __ATOMIC_RELAXED),
+                     __ATOMIC_RELEASE);
+}
+
+/* UC_HOOK_BLOCK: the watchdog (or xc_end_run_at_block) asked to end this run. */
+void xc_hook_block(uc_engine *uc, uint64_t address, uint32_t size, void *data)
+{
+    struct xc_machine *m = data;
+    uint64_t gen = __atomic_load_n(&m->preempt_gen, __ATOMIC_ACQUIRE);
+    (void)address;
+    (void)size;
+    if (gen && gen == __atomic_load_n(&m->run_gen, __ATOMIC_RELAXED))   /* runs count from 1 */
+        uc_emu_stop(uc);
 }
 
 /* Idle means no run started since the last tick and none is running: a
