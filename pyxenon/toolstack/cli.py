@@ -28,8 +28,8 @@ import sys
 from pyxenon.errors import HostLimitError, UserInputError
 
 from . import xl
+from .outcome import EXIT_GUEST, EXIT_OK, EXIT_USAGE, report
 
-EXIT_OK, EXIT_GUEST, EXIT_USAGE = 0, 1, 2
 MAX_PARTIAL = 4096   # characters of an unfinished console line kept before it is written
 NO_POLICY = "pyxenon: no policy: domains can reach only their own console and XenStore"
 
@@ -170,23 +170,6 @@ def run_logged(host, configs, args, writer):
     outcome = host.run(timeout=args.timeout)
     writer.flush()
     return report(domains, outcome)
-
-
-def report(domains, outcome):
-    """Exit status, with a line on stderr for each domain that did not power off."""
-    status = EXIT_OK
-    for dom in domains:
-        if dom.crash_report:
-            print(dom.crash_report, file=sys.stderr)
-        if dom.shutdown_reason != "poweroff":
-            why = dom.shutdown_reason or f"still running ({outcome})"
-            print(f"pyxenon: domain {dom.name}: {why}", file=sys.stderr)
-            status = EXIT_GUEST
-    for dom in domains:
-        for nr, count in sorted(dom.unsupported.items()):
-            print(f"pyxenon: domain {dom.name}: unsupported hypercall {nr} called {count}x",
-                  file=sys.stderr)
-    return status
 
 
 # -- commands another module answers ---------------------------------------------

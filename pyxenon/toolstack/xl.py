@@ -98,8 +98,8 @@ def warn_ignored(config, prog):
 
 def create_foreground(args):
     """The domain runs in this process, its console on stdout, until it stops."""
-    from .cli import report
     from .host import Host, sized_for
+    from .outcome import report
 
     config = load_cfg(args.cfg, args.overrides)
     with Host(memory_mib=sized_for([config])) as host:
