@@ -6,6 +6,7 @@ from pyxenon.public import sched, xen
 
 from .events import EventChannels
 from .grants import GrantTable
+from .perfc import Perfc
 from .vcpu import Vcpu
 
 PAGE = 4096
@@ -43,6 +44,7 @@ class Domain:
         self.events = EventChannels(self)
         self.grant_table = GrantTable(self, self.shared_info_mfn + 1)
         self.share_xen_pages()
+        self.perfc = Perfc(on=machine.perfc)           # hypercall statistics (perfc.py)
         self.vcpus = [Vcpu(self, 0)]
         from pyxenon.hypercalls import dispatch  # the handler table
 

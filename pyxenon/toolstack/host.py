@@ -36,11 +36,12 @@ BYTES_PER_MIB = (1 << 20) + PAGES_PER_MIB * 20
 
 class Host:
     def __init__(self, memory_mib=None, slice_ms=10, deterministic=False, policy=None,
-                 audit=None, fast_paths=True):
+                 audit=None, fast_paths=True, perfc=True):
         """memory_mib: machine memory (default $PYXENON_MACHINE_MIB, else
         8192).  policy: a path to a policy file, or a compiled Policy; None
         refuses every inter-domain operation.  audit: a callable given each
-        MSM decision (default: kept in machine.audit_log)."""
+        MSM decision (default: kept in machine.audit_log).  perfc: domains
+        keep hypercall statistics (domain.perfc; off only to measure their cost)."""
         if isinstance(policy, (str, bytes)) or hasattr(policy, "__fspath__"):
             from .policy import load_policy
 
@@ -51,7 +52,7 @@ class Host:
         try:
             self.machine = Machine(memory_mib=memory_mib, slice_ms=slice_ms,
                                    deterministic=deterministic, policy=policy, audit=audit,
-                                   fast_paths=fast_paths)
+                                   fast_paths=fast_paths, perfc=perfc)
         except MemoryError:
             raise HostLimitError(cannot_reserve(memory_mib, "out of memory")) from None
         self.machine.shutdown_listeners.append(self._on_shutdown)
