@@ -52,6 +52,12 @@ class Perfc:
     def attach(self, vcpu_core):
         vcpu_core.perfc = self.core
 
+    def totals(self):
+        """(hypercalls, events sent): what `xl top` shows per second."""
+        if self.core == ffi.NULL:
+            return 0, 0
+        return sum(c.calls for c in self.core.calls), self.core.events_sent
+
     def calls(self):
         """{hypercall name: {calls, c, python, ns}} for each number called."""
         if self.core == ffi.NULL:

@@ -50,7 +50,8 @@ DELEGATES = {
               "a --trace-file as folded stacks for flamegraph.pl or speedscope (`trace fold F`)"),
 }
 OWN_HELP = {"xenstore": "read, write, list, remove and watch XenStore nodes, as domain 0",
-            "audit": "print the last policy decisions the daemon logged"}
+            "audit": "print the last policy decisions the daemon logged",
+            "stats": "a domain's hypercall statistics, from the daemon"}
 
 
 class ConsoleWriter:

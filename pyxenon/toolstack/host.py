@@ -10,6 +10,7 @@ This is the Python API (and what the CLI and the pytest fixtures use):
 import os
 import resource
 import time
+import uuid
 
 from pyxenon.errors import HostLimitError, read_user_file
 from pyxenon.hypervisor.domain import SHUTDOWN
@@ -89,6 +90,7 @@ class Host:
         domain = self.machine.create_domain(config.name, config.memory_mib * PAGES_PER_MIB,
                                             label=config.seclabel)
         domain.config = config
+        domain.handle = uuid.UUID(config.uuid).bytes   # xen_domain_handle_t
         try:
             self._build(domain, image, config, ramdisk)
         except Exception:

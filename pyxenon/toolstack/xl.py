@@ -5,6 +5,7 @@
     shutdown [-w] DOMAIN      info [FIELD]     dmesg [-c]     domid NAME
     domname ID                vcpu-list [DOMAIN]              uptime [DOMAIN]
     daemon start|stop|status|run [--policy FILE] [--console-log]
+    top [-b] [-d DELAY] [-i N]   (xentop; top.py)
 
 The same commands answer as `pyxenon COMMAND` and, through a symlink named
 xl, as `xl COMMAND`.  Output follows xl's formats.  Exit status 0 on success,
@@ -13,6 +14,7 @@ line, cfg or policy.  Only as `pyxenon` (xl has no such commands):
 
     xenstore read [-R] PATH | write PATH VALUE | ls [-v] PATH | rm PATH | watch [-n N] PATH
     audit [-n N | -a]
+    stats DOMAIN
 """
 import argparse
 import collections
@@ -24,7 +26,7 @@ import time
 
 from pyxenon.errors import HostLimitError, UserInputError
 
-from . import protocol
+from . import protocol, top
 from .xlcfg import ignored_warning, load_cfg
 from .protocol import ToolstackError
 
@@ -64,7 +66,7 @@ def cmd_create(args):
     config = load_cfg(args.cfg, args.overrides)  # a malformed cfg is reported here, exit 2
     warn_ignored(config, args.prog)
     if args.dry_run:
-        from .daemon import config_json
+        from .xlinfo import config_json
 
         print(json.dumps(config_json(config), indent=4))
         return EXIT_OK
@@ -648,15 +650,17 @@ def parser(prog, extra=False):
     add_create(sub)
     add_queries(sub)
     add_lifecycle(sub)
+    top.add_top(sub, positive)
     if extra:
         add_xenstore(sub)
         add_audit(sub)
+        top.add_stats(sub)
     return p
 
 
 COMMANDS = ("create", "list", "console", "pause", "unpause", "destroy", "shutdown", "reboot",
-            "info", "dmesg", "domid", "domname", "vcpu-list", "uptime", "daemon")
-PYXENON_COMMANDS = ("xenstore", "audit")   # pyxenon's, through the daemon; not xl's
+            "info", "dmesg", "domid", "domname", "vcpu-list", "uptime", "daemon", "top")
+PYXENON_COMMANDS = ("xenstore", "audit", "stats")   # pyxenon's, through the daemon; not xl's
 
 
 def show_help(prog, extra, command=None):
