@@ -16,21 +16,13 @@ import select
 import sys
 import time
 
-from . import protocol
+from .protocol import request
 from .observe import stats_lines
 
 HEADER = ("      NAME  STATE   CPU(sec) CPU(%)     MEM(k) MEM(%)  MAXMEM(k) MAXMEM(%) VCPUS "
           "NETS VBDS   HCALLS/s   EVENTS/s SSID")
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
 XENTOP_STATES = ((5, "d"), (3, "s"), (1, "b"), (4, "c"), (2, "p"), (0, "r"))  # xl letter index
-
-
-def request(op, **args):
-    conn = protocol.connect(start=True)
-    try:
-        return conn.request(op, **{k: v for k, v in args.items() if v is not None})
-    finally:
-        conn.close()
 
 
 def cmd_stats(args):
