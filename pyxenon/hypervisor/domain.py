@@ -50,6 +50,11 @@ class Domain:
 
         self.dispatch = dispatch
 
+    def __repr__(self):
+        """<Domain 'hello' d1 shutdown (crash)>: which domain, and how it stands."""
+        why = f" ({self.shutdown_reason})" if self.shutdown_reason else ""
+        return f"<Domain {self.name!r} d{self.domid} {self.state}{why}>"
+
     @property
     def state(self):
         return self._state

@@ -27,7 +27,8 @@ import sys
 
 from pyxenon.errors import UserInputError
 from pyxenon.hypervisor.perfc import TraceBuffer, hypercall_name
-from pyxenon.public import callback, event_channel, grant_table, memory, physdev, sched, vcpu, version
+from pyxenon.public import (callback, event_channel, grant_table, memory, physdev, sched, vcpu,
+                            version, xen)
 
 TRACE_FILE_LIMIT = 1 << 30     # bytes: a guest that never stops calling cannot fill the disk
 
@@ -35,7 +36,8 @@ TRACE_FILE_LIMIT = 1 << 30     # bytes: a guest that never stops calling cannot 
 SUBOPS = {"sched_op": (sched, "SCHEDOP_"), "event_channel_op": (event_channel, "EVTCHNOP_"),
           "xen_version": (version, "XENVER_"), "memory_op": (memory, "XENMEM_"),
           "grant_table_op": (grant_table, "GNTTABOP_"), "vcpu_op": (vcpu, "VCPUOP_"),
-          "physdev_op": (physdev, "PHYSDEVOP_"), "callback_op": (callback, "CALLBACKOP_")}
+          "physdev_op": (physdev, "PHYSDEVOP_"), "callback_op": (callback, "CALLBACKOP_"),
+          "console_io": (xen, "CONSOLEIO_"), "vm_assist": (xen, "VMASST_CMD_")}
 
 
 def subop_names():
