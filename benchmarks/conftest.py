@@ -42,6 +42,8 @@ RATIOS = [
      "null hypercall in C with hypercall statistics / without (target <= 1.05)"),
     ("null_hypercall_c_traced", "null_hypercall_c_perfc_off",
      "null hypercall in C with statistics and the trace buffer / without either"),
+    ("null_hypercall_c_trace_file", "null_hypercall_c_perfc_off",
+     "null hypercall in C under run --trace-file (JSON lines written) / without"),
 ]
 
 

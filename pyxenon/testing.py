@@ -100,10 +100,11 @@ class TraceRecorder:
 
         if self.buffer is None:
             return
+        ns = self.buffer.ns
         self._records.extend(
-            Hypercall(domid, vcpu, hypercall_name(nr), nr, args, rc, ns,
+            Hypercall(domid, vcpu, hypercall_name(nr), nr, (a1, a2, a3), rc, ns(cycles),
                       "python" if python else "c")
-            for _t, domid, vcpu, nr, args, rc, ns, python in self.buffer.drain()
+            for _t, nr, a1, a2, a3, rc, cycles, domid, vcpu, python, _ in self.buffer.drain()
             if domid in self.domids)
 
     @property

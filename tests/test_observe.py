@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pyxenon._core import ffi
-from pyxenon.hypervisor.perfc import TraceBuffer
+from pyxenon.hypervisor.perfc import RECORD_FIELDS, TraceBuffer
 from pyxenon.toolstack import cli
 from pyxenon.toolstack.host import Host
 from pyxenon.toolstack.xentrace import TraceFile, fold
@@ -53,11 +53,12 @@ def test_trace_buffer_records_every_trap_in_order(guests):
         records = buf.drain()
         buf.close()
     assert buf.lost == 0 and len(records) == 501
-    assert [r[3] for r in records] == [XEN_VERSION] * 500 + [SCHED_OP]
-    assert all(r[1] == dom.domid and not r[7] for r in records[:500])   # answered in C
-    assert records[-1][7]                                               # shutdown: Python
-    times = [r[0] for r in records]
-    assert times == sorted(times)
+    fields = [dict(zip(RECORD_FIELDS, r)) for r in records]
+    assert [r["nr"] for r in fields] == [XEN_VERSION] * 500 + [SCHED_OP]
+    assert all(r["domid"] == dom.domid and not r["python"] for r in fields[:500])  # in C
+    assert fields[-1]["python"] and fields[-1]["a1"] == 2          # SCHEDOP_shutdown
+    times = [buf.system_ns(r["tsc"]) for r in fields]
+    assert times == sorted(times) and 0 < times[0] < times[-1]
 
 
 def test_full_trace_buffer_loses_and_counts_never_grows(guests):
@@ -77,7 +78,8 @@ def test_host_made_hypercalls_are_traced_too(host, hypercall, guests):
     buf = TraceBuffer(host.machine)
     assert hypercall(dom, XEN_VERSION, 0, 0) == 4 << 16 | 17
     (record,) = buf.drain()
-    assert record[3] == XEN_VERSION and record[5] == 4 << 16 | 17
+    record = dict(zip(RECORD_FIELDS, record))
+    assert (record["nr"], record["rc"]) == (XEN_VERSION, 4 << 16 | 17)
     buf.close()
     assert host.machine.core.tbuf == ffi.NULL          # closed: the trap writes no more
     hypercall(dom, XEN_VERSION, 0, 0)
@@ -150,3 +152,53 @@ def test_bad_inputs_one_line(tmp_path, guests, capsys):
     bad.write_text('{"domid": 1}\nnot json\n')
     status, _, err = run_cli(capsys, "trace", "fold", str(bad))
     assert status == cli.EXIT_USAGE and err == f"pyxenon: {bad}: line 2: not a JSON object\n"
+
+
+class FakeTerminal:
+    def __init__(self, tty=True):
+        self.text, self.tty = "", tty
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+def test_progress_line_on_a_terminal_only(guests):
+    from pyxenon.toolstack.observe import CLEAR_LINE, Progress, make_progress
+
+    assert make_progress(None, FakeTerminal(tty=False)) is None
+    now = [0.0]
+    with Host(memory_mib=256) as host:
+        dom = nullcall(host, guests, 1000)
+        host.run(timeout=30)
+        host.machine.domains[dom.domid] = dom          # as if it still ran
+        term = FakeTerminal()
+        progress = Progress(host.machine, term, clock=lambda: now[0])
+        progress.tick()
+        now[0] = 1.5
+        progress.tick()
+        assert term.text == ""                          # a short run shows nothing
+        now[0] = 4.0
+        progress.tick()
+        assert term.text == CLEAR_LINE + "pyxenon:     4.0 s  nullcall 250 hypercalls/s"
+        progress.clear()
+        assert term.text.endswith(CLEAR_LINE) and not progress.shown
+        del host.machine.domains[dom.domid]
+
+
+def test_run_on_a_terminal_clears_its_progress_line(guests, monkeypatch, capsys):
+    import sys
+    from pyxenon.toolstack import observe
+
+    term = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    monkeypatch.setattr(observe, "PROGRESS_AFTER", 0.0)
+    monkeypatch.setattr(observe, "PROGRESS_EVERY", 0.0)
+    assert cli.main(["run", str(guests / "nullcall.cfg")]) == 0
+    assert "pyxenon: " in term.text and " s  nullcall " in term.text
+    assert term.text.endswith(observe.CLEAR_LINE)      # the last line is gone at the end
