@@ -102,3 +102,20 @@ def test_xl_top_through_the_symlink(xl, guests, tmp_path):
     res = xl.__class__(xl.folder, str(link))("top", "-b", "-i", "1")
     assert res.stdout.splitlines()[1].split()[0] == "Domain-0"
     assert xl.__class__(xl.folder, str(link))("stats", "1", check=False).returncode == 2
+
+
+def test_xentop_state_letters_and_summary():
+    from pyxenon.toolstack import top
+
+    assert top.xentop_state("r-----") == "-----r"
+    assert top.xentop_state("---sc-") == "-s-c--"
+    assert top.xentop_state("-b---d") == "d-b---"
+    sampler = top.Sampler.__new__(top.Sampler)
+    sampler.info = {"total_memory": "64", "free_memory": "16", "xen_version": "4.17-pyxenon",
+                    "nr_cpus": "1", "cpu_mhz": "2592.887"}
+    rows = [top.HEADER, "  Domain-0 -----r 1", "         a -----r 1", "         b -s-c-- 0"]
+    head = top.summary(sampler, rows)
+    assert head[0].startswith("xentop - ") and head[0].endswith("   Xen 4.17-pyxenon")
+    assert head[1] == ("3 domains: 2 running, 0 blocked, 0 paused, 0 crashed, 0 dying, "
+                       "1 shutdown ")     # as xentop, a domain counts once: shutdown first
+    assert head[2] == "Mem: 65536k total, 49152k used, 16384k free    CPUs: 1 @ 2592MHz"

@@ -2,7 +2,7 @@
 
     top [-b] [-d DELAY] [-i N]    xentop's table, refreshed every DELAY seconds
                                   (default 3): on a terminal redrawn in place until
-                                  q or Ctrl-C; -b (batch) appends it to stdout
+                                  q Enter or Ctrl-C; -b (batch) appends it to stdout
     stats DOMAIN                  the domain's hypercall statistics (toolstack/observe.py)
 
 The columns are xentop's (tools/xentop/xentop.c) up to VCPUS, NETS and VBDS
@@ -77,7 +77,9 @@ class Sampler:
 def summary(sampler, rows_text):
     info = sampler.info
     states = [line.split()[1] for line in rows_text[1:]]
-    count = {ch: sum(ch in s for s in states) for ch in "rbpcds"}
+    # xentop's do_summary: each domain counted once, the first of these it is
+    firsts = [next((ch for ch in "rbpscd" if ch in state), None) for state in states]
+    count = {ch: firsts.count(ch) for ch in "rbpscd"}
     used = int(info["total_memory"]) - int(info["free_memory"])
     return [f"xentop - {time.strftime('%H:%M:%S')}   Xen {info['xen_version']}",
             f"{len(states)} domains: {count['r']} running, {count['b']} blocked, "
@@ -92,45 +94,28 @@ def cmd_top(args):
     sampler = Sampler()
     terminal = not args.batch and sys.stdout.isatty()
     keys = Keys(sys.stdin if terminal else None)
-    with keys:
-        shown = 0
-        while args.iterations is None or shown < args.iterations:
-            rows = sampler.lines()
-            if terminal:
-                sys.stdout.write(CLEAR_SCREEN + "\n".join(summary(sampler, rows) + rows) + "\n")
-            else:
-                sys.stdout.write("\n".join(rows) + "\n")
-            sys.stdout.flush()
-            shown += 1
-            if (args.iterations is not None and shown >= args.iterations) or keys.wait(args.delay):
-                break
+    shown = 0
+    while args.iterations is None or shown < args.iterations:
+        rows = sampler.lines()
+        if terminal:
+            sys.stdout.write(CLEAR_SCREEN + "\n".join(summary(sampler, rows) + rows) + "\n")
+        else:
+            sys.stdout.write("\n".join(rows) + "\n")
+        sys.stdout.flush()
+        shown += 1
+        if (args.iterations is not None and shown >= args.iterations) or keys.wait(args.delay):
+            break
     return 0
 
 
 class Keys:
-    """On a terminal: stdin in cbreak mode, so q quits without Enter."""
+    """q (then Enter) on a terminal's stdin ends top; Ctrl-C too."""
 
     def __init__(self, stream):
         self.fd = stream.fileno() if stream is not None and stream.isatty() else None
-        self.saved = None
-
-    def __enter__(self):
-        if self.fd is not None:
-            import termios
-            import tty
-
-            self.saved = termios.tcgetattr(self.fd)
-            tty.setcbreak(self.fd)
-        return self
-
-    def __exit__(self, *exc):
-        if self.saved is not None:
-            import termios
-
-            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
 
     def wait(self, delay):
-        """Sleep delay seconds; True if the user pressed q meanwhile."""
+        """Sleep delay seconds; True if the user asked to quit meanwhile."""
         if self.fd is None:
             time.sleep(delay)
             return False
