@@ -73,6 +73,22 @@ def test_full_trace_buffer_loses_and_counts_never_grows(guests):
         TraceBuffer(host, records=100)
 
 
+def test_one_trace_buffer_at_a_time(host):
+    first = TraceBuffer(host.machine, records=16)
+    with pytest.raises(ValueError, match="has a trace buffer already"):
+        TraceBuffer(host.machine, records=16)
+    first.close()
+    TraceBuffer(host.machine, records=16).close()
+
+
+def test_the_first_fast_call_is_timed(guests):
+    with Host(memory_mib=256) as host:
+        dom = nullcall(host, guests, 1)
+        host.run(timeout=30)
+        row = dom.perfc.snapshot()["calls"]["xen_version"]
+    assert (row["calls"], row["c"]) == (1, 1) and row["c_ns"] > 0
+
+
 def test_host_made_hypercalls_are_traced_too(host, hypercall, guests):
     dom = host.create(str(guests / "hello.cfg"))
     buf = TraceBuffer(host.machine)

@@ -49,6 +49,8 @@ class Perfc:
 
     def __init__(self, on=True):
         self.core = ffi.new("struct xc_perfc *") if on else ffi.NULL
+        if on:
+            self.core.tick = lib.XC_SAMPLE     # the first fast-path call is timed, then 1 in 64
         self.bounced = collections.Counter()      # exception vector -> bounces to the guest
 
     def attach(self, vcpu_core):
@@ -92,8 +94,10 @@ class TraceBuffer:
     """The machine's hypercall trace buffer while it exists (close() ends it)."""
 
     def __init__(self, machine, records=TRACE_RECORDS):
-        if records & (records - 1):
+        if records < 1 or records & (records - 1):
             raise ValueError("the trace buffer holds a power of two of records")
+        if machine.core.tbuf != ffi.NULL:
+            raise ValueError("the machine has a trace buffer already (one reader at a time)")
         self.machine = machine
         self.recs = ffi.new("struct xc_trec[]", records)
         self.raw = ffi.buffer(self.recs)
@@ -102,6 +106,7 @@ class TraceBuffer:
         self.tsc0, self.ns0 = lib.xc_host_tsc(), time.monotonic_ns() - machine.boot_ns
         self.hz = tsc_hz()
         machine.core.tbuf = self.tbuf
+        machine.trace_buffer = self      # C points into it: it lives while attached
 
     @property
     def lost(self):
@@ -130,3 +135,4 @@ class TraceBuffer:
     def close(self):
         if self.machine.core != ffi.NULL and self.machine.core.tbuf == self.tbuf:
             self.machine.core.tbuf = ffi.NULL
+            self.machine.trace_buffer = None
