@@ -35,6 +35,8 @@ from pyxenon.toolstack.host import Host
 from pyxenon.toolstack.observe import after_each_slice
 from pyxenon.toolstack.xentrace import TraceFile
 
+from test_null_hypercall import run_nullcall
+
 N = 2_000_000
 ROUNDS = 5
 PAIRS = 40
@@ -89,14 +91,14 @@ class Recorded:
 TRACERS = {MODES[2]: Recorded, MODES[3]: Drained, MODES[4]: Written}
 
 
+def run_on(host, guests, loops):
+    return run_nullcall(host, guests, loops, time.thread_time)
+
+
 def boot(guests, loops, mode):
     with Host(memory_mib=256, perfc=mode != MODES[0]) as host:
-        dom = host.create(str(guests / "nullcall.cfg"), overrides=[f'cmdline="loops={loops}"'])
         tracer = TRACERS[mode](host.machine) if mode in TRACERS else None
-        start = time.thread_time()
-        host.run(timeout=300)
-        elapsed = time.thread_time() - start
-        assert dom.shutdown_reason == "poweroff"
+        elapsed = run_on(host, guests, loops)
         if tracer is not None:
             assert tracer.close() == loops + 1      # every trap: kept, or lost and counted
         return elapsed
@@ -111,15 +113,6 @@ def measure_in_turns(guests, rounds, n):
         for mode in TURNS:
             full[mode].append(boot(guests, calls[mode], mode))
     return {m: (min(full[m]) - empty[m]) / calls[m] for m in TURNS}
-
-
-def run_on(host, guests, loops):
-    dom = host.create(str(guests / "nullcall.cfg"), overrides=[f'cmdline="loops={loops}"'])
-    start = time.thread_time()
-    host.run(timeout=300)
-    elapsed = time.thread_time() - start
-    assert dom.shutdown_reason == "poweroff"
-    return elapsed
 
 
 def measure_pairs(guests, pairs, n):

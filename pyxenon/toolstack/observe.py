@@ -70,7 +70,7 @@ class Progress:
     def text(self, interval, elapsed):
         parts = []
         for domid, domain in sorted(self.machine.domains.items()):
-            calls = domain.perfc.snapshot()["hypercalls"]
+            calls, _events = domain.perfc.totals()
             rate = (calls - self.counts.get(domid, 0)) / interval if interval > 0 else 0
             self.counts[domid] = calls
             parts.append(f"{domain.name} {rate:,.0f} hypercalls/s")
