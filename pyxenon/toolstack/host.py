@@ -41,8 +41,9 @@ class Host:
         """memory_mib: machine memory (default $PYXENON_MACHINE_MIB, else
         8192).  policy: a path to a policy file, or a compiled Policy; None
         refuses every inter-domain operation.  audit: a callable given each
-        MSM decision (default: kept in machine.audit_log).  perfc: domains
-        keep hypercall statistics (domain.perfc; off only to measure their cost)."""
+        MSM decision (default: the newest 10,000 kept in machine.audit_log).
+        perfc: domains keep hypercall statistics (domain.perfc; off only to
+        measure their cost)."""
         if isinstance(policy, (str, bytes)) or hasattr(policy, "__fspath__"):
             from .policy import load_policy
 
