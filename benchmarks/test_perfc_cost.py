@@ -30,7 +30,7 @@ import statistics
 import os
 import time
 
-from pyxenon.hypervisor.perfc import TraceBuffer
+from pyxenon.toolstack.xenperf import TraceBuffer
 from pyxenon.toolstack.host import Host
 from pyxenon.toolstack.observe import after_each_slice
 from pyxenon.toolstack.xentrace import TraceFile

@@ -87,7 +87,7 @@ class TraceRecorder:
 
     def __call__(self, *domains):
         if self.buffer is None:
-            from pyxenon.hypervisor.perfc import TraceBuffer
+            from pyxenon.toolstack.xenperf import TraceBuffer
             from pyxenon.toolstack.observe import after_each_slice
 
             self.buffer = TraceBuffer(self.machine)
@@ -96,7 +96,7 @@ class TraceRecorder:
         return self
 
     def drain(self):
-        from pyxenon.hypervisor.perfc import hypercall_name
+        from pyxenon.toolstack.xenperf import hypercall_name
 
         if self.buffer is None:
             return

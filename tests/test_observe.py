@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pyxenon._core import ffi
-from pyxenon.hypervisor.perfc import RECORD_FIELDS, TraceBuffer
+from pyxenon.toolstack.xenperf import RECORD_FIELDS, TraceBuffer, snapshot
 from pyxenon.toolstack import cli
 from pyxenon.toolstack.host import Host
 from pyxenon.toolstack.xentrace import TraceFile, fold
@@ -22,7 +22,7 @@ def test_calls_counted_by_path(guests, fast_paths):
     with Host(memory_mib=256, fast_paths=fast_paths) as host:
         dom = nullcall(host, guests, 1000)
         host.run(timeout=30)
-        calls = dom.perfc.snapshot()["calls"]
+        calls = snapshot(dom.perfc)["calls"]
     row = calls["xen_version"]
     assert row["calls"] == 1000
     assert (row["c"], row["python"]) == ((1000, 0) if fast_paths else (0, 1000))
@@ -34,7 +34,7 @@ def test_perfc_off_counts_nothing(guests):
     with Host(memory_mib=256, perfc=False) as host:
         dom = nullcall(host, guests, 100)
         host.run(timeout=30)
-        assert dom.perfc.snapshot()["hypercalls"] == 0
+        assert snapshot(dom.perfc)["hypercalls"] == 0
         assert dom.shutdown_reason == "poweroff"
 
 
@@ -42,7 +42,7 @@ def test_faults_bounced_by_vector(boot, guests):
     dom = boot(str(guests / "traps.cfg"))
     assert dom.shutdown_reason == "poweroff"
     assert dict(dom.perfc.bounced) == {14: 1, 0: 1, 13: 1, 3: 1, 6: 1}
-    assert dom.perfc.snapshot()["faults_bounced"] == 5
+    assert snapshot(dom.perfc)["faults_bounced"] == 5
 
 
 def test_trace_buffer_records_every_trap_in_order(guests):
@@ -85,7 +85,7 @@ def test_the_first_fast_call_is_timed(guests):
     with Host(memory_mib=256) as host:
         dom = nullcall(host, guests, 1)
         host.run(timeout=30)
-        row = dom.perfc.snapshot()["calls"]["xen_version"]
+        row = snapshot(dom.perfc)["calls"]["xen_version"]
     assert (row["calls"], row["c"]) == (1, 1) and row["c_ns"] > 0
 
 
@@ -112,7 +112,7 @@ def test_trace_file_lines_and_end(tmp_path, guests):
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     *records, end = lines
     assert end == {"end": True, "records": len(records), "lost": 0}
-    assert len(records) == dom.perfc.snapshot()["hypercalls"]
+    assert len(records) == snapshot(dom.perfc)["hypercalls"]
     shutdown = records[-1]
     assert shutdown["domain"] == "hello" and shutdown["op"] == "SCHEDOP_shutdown"
     assert shutdown["path"] == "python"

@@ -8,9 +8,9 @@
  * costs two increments, and one call in XC_SAMPLE+1 reads the TSC twice
  * (the time of fast-path calls is sampled; Python calls are all timed).
  *
- * Python owns both structures (hypervisor/perfc.py): a domain's
- * xc_perfc, shared by its vcpus through xc_vcpu.perfc (NULL: not counted),
- * and the machine's xc_tbuf (xc_machine.tbuf, NULL: no trace).
+ * Python owns both structures: a domain's xc_perfc (hypervisor/perfc.py),
+ * shared by its vcpus through xc_vcpu.perfc (NULL: not counted), and the
+ * machine's xc_tbuf (toolstack/xenperf.py; xc_machine.tbuf, NULL: no trace).
  */
 #ifndef PYXENON_PERFC_H
 #define PYXENON_PERFC_H

@@ -45,7 +45,7 @@ class Machine:
         self.frame_table = FrameTable(self)     # the page-type rules over core.frames
         self.core.fast_paths = int(fast_paths)   # C answers what _core/fast.c knows
         self.perfc = perfc                       # domains count their hypercalls (perfc.py)
-        self.trace_buffer = None                 # perfc.TraceBuffer while one is attached
+        self.trace_buffer = None                 # xenperf.TraceBuffer while one is attached
         self.core.xen_version = XEN_VERSION[0] << 16 | XEN_VERSION[1]
         self.free_ranges = [(HV_FRAMES, self.nr_frames - HV_FRAMES)]
         self.domains = {}

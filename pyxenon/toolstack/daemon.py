@@ -32,7 +32,7 @@ from pyxenon.backends.console import ConsoleLogs
 from pyxenon.errors import HostLimitError, UserInputError
 from pyxenon.hypervisor.domain import DEAD, RUNNING, SHUTDOWN
 
-from . import protocol, xlinfo
+from . import protocol, xenperf, xlinfo
 from .daemon_clients import MAX_OUTPUT, Client  # noqa: F401 - MAX_OUTPUT: the tests'
 from .daemon_logs import AuditLog, Dmesg
 from .daemon_requests import RequestError, check_request
@@ -423,10 +423,10 @@ class Daemon(XenStoreOps):
         return {"ok": True}
 
     def op_stats(self, client, domain):
-        """A domain's hypercall statistics (hypervisor/perfc.py)."""
+        """A domain's hypercall statistics (toolstack/xenperf.py)."""
         target = self.guest(domain, "stats")
         return {"ok": True, "domid": target.domid, "name": target.name,
-                "stats": target.perfc.snapshot()}
+                "stats": xenperf.snapshot(target.perfc)}
 
     def op_info(self, client):
         return {"ok": True, "info": xlinfo.host_info(self.machine, self.host.policy)}

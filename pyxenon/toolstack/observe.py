@@ -2,12 +2,14 @@
 table (`run --stats`, `pyxenon stats DOMAIN`), the progress line of a long
 `run` on a terminal, and the hook that runs them after each slice.
 
-The figures are the domain's perfc (hypervisor/perfc.py): hypercall traps
+The figures are the domain's perfc (toolstack/xenperf.py): hypercall traps
 by number, split into those C answered and those the Python handlers did,
 the time they took (fast-path time sampled, one call in 64), events sent
 (EVTCHNOP_send traps that succeeded) and exceptions bounced to the guest.
 """
 import time
+
+from . import xenperf
 
 PROGRESS_EVERY = 1.0     # seconds between progress lines
 PROGRESS_AFTER = 2.0     # a run shorter than this shows none
@@ -70,7 +72,7 @@ class Progress:
     def text(self, interval, elapsed):
         parts = []
         for domid, domain in sorted(self.machine.domains.items()):
-            calls, _events = domain.perfc.totals()
+            calls, _events = xenperf.totals(domain.perfc)
             rate = (calls - self.counts.get(domid, 0)) / interval if interval > 0 else 0
             self.counts[domid] = calls
             parts.append(f"{domain.name} {rate:,.0f} hypercalls/s")
@@ -122,7 +124,8 @@ class RunWatch:
                          "between two slices, or the file reached its limit)")
         if self.stats:
             for domain in domains:
-                for line in stats_lines(domain.name, domain.domid, domain.perfc.snapshot()):
+                for line in stats_lines(domain.name, domain.domid,
+                                       xenperf.snapshot(domain.perfc)):
                     self.say(line)
 
     def say(self, line):

@@ -7,7 +7,7 @@
 
 The trace is xentrace's idea with the fast paths kept on: the C trap path
 writes one record per hypercall into the machine's trace buffer
-(hypervisor/perfc.py); after each slice the records are drained and written
+(toolstack/xenperf.py); after each slice the records are drained and written
 here, one JSON object a line:
 
     {"t_ns": 12345678, "domid": 1, "domain": "hello", "vcpu": 0, "hypercall":
@@ -26,9 +26,10 @@ import json
 import sys
 
 from pyxenon.errors import UserInputError
-from pyxenon.hypervisor.perfc import TraceBuffer, hypercall_name
 from pyxenon.public import (callback, event_channel, grant_table, memory, physdev, sched, vcpu,
                             version, xen)
+
+from .xenperf import TraceBuffer, hypercall_name
 
 PATHS = ('"c"', '"python"')
 TRACE_FILE_LIMIT = 1 << 30     # bytes: a guest that never stops calling cannot fill the disk

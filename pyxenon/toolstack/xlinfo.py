@@ -11,6 +11,8 @@ import time
 
 from pyxenon.hypervisor.domain import DEAD, PAUSED, RUNNING, SHUTDOWN
 
+from . import xenperf
+
 PAGES_PER_MIB = 256
 REASON_LETTERS = {"poweroff": "-", "reboot": "r", "suspend": "s", "crash": "c", "watchdog": "w"}
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
@@ -38,7 +40,7 @@ def host_row(since):
 def domain_row(domain, cpu_ns, started):
     """A domain's row; cpu_ns: (domid, vcpu id) -> ns it ran; started: monotonic time."""
     vcpus = [vcpu_row(domain, v, cpu_ns[(domain.domid, v.vcpu_id)]) for v in domain.vcpus]
-    hypercalls, events = domain.perfc.totals()
+    hypercalls, events = xenperf.totals(domain.perfc)
     return {"domid": domain.domid, "name": domain.name,
             "mem_mib": domain.nr_pages // PAGES_PER_MIB,
             "maxmem_mib": getattr(domain.config, "maxmem_mib", None),
@@ -183,14 +185,13 @@ def policy_text(policy):
 def host_info(machine, policy=None):
     """`xl info`'s fields, in xl's order (print_info), for this host."""
     from pyxenon.hypercalls import xen_version as ver
-    from pyxenon.hypervisor.perfc import tsc_hz
     from pyxenon.public import arch_x86
 
     uname = os.uname()
     free = sum(size for _, size in machine.free_ranges)
     extra = ver.EXTRAVERSION.decode()
     scheduler = "rr (deterministic)" if machine.scheduler.deterministic else "rr"
-    khz = int(tsc_hz() / 1000)
+    khz = int(xenperf.tsc_hz() / 1000)
     return [
         ["host", uname.nodename], ["release", uname.release], ["version", uname.version],
         ["machine", uname.machine], ["nr_cpus", 1], ["max_cpu_id", 0], ["nr_nodes", 1],
