@@ -42,6 +42,16 @@ RATIOS = [
     ("domain_create", "null_hypercall_python", "creating a domain / null hypercall"),
     ("hello_boot_to_poweroff", "null_hypercall_python", "hello boot to poweroff / null hypercall"),
     ("mmu_update_batch_32", "null_hypercall_c", "a 32-entry mmu_update batch / null hypercall in C"),
+    ("null_hypercall_c_perfc_on", "null_hypercall_c_perfc_off_paired",
+     "null hypercall in C with hypercall statistics / without, median of pairs (target <= 1.05)"),
+    ("null_hypercall_c_perfc_on_best", "null_hypercall_c_perfc_off_paired",
+     "the same, best against best"),
+    ("null_hypercall_c_trace_record", "null_hypercall_c_perfc_off",
+     "null hypercall in C with statistics and a trace record (C's part) / without either"),
+    ("null_hypercall_c_traced", "null_hypercall_c_perfc_off",
+     "null hypercall in C with statistics and the trace buffer / without either"),
+    ("null_hypercall_c_trace_file", "null_hypercall_c_perfc_off",
+     "null hypercall in C under run --trace-file (JSON lines written) / without"),
 ]
 
 

@@ -50,7 +50,22 @@ struct xc_vcpu {
     uint64_t runstate[4]; uint64_t runstate_va; uint64_t time_va;
     uint64_t old_guest_table; uint64_t old_guest_ptpg; int32_t old_guest_partial;
     uint32_t iopl; uint32_t iobmp_limit; uint64_t iobmp; struct xc_domio *io;
+    struct xc_perfc *perfc;
     ...;
+};
+#define XC_PERFC_NR 64
+#define XC_SAMPLE 63
+struct xc_perfc_call {
+    uint64_t calls; uint64_t python; uint64_t py_cycles; uint64_t fast_timed;
+    uint64_t fast_cycles;
+};
+struct xc_perfc { struct xc_perfc_call calls[65]; uint64_t events_sent; uint64_t tick; };
+struct xc_trec {
+    uint64_t tsc; uint64_t nr; uint64_t a1; uint64_t a2; uint64_t a3; int64_t rc;
+    uint32_t cycles; uint16_t domid; uint16_t vcpu_id; uint32_t python; uint32_t pad;
+};
+struct xc_tbuf {
+    uint64_t size; uint64_t prod; uint64_t cons; uint64_t lost; struct xc_trec *recs;
 };
 struct xc_domio { uint32_t pci_cf8; uint32_t cmos_idx; uint32_t arch_iopl; };
 #define XC_POLL_SET 4294967295
@@ -67,6 +82,7 @@ struct xc_machine {
     uint64_t boot_ns; uint64_t py_calls; uint64_t slices; uint64_t chain_ns;
     uint32_t tlbflush_clock; uint64_t work; uint64_t work_budget; uint32_t plant;
     uint32_t tsc_mul; int32_t tsc_shift; uint64_t tlb_fills; uint64_t tlb_misses; uint64_t tlb_size; int watchdog_parked;
+    struct xc_tbuf *tbuf;
     ...;
 };
 struct xc_machine *xc_machine_new(uint64_t nr_frames, uint64_t hv_frames);

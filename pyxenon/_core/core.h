@@ -156,6 +156,41 @@ struct xc_link {
     uint32_t peer_port;       /* the remote port */
 };
 
+/* A domain's hypercall statistics (perfc.h): Xen's perfc hypercalls array,
+ * split by path.  Slot XC_PERFC_NR counts numbers past the table. */
+#define XC_PERFC_NR 64
+#define XC_SAMPLE 63          /* one fast-path call in XC_SAMPLE+1 is timed */
+struct xc_perfc_call {
+    uint64_t calls;       /* traps with this number */
+    uint64_t python;      /* of them, those the Python handlers answered */
+    uint64_t py_cycles;   /* TSC cycles those spent, every one timed */
+    uint64_t fast_timed;  /* fast-path calls timed (sampled) */
+    uint64_t fast_cycles; /* and their cycles */
+};
+struct xc_perfc {
+    struct xc_perfc_call calls[XC_PERFC_NR + 1];
+    uint64_t events_sent; /* EVTCHNOP_send traps that returned 0 */
+    uint64_t tick;        /* the sampling count */
+};
+
+/* The trace buffer (Xen's t_buf): one record per hypercall trap. */
+struct xc_trec {
+    uint64_t tsc;         /* host TSC at the trap */
+    uint64_t nr, a1, a2, a3;
+    int64_t rc;
+    uint32_t cycles;      /* how long it took (saturated) */
+    uint16_t domid, vcpu_id;
+    uint32_t python;      /* 1: the Python handlers answered */
+    uint32_t pad;
+};
+struct xc_tbuf {
+    uint64_t size;        /* records, a power of two */
+    uint64_t prod;        /* records written (C) */
+    uint64_t cons;        /* records read (Python) */
+    uint64_t lost;        /* records lost to a full buffer */
+    struct xc_trec *recs;
+};
+
 /* xc_vcpu.poll_port: a poll on a set of ports that hypervisor/vcpu.py holds. */
 #define XC_POLL_SET 0xFFFFFFFFu
 
@@ -199,6 +234,7 @@ struct xc_vcpu {
     uint64_t iobmp;       /* its guest address */
     struct xc_domio *io;  /* the domain's emulated port state; NULL: every port #GPs */
     uc_context *ctx;      /* registers while the vcpu is not running */
+    struct xc_perfc *perfc; /* its domain's hypercall statistics (perfc.h); NULL: none */
 };
 
 /* A domain's port I/O state Xen keeps in struct arch_domain, shared by its
@@ -251,6 +287,7 @@ struct xc_machine {
     uint32_t tsc_mul;     /* vcpu_time_info's tsc_to_system_mul (0: frozen clock) */
     int32_t tsc_shift;    /* and its tsc_shift */
     uc_hook hooks[8];
+    struct xc_tbuf *tbuf; /* the hypercall trace buffer (perfc.h); NULL: no trace */
 };
 
 /* machine.c: the interface the Python side uses (see build_core.py) */

@@ -30,10 +30,11 @@ EXTRA_FRAMES = 1 + grants.MAX_FRAMES   # shared_info, grant table
 
 class Machine:
     """``memory_mib`` sizes the machine frame space (reserved, not committed:
-    host memory is used only as domains touch their pages)."""
+    host memory is used only as domains touch their pages).  ``perfc``: the
+    domains made keep hypercall statistics (hypervisor/perfc.py)."""
 
     def __init__(self, memory_mib=8192, slice_ms=10, deterministic=False, policy=None,
-                 audit=None, fast_paths=True):
+                 audit=None, fast_paths=True, perfc=True):
         self.nr_frames = memory_mib * 256
         self.core = lib.xc_machine_new(self.nr_frames, HV_FRAMES)
         if self.core == ffi.NULL:
@@ -43,6 +44,8 @@ class Machine:
         self.in_engine = False                  # guest code (or a hook) is running
         self.frame_table = FrameTable(self)     # the page-type rules over core.frames
         self.core.fast_paths = int(fast_paths)   # C answers what _core/fast.c knows
+        self.perfc = perfc                       # domains count their hypercalls (perfc.py)
+        self.trace_buffer = None                 # xenperf.TraceBuffer while one is attached
         self.core.xen_version = XEN_VERSION[0] << 16 | XEN_VERSION[1]
         self.free_ranges = [(HV_FRAMES, self.nr_frames - HV_FRAMES)]
         self.domains = {}
