@@ -60,14 +60,21 @@ class ConsoleBackend:
         ring.out_cons = prod
         self.domain.events.set_pending(self.port)
 
+    def room(self):
+        """Free bytes in in[], as xenconsoled's ring_free_bytes: both
+        indexes are the guest's, and a producer more than a ring ahead of
+        the consumer is a broken ring that gets nothing."""
+        used = (self.ring.in_prod - self.ring.in_cons) & MASK32
+        return IN_SIZE - used if used <= IN_SIZE else 0
+
     def feed(self, data):
-        """Host input for the guest: as much as fits in in[]; returns the count."""
-        ring = self.ring
-        used = (ring.in_prod - ring.in_cons) & MASK32
-        n = max(0, min(IN_SIZE - used, len(data)))
+        """Host input for the guest: as much as fits in in[], then the
+        event (xenconsoled's handle_tty_read); returns the count."""
+        n = min(self.room(), len(data))
         if n:
-            ring_write(self.page, IN, IN_SIZE, ring.in_prod, bytes(data[:n]))
-            ring.in_prod = (ring.in_prod + n) & MASK32
+            prod = self.ring.in_prod
+            ring_write(self.page, IN, IN_SIZE, prod, bytes(data[:n]))
+            self.ring.in_prod = (prod + n) & MASK32
             self.domain.events.set_pending(self.port)
         return n
 

@@ -28,6 +28,7 @@ import sys
 from pyxenon.errors import HostLimitError, UserInputError
 
 from . import xl
+from .terminal import run_with_console
 
 EXIT_OK, EXIT_GUEST, EXIT_USAGE = 0, 1, 2
 MAX_PARTIAL = 4096   # characters of an unfinished console line kept before it is written
@@ -76,6 +77,15 @@ class ConsoleWriter:
     def write(self, line):
         self.out.write(line + "\n")
         self.out.flush()
+
+    def show_partial(self, domid):
+        """Write domid's unfinished console line now (a shell's prompt ends
+        in none); the line's rest follows later without its lead."""
+        lead, rest = self.partial.get((domid, "ring"), ("", ""))
+        if rest:
+            self.out.write(lead + rest)
+            self.out.flush()
+            self.partial[(domid, "ring")] = ("", "")
 
     def flush(self):
         for lead, rest in self.partial.values():
@@ -167,7 +177,7 @@ def run_logged(host, configs, args, writer):
     domains = [host.create_from_config(config, trace=trace) for config in configs]
     if host.policy is None:
         print(NO_POLICY, file=sys.stderr)  # once every cfg and kernel has been accepted
-    outcome = host.run(timeout=args.timeout)
+    outcome = run_with_console(host, domains, args.timeout, writer)
     writer.flush()
     return report(domains, outcome)
 
