@@ -38,6 +38,10 @@ RATIOS = [
     ("domain_create", "null_hypercall_python", "creating a domain / null hypercall"),
     ("hello_boot_to_poweroff", "null_hypercall_python", "hello boot to poweroff / null hypercall"),
     ("mmu_update_batch_32", "null_hypercall_c", "a 32-entry mmu_update batch / null hypercall in C"),
+    ("linux_boot_to_init_pyxenon", "linux_boot_to_init_qemu",
+     "Debian Linux from the command to /init's first line: pyxenon run / QEMU TCG"),
+    ("linux_boot_to_poweroff_pyxenon", "linux_boot_to_poweroff_qemu",
+     "Debian Linux from the command to its poweroff: pyxenon run / QEMU TCG"),
 ]
 
 
