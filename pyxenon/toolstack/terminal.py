@@ -138,13 +138,7 @@ class ConsoleInput:
             if timeout:
                 time.sleep(timeout)
             return
-        try:
-            ready, _, _ = select.select([self.fd], [], [], timeout)
-            data = os.read(self.fd, READ_SIZE) if ready else None
-        except BlockingIOError:
-            return
-        except OSError:            # EIO from a hung-up terminal, EBADF: as EOF
-            data = b""
+        data = self.read(timeout)
         if data is None:
             return
         if not data or (self.terminal.raw and data == DETACH):
@@ -152,6 +146,16 @@ class ConsoleInput:
             self.detached = bool(data)
             return
         self.pending += data
+
+    def read(self, timeout):
+        """stdin's bytes, b"" at its end, None when it has none yet."""
+        try:
+            ready, _, _ = select.select([self.fd], [], [], timeout)
+            return os.read(self.fd, READ_SIZE) if ready else None
+        except BlockingIOError:
+            return None
+        except OSError:            # EIO from a hung-up terminal, EBADF: as EOF
+            return b""
 
     def feed(self, console):
         """Put what fits into console's in[] (a ConsoleBackend, or None
