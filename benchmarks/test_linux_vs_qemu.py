@@ -22,8 +22,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from test_kernelimage import cache_dir, debian_vmlinuz  # noqa: E402,F401  (the fixture)
-from test_linux_boot import make_initramfs  # noqa: E402
+from test_kernelimage import debian_vmlinuz  # noqa: E402,F401  (the fixture)
+from test_linux_boot import demo_cfg  # noqa: E402
 
 COMMAND = "echo bench"
 FIRST_LINE = b"init: started"
@@ -36,17 +36,8 @@ QEMU = "qemu-system-x86_64"
 @pytest.fixture(scope="module")
 def linux(debian_vmlinuz, tmp_path_factory):  # noqa: F811
     """(kernel, initramfs, pyxenon's cfg) for the command initramfs."""
-    tool = make_initramfs()
-    folder = cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        busybox = tool.fetch_busybox(folder)
-    except (SystemExit, OSError, StopIteration) as err:
-        pytest.skip(f"Linux boot benchmark: busybox-static could not be fetched: {err}")
-    out = tmp_path_factory.mktemp("linux-bench")
-    ramdisk = out / "initramfs.cpio.gz"
-    ramdisk.write_bytes(tool.build_initramfs(busybox.read_bytes()))
-    cfg = tool.write_cfg(out / "linux.cfg", debian_vmlinuz, ramdisk, COMMAND, MEMORY_MIB)
+    ramdisk, cfg = demo_cfg(debian_vmlinuz, tmp_path_factory.mktemp("linux-bench"), COMMAND,
+                            "Linux boot benchmark", MEMORY_MIB)
     return debian_vmlinuz, ramdisk, cfg
 
 

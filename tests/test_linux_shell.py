@@ -15,8 +15,8 @@ import sys
 
 import pytest
 
-from test_kernelimage import cache_dir, debian_vmlinuz  # noqa: F401  (the session fixture)
-from test_linux_boot import make_initramfs
+from test_kernelimage import debian_vmlinuz  # noqa: F401  (the session fixture)
+from test_linux_boot import demo_cfg
 
 RUN_TIMEOUT = 60         # pyxenon run --timeout: a boot that hangs ends (a good one: ~20 s)
 ATTEMPTS = 3
@@ -75,17 +75,8 @@ def until_prompt(proc):
 
 @pytest.fixture(scope="module")
 def shell(debian_vmlinuz, tmp_path_factory):  # noqa: F811
-    tool = make_initramfs()
-    folder = cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        busybox = tool.fetch_busybox(folder)
-    except (SystemExit, OSError, StopIteration) as err:
-        pytest.skip(f"Linux shell test: busybox-static could not be fetched: {err}")
-    out = tmp_path_factory.mktemp("linux-shell")
-    ramdisk = out / "initramfs.cpio.gz"
-    ramdisk.write_bytes(tool.build_initramfs(busybox.read_bytes()))
-    cfg = tool.write_cfg(out / "linux.cfg", debian_vmlinuz, ramdisk, "")
+    _, cfg = demo_cfg(debian_vmlinuz, tmp_path_factory.mktemp("linux-shell"), "",
+                      "Linux shell test")
     for attempt in range(1, ATTEMPTS + 1):
         got = boot_and_type(cfg)
         if got is not None or attempt == ATTEMPTS:
