@@ -86,6 +86,22 @@ def test_piped_input_ending_does_not_hang(guests):
     assert b"domain consoleecho: still running (blocked)" in res.stderr
 
 
+def test_ctrl_c_on_a_piped_run_ends_it(guests):
+    """Not a terminal: SIGINT is Ctrl-C's, and ends the run (exit 130)
+    once the slice it came in has ended, without a traceback."""
+    proc = subprocess.Popen(run_argv(guests), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"consoleecho: ready\n"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=TIMEOUT) == 130
+        assert b"Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
 def test_no_stdin_at_all(guests):
     res = subprocess.run(run_argv(guests), stdin=subprocess.DEVNULL, capture_output=True,
                          timeout=TIMEOUT)
@@ -94,14 +110,33 @@ def test_no_stdin_at_all(guests):
 
 # -- a real terminal -------------------------------------------------------------------
 
+# Runs argv (sys.argv[1:]) as a background job of the pty on stdin: this
+# launcher takes the pty as its controlling terminal, so its own group is
+# the foreground one, and starts argv in a process group of its own.
+BACKGROUND_JOB = """
+import fcntl, os, sys, termios
+os.setsid()
+fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+pid = os.fork()
+if pid == 0:
+    os.setpgid(0, 0)
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 class Pty:
     """A program on the slave side of a pty (stdin and stdout), stderr piped."""
 
-    def __init__(self, argv, env=None):
+    def __init__(self, argv, env=None, foreground=True):
         self.master, self.slave = pty.openpty()
         self.original = termios.tcgetattr(self.slave)
+        if not foreground:
+            argv = [sys.executable, "-c", BACKGROUND_JOB, *argv]
         self.proc = subprocess.Popen(argv, stdin=self.slave, stdout=self.slave,
-                                     stderr=subprocess.PIPE, env=env, start_new_session=True)
+                                     stderr=subprocess.PIPE, env=env,
+                                     start_new_session=foreground)
         self.seen = b""
 
     def mode(self):
@@ -143,6 +178,19 @@ class Pty:
         self.proc.stderr.close()
         os.close(self.master)
         os.close(self.slave)
+
+
+def test_a_run_in_the_background_leaves_the_terminal_alone(guests):
+    """`pyxenon run ... &` from a shell: its stdin is a terminal of another
+    process group, which it must neither read nor put in raw mode (either
+    would stop it); it runs as without input."""
+    term = Pty(run_argv(guests), foreground=False)
+    try:
+        term.read_until(b"consoleecho: ready")
+        assert term.mode() == term.original
+        assert term.wait() == 1 and "still running (blocked)" in term.stderr
+    finally:
+        term.close()
 
 
 @pytest.fixture

@@ -28,12 +28,24 @@ DETACHED = ("pyxenon: console detached: the domains run on without console input
 
 def stdin_fd(stream=None):
     """The file descriptor of stream (default sys.stdin), or None when
-    there is none to read (closed, or replaced by one without a descriptor)."""
+    there is none to read (closed, replaced by one without a descriptor,
+    or a terminal of which this process is in the background)."""
     stream = sys.stdin if stream is None else stream
     try:
-        return stream.fileno() if stream is not None else None
+        fd = stream.fileno() if stream is not None else None
     except (OSError, ValueError):
         return None
+    return fd if fd is None or not background(fd) else None
+
+
+def background(fd):
+    """Whether fd is a terminal this process does not have in the
+    foreground (`pyxenon run ... &`): reading it, or changing its mode,
+    would stop the process (SIGTTIN, SIGTTOU), so it is not touched."""
+    try:
+        return os.isatty(fd) and os.tcgetpgrp(fd) != os.getpgrp()
+    except OSError:
+        return False
 
 
 class Terminal:
