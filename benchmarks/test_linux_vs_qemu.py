@@ -57,7 +57,10 @@ def timed_boot(argv):
             seen += data
             if first is None and FIRST_LINE in seen:
                 first = time.perf_counter() - start
-        status = proc.wait(timeout=BOOT_TIMEOUT)
+        try:
+            status = proc.wait(timeout=BOOT_TIMEOUT)
+        except subprocess.TimeoutExpired:      # silent and not ending: hung
+            status = None
         return first, time.perf_counter() - start, status, seen
     finally:
         if proc.poll() is None:

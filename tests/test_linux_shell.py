@@ -25,8 +25,9 @@ TYPED = b"echo $((6*7))\npoweroff -f\n"
 
 
 def boot_and_type(cfg):
-    """(exit status, everything run printed) of one boot, the two commands
-    typed at the first prompt; None for a boot that never gave one."""
+    """(exit status, everything run printed, its stderr) of one boot, the
+    two commands typed at the first prompt; None for a boot that never gave
+    one or hung."""
     proc = subprocess.Popen([sys.executable, "-m", "pyxenon", "run", "--timeout",
                              str(RUN_TIMEOUT), str(cfg)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -39,7 +40,11 @@ def boot_and_type(cfg):
         proc.stdin.write(TYPED)
         proc.stdin.close()                       # the input ends; the guest runs on
         out = read_to_end(proc.stdout)
-        status = proc.wait(timeout=RUN_TIMEOUT)
+        try:
+            status = proc.wait(timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:        # silent and not ending: hung
+            print(f"Linux shell: hung after the input: {out[-600:]!r}")
+            return None
         return status, (seen + out).decode(errors="replace"), proc.stderr.read().decode()
     finally:
         if proc.poll() is None:

@@ -20,8 +20,7 @@ DETACH = b"\x1d"          # Ctrl-], xl console's ESCAPE_CHARACTER
 READ_SIZE = 4096          # bytes read from stdin at a time
 MAX_PENDING = 64 * 1024   # host input queued for a full ring; stdin is not read past it
 INPUT_SLICE = 0.02        # seconds of guest time between looks at stdin
-HANDLED = {signal.SIGTERM: 128 + signal.SIGTERM, signal.SIGHUP: 128 + signal.SIGHUP,
-           signal.SIGINT: None}   # None: KeyboardInterrupt
+HANDLED = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 DETACHED = ("pyxenon: console detached: the domains run on without console input "
             "(Ctrl-C ends the run)")
 
@@ -91,15 +90,18 @@ class Terminal:
 
 class Signals:
     """SIGTERM, SIGHUP and SIGINT while a console is attached: the terminal
-    is restored at once, then the signal ends the command (SystemExit with
-    128 + the number, KeyboardInterrupt for SIGINT) -- raised from the
-    handler only when safe() says so (never inside the engine, whose
-    callbacks would swallow it), else by check() after the slice."""
+    is restored at once.  SIGTERM and SIGHUP then take their default
+    action (the process ends by the signal, as it would without a
+    console, even with the engine stuck in a slice).  SIGINT becomes
+    KeyboardInterrupt -- raised from the handler only when safe() says so
+    (never inside the engine, whose callbacks would swallow it), else by
+    check() once the slice is over; a second one while that waits ends the
+    process as SIGINT's default action does."""
 
     def __init__(self, terminal, safe=lambda: True):
         self.terminal = terminal
         self.safe = safe
-        self.caught = None
+        self.caught = False
         self.previous = {}
 
     def __enter__(self):
@@ -117,17 +119,18 @@ class Signals:
 
     def handler(self, signum, frame):
         self.terminal.restore()
-        self.caught = signum
+        if signum != signal.SIGINT or self.caught:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.caught = True
         if self.safe():
             self.check()
 
     def check(self):
-        if self.caught is None:
-            return
-        signum, self.caught = self.caught, None
-        if HANDLED[signum] is None:
+        if self.caught:
+            self.caught = False
             raise KeyboardInterrupt
-        raise SystemExit(HANDLED[signum])
 
 
 class ConsoleInput:
