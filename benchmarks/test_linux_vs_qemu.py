@@ -23,7 +23,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from test_kernelimage import debian_vmlinuz  # noqa: E402,F401  (the fixture)
-from test_linux_boot import demo_cfg  # noqa: E402
+from linux_demo import linux_cfg  # noqa: E402
 
 COMMAND = "echo bench"
 FIRST_LINE = b"init: started"
@@ -36,9 +36,9 @@ QEMU = "qemu-system-x86_64"
 @pytest.fixture(scope="module")
 def linux(debian_vmlinuz, tmp_path_factory):  # noqa: F811
     """(kernel, initramfs, pyxenon's cfg) for the command initramfs."""
-    ramdisk, cfg = demo_cfg(debian_vmlinuz, tmp_path_factory.mktemp("linux-bench"), COMMAND,
-                            "Linux boot benchmark", MEMORY_MIB)
-    return debian_vmlinuz, ramdisk, cfg
+    out = tmp_path_factory.mktemp("linux-bench")
+    cfg = linux_cfg(debian_vmlinuz, out, COMMAND, MEMORY_MIB)
+    return debian_vmlinuz, out / "initramfs.cpio.gz", cfg
 
 
 def timed_boot(argv):

@@ -28,28 +28,21 @@ def make_initramfs():
     return module
 
 
-def demo_cfg(kernel, out, command, who, memory=256):
-    """(initramfs, cfg) in out for kernel: examples/linux's busybox
-    initramfs (busybox-static fetched once into the cache) and a cfg that
-    runs command (a shell: ""); skipped, saying so, without busybox."""
+@pytest.fixture(scope="module")
+def linux(debian_vmlinuz, tmp_path_factory):  # noqa: F811
+    from pyxenon import Host
+
     tool = make_initramfs()
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     try:
         busybox = tool.fetch_busybox(folder)
     except (SystemExit, OSError, StopIteration) as err:
-        pytest.skip(f"{who}: busybox-static could not be fetched: {err}")
+        pytest.skip(f"Linux boot test: busybox-static could not be fetched: {err}")
+    out = tmp_path_factory.mktemp("linux")
     ramdisk = out / "initramfs.cpio.gz"
     ramdisk.write_bytes(tool.build_initramfs(busybox.read_bytes()))
-    return ramdisk, tool.write_cfg(out / "linux.cfg", kernel, ramdisk, command, memory)
-
-
-@pytest.fixture(scope="module")
-def linux(debian_vmlinuz, tmp_path_factory):  # noqa: F811
-    from pyxenon import Host
-
-    _, cfg = demo_cfg(debian_vmlinuz, tmp_path_factory.mktemp("linux"),
-                      "echo hello from linux", "Linux boot test")
+    cfg = tool.write_cfg(out / "linux.cfg", debian_vmlinuz, ramdisk, "echo hello from linux")
     for attempt in range(1, ATTEMPTS + 1):
         with Host() as host:
             dom = host.create(str(cfg))

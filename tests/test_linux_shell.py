@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from test_kernelimage import debian_vmlinuz  # noqa: F401  (the session fixture)
-from test_linux_boot import demo_cfg
+from linux_demo import linux_cfg
 
 RUN_TIMEOUT = 60         # pyxenon run --timeout: a boot that hangs ends (a good one: ~20 s)
 ATTEMPTS = 3
@@ -80,8 +80,7 @@ def until_prompt(proc):
 
 @pytest.fixture(scope="module")
 def shell(debian_vmlinuz, tmp_path_factory):  # noqa: F811
-    _, cfg = demo_cfg(debian_vmlinuz, tmp_path_factory.mktemp("linux-shell"), "",
-                      "Linux shell test")
+    cfg = linux_cfg(debian_vmlinuz, tmp_path_factory.mktemp("linux-shell"), "")
     for attempt in range(1, ATTEMPTS + 1):
         got = boot_and_type(cfg)
         if got is not None or attempt == ATTEMPTS:
