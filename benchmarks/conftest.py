@@ -42,6 +42,8 @@ RATIOS = [
      "Debian Linux from the command to /init's first line: pyxenon run / QEMU TCG"),
     ("linux_boot_to_poweroff_pyxenon", "linux_boot_to_poweroff_qemu",
      "Debian Linux from the command to its poweroff: pyxenon run / QEMU TCG"),
+    ("linux_boot_cpu_pyxenon", "linux_boot_cpu_qemu",
+     "Debian Linux boot to poweroff, CPU time of the program: pyxenon run / QEMU TCG"),
 ]
 
 

@@ -14,7 +14,8 @@ when there are several), and the hypervisor-log lines of their console_io
 writes, "(dN) text" as `xl dmesg` shows them, under the policy file given
 (without one, domains reach only their own console and XenStore, and the
 run says so on stderr).  --console-log DIR also appends each console to
-DIR/guest-NAME.log (xenconsoled --log=guest).
+DIR/guest-NAME.log (xenconsoled --log=guest).  stdin goes to the first
+domain's console (terminal.py: raw mode on a terminal, Ctrl-] detaches).
 --audit writes each of the policy's decisions as a JSON line to FILE (- for
 stderr).  Exit status 0 when every domain powered off; otherwise 1, with the
 reason on stderr.  A malformed input gets one line naming the file, exit 2.
