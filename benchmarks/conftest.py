@@ -52,6 +52,12 @@ RATIOS = [
      "null hypercall in C with statistics and the trace buffer / without either"),
     ("null_hypercall_c_trace_file", "null_hypercall_c_perfc_off",
      "null hypercall in C under run --trace-file (JSON lines written) / without"),
+    ("linux_boot_to_init_pyxenon", "linux_boot_to_init_qemu",
+     "Debian Linux from the command to /init's first line: pyxenon run / QEMU TCG"),
+    ("linux_boot_to_poweroff_pyxenon", "linux_boot_to_poweroff_qemu",
+     "Debian Linux from the command to its poweroff: pyxenon run / QEMU TCG"),
+    ("linux_boot_cpu_pyxenon", "linux_boot_cpu_qemu",
+     "Debian Linux boot to poweroff, CPU time of the program: pyxenon run / QEMU TCG"),
 ]
 
 

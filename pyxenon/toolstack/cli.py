@@ -15,7 +15,8 @@ when there are several), and the hypervisor-log lines of their console_io
 writes, "(dN) text" as `xl dmesg` shows them, under the policy file given
 (without one, domains reach only their own console and XenStore, and the
 run says so on stderr).  --console-log DIR also appends each console to
-DIR/guest-NAME.log (xenconsoled --log=guest).
+DIR/guest-NAME.log (xenconsoled --log=guest).  stdin goes to the first
+domain's console (terminal.py: raw mode on a terminal, Ctrl-] detaches).
 --audit writes each of the policy's decisions as a JSON line to FILE (- for
 stderr).  --stats prints each domain's hypercall statistics to stderr at
 the end; --trace-file F writes every hypercall as a JSON line (toolstack/
@@ -34,6 +35,7 @@ from pyxenon.errors import HostLimitError, UserInputError
 
 from . import xl
 from .outcome import EXIT_GUEST, EXIT_OK, EXIT_USAGE, report
+from .terminal import run_with_console
 
 MAX_PARTIAL = 4096   # characters of an unfinished console line kept before it is written
 NO_POLICY = "pyxenon: no policy: domains can reach only their own console and XenStore"
@@ -84,6 +86,15 @@ class ConsoleWriter:
     def write(self, line):
         self.out.write(line + "\n")
         self.out.flush()
+
+    def show_partial(self, domid):
+        """Write domid's unfinished console line now (a shell's prompt ends
+        in none); the line's rest follows later without its lead."""
+        lead, rest = self.partial.get((domid, "ring"), ("", ""))
+        if rest:
+            self.out.write(lead + rest)
+            self.out.flush()
+            self.partial[(domid, "ring")] = ("", "")
 
     def flush(self):
         for lead, rest in self.partial.values():
@@ -180,7 +191,7 @@ def run_logged(host, configs, args, writer):
         domains.extend(host.create_from_config(config, trace=trace) for config in configs)
         if host.policy is None:
             print(NO_POLICY, file=sys.stderr)  # once every cfg and kernel has been accepted
-        outcome = host.run(timeout=args.timeout)
+        outcome = run_with_console(host, domains, args.timeout, writer)
     finally:
         writer.flush()
         watch.finish(domains)

@@ -28,7 +28,7 @@ import sys
 import time
 import traceback
 
-from pyxenon.backends.console import ConsoleLogs
+from pyxenon.backends.console import ConsoleLogs, DeadConsoles
 from pyxenon.errors import HostLimitError, UserInputError
 from pyxenon.hypervisor.domain import DEAD, RUNNING, SHUTDOWN
 
@@ -81,6 +81,7 @@ class Daemon(XenStoreOps):
         self.machine.console_listeners.append(self.on_console)
         self.machine.shutdown_listeners.append(self.on_shutdown)
         self.console_logs = ConsoleLogs(console_log).listen(self.machine) if console_log else None
+        self.dead_consoles = DeadConsoles(CONSOLE_BACKLOG).listen(self.machine)
         self._time_slices()
 
     def _time_slices(self):
@@ -442,7 +443,22 @@ class Daemon(XenStoreOps):
         return {"ok": True, "lines": shown}
 
     def op_console(self, client, domain):
-        return self.attach(client, self.guest(domain, "console"))
+        """A domain already gone (it powered off before `console` came)
+        gives its last output and the end, as xenconsoled's log keeps it."""
+        try:
+            return self.attach(client, self.guest(domain, "console"))
+        except RequestError:
+            gone = self.dead_consoles.find(domain)
+            if gone is None:
+                raise
+        if client.streaming():
+            raise RequestError("console: this connection already streams")
+        domid, name, output, reason = gone
+        client.queue({"ok": True, "domid": domid, "name": name})
+        queue_output(client, output)
+        client.queue({"end": reason})
+        client.closing = True
+        return None
 
     def attach(self, client, target):
         """Stream target's console to client: the ok reply, the backlog, then

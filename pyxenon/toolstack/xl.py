@@ -25,13 +25,12 @@ import time
 
 from pyxenon.errors import HostLimitError, UserInputError
 
-from . import protocol, top
+from . import protocol, terminal, top
 from .xlcfg import ignored_warning, load_cfg
 from .protocol import ToolstackError, request
 from .own_commands import add_audit, add_xenstore, positive
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-DETACH = 0x1D            # Ctrl-], xl console's escape character
 STOP_TIMEOUT = 15.0
 
 
@@ -127,15 +126,18 @@ def stream_console(conn, domain=None):
     Ctrl-] on a terminal)."""
     if domain is not None:
         conn.request("console", domain=domain)
-    terminal = Terminal(sys.stdin)
-    with terminal:
-        selector = selectors.DefaultSelector()
-        selector.register(conn.sock, selectors.EVENT_READ, "daemon")
-        watch_stdin(selector, conn)
-        try:
-            return console_loop(selector, conn, terminal)
-        except BrokenPipeError:
-            return EXIT_OK  # our reader went away: detach quietly
+    term = terminal.Terminal(terminal.stdin_fd())
+    try:
+        with terminal.Signals(term):
+            term.enter()
+            selector = selectors.DefaultSelector()
+            selector.register(conn.sock, selectors.EVENT_READ, "daemon")
+            watch_stdin(selector, conn)
+            return console_loop(selector, conn, term)
+    except BrokenPipeError:
+        return EXIT_OK  # our reader went away: detach quietly
+    finally:
+        term.restore()
 
 
 def watch_stdin(selector, conn):
@@ -148,13 +150,13 @@ def watch_stdin(selector, conn):
             conn.send({"op": "input", "data": protocol.b64(data)})
 
 
-def console_loop(selector, conn, terminal):
+def console_loop(selector, conn, term):
     if show_output(conn):  # what came with the attach reply
         return EXIT_OK
     while True:
         for key, _ in selector.select():
             if key.data == "stdin":
-                if not forward_input(selector, conn, terminal):
+                if not forward_input(selector, conn, term):
                     return EXIT_OK
                 continue
             data = conn.sock.recv(65536)
@@ -165,14 +167,14 @@ def console_loop(selector, conn, terminal):
                 return EXIT_OK
 
 
-def forward_input(selector, conn, terminal):
+def forward_input(selector, conn, term):
     """Send what stdin has; False when the user asked to detach."""
     data = os.read(sys.stdin.fileno(), 4096)
     if not data:
         selector.unregister(sys.stdin.fileno())  # stdin ended; the output goes on
         return True
-    if terminal.raw and DETACH in data:
-        return False
+    if term.raw and data == terminal.DETACH:
+        return False   # as xl's console client: a read of Ctrl-] alone
     conn.send({"op": "input", "data": protocol.b64(data)})
     return True
 
@@ -189,30 +191,6 @@ def show_output(conn):
             out.flush()
         elif "end" in message:
             return True
-
-
-class Terminal:
-    """Raw mode on a terminal stdin for the console's lifetime (as xl does)."""
-
-    def __init__(self, stream):
-        self.fd = stream.fileno() if stream and stream.isatty() else None
-        self.saved = None
-        self.raw = self.fd is not None
-
-    def __enter__(self):
-        if self.raw:
-            import termios
-            import tty
-
-            self.saved = termios.tcgetattr(self.fd)
-            tty.setraw(self.fd)
-        return self
-
-    def __exit__(self, *exc):
-        if self.saved is not None:
-            import termios
-
-            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
 
 
 # -- list, info and the rest --------------------------------------------------------
