@@ -204,7 +204,7 @@ def test_binding_domains_fill_the_audit_log(served, guests, hypercall):
     assert served("audit").stdout.splitlines() == lines
     assert served("audit", "-n", "1").stdout == lines[-1] + "\n"
     assert served("info", "xen_policy").stdout == f"{DEMO} (3 labels, 3 rules)\n"
-    assert served.daemon.machine.audit_log == []           # to the file, not kept in memory
+    assert not served.daemon.machine.audit_log             # to the file, not kept in memory
 
 
 def test_audit_log_rotates(tmp_path):
@@ -336,3 +336,42 @@ def test_console_backlog_in_pieces(inproc, guests):
     assert replies[0]["ok"]
     backlog = b"".join(protocol.unb64(r["out"]) for r in replies[1:])
     assert backlog == bytes(domain.console_log[-xend.CONSOLE_BACKLOG:])
+
+
+def test_console_of_a_domain_already_gone(inproc, guests):
+    """create -p, unpause, and the guest powers off and is destroyed before
+    `console` is asked: the console still gives its output, then the end."""
+    d, _ = inproc
+    [made] = ask(inproc, op="create", cfg=str(guests / "hello.cfg"), paused=True, cwd="/")
+    assert ask(inproc, op="unpause", domain="hello") == [{"ok": True}]
+    while d.machine.domains:
+        d.run_domains()
+        d.after_run()
+    for which in ("hello", str(made["domid"])):
+        replies = ask(inproc, op="console", domain=which)
+        assert replies[0] == {"ok": True, "domid": made["domid"], "name": "hello"}
+        assert protocol.unb64(replies[1]["out"]) == \
+            b"Hello from the pyxenon hello guest's console ring\n"
+        assert replies[2:] == [{"end": "poweroff"}]
+        inproc[1].closing = False
+    assert ask(inproc, op="console", domain="nosuch")[0] == \
+        {"ok": False, "error": "nosuch is an invalid domain identifier"}
+    assert ask(inproc, op="console", domain="0")[0]["ok"] is False
+
+
+def test_dead_consoles_are_bounded_in_number_and_time():
+    from pyxenon.backends.console import DeadConsoles
+
+    now = [0.0]
+    dead = DeadConsoles(backlog=4, clock=lambda: now[0])
+
+    class Gone:
+        console_log, shutdown_reason = bytearray(b"0123456789"), None
+    for domid in range(1, DeadConsoles.KEPT + 3):
+        gone = Gone()
+        gone.domid, gone.name = domid, f"d{domid}"
+        dead.keep(gone)
+    assert dead.find("d1") is None and dead.find("1") is None      # the oldest went
+    assert dead.find("d3") == (3, "d3", b"6789", "destroyed")      # the last 4 bytes
+    now[0] = DeadConsoles.SECONDS + 1
+    assert dead.find("d3") is None and not dead.gone

@@ -27,40 +27,13 @@ def make_initramfs():
     return module
 
 
-def linux_cfg(kernel, out, command):
-    """An xl.cfg for kernel with a busybox initramfs whose /init runs
-    command and powers off; skipped when busybox-static cannot be fetched."""
-    tool = make_initramfs()
-    folder = cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        busybox = tool.fetch_busybox(folder)
-    except (SystemExit, OSError, StopIteration) as err:
-        pytest.skip(f"Linux boot test: busybox-static could not be fetched: {err}")
-    ramdisk = out / "initramfs.cpio.gz"
-    ramdisk.write_bytes(tool.build_initramfs(busybox.read_bytes()))
-    return tool.write_cfg(out / "linux.cfg", kernel, ramdisk, command)
-
-
-def boot_linux(cfg, timeout=BOOT_TIMEOUT, **host_options):
-    """Boot cfg once: (domain, run outcome, (hypercalls, their digest))."""
-    from pyxenon import Host
-
-    calls = []
-    with Host(**host_options) as host:
-        # read before the domain goes (on poweroff its vcpus are freed)
-        host.machine.destroy_listeners.append(lambda domain: calls.extend(
-            (v.core.hypercalls, v.core.call_digest) for v in domain.vcpus))
-        dom = host.create(str(cfg))
-        outcome = host.run(timeout=timeout)
-    return dom, outcome, calls
-
-
 @pytest.fixture(scope="module")
 def linux(debian_vmlinuz, tmp_path_factory):  # noqa: F811
+    from linux_demo import boot_linux, linux_cfg   # (linux_demo imports this module)
+
     cfg = linux_cfg(debian_vmlinuz, tmp_path_factory.mktemp("linux"), "echo hello from linux")
     for attempt in range(1, ATTEMPTS + 1):
-        dom, outcome, _ = boot_linux(cfg)
+        dom, outcome, _ = boot_linux(cfg, timeout=BOOT_TIMEOUT)
         if dom.shutdown_reason == "poweroff" or attempt == ATTEMPTS:
             print(f"Linux boot: attempt {attempt} of {ATTEMPTS}: {outcome}")
             return dom, outcome

@@ -5,7 +5,7 @@ emulated and system time virtual (_core/time.c).  Two boots in all."""
 import pytest
 
 from test_kernelimage import debian_vmlinuz  # noqa: F401  (the session fixture)
-from test_linux_boot import boot_linux, linux_cfg
+from linux_demo import boot_linux, linux_cfg
 
 BOOT_TIMEOUT = 300       # wall clock; virtual time is what the guest sees
 

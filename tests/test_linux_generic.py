@@ -4,7 +4,7 @@ boot, deterministic (_core/time.c's emulated TSC): the intermittent pre-init
 hang test_linux_boot.py retries past cannot strike a deterministic run by
 chance.  Skipped, saying why, when the kernel or busybox cannot be fetched."""
 from test_kernelimage import debian_generic_vmlinuz  # noqa: F401  (the session fixture)
-from test_linux_boot import boot_linux, linux_cfg
+from linux_demo import boot_linux, linux_cfg
 
 # Linux's clocksource watchdog has run by then; a TSC that disagreed with
 # vcpu_time_info would be marked unstable ("[u]" keeps the pattern from

@@ -1,6 +1,7 @@
 #!/bin/bash
 # create -p, attach the console in the background, unpause, and read the
 # guest's whole output through to its shutdown; then the domain is gone.
+# Then the same with the console attached after the domain has gone.
 # Usage: test_xl_console.sh XL GUESTS_DIR   (XL: pyxenon, or a symlink named xl)
 # The caller sets PYXENON_RUNTIME_DIR and stops the daemon afterwards.
 set -eu
@@ -24,6 +25,13 @@ if "$XL" list | grep -q '^hello '; then
     echo "hello still listed after its shutdown" >&2
     exit 1
 fi
+# A console asked for only once the domain is gone still shows its output
+# (the race of `console` right after `unpause`, at its worst).
+"$XL" create -q -p "$GUESTS/hello.cfg"
+"$XL" unpause hello
+while "$XL" list | grep -q '^hello '; do sleep 0.05; done
+"$XL" console hello > "$OUT"
+[ "$(cat "$OUT")" = "Hello from the pyxenon hello guest's console ring" ]
 "$XL" list | head -1 | grep -q "^Name  *ID   Mem VCPUs"
 "$XL" list | grep -q "^Domain-0  *0 "
 echo OK

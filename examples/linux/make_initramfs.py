@@ -8,14 +8,18 @@ fetches Debian's kernel (linux-image-<flavour>) and busybox-static with
 `apt-get download` (no root needed; run `apt-get update` first), writes
 OUTDIR/initramfs.cpio.gz, whose /init mounts /proc, /sys and /dev and
 then runs the command given after `--` on the kernel command line and
-powers off, or gives a shell when there is none, and writes OUTDIR/linux.cfg
-for `pyxenon run`.  Debian's cloud-amd64 flavour boots faster than the
-generic amd64 one: it carries fewer drivers to initialise.
+powers off, or gives a shell when there is none, and writes two cfgs
+for `pyxenon run`: OUTDIR/shell.cfg (the busybox shell on the console:
+type into it, `poweroff -f` to leave) and OUTDIR/linux.cfg (runs CMD,
+default `cat /proc/version`, and powers off).  Debian's cloud-amd64
+flavour boots faster than the generic amd64 one: it carries fewer
+drivers to initialise.
 """
 import argparse
 import gzip
 import io
 import pathlib
+import re
 import subprocess
 import sys
 import tarfile
@@ -103,7 +107,9 @@ def fetch_busybox(cache):
 
 def fetch_kernel(cache, flavour):
     """Debian's /boot/vmlinuz-* of linux-image-<flavour>, fetched once into cache."""
-    cached = sorted(cache.glob(f"vmlinuz-*-{flavour}"))
+    # vmlinuz-6.1.0-NN-amd64, not vmlinuz-6.1.0-NN-cloud-amd64, for amd64
+    shipped = re.compile(r"vmlinuz-[0-9.]+-[0-9]+-" + re.escape(flavour))
+    cached = sorted(p for p in cache.glob("vmlinuz-*") if shipped.fullmatch(p.name))
     if cached:
         return cached[-1]
     meta = f"linux-image-{flavour}"
@@ -127,7 +133,8 @@ def write_cfg(path, kernel, ramdisk, command, memory=256):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("outdir", type=pathlib.Path)
-    parser.add_argument("--command", default="", help="run this and power off (default: a shell)")
+    parser.add_argument("--command", default="cat /proc/version",
+                        help="what linux.cfg runs before it powers off (default: %(default)s)")
     parser.add_argument("--flavour", default="cloud-amd64", help="Debian kernel flavour")
     parser.add_argument("--kernel", type=pathlib.Path, help="use this kernel instead of fetching")
     args = parser.parse_args(argv)
@@ -136,8 +143,10 @@ def main(argv=None):
     kernel = args.kernel.resolve() if args.kernel else fetch_kernel(cache, args.flavour)
     ramdisk = cache / "initramfs.cpio.gz"
     ramdisk.write_bytes(build_initramfs(fetch_busybox(cache).read_bytes()))
-    cfg = write_cfg(cache / "linux.cfg", kernel, ramdisk, args.command)
-    print(f"wrote {cfg}: pyxenon run {cfg}")
+    shell = write_cfg(cache / "shell.cfg", kernel, ramdisk, "")
+    command = write_cfg(cache / "linux.cfg", kernel, ramdisk, args.command)
+    print(f"wrote {shell}: pyxenon run {shell}   (a busybox shell; poweroff -f to leave)")
+    print(f"wrote {command}: pyxenon run {command}   (runs {args.command!r}, powers off)")
     return 0
 
 

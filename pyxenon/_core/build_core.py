@@ -50,7 +50,22 @@ struct xc_vcpu {
     uint64_t runstate[4]; uint64_t runstate_va; uint64_t time_va;
     uint64_t old_guest_table; uint64_t old_guest_ptpg; int32_t old_guest_partial;
     uint32_t iopl; uint32_t iobmp_limit; uint64_t iobmp; struct xc_domio *io; uint64_t vtsc_last;
+    struct xc_perfc *perfc;
     ...;
+};
+#define XC_PERFC_NR 64
+#define XC_SAMPLE 63
+struct xc_perfc_call {
+    uint64_t calls; uint64_t python; uint64_t py_cycles; uint64_t fast_timed;
+    uint64_t fast_cycles;
+};
+struct xc_perfc { struct xc_perfc_call calls[65]; uint64_t events_sent; uint64_t tick; };
+struct xc_trec {
+    uint64_t tsc; uint64_t nr; uint64_t a1; uint64_t a2; uint64_t a3; int64_t rc;
+    uint32_t cycles; uint16_t domid; uint16_t vcpu_id; uint32_t python; uint32_t pad;
+};
+struct xc_tbuf {
+    uint64_t size; uint64_t prod; uint64_t cons; uint64_t lost; struct xc_trec *recs;
 };
 struct xc_domio { uint32_t pci_cf8; uint32_t cmos_idx; uint32_t arch_iopl; };
 #define XC_POLL_SET 4294967295
@@ -66,7 +81,8 @@ struct xc_machine {
     int fast_paths; long exception_field; int64_t xen_version;
     uint64_t boot_tsc; uint64_t slice_stime; int vtsc; uint64_t py_calls; uint64_t slices; uint64_t chain_ns;
     uint32_t tlbflush_clock; uint64_t work; uint64_t work_budget; uint32_t plant;
-    uint32_t tsc_mul; int32_t tsc_shift;
+    uint32_t tsc_mul; int32_t tsc_shift; uint64_t tlb_fills; uint64_t tlb_misses; uint64_t tlb_size; int watchdog_parked;
+    struct xc_tbuf *tbuf;
     ...;
 };
 struct xc_machine *xc_machine_new(uint64_t nr_frames, uint64_t hv_frames);
@@ -88,6 +104,8 @@ const char *xc_reg_names(void);
 int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals);
 int xc_set_rip(struct xc_machine *m, struct xc_vcpu *v, uint64_t rip);
 int64_t xc_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write);
+int xc_copy_from_guest(struct xc_machine *m, struct xc_vcpu *v, void *dst, uint64_t va, uint64_t len);
+int xc_copy_to_guest(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, const void *src, uint64_t len);
 void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);
 int64_t xc_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a);
 int xc_get_page(struct xc_machine *m, uint64_t mfn, uint16_t domid);
@@ -108,6 +126,8 @@ void xc_cpuid(struct xc_machine *m, uint32_t leaf, uint32_t subleaf, uint32_t *r
 uint32_t xc_io_read(struct xc_machine *m, struct xc_vcpu *v, uint32_t port, int size, int *ok);
 int xc_io_write(struct xc_machine *m, struct xc_vcpu *v, uint32_t port, int size, uint32_t value);
 int xc_shadow_enable(struct xc_machine *m, int on);
+int xc_shadow_entry(struct xc_machine *m, uint32_t i, uint64_t *va, uint64_t *mfn,
+                    uint16_t *domid);
 int xc_tlb_probe(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write);
 int xc_audit(struct xc_machine *m, const uint64_t *ranges, uint32_t nr_ranges,
              const uint64_t *extra, uint64_t n_extra, struct xc_violation *out, int max);

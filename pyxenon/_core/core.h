@@ -156,6 +156,41 @@ struct xc_link {
     uint32_t peer_port;       /* the remote port */
 };
 
+/* A domain's hypercall statistics (perfc.h): Xen's perfc hypercalls array,
+ * split by path.  Slot XC_PERFC_NR counts numbers past the table. */
+#define XC_PERFC_NR 64
+#define XC_SAMPLE 63          /* one fast-path call in XC_SAMPLE+1 is timed */
+struct xc_perfc_call {
+    uint64_t calls;       /* traps with this number */
+    uint64_t python;      /* of them, those the Python handlers answered */
+    uint64_t py_cycles;   /* TSC cycles those spent, every one timed */
+    uint64_t fast_timed;  /* fast-path calls timed (sampled) */
+    uint64_t fast_cycles; /* and their cycles */
+};
+struct xc_perfc {
+    struct xc_perfc_call calls[XC_PERFC_NR + 1];
+    uint64_t events_sent; /* EVTCHNOP_send traps that returned 0 */
+    uint64_t tick;        /* the sampling count */
+};
+
+/* The trace buffer (Xen's t_buf): one record per hypercall trap. */
+struct xc_trec {
+    uint64_t tsc;         /* host TSC at the trap */
+    uint64_t nr, a1, a2, a3;
+    int64_t rc;
+    uint32_t cycles;      /* how long it took (saturated) */
+    uint16_t domid, vcpu_id;
+    uint32_t python;      /* 1: the Python handlers answered */
+    uint32_t pad;
+};
+struct xc_tbuf {
+    uint64_t size;        /* records, a power of two */
+    uint64_t prod;        /* records written (C) */
+    uint64_t cons;        /* records read (Python) */
+    uint64_t lost;        /* records lost to a full buffer */
+    struct xc_trec *recs;
+};
+
 /* xc_vcpu.poll_port: a poll on a set of ports that hypervisor/vcpu.py holds. */
 #define XC_POLL_SET 0xFFFFFFFFu
 
@@ -201,6 +236,7 @@ struct xc_vcpu {
     struct xc_domio *io;  /* the domain's emulated port state; NULL: every port #GPs */
     uint64_t vtsc_last;   /* the last emulated TSC it read (pv_soft_rdtsc) */
     uc_context *ctx;      /* registers while the vcpu is not running */
+    struct xc_perfc *perfc; /* its domain's hypercall statistics (perfc.h); NULL: none */
 };
 
 /* A domain's port I/O state Xen keeps in struct arch_domain, shared by its
@@ -232,6 +268,10 @@ struct xc_machine {
     pthread_t watchdog;   /* ends time slices (watchdog.c) */
     int watchdog_quit;
     uint64_t run_gen, stopped_gen, deadline_ns;
+    uint64_t preempt_gen;         /* the run the watchdog wants ended (xc_hook_block) */
+    int watchdog_parked;          /* the thread waits on watchdog_wake, not ticking */
+    pthread_mutex_t watchdog_lock;
+    pthread_cond_t watchdog_wake;
     long exception_field; /* offset of old_exception in a saved context (<0: unknown) */
     int64_t xen_version;  /* what XENVER_version answers */
     uint64_t boot_tsc;    /* the TSC at boot: system time 0 (time.c) */
@@ -241,13 +281,17 @@ struct xc_machine {
     uint64_t slices;      /* slices run */
     uint64_t chain_ns;    /* how long xc_run_chain may go on in C (0: never chain) */
     uint32_t tlbflush_clock; /* TLB flushes so far: page_info.tlbflush_stamp's clock */
+    uint64_t tlb_fills;      /* guest TLB fills since the last flush */
+    uint64_t tlb_misses;     /* guest TLB fills in all (statistics) */
+    uint64_t tlb_size;       /* what the engine's TLB has grown to, as modelled (tlb_flushed) */
     uint64_t work;        /* work done in this trap (XC_WORK_BUDGET's units) */
     uint64_t work_budget; /* past it, a preemptible operation stops (XC_WORK_BUDGET) */
     struct xc_tlb_shadow *shadow; /* what the engine's TLB may hold (checking only), or NULL */
     uint32_t plant;       /* the checker's own tests only: reintroduce a fixed bug (PLANT_*) */
     uint32_t tsc_mul;     /* TSC to ns: vcpu_time_info's tsc_to_system_mul */
     int32_t tsc_shift;    /* and its tsc_shift */
-    uc_hook hooks[7];
+    uc_hook hooks[8];
+    struct xc_tbuf *tbuf; /* the hypercall trace buffer (perfc.h); NULL: no trace */
 };
 
 /* machine.c: the interface the Python side uses (see build_core.py) */
@@ -289,6 +333,8 @@ int xc_ready(struct xc_machine *m, uint32_t *handles, int max);
 int xc_due(struct xc_machine *m, uint64_t now);
 int xc_run_chain(struct xc_machine *m, uint64_t timeout_us);
 
+void xc_hook_block(uc_engine *uc, uint64_t address, uint32_t size, void *data);
+void xc_end_run_at_block(struct xc_machine *m);
 /* watchdog.c */
 int xc_watchdog_start(struct xc_machine *m);
 void xc_watchdog_stop(struct xc_machine *m);
@@ -342,6 +388,8 @@ int xc_mmu_normal_update(struct xc_machine *m, struct xc_vcpu *v, uint64_t ma, u
 
 /* audit.c: the whole-state invariant checker, and the TLB shadow it needs */
 void xc_shadow_record(struct xc_machine *m, uint64_t va, uint64_t paddr, uint32_t perms);
+int xc_shadow_entry(struct xc_machine *m, uint32_t i, uint64_t *va, uint64_t *mfn,
+                    uint16_t *domid);
 void xc_shadow_clear(struct xc_machine *m);
 int xc_shadow_enable(struct xc_machine *m, int on);
 /* One finding of xc_audit: what (audit.c's V_*), which frame, a detail. */

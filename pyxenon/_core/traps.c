@@ -5,6 +5,7 @@
  * handler is in Python, one cffi callback.
  */
 #include "core.h"
+#include "perfc.h"
 
 static const int arg_regs[6] = {
     UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_REG_RSI,
@@ -33,8 +34,17 @@ static int64_t dispatch(struct xc_machine *m, struct xc_vcpu *v, const uint64_t 
 int64_t xc_python(struct xc_machine *m, struct xc_vcpu *v, uint64_t nr, uint64_t a1,
                   uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5)
 {
+    struct xc_perfc *p = v->perfc;
+    uint64_t t0;
+    int64_t rc;
     m->py_calls++;
-    return xc_py_hypercall(v->handle, nr, a1, a2, a3, a4, a5);
+    if (!p)
+        return xc_py_hypercall(v->handle, nr, a1, a2, a3, a4, a5);
+    t0 = xc_cycles();
+    rc = xc_py_hypercall(v->handle, nr, a1, a2, a3, a4, a5);
+    p->calls[nr < XC_PERFC_NR ? nr : XC_PERFC_NR].python++;
+    p->calls[nr < XC_PERFC_NR ? nr : XC_PERFC_NR].py_cycles += xc_cycles() - t0;
+    return rc;
 }
 
 /* FNV-1a over a word's bytes: the running digest of a vcpu's hypercalls
@@ -55,6 +65,7 @@ void xc_hook_syscall(uc_engine *uc, void *data)
     void *ptrs[6] = {&a[0], &a[1], &a[2], &a[3], &a[4], &a[5]};
     int64_t rc;
     int two;
+    struct xc_observed o;
 
     if (!v)
         return;
@@ -70,12 +81,14 @@ void xc_hook_syscall(uc_engine *uc, void *data)
     uc_reg_read_batch(uc, (int *)arg_regs, ptrs, 3);
     v->hypercalls++;
     m->work = 0;          /* a new trap: preemptible work starts over */
+    xc_observe_start(m, v, &o);
     two = xc_fast_two_args(a[0]);
     if (!two || !xc_fast_hypercall(m, v, a, &rc)) {
         uc_reg_read_batch(uc, (int *)arg_regs + 3, ptrs + 3, 3);
         /* a two-argument call its fast path declined is not tried again */
         rc = two ? xc_python(m, v, a[0], a[1], a[2], a[3], a[4], a[5]) : dispatch(m, v, a);
     }
+    xc_observe_end(m, v, a, rc, &o);
     uc_reg_write(uc, UC_X86_REG_RAX, &rc);
     v->call_digest = digest(digest(digest(digest(v->call_digest, a[0]), a[1]), a[2]), (uint64_t)rc);
     if (v->stop == XC_STOP_NONE && xc_upcall_ready(m, v))
@@ -165,9 +178,14 @@ int xc_bounce_event(struct xc_machine *m, struct xc_vcpu *v)
  */
 int64_t xc_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a)
 {
+    struct xc_observed o;
+    int64_t rc;
     v->hypercalls++;
     m->work = 0;
-    return dispatch(m, v, a);
+    xc_observe_start(m, v, &o);
+    rc = dispatch(m, v, a);
+    xc_observe_end(m, v, a, rc, &o);
+    return rc;
 }
 
 /*

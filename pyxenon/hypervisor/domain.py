@@ -6,6 +6,7 @@ from pyxenon.public import sched, xen
 
 from .events import EventChannels
 from .grants import GrantTable
+from .perfc import Perfc
 from .vcpu import Vcpu
 
 PAGE = 4096
@@ -43,10 +44,16 @@ class Domain:
         self.events = EventChannels(self)
         self.grant_table = GrantTable(self, self.shared_info_mfn + 1)
         self.share_xen_pages()
+        self.perfc = Perfc(on=machine.perfc)           # hypercall statistics (perfc.py)
         self.vcpus = [Vcpu(self, 0)]
         from pyxenon.hypercalls import dispatch  # the handler table
 
         self.dispatch = dispatch
+
+    def __repr__(self):
+        """<Domain 'hello' d1 shutdown (crash)>: which domain, and how it stands."""
+        why = f" ({self.shutdown_reason})" if self.shutdown_reason else ""
+        return f"<Domain {self.name!r} d{self.domid} {self.state}{why}>"
 
     @property
     def state(self):

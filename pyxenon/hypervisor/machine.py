@@ -4,6 +4,7 @@ A host has one Machine.  Every domain's vcpus run on the machine's single
 Unicorn engine, one at a time, as Xen's domains share one physical CPU:
 switching domains is a register-context switch plus a TLB flush in C.
 """
+import collections
 import os
 
 from pyxenon._core import ffi, lib
@@ -20,6 +21,7 @@ from .scheduler import Scheduler
 
 PAGE = 4096
 HV_FRAMES = 256  # the low 1 MiB: the hypervisor's frames and, as on Xen, DOMID_IO's
+AUDIT_KEPT = 10_000    # decisions kept in memory when no audit sink is given
 INVALID_M2P = 0xFFFFFFFFFFFFFFFF
 DOMID_SELF = 0x7FF0
 EXTRA_FRAMES = 1 + grants.MAX_FRAMES   # shared_info, grant table
@@ -27,10 +29,11 @@ EXTRA_FRAMES = 1 + grants.MAX_FRAMES   # shared_info, grant table
 
 class Machine:
     """``memory_mib`` sizes the machine frame space (reserved, not committed:
-    host memory is used only as domains touch their pages)."""
+    host memory is used only as domains touch their pages).  ``perfc``: the
+    domains made keep hypercall statistics (hypervisor/perfc.py)."""
 
     def __init__(self, memory_mib=8192, slice_ms=10, deterministic=False, policy=None,
-                 audit=None, fast_paths=True):
+                 audit=None, fast_paths=True, perfc=True):
         self.nr_frames = memory_mib * 256
         self.core = lib.xc_machine_new(self.nr_frames, HV_FRAMES)
         if self.core == ffi.NULL:
@@ -40,12 +43,16 @@ class Machine:
         self.in_engine = False                  # guest code (or a hook) is running
         self.frame_table = FrameTable(self)     # the page-type rules over core.frames
         self.core.fast_paths = int(fast_paths)   # C answers what _core/fast.c knows
+        self.perfc = perfc                       # domains count their hypercalls (perfc.py)
+        self.trace_buffer = None                 # xenperf.TraceBuffer while one is attached
         self.core.xen_version = XEN_VERSION[0] << 16 | XEN_VERSION[1]
         self.free_ranges = [(HV_FRAMES, self.nr_frames - HV_FRAMES)]
         self.domains = {}
         self.next_domid = 1
         self.scheduler = Scheduler(self, slice_ms=slice_ms, deterministic=deterministic)
-        self.audit_log = []           # MSM decisions, unless an audit sink is given
+        # MSM decisions, unless an audit sink is given: the newest AUDIT_KEPT
+        # only, so a guest repeating a checked operation cannot grow the host.
+        self.audit_log = collections.deque(maxlen=AUDIT_KEPT)
         self.msm = Msm(policy, audit if audit is not None else self.audit_log.append)
         self.console_listeners = []   # f(domain, bytes, source)
         self.shutdown_listeners = []  # f(domain), called outside the engine

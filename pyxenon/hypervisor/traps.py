@@ -62,6 +62,7 @@ def deliver(vcpu, vector, error_code):
         if vcpu.core.kernel_mode:
             error_code &= ~4      # Xen hides PFEC_user from a ring-3 guest kernel
     code = error_code if vector in ERRCODE_VECTORS else None
+    vcpu.domain.perfc.bounced[vector] += 1
     return bounce(vcpu, address, code, mask_events=bool(flags & TI_IF))
 
 

@@ -34,6 +34,7 @@ class Vcpu:
         self._poll_set = None   # a poll's ports, when the C vcpu cannot hold them
         self.core.max_ports = domain.events.max_ports   # one vcpu: C may unmask
         self.core.io = domain.io
+        domain.perfc.attach(self.core)
         self.info = domain.shared_info.vcpu_info[vcpu_id]   # until register_vcpu_info
         self.info_registered = False
         self.timer_period = 0   # VCPUOP_set_periodic_timer (ns), 0 = none

@@ -1,11 +1,12 @@
 """The pyxenon command line.
 
     pyxenon run CFG [CFG...] [--policy FILE] [--audit FILE|-] [--trace] [--timeout S]
-                [--deterministic] [--console-log DIR]
+                [--deterministic] [--console-log DIR] [--stats] [--trace-file F]
     pyxenon COMMAND ...        xl's commands against the host daemon (xl.py),
                                and pyxenon's own: xenstore, audit
     pyxenon policy check FILE [--can-flow A B] [--graph] [--dot OUT]
     pyxenon assurance [--check]     pyxenon interface [--write]     pyxenon fuzz ...
+    pyxenon trace fold F [-o OUT]   a --trace-file as folded stacks (xentrace.py)
     xl COMMAND ...             xl's commands only, through a symlink named xl
 
 `run` boots the domains the xl.cfg files describe in this process and
@@ -14,10 +15,15 @@ when there are several), and the hypervisor-log lines of their console_io
 writes, "(dN) text" as `xl dmesg` shows them, under the policy file given
 (without one, domains reach only their own console and XenStore, and the
 run says so on stderr).  --console-log DIR also appends each console to
-DIR/guest-NAME.log (xenconsoled --log=guest).
+DIR/guest-NAME.log (xenconsoled --log=guest).  stdin goes to the first
+domain's console (terminal.py: raw mode on a terminal, Ctrl-] detaches).
 --audit writes each of the policy's decisions as a JSON line to FILE (- for
-stderr).  Exit status 0 when every domain powered off; otherwise 1, with the
-reason on stderr.  A malformed input gets one line naming the file, exit 2.
+stderr).  --stats prints each domain's hypercall statistics to stderr at
+the end; --trace-file F writes every hypercall as a JSON line (toolstack/
+xentrace.py), the C fast paths on.  On a terminal, a run past a few seconds
+shows a progress line on stderr.  Exit status 0 when every domain powered
+off; otherwise 1, with the reason on stderr.  A malformed input gets one
+line naming the file, exit 2.
 """
 import argparse
 import contextlib
@@ -28,8 +34,9 @@ import sys
 from pyxenon.errors import HostLimitError, UserInputError
 
 from . import xl
+from .outcome import EXIT_GUEST, EXIT_OK, EXIT_USAGE, report
+from .terminal import run_with_console
 
-EXIT_OK, EXIT_GUEST, EXIT_USAGE = 0, 1, 2
 MAX_PARTIAL = 4096   # characters of an unfinished console line kept before it is written
 NO_POLICY = "pyxenon: no policy: domains can reach only their own console and XenStore"
 
@@ -41,9 +48,12 @@ DELEGATES = {
     "assurance": ("pyxenon.toolstack.assurance", "the TCB's size and complexity report"),
     "interface": ("pyxenon.toolstack.interface", "the hypercall interface table"),
     "fuzz": ("pyxenon.toolstack.fuzz", "fuzz the hypercall interface"),
+    "trace": ("pyxenon.toolstack.xentrace",
+              "a --trace-file as folded stacks for flamegraph.pl or speedscope (`trace fold F`)"),
 }
 OWN_HELP = {"xenstore": "read, write, list, remove and watch XenStore nodes, as domain 0",
-            "audit": "print the last policy decisions the daemon logged"}
+            "audit": "print the last policy decisions the daemon logged",
+            "stats": "a domain's hypercall statistics, from the daemon"}
 
 
 class ConsoleWriter:
@@ -76,6 +86,15 @@ class ConsoleWriter:
     def write(self, line):
         self.out.write(line + "\n")
         self.out.flush()
+
+    def show_partial(self, domid):
+        """Write domid's unfinished console line now (a shell's prompt ends
+        in none); the line's rest follows later without its lead."""
+        lead, rest = self.partial.get((domid, "ring"), ("", ""))
+        if rest:
+            self.out.write(lead + rest)
+            self.out.flush()
+            self.partial[(domid, "ring")] = ("", "")
 
     def flush(self):
         for lead, rest in self.partial.values():
@@ -153,7 +172,7 @@ def console_logs(host, choice):
     """--console-log: xenconsoled's guest-NAME.log files, or None."""
     if choice is None:
         return None
-    from .console import ConsoleLogs
+    from pyxenon.backends.console import ConsoleLogs
 
     folder = os.path.abspath(choice)
     try:
@@ -163,30 +182,20 @@ def console_logs(host, choice):
 
 
 def run_logged(host, configs, args, writer):
+    from .observe import RunWatch
+
     trace = (lambda line: print(line, file=sys.stderr)) if args.trace else None
-    domains = [host.create_from_config(config, trace=trace) for config in configs]
-    if host.policy is None:
-        print(NO_POLICY, file=sys.stderr)  # once every cfg and kernel has been accepted
-    outcome = host.run(timeout=args.timeout)
-    writer.flush()
+    watch = RunWatch(host.machine, sys.stderr, args.trace_file, args.stats)
+    domains = []
+    try:
+        domains.extend(host.create_from_config(config, trace=trace) for config in configs)
+        if host.policy is None:
+            print(NO_POLICY, file=sys.stderr)  # once every cfg and kernel has been accepted
+        outcome = run_with_console(host, domains, args.timeout, writer)
+    finally:
+        writer.flush()
+        watch.finish(domains)
     return report(domains, outcome)
-
-
-def report(domains, outcome):
-    """Exit status, with a line on stderr for each domain that did not power off."""
-    status = EXIT_OK
-    for dom in domains:
-        if dom.crash_report:
-            print(dom.crash_report, file=sys.stderr)
-        if dom.shutdown_reason != "poweroff":
-            why = dom.shutdown_reason or f"still running ({outcome})"
-            print(f"pyxenon: domain {dom.name}: {why}", file=sys.stderr)
-            status = EXIT_GUEST
-    for dom in domains:
-        for nr, count in sorted(dom.unsupported.items()):
-            print(f"pyxenon: domain {dom.name}: unsupported hypercall {nr} called {count}x",
-                  file=sys.stderr)
-    return status
 
 
 # -- commands another module answers ---------------------------------------------
@@ -243,7 +252,13 @@ def parser():
                           "their own console and XenStore)")
     run.add_argument("--audit", metavar="FILE",
                      help="append each policy decision to FILE as a JSON line (- for stderr)")
-    run.add_argument("--trace", action="store_true", help="print every hypercall to stderr")
+    run.add_argument("--trace", action="store_true",
+                     help="print every hypercall to stderr (the Python path: fast paths off)")
+    run.add_argument("--trace-file", metavar="FILE",
+                     help="write every hypercall to FILE as a JSON line, fast paths on "
+                          "(`pyxenon trace fold FILE` makes folded stacks of it)")
+    run.add_argument("--stats", action="store_true",
+                     help="print each domain's hypercall statistics to stderr at the end")
     run.add_argument("--console-log", metavar="DIR",
                      help="append each domain's console to DIR/guest-NAME.log, as "
                           "xenconsoled --log=guest")

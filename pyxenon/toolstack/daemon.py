@@ -12,11 +12,14 @@ The policy the host enforces is fixed when the daemon starts (`daemon start
 --policy FILE`, or $PYXENON_POLICY); every decision the reference monitor
 makes goes, as a JSON line, to audit.log in the runtime folder.  XenStore
 requests act as domain 0 through the store's host API.
+
+By concern: daemon_requests.py checks each request, daemon_clients.py is a
+client's buffers, daemon_xenstore.py answers the xenstore_* ops,
+daemon_logs.py keeps dmesg and the audit log, xlinfo.py makes list's rows
+and info's fields; this module is the loop, the sockets and the domains.
 """
 import collections
-import errno
 import fcntl
-import json
 import os
 import selectors
 import signal
@@ -25,169 +28,31 @@ import sys
 import time
 import traceback
 
+from pyxenon.backends.console import ConsoleLogs, DeadConsoles
 from pyxenon.errors import HostLimitError, UserInputError
-from pyxenon.hypervisor.domain import DEAD, PAUSED, RUNNING, SHUTDOWN
+from pyxenon.hypervisor.domain import DEAD, RUNNING, SHUTDOWN
 
-from . import protocol
-from .console import ConsoleLogs
+from . import protocol, xenperf, xlinfo
+from .daemon_clients import MAX_OUTPUT, Client  # noqa: F401 - MAX_OUTPUT: the tests'
+from .daemon_logs import AuditLog, Dmesg
+from .daemon_requests import RequestError, check_request
+from .daemon_xenstore import XenStoreOps, fit
 from .host import Host
-from .policy import JsonLinesAudit
 from .protocol import MAX_LINE, ToolstackError, b64
-from .xenstore import XenStoreError
 from .xenstored_socket import XenstoredSocket
 
 RUN_SLICE = 0.05          # seconds of guest time between looks at the sockets
 IDLE_WAIT = 0.5           # select timeout when no domain can run
 MAX_CLIENTS = 256         # past this, the longest idle client makes room for a new one
-MAX_OUTPUT = 1 << 20      # bytes queued for a client that does not read: past it, dropped
 CLIENT_TIMEOUT = 10.0     # seconds a client that streams nothing may send nothing
 TIMEOUT_ENV = "PYXENON_CLIENT_TIMEOUT"
 CONSOLE_BACKLOG = 64 * 1024
 MAX_INPUT_QUEUE = 64 * 1024
-DMESG_LINES = 10000
-REPLY_BUDGET = MAX_LINE - 4096   # bytes of list items in one reply (the rest: framing)
 BACKLOG_CHUNK = 32 * 1024        # console bytes per message (base64 grows them by 4/3)
-MAX_AUDIT_BYTES = 16 << 20       # audit.log is rotated to audit.log.1 past this size
-PAGES_PER_MIB = 256
-REASON_LETTERS = {"poweroff": "-", "reboot": "r", "suspend": "s", "crash": "c", "watchdog": "w"}
+PAGES_PER_MIB = xlinfo.PAGES_PER_MIB
 
 
-class RequestError(Exception):
-    """A request the daemon refuses; its text is the error reply."""
-
-
-class Client:
-    def __init__(self, sock):
-        self.sock = sock
-        self.inbuf = b""
-        self.outbuf = bytearray()
-        self.console = None      # the Domain whose console this client streams
-        self.watch = None        # the XenStore watch this client streams
-        self.closing = False     # close once outbuf is sent
-        self.overflow = False    # it read too little of what we sent: to be dropped
-        self.last_heard = time.monotonic()
-
-    def queue(self, message):
-        """Never blocks, never grows past MAX_OUTPUT: a client that does not
-        read is dropped (after the slice; a listener must not drop)."""
-        if self.overflow:
-            return
-        self.outbuf += protocol.encode(message)
-        if len(self.outbuf) > MAX_OUTPUT:
-            self.overflow = True
-            self.outbuf.clear()
-
-    def idle_since(self):
-        """When it was last heard from, if it holds its slot for nothing: it
-        streams nothing (or its stream has ended); else None."""
-        return self.last_heard if self.closing or not self.streaming() else None
-
-    def streaming(self):
-        return self.console is not None or self.watch is not None
-
-
-class Dmesg:
-    """The hypervisor's console log, as `xl dmesg` shows it."""
-
-    def __init__(self):
-        self.lines = collections.deque(maxlen=DMESG_LINES)
-        self.t0 = time.monotonic()
-        self.partial = {}  # domid -> unfinished console_io line
-
-    def log(self, text):
-        stamp = time.monotonic() - self.t0
-        for line in str(text).splitlines() or [""]:
-            self.lines.append(f"(XEN) [{stamp:12.6f}] {line}")
-
-    def guest(self, domain, data):
-        """console_io output: Xen puts it in its own log, prefixed (dN)."""
-        text = self.partial.pop(domain.domid, "") + data.decode("utf-8", errors="replace")
-        *lines, rest = text.split("\n")
-        for line in lines:
-            self.lines.append(f"(d{domain.domid}) {line}")
-        if rest:
-            self.partial[domain.domid] = rest[-1024:]
-
-
-class AuditLog:
-    """The MSM's audit sink: one JSON object per line in path (mode 0600),
-    flushed each time; past MAX_AUDIT_BYTES the file becomes path.1 (the one
-    before is dropped), so a guest retrying a refused operation cannot fill
-    the host's disk."""
-
-    def __init__(self, path, limit=MAX_AUDIT_BYTES):
-        self.path = path
-        self.limit = limit
-        self.sink = None
-        self.open()
-
-    def open(self):
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self.sink = JsonLinesAudit(open(fd, "a", encoding="utf-8"))
-
-    def __call__(self, record):
-        self.sink(record)
-        if os.fstat(self.sink.file.fileno()).st_size >= self.limit:
-            self.sink.file.close()
-            os.replace(self.path, self.path + ".1")
-            self.open()
-
-    def close(self):
-        self.sink.file.close()
-
-
-# -- requests ---------------------------------------------------------------------
-
-# op -> {argument: type}; any other argument, or one of the wrong type, is refused.
-SCHEMAS = {
-    "ping": {}, "info": {}, "stop": {},
-    "list": {"domain": str},
-    "vcpu_list": {"domain": str},
-    "create": {"cfg": str, "overrides": list, "paused": bool, "cwd": str, "console": bool},
-    "pause": {"domain": str}, "unpause": {"domain": str},
-    "destroy": {"domain": str}, "shutdown": {"domain": str}, "reboot": {"domain": str},
-    "dmesg": {"clear": bool},
-    "console": {"domain": str},
-    "input": {"data": str},
-    # XenStore, as domain 0; values are base64
-    "xenstore_read": {"path": str},
-    "xenstore_write": {"path": str, "value": str},
-    "xenstore_ls": {"path": str, "values": bool, "offset": int},
-    "xenstore_rm": {"path": str},
-    "xenstore_watch": {"path": str},
-}
-# op -> the arguments it cannot do without
-REQUIRED = {op: ("domain",) for op in ("pause", "unpause", "destroy", "shutdown", "reboot",
-                                       "console")}
-REQUIRED.update({op: ("path",) for op in ("xenstore_read", "xenstore_ls", "xenstore_rm",
-                                          "xenstore_watch")})
-REQUIRED["xenstore_write"] = ("path", "value")
-
-
-def check_request(message):
-    """The op and its arguments, or RequestError naming what is wrong."""
-    op = message.get("op")
-    if not isinstance(op, str) or op not in SCHEMAS:
-        raise RequestError(f"unknown operation {str(op)[:40]!r}")
-    args = {k: v for k, v in message.items() if k != "op"}
-    check_args(op, args, SCHEMAS[op])
-    for name in REQUIRED.get(op, ()):
-        if name not in args:
-            raise RequestError(f"{op}: a{'n' if name[0] in 'aeiou' else ''} {name} is required")
-    return op, args
-
-
-def check_args(op, args, schema):
-    for name, value in args.items():
-        if name not in schema:
-            raise RequestError(f"{op}: unknown argument {name[:40]!r}")
-        if not isinstance(value, schema[name]) or (schema[name] is int and type(value) is bool):
-            raise RequestError(f"{op}: {name} must be {schema[name].__name__}")
-    if not all(isinstance(o, str) for o in args.get("overrides", [])):
-        raise RequestError(f"{op}: overrides must be strings")
-
-
-class Daemon:
+class Daemon(XenStoreOps):
     def __init__(self, folder, host=None, policy=None, console_log=None):
         """policy: a compiled Policy (or a path), or None; used when the
         daemon makes its own Host, which then audits to audit.log.
@@ -216,6 +81,7 @@ class Daemon:
         self.machine.console_listeners.append(self.on_console)
         self.machine.shutdown_listeners.append(self.on_shutdown)
         self.console_logs = ConsoleLogs(console_log).listen(self.machine) if console_log else None
+        self.dead_consoles = DeadConsoles(CONSOLE_BACKLOG).listen(self.machine)
         self._time_slices()
 
     def _time_slices(self):
@@ -360,7 +226,7 @@ class Daemon:
     def serve_forever(self):
         self.dmesg.log(f"pyxenon host daemon started (pid {os.getpid()}), "
                        f"{self.machine.nr_frames // PAGES_PER_MIB} MiB machine memory")
-        self.dmesg.log(f"policy: {policy_text(self.host.policy)}")
+        self.dmesg.log(f"policy: {xlinfo.policy_text(self.host.policy)}")
         if self.console_logs is not None:
             self.dmesg.log(f"console logs: {self.console_logs.folder}/guest-NAME.log")
         while not self.stopping:
@@ -557,8 +423,14 @@ class Daemon:
         self.after_run()
         return {"ok": True}
 
+    def op_stats(self, client, domain):
+        """A domain's hypercall statistics (toolstack/xenperf.py)."""
+        target = self.guest(domain, "stats")
+        return {"ok": True, "domid": target.domid, "name": target.name,
+                "stats": xenperf.snapshot(target.perfc)}
+
     def op_info(self, client):
-        return {"ok": True, "info": host_info(self.machine, self.host.policy)}
+        return {"ok": True, "info": xlinfo.host_info(self.machine, self.host.policy)}
 
     def op_dmesg(self, client, clear=False):
         """The newest lines that fit in one reply (a note says how many did not)."""
@@ -571,7 +443,22 @@ class Daemon:
         return {"ok": True, "lines": shown}
 
     def op_console(self, client, domain):
-        return self.attach(client, self.guest(domain, "console"))
+        """A domain already gone (it powered off before `console` came)
+        gives its last output and the end, as xenconsoled's log keeps it."""
+        try:
+            return self.attach(client, self.guest(domain, "console"))
+        except RequestError:
+            gone = self.dead_consoles.find(domain)
+            if gone is None:
+                raise
+        if client.streaming():
+            raise RequestError("console: this connection already streams")
+        domid, name, output, reason = gone
+        client.queue({"ok": True, "domid": domid, "name": name})
+        queue_output(client, output)
+        client.queue({"end": reason})
+        client.closing = True
+        return None
 
     def attach(self, client, target):
         """Stream target's console to client: the ok reply, the backlog, then
@@ -599,106 +486,13 @@ class Daemon:
         self.stopping = True
         return {"ok": True}
 
-    # -- XenStore, as domain 0 ---------------------------------------------------
-
-    def store(self, op, path, *args):
-        """host.xenstore.<op>(path, *args); a XenStoreError as a one-line refusal."""
-        try:
-            return getattr(self.host.xenstore, op)(path, *args)
-        except XenStoreError as e:
-            raise RequestError(xenstore_error(op, path, e)) from None
-
-    def op_xenstore_read(self, client, path):
-        return {"ok": True, "value": b64(self.store("read", path))}
-
-    def op_xenstore_write(self, client, path, value):
-        try:
-            raw = protocol.unb64(value)
-        except ValueError:
-            raise RequestError("xenstore_write: value is not base64") from None
-        self.store("write", path, raw)
-        self.busy = True  # a guest may be watching
-        return {"ok": True}
-
-    def op_xenstore_rm(self, client, path):
-        self.store("rm", path)
-        self.busy = True
-        return {"ok": True}
-
-    def op_xenstore_ls(self, client, path, values=False, offset=0):
-        """path's children from offset on, as many as fit in one reply: entries
-        [[name, base64 value or null]], and next, the offset to ask for next
-        (null when this is the last of them)."""
-        if offset < 0:
-            raise RequestError("xenstore_ls: offset must not be negative")
-        names = self.store("ls", path)[offset:]
-        entries = fit([name, b64(self.store("read", child(path, name))) if values else None]
-                      for name in names)
-        more = len(entries) < len(names)
-        return {"ok": True, "entries": entries, "next": offset + len(entries) if more else None}
-
-    def op_xenstore_watch(self, client, path):
-        """Stream path's watch events to this connection: the ok reply, the
-        event every watch fires when set, then each change until the daemon
-        stops (or the client goes)."""
-        if client.streaming():
-            raise RequestError("xenstore_watch: this connection already streams")
-        early = []  # the watch fires once while it is being set: after the reply
-
-        def fired(changed):
-            if client.watch is None:
-                early.append(changed)
-            else:
-                self.on_watch(client, changed)
-        client.watch = self.store("watch", path, fired)
-        client.queue({"ok": True})
-        for changed in early:
-            self.on_watch(client, changed)
-        return None
-
-    def unwatch(self, client):
-        if client.watch is not None:
-            try:
-                self.host.xenstore.unwatch(client.watch)
-            except XenStoreError:
-                pass
-            client.watch = None
-
     # -- rows for list ---------------------------------------------------------
 
     def host_row(self):
-        """Domain-0: the host process itself, the way xl shows dom0."""
-        import resource
-
-        rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-        cpu = time.process_time()
-        return {"domid": 0, "name": "Domain-0", "mem_mib": rss_mib, "maxmem_mib": rss_mib,
-                "vcpus": 1, "state": "r-----", "cpu_time": cpu,
-                "uptime": time.monotonic() - self.t0, "shutdown_code": None,
-                "uuid": "00000000-0000-0000-0000-000000000000", "ssid_label": None,
-                "config": {"c_info": {"type": "pv", "name": "Domain-0"}},
-                "vcpu_info": [{"name": "Domain-0", "domid": 0, "vcpu": 0, "state": "r--",
-                               "cpu_time": cpu}]}
+        return xlinfo.host_row(self.t0)
 
     def domain_row(self, domain):
-        vcpus = [self.vcpu_row(domain, v) for v in domain.vcpus]
-        return {"domid": domain.domid, "name": domain.name,
-                "mem_mib": domain.nr_pages // PAGES_PER_MIB,
-                "maxmem_mib": getattr(domain.config, "maxmem_mib", None),
-                "vcpus": len(domain.vcpus), "state": state_letters(domain),
-                "cpu_time": sum(v["cpu_time"] for v in vcpus),
-                "uptime": time.monotonic() - self.started.get(domain.domid, self.t0),
-                "shutdown_code": domain.shutdown_code, "uuid": uuid_text(domain.handle),
-                "ssid_label": domain.label, "config": config_dict(domain),
-                "vcpu_info": vcpus}
-
-    def vcpu_row(self, domain, vcpu):
-        running = domain.state == RUNNING and vcpu.runnable
-        blocked = domain.state == RUNNING and not vcpu.runnable
-        state = ("r" if running else "-") + ("b" if blocked else "-") + \
-                ("p" if domain.state == PAUSED else "-")
-        return {"name": domain.name, "domid": domain.domid, "vcpu": vcpu.vcpu_id,
-                "state": state, "cpu_time": self.cpu_ns[(domain.domid, vcpu.vcpu_id)] / 1e9}
+        return xlinfo.domain_row(domain, self.cpu_ns, self.started.get(domain.domid, self.t0))
 
     # -- stopping ------------------------------------------------------------
 
@@ -762,105 +556,6 @@ def load_config(cfg, overrides, cwd):
         return load_cfg(cfg, list(overrides))
     finally:
         os.chdir(here)
-
-
-def state_letters(domain):
-    """xl's six state columns: running, blocked, paused, shutdown, reason, dying."""
-    runnable = any(v.runnable for v in domain.vcpus)
-    running = domain.state == RUNNING and runnable
-    blocked = domain.state == RUNNING and not runnable
-    shut = domain.state == SHUTDOWN
-    reason = REASON_LETTERS.get(domain.shutdown_reason, "?") if shut else "-"
-    return "".join(["r" if running else "-", "b" if blocked else "-",
-                    "p" if domain.state == PAUSED else "-", "s" if shut else "-",
-                    reason, "d" if domain.state == DEAD else "-"])
-
-
-def uuid_text(handle):
-    h = bytes(handle).hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def config_dict(domain):
-    """The domain's settings as `xl list -l` shows them (libxl's grouping)."""
-    config = getattr(domain, "config", None)
-    return None if config is None else config_json(config)
-
-
-def config_json(config):
-    """A DomainConfig as libxl groups it (`xl list -l`, `xl create -n`)."""
-    return {
-        "c_info": {"type": "pv", "name": config.name, "ssid_label": config.seclabel},
-        "b_info": {"max_vcpus": config.vcpus, "max_memkb": config.maxmem_mib * 1024,
-                   "target_memkb": config.memory_mib * 1024,
-                   "type.pv": {"kernel": config.kernel, "cmdline": config.cmdline,
-                               "ramdisk": config.ramdisk}},
-        "on_poweroff": config.on_poweroff, "on_reboot": config.on_reboot,
-        "on_watchdog": config.on_watchdog, "on_crash": config.on_crash,
-    }
-
-
-def fit(items, size=lambda item: len(json.dumps(item))):
-    """The first of items (an iterable) whose JSON sizes, a comma each, fit
-    in REPLY_BUDGET bytes; at least one, so a paged reply always moves on."""
-    kept, budget = [], REPLY_BUDGET
-    for item in items:
-        budget -= size(item) + 1
-        if budget < 0 and kept:
-            break
-        kept.append(item)
-    return kept
-
-
-def child(path, name):
-    return f"/{name}" if path == "/" else f"{path}/{name}"
-
-
-XS_REASONS = {"EQUOTA": "node quota exceeded"}
-
-
-def xenstore_error(op, path, error):
-    """"xenstore read /a: No such file or directory (ENOENT)"."""
-    code = getattr(errno, error.name, None)
-    reason = os.strerror(code) if isinstance(code, int) else XS_REASONS.get(error.name, "failed")
-    return f"xenstore {op} {path[:256]}: {reason} ({error.name})"
-
-
-def policy_text(policy):
-    """`xl info`'s xen_policy: the file and its size, or what having none means."""
-    if policy is None:
-        return "none (inter-domain paths refused)"
-    labels, rules = len(policy.labels), policy.rule_count
-    return (f"{policy.source} ({labels} label{'s' * (labels != 1)}, "
-            f"{rules} rule{'s' * (rules != 1)})")
-
-
-def host_info(machine, policy=None):
-    """`xl info`'s fields, in xl's order, for this host."""
-    from pyxenon.hypercalls import xen_version as ver
-    from pyxenon.public import arch_x86
-
-    uname = os.uname()
-    free = sum(size for _, size in machine.free_ranges)
-    extra = ver.EXTRAVERSION.decode()
-    scheduler = "rr (deterministic)" if machine.scheduler.deterministic else "rr"
-    return [
-        ["host", uname.nodename], ["release", uname.release], ["version", uname.version],
-        ["machine", uname.machine], ["nr_cpus", 1], ["max_cpu_id", 0], ["nr_nodes", 1],
-        ["cores_per_socket", 1], ["threads_per_core", 1], ["virt_caps", "pv"],
-        ["total_memory", machine.nr_frames // PAGES_PER_MIB],
-        ["free_memory", free // PAGES_PER_MIB], ["sharing_freed_memory", 0],
-        ["sharing_used_memory", 0], ["outstanding_claims", 0], ["free_cpus", 0],
-        ["xen_major", ver.MAJOR], ["xen_minor", ver.MINOR], ["xen_extra", extra],
-        ["xen_version", f"{ver.MAJOR}.{ver.MINOR}{extra}"],
-        ["xen_caps", ver.CAPABILITIES.decode()], ["xen_scheduler", scheduler],
-        ["xen_pagesize", ver.PAGE_SIZE],
-        ["platform_params", f"virt_start={arch_x86.HYPERVISOR_VIRT_START:#x}"],
-        ["xen_changeset", ver.CHANGESET.decode()], ["xen_commandline", ""],
-        ["xen_policy", policy_text(policy)],
-        ["cc_compiler", "gcc"], ["cc_compile_by", "pyxenon"], ["cc_compile_domain", ""],
-        ["cc_compile_date", ""], ["build_id", ""], ["xend_config_format", 4],
-    ]
 
 
 # -- running the daemon -----------------------------------------------------------

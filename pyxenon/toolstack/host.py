@@ -10,6 +10,7 @@ This is the Python API (and what the CLI and the pytest fixtures use):
 import os
 import resource
 import time
+import uuid
 
 from pyxenon.errors import HostLimitError, read_user_file
 from pyxenon.hypervisor.domain import SHUTDOWN
@@ -17,9 +18,9 @@ from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.hypervisor.machine import Machine
 
 from . import builder
-from .console import ConsoleBackend
+from pyxenon.backends.console import ConsoleBackend
 from .elfimage import load_kernel
-from .xenstore import XenStore
+from pyxenon.backends.xenstore import XenStore
 from .xlcfg import DomainConfig, load_cfg
 
 PAGES_PER_MIB = 256
@@ -36,11 +37,13 @@ BYTES_PER_MIB = (1 << 20) + PAGES_PER_MIB * 20
 
 class Host:
     def __init__(self, memory_mib=None, slice_ms=10, deterministic=False, policy=None,
-                 audit=None, fast_paths=True):
+                 audit=None, fast_paths=True, perfc=True):
         """memory_mib: machine memory (default $PYXENON_MACHINE_MIB, else
         8192).  policy: a path to a policy file, or a compiled Policy; None
         refuses every inter-domain operation.  audit: a callable given each
-        MSM decision (default: kept in machine.audit_log)."""
+        MSM decision (default: the newest 10,000 kept in machine.audit_log).
+        perfc: domains keep hypercall statistics (domain.perfc; off only to
+        measure their cost)."""
         if isinstance(policy, (str, bytes)) or hasattr(policy, "__fspath__"):
             from .policy import load_policy
 
@@ -51,7 +54,7 @@ class Host:
         try:
             self.machine = Machine(memory_mib=memory_mib, slice_ms=slice_ms,
                                    deterministic=deterministic, policy=policy, audit=audit,
-                                   fast_paths=fast_paths)
+                                   fast_paths=fast_paths, perfc=perfc)
         except MemoryError:
             raise HostLimitError(cannot_reserve(memory_mib, "out of memory")) from None
         self.machine.shutdown_listeners.append(self._on_shutdown)
@@ -88,6 +91,7 @@ class Host:
         domain = self.machine.create_domain(config.name, config.memory_mib * PAGES_PER_MIB,
                                             label=config.seclabel)
         domain.config = config
+        domain.handle = uuid.UUID(config.uuid).bytes   # xen_domain_handle_t
         try:
             self._build(domain, image, config, ramdisk)
         except Exception:

@@ -281,3 +281,12 @@ def admissible(sock, make_room):
         return False
     sock.setblocking(False)
     return True
+
+
+def request(op, **args):
+    """One request to the daemon (started if need be); the reply's fields."""
+    conn = connect(start=True)
+    try:
+        return conn.request(op, **{k: v for k, v in args.items() if v is not None})
+    finally:
+        conn.close()

@@ -5,6 +5,7 @@
     shutdown [-w] DOMAIN      info [FIELD]     dmesg [-c]     domid NAME
     domname ID                vcpu-list [DOMAIN]              uptime [DOMAIN]
     daemon start|stop|status|run [--policy FILE] [--console-log]
+    top [-b] [-d DELAY] [-i N]   (xentop; top.py)
 
 The same commands answer as `pyxenon COMMAND` and, through a symlink named
 xl, as `xl COMMAND`.  Output follows xl's formats.  Exit status 0 on success,
@@ -12,10 +13,10 @@ xl, as `xl COMMAND`.  Output follows xl's formats.  Exit status 0 on success,
 line, cfg or policy.  Only as `pyxenon` (xl has no such commands):
 
     xenstore read [-R] PATH | write PATH VALUE | ls [-v] PATH | rm PATH | watch [-n N] PATH
-    audit [-n N | -a]
+    audit [-n N | -a]                       (own_commands.py)
+    stats DOMAIN                            (top.py)
 """
 import argparse
-import collections
 import json
 import os
 import selectors
@@ -24,12 +25,12 @@ import time
 
 from pyxenon.errors import HostLimitError, UserInputError
 
-from . import protocol
+from . import protocol, terminal, top
 from .xlcfg import ignored_warning, load_cfg
-from .protocol import ToolstackError
+from .protocol import ToolstackError, request
+from .own_commands import add_audit, add_xenstore, positive
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-DETACH = 0x1D            # Ctrl-], xl console's escape character
 STOP_TIMEOUT = 15.0
 
 
@@ -44,15 +45,6 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(f"{where[0]}: {message}" if where else message)
 
 
-def request(op, **args):
-    """One request to the daemon (started if need be); the reply's fields."""
-    conn = protocol.connect(start=True)
-    try:
-        return conn.request(op, **{k: v for k, v in args.items() if v is not None})
-    finally:
-        conn.close()
-
-
 # -- create ---------------------------------------------------------------------
 
 def cmd_create(args):
@@ -64,7 +56,7 @@ def cmd_create(args):
     config = load_cfg(args.cfg, args.overrides)  # a malformed cfg is reported here, exit 2
     warn_ignored(config, args.prog)
     if args.dry_run:
-        from .daemon import config_json
+        from .xlinfo import config_json
 
         print(json.dumps(config_json(config), indent=4))
         return EXIT_OK
@@ -98,8 +90,8 @@ def warn_ignored(config, prog):
 
 def create_foreground(args):
     """The domain runs in this process, its console on stdout, until it stops."""
-    from .cli import report
     from .host import Host, sized_for
+    from .outcome import report
 
     config = load_cfg(args.cfg, args.overrides)
     with Host(memory_mib=sized_for([config])) as host:
@@ -134,15 +126,18 @@ def stream_console(conn, domain=None):
     Ctrl-] on a terminal)."""
     if domain is not None:
         conn.request("console", domain=domain)
-    terminal = Terminal(sys.stdin)
-    with terminal:
-        selector = selectors.DefaultSelector()
-        selector.register(conn.sock, selectors.EVENT_READ, "daemon")
-        watch_stdin(selector, conn)
-        try:
-            return console_loop(selector, conn, terminal)
-        except BrokenPipeError:
-            return EXIT_OK  # our reader went away: detach quietly
+    term = terminal.Terminal(terminal.stdin_fd())
+    try:
+        with terminal.Signals(term):
+            term.enter()
+            selector = selectors.DefaultSelector()
+            selector.register(conn.sock, selectors.EVENT_READ, "daemon")
+            watch_stdin(selector, conn)
+            return console_loop(selector, conn, term)
+    except BrokenPipeError:
+        return EXIT_OK  # our reader went away: detach quietly
+    finally:
+        term.restore()
 
 
 def watch_stdin(selector, conn):
@@ -155,13 +150,13 @@ def watch_stdin(selector, conn):
             conn.send({"op": "input", "data": protocol.b64(data)})
 
 
-def console_loop(selector, conn, terminal):
+def console_loop(selector, conn, term):
     if show_output(conn):  # what came with the attach reply
         return EXIT_OK
     while True:
         for key, _ in selector.select():
             if key.data == "stdin":
-                if not forward_input(selector, conn, terminal):
+                if not forward_input(selector, conn, term):
                     return EXIT_OK
                 continue
             data = conn.sock.recv(65536)
@@ -172,14 +167,14 @@ def console_loop(selector, conn, terminal):
                 return EXIT_OK
 
 
-def forward_input(selector, conn, terminal):
+def forward_input(selector, conn, term):
     """Send what stdin has; False when the user asked to detach."""
     data = os.read(sys.stdin.fileno(), 4096)
     if not data:
         selector.unregister(sys.stdin.fileno())  # stdin ended; the output goes on
         return True
-    if terminal.raw and DETACH in data:
-        return False
+    if term.raw and data == terminal.DETACH:
+        return False   # as xl's console client: a read of Ctrl-] alone
     conn.send({"op": "input", "data": protocol.b64(data)})
     return True
 
@@ -196,30 +191,6 @@ def show_output(conn):
             out.flush()
         elif "end" in message:
             return True
-
-
-class Terminal:
-    """Raw mode on a terminal stdin for the console's lifetime (as xl does)."""
-
-    def __init__(self, stream):
-        self.fd = stream.fileno() if stream and stream.isatty() else None
-        self.saved = None
-        self.raw = self.fd is not None
-
-    def __enter__(self):
-        if self.raw:
-            import termios
-            import tty
-
-            self.saved = termios.tcgetattr(self.fd)
-            tty.setraw(self.fd)
-        return self
-
-    def __exit__(self, *exc):
-        if self.saved is not None:
-            import termios
-
-            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
 
 
 # -- list, info and the rest --------------------------------------------------------
@@ -383,7 +354,7 @@ def cmd_daemon(args):
 def console_log_folder(folder, asked):
     """The folder for the guest-NAME.log files when `--console-log` or
     $PYXENON_CONSOLE_LOG (set, not "0") asks for them, else None."""
-    from .console import LOG_ENV, log_folder
+    from pyxenon.backends.console import LOG_ENV, log_folder
 
     wanted = asked or os.environ.get(LOG_ENV, "0") not in ("", "0")
     return log_folder(folder) if wanted else None
@@ -437,112 +408,6 @@ def daemon_stop(conn, folder):
 
 
 DAEMON_ACTIONS = {"start": daemon_status, "status": daemon_status, "stop": daemon_stop}
-
-
-# -- pyxenon's own: xenstore and audit ------------------------------------------------
-
-def cmd_xenstore(args):
-    return XENSTORE_ACTIONS[args.action](args)
-
-
-def xenstore_read(args):
-    value = protocol.unb64(request("xenstore_read", path=args.path)["value"])
-    if args.raw:
-        sys.stdout.buffer.write(value)
-        sys.stdout.buffer.flush()
-    else:
-        print(printable(value))
-    return EXIT_OK
-
-
-def xenstore_write(args):
-    request("xenstore_write", path=args.path, value=protocol.b64(os.fsencode(args.value)))
-    return EXIT_OK
-
-
-def xenstore_rm(args):
-    request("xenstore_rm", path=args.path)
-    return EXIT_OK
-
-
-def xenstore_ls(args):
-    """The children, one per line (-v: name = "value"), asked for a page at a time."""
-    offset = 0
-    while offset is not None:
-        reply = request("xenstore_ls", path=args.path, values=args.verbose or None,
-                        offset=offset or None)
-        for name, value in reply["entries"]:
-            print(name if value is None else f'{name} = "{printable(protocol.unb64(value))}"')
-        offset = reply.get("next")
-    return EXIT_OK
-
-
-def xenstore_watch(args):
-    """Each path the watch reports, as it fires (once at once, as XenStore
-    does), until the daemon stops, -n N events, or Ctrl-C."""
-    conn = protocol.connect(start=True)
-    try:
-        conn.request("xenstore_watch", path=args.path)
-        return watch_loop(conn, args.count)
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK  # our reader went away (`| head -1`)
-    finally:
-        conn.close()
-
-
-def watch_loop(conn, count):
-    seen = 0
-    while count is None or seen < count:
-        message = conn.receive()
-        if message is None:
-            raise ToolstackError("the daemon closed the connection")
-        if "end" in message:
-            return EXIT_OK
-        if "watch" in message:
-            print(message["watch"], flush=True)
-            seen += 1
-    return EXIT_OK
-
-
-ESCAPES = {0x5C: "\\\\", 0x07: "\\a", 0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n",
-           0x0D: "\\r", 0x09: "\\t", 0x0B: "\\v"}
-
-
-def printable(value):
-    """A XenStore value as xenstore-read shows it: printable ASCII as is,
-    backslash and the rest escaped (\\n, \\ooo)."""
-    return "".join(ESCAPES.get(b) or (chr(b) if 0x20 <= b < 0x7F else f"\\{b:03o}")
-                   for b in value)
-
-
-XENSTORE_ACTIONS = {"read": xenstore_read, "write": xenstore_write, "ls": xenstore_ls,
-                    "rm": xenstore_rm, "watch": xenstore_watch}
-
-
-def cmd_audit(args):
-    """The last lines of the daemon's audit log (audit.log.1 first, if rotated)."""
-    folder = protocol.ensure_runtime_dir(protocol.runtime_dir())
-    path = os.path.join(folder, protocol.AUDIT_NAME)
-    files = [name for name in (path + ".1", path) if os.path.exists(name)]
-    if not files:
-        raise ToolstackError(f"no audit log at {path} (the daemon writes it while it runs)")
-    last = collections.deque(maxlen=None if args.all else args.lines)
-    for name in files:
-        try:
-            with open(name, encoding="utf-8", errors="replace") as log:
-                last.extend(line.rstrip("\n") for line in log)
-        except OSError as e:
-            raise ToolstackError(f"cannot read {name}: {e.strerror}") from None
-    for line in last:
-        print(line)
-    return EXIT_OK
-
-
-def positive(text):
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return int(text)
 
 
 # -- the command line ---------------------------------------------------------------
@@ -614,33 +479,6 @@ def add_lifecycle(sub):
     p.set_defaults(func=cmd_daemon)
 
 
-def add_xenstore(sub):
-    p = sub.add_parser("xenstore", help="read and change the XenStore, as domain 0")
-    actions = p.add_subparsers(dest="action", required=True, parser_class=OneLineParser)
-    read = actions.add_parser("read", help="print a node's value")
-    read.add_argument("-R", dest="raw", action="store_true", help="the bytes, unescaped")
-    actions.add_parser("write", help="set a node's value (made if missing)")
-    ls = actions.add_parser("ls", help="a node's children, one per line")
-    ls.add_argument("-v", dest="verbose", action="store_true", help='name = "value"')
-    actions.add_parser("rm", help="remove a node and everything under it")
-    watch = actions.add_parser("watch", help="print each path changed at or below PATH")
-    watch.add_argument("-n", dest="count", type=positive, help="stop after N events")
-    for name, action in actions.choices.items():
-        action.add_argument("path", metavar="PATH")
-        if name == "write":
-            action.add_argument("value", metavar="VALUE")
-    p.set_defaults(func=cmd_xenstore)
-
-
-def add_audit(sub):
-    p = sub.add_parser("audit", help="the policy decisions the daemon logged (JSON lines)")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("-n", dest="lines", type=positive, default=10,
-                       help="the last N lines (default 10)")
-    which.add_argument("-a", "--all", action="store_true", help="every line")
-    p.set_defaults(func=cmd_audit)
-
-
 def parser(prog, extra=False):
     """extra: pyxenon's own commands too (xenstore, audit), not only xl's."""
     p = OneLineParser(prog=prog, description="xl's commands against the pyxenon host daemon.")
@@ -648,15 +486,17 @@ def parser(prog, extra=False):
     add_create(sub)
     add_queries(sub)
     add_lifecycle(sub)
+    top.add_top(sub, positive)
     if extra:
         add_xenstore(sub)
         add_audit(sub)
+        top.add_stats(sub)
     return p
 
 
 COMMANDS = ("create", "list", "console", "pause", "unpause", "destroy", "shutdown", "reboot",
-            "info", "dmesg", "domid", "domname", "vcpu-list", "uptime", "daemon")
-PYXENON_COMMANDS = ("xenstore", "audit")   # pyxenon's, through the daemon; not xl's
+            "info", "dmesg", "domid", "domname", "vcpu-list", "uptime", "daemon", "top")
+PYXENON_COMMANDS = ("xenstore", "audit", "stats")   # pyxenon's, through the daemon; not xl's
 
 
 def show_help(prog, extra, command=None):

@@ -27,6 +27,7 @@ on_poweroff/on_crash/on_watchdog "destroy", on_reboot "restart".
 
 import os
 import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -59,6 +60,8 @@ class DomainConfig:
     on_crash: str = "destroy"
     on_watchdog: str = "destroy"
     seclabel: Optional[str] = None
+    # xl's parse_config_data: the cfg's uuid, else libxl_uuid_generate's random one
+    uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
     path: str = ""
     extra_keys: dict = field(default_factory=dict)
     # key -> (source, line) of the setting that won, for later messages.
@@ -379,6 +382,16 @@ def _action(key, value):
     return value
 
 
+UUID_FORM = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+
+def _uuid(key, value):
+    """libxl_uuid_from_string's one form: 8-4-4-4-12 hex digits."""
+    if not UUID_FORM.fullmatch(_string(key, value)):
+        raise ValueError(f"{key} {value!r} is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
+    return value.lower()
+
+
 def _guest_type(key, value):
     if _string(key, value) in UNSUPPORTED_TYPES:
         raise ValueError(f'{key} "{value}" is not supported: pyxenon runs '
@@ -412,6 +425,7 @@ CONVERTERS = {
     "on_crash": _action,
     "on_watchdog": _action,
     "seclabel": _string,
+    "uuid": _uuid,
 }
 
 REQUIRED = ("name", "kernel")
@@ -483,6 +497,7 @@ def _build(settings, path):
         memory_mib=memory, maxmem_mib=maxmem,
         vcpus=values.get("vcpus", 1),
         seclabel=values.get("seclabel"),
+        **({"uuid": values["uuid"]} if "uuid" in values else {}),
         path=path,
         extra_keys={key: s.value for key, s in settings.items()
                     if key not in CONVERTERS},

@@ -9,8 +9,10 @@ Host input goes the other way through in[].  Every index in the ring page
 is guest-written and so untrusted: a producer more than a ring ahead is
 clamped to the last ring's worth of bytes.
 """
+import collections
 import os
 import sys
+import time
 
 from pyxenon.public import io
 
@@ -60,14 +62,21 @@ class ConsoleBackend:
         ring.out_cons = prod
         self.domain.events.set_pending(self.port)
 
+    def room(self):
+        """Free bytes in in[], as xenconsoled's ring_free_bytes: both
+        indexes are the guest's, and a producer more than a ring ahead of
+        the consumer is a broken ring that gets nothing."""
+        used = (self.ring.in_prod - self.ring.in_cons) & MASK32
+        return IN_SIZE - used if used <= IN_SIZE else 0
+
     def feed(self, data):
-        """Host input for the guest: as much as fits in in[]; returns the count."""
-        ring = self.ring
-        used = (ring.in_prod - ring.in_cons) & MASK32
-        n = max(0, min(IN_SIZE - used, len(data)))
+        """Host input for the guest: as much as fits in in[], then the
+        event (xenconsoled's handle_tty_read); returns the count."""
+        n = min(self.room(), len(data))
         if n:
-            ring_write(self.page, IN, IN_SIZE, ring.in_prod, bytes(data[:n]))
-            ring.in_prod = (ring.in_prod + n) & MASK32
+            prod = self.ring.in_prod
+            ring_write(self.page, IN, IN_SIZE, prod, bytes(data[:n]))
+            self.ring.in_prod = (prod + n) & MASK32
             self.domain.events.set_pending(self.port)
         return n
 
@@ -144,3 +153,42 @@ def log_folder(runtime):
     """Where the daemon keeps the guest-NAME.log files: log/console in its
     runtime folder, as xenconsoled's /var/log/xen/console."""
     return os.path.join(runtime, "log", "console")
+
+
+class DeadConsoles:
+    """The last console output of domains that are gone, for a console
+    attached too late: a guest run by `create -p`, `console`, `unpause`
+    that powers off at once may be destroyed before its console is asked
+    for.  xenconsoled keeps a dead guest's output in its log file
+    (guest-NAME.log); the daemon keeps, in memory, each destroyed
+    domain's last `backlog` bytes -- for the last KEPT domains, SECONDS
+    each, so neither a stream of short-lived guests nor time grows it."""
+
+    KEPT = 16
+    SECONDS = 60.0
+
+    def __init__(self, backlog, clock=time.monotonic):
+        self.backlog = backlog
+        self.clock = clock
+        self.gone = collections.deque(maxlen=self.KEPT)   # (domid, name, output, reason, when)
+
+    def listen(self, machine):
+        machine.destroy_listeners.append(self.keep)
+        return self
+
+    def keep(self, domain):
+        """A machine destroy listener: the domain's memory is still there."""
+        output = bytes(domain.console_log[-self.backlog:])
+        self.gone.append((domain.domid, domain.name, output,
+                          domain.shutdown_reason or "destroyed", self.clock()))
+
+    def find(self, which):
+        """(domid, name, output, reason) of the newest gone domain whose id
+        or name is which, or None."""
+        limit = self.clock() - self.SECONDS
+        while self.gone and self.gone[0][4] < limit:
+            self.gone.popleft()
+        for domid, name, output, reason, _ in reversed(self.gone):
+            if which in (str(domid), name):
+                return domid, name, output, reason
+        return None
