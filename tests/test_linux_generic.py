@@ -1,8 +1,8 @@
 """Debian's generic kernel flavour (linux-image-amd64), as shipped, boots
 under pyxenon to a busybox /init, runs a command and powers off -- one
-boot, deterministic (_core/time.c's emulated TSC): the intermittent pre-init
-hang test_linux_boot.py retries past cannot strike a deterministic run by
-chance.  Skipped, saying why, when the kernel or busybox cannot be fetched."""
+boot, deterministic (_core/time.c's emulated TSC; test_linux_boot.py boots
+the cloud kernel on the host's TSC).  Skipped, saying why, when the kernel
+or busybox cannot be fetched."""
 from test_kernelimage import debian_generic_vmlinuz  # noqa: F401  (the session fixture)
 from linux_demo import boot_linux, linux_cfg
 
