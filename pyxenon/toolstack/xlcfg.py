@@ -59,6 +59,7 @@ class DomainConfig:
     on_crash: str = "destroy"
     on_watchdog: str = "destroy"
     seclabel: Optional[str] = None
+    gdb: Optional[int] = None  # pyxenon's own: serve a GDB stub on this port (0: any)
     path: str = ""
     extra_keys: dict = field(default_factory=dict)
     # key -> (source, line) of the setting that won, for later messages.
@@ -372,6 +373,16 @@ def _positive_int(key, value):
     return value
 
 
+def _port(key, value):
+    """A TCP port, 0 meaning any free one."""
+    if value in (0, "0"):
+        return 0
+    value = _positive_int(key, value)
+    if value > 65535:
+        raise ValueError(f"{key} must be a TCP port (0 to 65535), not {value}")
+    return value
+
+
 def _action(key, value):
     if _string(key, value) not in ACTIONS:
         raise ValueError(f"unknown {key} action {value!r} (use one of "
@@ -412,6 +423,7 @@ CONVERTERS = {
     "on_crash": _action,
     "on_watchdog": _action,
     "seclabel": _string,
+    "gdb": _port,
 }
 
 REQUIRED = ("name", "kernel")
@@ -483,6 +495,7 @@ def _build(settings, path):
         memory_mib=memory, maxmem_mib=maxmem,
         vcpus=values.get("vcpus", 1),
         seclabel=values.get("seclabel"),
+        gdb=values.get("gdb"),
         path=path,
         extra_keys={key: s.value for key, s in settings.items()
                     if key not in CONVERTERS},
