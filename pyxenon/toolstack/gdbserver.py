@@ -73,6 +73,8 @@ class GdbServer:
             sock.close()              # one debugger at a time
             return
         sock.setblocking(False)
+        # an ack and its reply leave as two writes: no Nagle wait between them
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client, self.reader, self.outbuf, self.last = sock, Reader(), bytearray(), b""
         self.session = Session(self.debugger, self.reply, self.hang_up)
         self.debugger.interrupt()     # a new client finds the domain stopped
