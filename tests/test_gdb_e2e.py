@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from pyxenon.toolstack.elfimage import load_kernel
+from test_kernelimage import debian_vmlinuz  # noqa: F401  (the session fixture)
 
 GIVE_UP_S = 120       # a guard against a hang, not a measurement
 STUB_LINE = re.compile(rb"gdb stub on 127\.0\.0\.1:(\d+)")
@@ -60,3 +61,53 @@ def test_gdb_steps_breaks_and_continues_to_poweroff(gdb, guests):
     assert "exited normally" in text
     assert run.returncode == 0, stderr.decode()
     assert b"Hello from pyxenon hello guest" in stdout
+
+
+# -- Debian's Linux kernel ----------------------------------------------------------
+
+def linux_symbols(vmlinuz, tmp_path):
+    """An ELF of the kernel with its symbols: $PYXENON_VMLINUX_SYMBOLS, or
+    made from the kernel's own kallsyms by vmlinux-to-elf (Debian's
+    package carries no System.map, only a pointer to its -dbg package),
+    cached beside the kernel."""
+    import importlib.util
+    import os
+
+    given = os.environ.get("PYXENON_VMLINUX_SYMBOLS")
+    if given:
+        return given
+    cached = vmlinuz.with_name(f"symbols-{vmlinuz.name}.elf")   # not vmlinuz-*: the fixture globs that
+    if cached.exists():
+        return str(cached)
+    if importlib.util.find_spec("vmlinux_to_elf") is None:
+        pytest.skip("Linux under gdb: no symbols (pip install vmlinux-to-elf, or set "
+                    "PYXENON_VMLINUX_SYMBOLS to an ELF of the kernel with symbols)")
+    from pyxenon.toolstack.kernelimage import unpack_kernel
+
+    raw = tmp_path / "vmlinux"
+    raw.write_bytes(unpack_kernel(str(vmlinuz), vmlinuz.read_bytes()).elf)
+    subprocess.run([sys.executable, "-c", "from vmlinux_to_elf.scripts.vmlinux_to_elf "
+                    "import main; main()", str(raw), str(cached)],
+                   check=True, capture_output=True, timeout=600)
+    return str(cached)
+
+
+def test_gdb_stops_linux_at_start_kernel(gdb, debian_vmlinuz, tmp_path):  # noqa: F811
+    import pathlib
+
+    vmlinuz = pathlib.Path(debian_vmlinuz)
+    symbols = linux_symbols(vmlinuz, tmp_path)
+    cfg = tmp_path / "linux.cfg"
+    cfg.write_text(f'name = "linux"\nkernel = "{vmlinuz}"\nmemory = 256\n'
+                   'cmdline = "console=hvc0"\n')
+    run, port = start_debugged(cfg)
+    try:
+        out = gdb_batch(port, symbols, ["p $pc == (long)&startup_xen", "break start_kernel",
+                                        "continue", "p $pc == (long)&start_kernel", "bt 2",
+                                        "kill"])
+        run.communicate(timeout=GIVE_UP_S)
+    finally:
+        run.kill()
+    values = re.findall(r"^\$\d+ = (\d+)$", out.stdout, re.M)
+    assert values == ["1", "1"], out.stdout + out.stderr
+    assert "in xen_start_kernel" in out.stdout
