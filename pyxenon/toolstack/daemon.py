@@ -28,7 +28,7 @@ import traceback
 from pyxenon.errors import HostLimitError, UserInputError
 from pyxenon.hypervisor.domain import DEAD, PAUSED, RUNNING, SHUTDOWN
 
-from . import protocol
+from . import gdbserver, protocol
 from .console import ConsoleLogs
 from .host import Host
 from .policy import JsonLinesAudit
@@ -210,6 +210,7 @@ class Daemon:
         self.selector = selectors.DefaultSelector()
         self.listener = None
         self.xenstored = None                    # xenstored's socket, once listening
+        self.gdb = gdbserver.Stubs(self.selector, self.dmesg.log)   # cfg's gdb = PORT
         self.busy = False
         self.stopping = False
         self.t0 = time.monotonic()
@@ -377,6 +378,9 @@ class Daemon:
             elif self.xenstored is not None and self.xenstored.owns(key):
                 self.xenstored.ready(key, mask)
                 self.busy = True  # a guest may be watching
+            elif self.gdb.owns(key):
+                self.gdb.ready(key, mask)
+                self.busy = True  # gdb may have let its domain go on
             elif key.fileobj in self.clients:
                 self.readable(key.data)
 
@@ -406,6 +410,7 @@ class Daemon:
     def notice_domains(self):
         """Log domains that appeared (restarts) or went away, however they did."""
         live = dict(self.machine.domains)
+        self.gdb.reap(live)
         for domid, domain in self.known.items():
             if domid not in live:
                 self.dmesg.log(f"d{domid} ({domain.name}) destroyed")
@@ -506,6 +511,7 @@ class Daemon:
                                             for d in self.machine.domains.values()):
             raise RequestError(f"domain with name {config.name!r} already exists")
         domain = self.host.create_from_config(config, paused=paused)
+        gdb = self.debug(domain, config.gdb)
         self.started[domain.domid] = time.monotonic()
         self.notice_domains()
         self.dmesg.log(f"d{domain.domid} ({domain.name}) from {cfg}"
@@ -513,7 +519,17 @@ class Daemon:
         self.busy = True
         if console:
             return self.attach(client, domain)
-        return {"ok": True, "domid": domain.domid, "name": domain.name}
+        return {"ok": True, "domid": domain.domid, "name": domain.name, "gdb": gdb}
+
+    def debug(self, domain, port):
+        """The cfg's gdb = PORT: a stub holding the new domain; its port."""
+        if port is None:
+            return None
+        try:
+            return self.gdb.start(domain, port)
+        except UserInputError as e:
+            self.machine.destroy_domain(domain)
+            raise RequestError(str(e)) from None
 
     def op_list(self, client, domain=None):
         if domain is not None:
@@ -712,6 +728,7 @@ class Daemon:
         self.after_run()
 
     def close(self):
+        self.gdb.close()
         for client in list(self.clients.values()):
             if client.streaming() and not client.closing:
                 client.queue({"end": "daemon stopped"})
@@ -767,12 +784,13 @@ def load_config(cfg, overrides, cwd):
 def state_letters(domain):
     """xl's six state columns: running, blocked, paused, shutdown, reason, dying."""
     runnable = any(v.runnable for v in domain.vcpus)
-    running = domain.state == RUNNING and runnable
-    blocked = domain.state == RUNNING and not runnable
+    held = domain.debug_paused        # a debugger holds it: paused, as gdbsx's domains show
+    running = domain.state == RUNNING and runnable and not held
+    blocked = domain.state == RUNNING and not runnable and not held
     shut = domain.state == SHUTDOWN
     reason = REASON_LETTERS.get(domain.shutdown_reason, "?") if shut else "-"
     return "".join(["r" if running else "-", "b" if blocked else "-",
-                    "p" if domain.state == PAUSED else "-", "s" if shut else "-",
+                    "p" if domain.state == PAUSED or held else "-", "s" if shut else "-",
                     reason, "d" if domain.state == DEAD else "-"])
 
 

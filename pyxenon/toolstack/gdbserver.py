@@ -228,3 +228,34 @@ def debug_round(host, selector):
 
 def holding(servers):
     return any(s.debugger.alive and s.debugger.stopped is not None for s in servers)
+
+
+class Stubs:
+    """The daemon's stubs: one per domain whose cfg sets ``gdb``, on the
+    daemon's selector, each closed when its domain goes."""
+
+    def __init__(self, selector, log):
+        self.selector = selector
+        self.log = log
+        self.servers = {}            # domid -> GdbServer
+
+    def start(self, domain, port):
+        server = serve(domain, port, self.selector, self.log)
+        self.servers[domain.domid] = server
+        self.log(f"d{domain.domid} ({domain.name}) stopped before its first instruction, "
+                 f"gdb stub on 127.0.0.1:{server.port}")
+        return server.port
+
+    def owns(self, key):
+        return isinstance(key.data, GdbServer) and key.data in self.servers.values()
+
+    def ready(self, key, mask):
+        key.data.ready(key, mask)
+
+    def reap(self, live):
+        """Close the stubs of domains no longer in live (domid -> Domain)."""
+        for domid in [d for d in self.servers if d not in live]:
+            self.servers.pop(domid).close()
+
+    def close(self):
+        self.reap({})
