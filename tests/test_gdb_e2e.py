@@ -111,3 +111,28 @@ def test_gdb_stops_linux_at_start_kernel(gdb, debian_vmlinuz, tmp_path):  # noqa
     values = re.findall(r"^\$\d+ = (\d+)$", out.stdout, re.M)
     assert values == ["1", "1"], out.stdout + out.stderr
     assert "in xen_start_kernel" in out.stdout
+
+
+# -- a daemon domain ------------------------------------------------------------------
+
+def test_xl_create_gdb_holds_the_domain_for_the_stub(xl, guests):
+    """`xl create CFG gdb=0`: held, shown paused, until gdb lets it go."""
+    import socket
+
+    from pyxenon.toolstack.gdbpacket import Reader, frame
+
+    res = xl("create", str(guests / "hello.cfg"), "gdb=0")
+    port = int(STUB_LINE.search(res.stderr.encode()).group(1))
+    row = next(line for line in xl("list").stdout.splitlines() if line.startswith("hello"))
+    assert row.split()[4][2] == "p"
+    with socket.create_connection(("127.0.0.1", port), timeout=GIVE_UP_S) as sock:
+        reader, events = Reader(), []
+        sock.sendall(frame(b"?"))
+        while not any(e.kind == "packet" for e in events):
+            events += reader.feed(sock.recv(4096))
+        assert [e.payload for e in events if e.kind == "packet"][0].startswith(b"T05")
+        sock.sendall(frame(b"D"))
+        while sock.recv(4096):
+            pass
+    xl.wait_gone("hello")
+    assert "shut down: poweroff" in xl.dmesg()
