@@ -142,27 +142,33 @@ void xc_dbg_remove(struct xc_machine *m, struct xc_dbg_point *p)
     drop_translations(m);
 }
 
+/* A debugger write must leave the hypervisor's rules whole: only to a
+ * frame of the domain's own that is no page table or descriptor page in
+ * use (Xen's gdbsx writes any frame; here the validated types stand). */
+static int debugger_may_write(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn)
+{
+    struct page_info *page = &m->frames[mfn];
+    if (page->owner != v->domid)
+        return 0;
+    return !page->type_count || page->type == PGT_WRITABLE || page->type == PGT_NONE;
+}
+
 /*
  * Machine address of va for the debugger, as Xen's gdbsx finds it
  * (dbg_pv_va2mfn): through the vcpu's tables, else its kernel's (a vcpu
  * stopped in guest user mode still shows the kernel), no permission
- * checked.  A write must also leave the hypervisor's rules whole: only a
- * frame of the domain's own that is no page table or descriptor page in
- * use, and translations of code there are dropped.  -1: refused.
+ * checked.  A write drops translations of code in the frame.  -1: refused.
  */
 int64_t xc_dbg_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write)
 {
     uint64_t mfn;
-    struct page_info *page;
     if (va >= HYPERVISOR_VIRT_START && va < HYPERVISOR_VIRT_END)
         return -1;
     if (xc_walk_peek(m, v->cr3, va, &mfn) &&
         (!v->kernel_cr3 || xc_walk_peek(m, v->kernel_cr3, va, &mfn)))
         return -1;
-    page = &m->frames[mfn];
     if (write) {
-        if (page->owner != v->domid ||
-            (page->type_count && page->type != PGT_WRITABLE && page->type != PGT_NONE))
+        if (!debugger_may_write(m, v, mfn))
             return -1;
         xc_frame_written(m, mfn);
     }

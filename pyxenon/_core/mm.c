@@ -49,6 +49,14 @@ static int is_leaf(uint64_t e, int level)
 #define WALK_WRITE 1
 #define WALK_PEEK 2
 
+/* Accessed on every level walked, Dirty at the leaf of a write; a peek
+ * leaves both alone. */
+static void mark_accessed(uint64_t *pte, uint64_t e, int level, int access)
+{
+    if (!(access & WALK_PEEK))
+        *pte = e | _PAGE_ACCESSED | (access & WALK_WRITE && is_leaf(e, level) ? _PAGE_DIRTY : 0);
+}
+
 /*
  * One level of the walk: check the entry that maps va in table mfn, set
  * Accessed (and Dirty at the leaf on a write).  Returns 1 at the leaf
@@ -71,8 +79,7 @@ static int walk_level(struct xc_machine *m, uint64_t *mfn, uint64_t va,
         w->pfec |= PFEC_present;
         return -1;
     }
-    if (!(access & WALK_PEEK))
-        *pte = e | _PAGE_ACCESSED | (write && is_leaf(e, level) ? _PAGE_DIRTY : 0);
+    mark_accessed(pte, e, level, access);
     if (!is_leaf(e, level)) {
         *mfn = (e & PADDR_MASK) >> PAGE_SHIFT;
         return 0;

@@ -783,15 +783,19 @@ def load_config(cfg, overrides, cwd):
 
 def state_letters(domain):
     """xl's six state columns: running, blocked, paused, shutdown, reason, dying."""
-    runnable = any(v.runnable for v in domain.vcpus)
-    held = domain.debug_paused        # a debugger holds it: paused, as gdbsx's domains show
-    running = domain.state == RUNNING and runnable and not held
-    blocked = domain.state == RUNNING and not runnable and not held
     shut = domain.state == SHUTDOWN
     reason = REASON_LETTERS.get(domain.shutdown_reason, "?") if shut else "-"
-    return "".join(["r" if running else "-", "b" if blocked else "-",
-                    "p" if domain.state == PAUSED or held else "-", "s" if shut else "-",
+    # a domain a debugger holds shows paused, as gdbsx's domains do
+    paused = domain.state == PAUSED or domain.debug_paused
+    return "".join([run_letters(domain, paused), "p" if paused else "-", "s" if shut else "-",
                     reason, "d" if domain.state == DEAD else "-"])
+
+
+def run_letters(domain, paused):
+    """xl's first two columns: running or blocked, for a domain that runs."""
+    if domain.state != RUNNING or paused:
+        return "--"
+    return "r-" if any(v.runnable for v in domain.vcpus) else "-b"
 
 
 def uuid_text(handle):
