@@ -8,7 +8,7 @@ import time
 import pytest
 
 from pyxenon.toolstack.gdbpacket import Reader, checksum
-from pyxenon.toolstack import gdbserver
+from pyxenon.toolstack import gdbserver, gdbstub
 from pyxenon.toolstack.elfimage import load_kernel
 
 GIVE_UP_S = 30        # a guard against a hang, not a measurement
@@ -269,3 +269,33 @@ def test_a_second_client_waits_its_turn(hello):
     assert other.recv(1) == b""           # closed at once
     other.close()
     assert client.request(b"?").startswith(b"T05")
+
+
+def test_a_failing_handler_costs_one_error_reply(hello, monkeypatch):
+    client, _ = hello
+
+    def broken(self, payload):
+        raise RuntimeError("a bug")
+    monkeypatch.setitem(gdbstub.SINGLE, b"g", broken)
+    assert client.request(b"g") == b"E22"
+    assert client.request(b"?").startswith(b"T05")
+
+
+def test_code_written_by_the_debugger_runs(hello, guests):
+    """A write to code already translated drops the translation: with a
+    watchpoint left set, no hook comes or goes to flush it instead."""
+    client, domain = hello
+    sym = symbols(guests)
+    assert client.request(b"Z2,%x,1" % sym["printk_buf"]) == b"OK"
+    client.send(frame(b"c"))
+    assert client.reply().startswith(b"T05")          # inside the first printk
+    assert client.request(b"M%x,1:c3" % sym["printk"]) == b"OK"   # printk: ret
+    for _ in range(200):          # the first message's stores hit the watchpoint
+        client.send(frame(b"c"))
+        reply = client.reply()
+        if reply == b"W00":
+            break
+    assert reply == b"W00"
+    assert "Hello from pyxenon hello guest" in domain.dmesg_text
+    assert "Xen version" not in domain.dmesg_text
+    assert domain.vcpus == [] or all(v == 0 for v in domain.vcpus[0].debugreg)

@@ -51,7 +51,7 @@ struct xc_vcpu {
     uint64_t old_guest_table; uint64_t old_guest_ptpg; int32_t old_guest_partial;
     uint32_t iopl; uint32_t iobmp_limit; uint64_t iobmp; struct xc_domio *io;
     uint64_t dbg_addr; uint64_t dbg_skip_pc; uint32_t dbg_kind; uint32_t dbg_skip;
-    uint32_t dbg_steps;
+    uint32_t dbg_steps; uint32_t dbg_pending;
     ...;
 };
 struct xc_domio { uint32_t pci_cf8; uint32_t cmos_idx; uint32_t arch_iopl; };

@@ -204,6 +204,7 @@ struct xc_vcpu {
     uint32_t dbg_kind;    /* XC_STOP_DEBUG: what stopped it (XC_DBG_*) */
     uint32_t dbg_skip;    /* dbg_skip_pc is in force */
     uint32_t dbg_steps;   /* instructions begun since a debugger step started */
+    uint32_t dbg_pending; /* a watchpoint hit, to stop at the next instruction */
     uc_context *ctx;      /* registers while the vcpu is not running */
 };
 

@@ -63,8 +63,13 @@ static void step_hit(uc_engine *uc, uint64_t addr, uint32_t size, void *data)
         hit(p, v, addr);
 }
 
-/* A load or store touching the watched bytes.  The access completes; the
- * boundary hook makes the stop take effect before the next instruction. */
+/*
+ * A load or store touching the watched bytes: the access completes, and
+ * the boundary hook stops the vcpu before its next instruction.  Stopping
+ * here would not do: if the next instruction begins a block chained to
+ * this one, Unicorn leaves without syncing rip past the access, and the
+ * access runs again when the vcpu resumes.
+ */
 static void data_hit(uc_engine *uc, uc_mem_type type, uint64_t ma, int size,
                      int64_t value, void *data)
 {
@@ -72,13 +77,22 @@ static void data_hit(uc_engine *uc, uc_mem_type type, uint64_t ma, int size,
     struct xc_vcpu *v = subject(p);
     if (!v || ma + (uint64_t)size <= p->ma || ma >= p->ma + p->len)
         return;
-    hit(p, v, p->va + (ma > p->ma ? ma - p->ma : 0));
+    v->dbg_kind = p->kind;
+    v->dbg_addr = p->va + (ma > p->ma ? ma - p->ma : 0);
+    v->dbg_pending = 1;
 }
 
-/* Nothing to do: its presence makes Unicorn check for a stop request
- * after every instruction, not only at the end of a block. */
+/* Before every instruction while a watchpoint is set: rip is synced here,
+ * so a stop leaves the vcpu just after the access that hit. */
 static void boundary(uc_engine *uc, uint64_t addr, uint32_t size, void *data)
 {
+    struct xc_dbg_point *p = data;
+    struct xc_vcpu *v = subject(p);
+    if (v && v->dbg_pending) {
+        v->dbg_pending = 0;
+        v->stop = XC_STOP_DEBUG;
+        uc_emu_stop(uc);
+    }
 }
 
 static uc_err add_hook(struct xc_machine *m, struct xc_dbg_point *p)

@@ -100,7 +100,7 @@ class Debugger:
         """The engine stopped vcpu at a hook (the scheduler calls this)."""
         core = vcpu.core
         kind, addr = core.dbg_kind, core.dbg_addr
-        core.stop, core.dbg_skip = 0, 0
+        core.stop, core.dbg_skip, core.dbg_pending = 0, 0, 0
         going_on = self.continue_after_step
         self._drop_step()
         if kind == lib.XC_DBG_STEP:
@@ -264,6 +264,9 @@ class Debugger:
         lib.xc_dbg_remove(self.machine.core, point)
 
     def _drop_boundary(self):
+        for vcpu in self.domain.vcpus:   # a hit its boundary will not see now
+            if vcpu.core != ffi.NULL:
+                vcpu.core.dbg_pending = 0
         if self.boundary is not None:
             self._remove(self.boundary)
             self.boundary = None

@@ -118,7 +118,7 @@ class GdbServer:
         if event.kind == "packet":
             if not session.no_ack:
                 self.send(b"+")
-            reply = session.packet(event.payload)
+            reply = self.answer(session, event.payload)
             if reply is not None:
                 self.reply(reply)
         elif event.kind == "bad":
@@ -127,6 +127,15 @@ class GdbServer:
             self.send(self.last)
         elif event.kind == "interrupt":
             session.interrupt()
+
+    def answer(self, session, payload):
+        """The session's reply; a bug in a handler costs the client an
+        error reply, never the host (the daemon's rule for its requests)."""
+        try:
+            return session.packet(payload)
+        except Exception as e:  # noqa: BLE001 - any failure is this packet's
+            self.log(f"gdb stub: {payload[:40]!r} failed: {e!r}")
+            return b"E22"
 
     # -- bytes out ------------------------------------------------------------------
 
