@@ -216,20 +216,19 @@ class Debugger:
         if key in self.points:
             return
         check_point(kind, addr, length)
-        pieces = self._pieces(kind, addr, length, self.vcpu(vcpu_id))
+        vcpu = self.vcpu(vcpu_id)
+        pieces = self._pieces(kind, addr, length, vcpu)
         if sum(map(len, self.points.values())) + len(pieces) > MAX_POINTS:
             raise DebugError("too many breakpoints and watchpoints")
-        points = []
+        if kind in DATA_KINDS and self.boundary is None:
+            self.boundary = self._insert(vcpu, lib.XC_DBG_BOUNDARY)
+        self.points[key] = []
         try:
             for va, ma, n in pieces:
-                points.append(self._insert(self.vcpu(vcpu_id), kind, va, ma, n))
-        except DebugError:
-            for point in points:
-                self._remove(point)
+                self.points[key].append(self._insert(vcpu, kind, va, ma, n))
+        except DebugError:     # none of it stays set
+            self.remove(kind, addr, length)
             raise
-        self.points[key] = points
-        if kind in DATA_KINDS and self.boundary is None:
-            self.boundary = self._insert(self.vcpu(vcpu_id), lib.XC_DBG_BOUNDARY)
 
     def remove(self, kind, addr, length):
         """gdb's z: a point that is not set is no error."""
