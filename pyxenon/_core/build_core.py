@@ -10,7 +10,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c", "ptlevels.c", "audit.c", "fast.c",
-           "events.c", "mmu.c", "sched.c", "watchdog.c", "cpuid.c", "io.c"]
+           "events.c", "mmu.c", "sched.c", "watchdog.c", "cpuid.c", "io.c", "debug.c"]
 
 CDEF = """
 #define PGT_NONE 0
@@ -51,6 +51,8 @@ struct xc_vcpu {
     uint64_t old_guest_table; uint64_t old_guest_ptpg; int32_t old_guest_partial;
     uint32_t iopl; uint32_t iobmp_limit; uint64_t iobmp; struct xc_domio *io;
     struct xc_perfc *perfc;
+    uint64_t dbg_addr; uint64_t dbg_skip_pc; uint32_t dbg_kind; uint32_t dbg_skip;
+    uint32_t dbg_steps; uint32_t dbg_pending;
     ...;
 };
 #define XC_PERFC_NR 64
@@ -136,6 +138,19 @@ int xc_set_cr0(struct xc_machine *m, struct xc_vcpu *v, uint64_t cr0);
 uint64_t xc_get_cr0(struct xc_machine *m, struct xc_vcpu *v);
 uint64_t xc_host_tsc(void);
 int xc_code64(struct xc_machine *m, struct xc_vcpu *v);
+#define XC_STOP_DEBUG 3
+#define XC_DBG_SW 0
+#define XC_DBG_HW 1
+#define XC_DBG_WRITE 2
+#define XC_DBG_READ 3
+#define XC_DBG_ACCESS 4
+#define XC_DBG_STEP 5
+#define XC_DBG_BOUNDARY 6
+struct xc_dbg_point;
+struct xc_dbg_point *xc_dbg_insert(struct xc_machine *m, struct xc_vcpu *v, int kind,
+                                   uint64_t va, uint64_t ma, uint64_t len);
+void xc_dbg_remove(struct xc_machine *m, struct xc_dbg_point *p);
+int64_t xc_dbg_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write);
 
 extern "Python+C" int64_t xc_py_hypercall(uint32_t handle, uint64_t nr, uint64_t a1,
                                           uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5);

@@ -17,6 +17,7 @@ SHUTDOWN_watchdog = 4
 VIRQ_TIMER = 0
 
 STOP_EXCEPTION = 2
+STOP_DEBUG = 3
 DET_SLICE_INSNS = 200_000      # instructions per slice in deterministic mode
 DET_NS_PER_SLICE = 1_000_000   # virtual time a deterministic slice advances
 TIME_MAX = (1 << 63) - 1       # Xen's system time is a signed 64-bit count of ns
@@ -102,10 +103,13 @@ class Scheduler:
             vcpu = vcpu_by_handle(machine.core.current.handle)
         machine.in_engine = False
         vcpu.apply_pending_rip()
-        if vcpu.core.stop == STOP_EXCEPTION:
+        stop = vcpu.core.stop
+        if stop == STOP_EXCEPTION:
             traps.on_exception(vcpu)
         elif err:
             traps.on_engine_error(vcpu, err)
+        elif stop == STOP_DEBUG:
+            on_debug_stop(vcpu)
         if machine.shutdown_queue:
             machine.after_slice()
 
@@ -144,3 +148,12 @@ class Scheduler:
         if delay > 0:
             time.sleep(delay)
         return True
+
+
+def on_debug_stop(vcpu):
+    """A debugger's hook stopped vcpu (hypervisor/debugger.py decides)."""
+    debugger = vcpu.domain.debugger
+    if debugger is None:
+        vcpu.core.stop = 0
+    else:
+        debugger.on_stop(vcpu)

@@ -62,6 +62,7 @@ class DomainConfig:
     seclabel: Optional[str] = None
     # xl's parse_config_data: the cfg's uuid, else libxl_uuid_generate's random one
     uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    gdb: Optional[int] = None  # pyxenon's own: serve a GDB stub on this port (0: any)
     path: str = ""
     extra_keys: dict = field(default_factory=dict)
     # key -> (source, line) of the setting that won, for later messages.
@@ -375,6 +376,16 @@ def _positive_int(key, value):
     return value
 
 
+def _port(key, value):
+    """A TCP port, 0 meaning any free one."""
+    if value in (0, "0"):
+        return 0
+    value = _positive_int(key, value)
+    if value > 65535:
+        raise ValueError(f"{key} must be a TCP port (0 to 65535), not {value}")
+    return value
+
+
 def _action(key, value):
     if _string(key, value) not in ACTIONS:
         raise ValueError(f"unknown {key} action {value!r} (use one of "
@@ -426,6 +437,7 @@ CONVERTERS = {
     "on_watchdog": _action,
     "seclabel": _string,
     "uuid": _uuid,
+    "gdb": _port,
 }
 
 REQUIRED = ("name", "kernel")
@@ -498,6 +510,7 @@ def _build(settings, path):
         vcpus=values.get("vcpus", 1),
         seclabel=values.get("seclabel"),
         **({"uuid": values["uuid"]} if "uuid" in values else {}),
+        gdb=values.get("gdb"),
         path=path,
         extra_keys={key: s.value for key, s in settings.items()
                     if key not in CONVERTERS},

@@ -63,13 +63,15 @@ def vcpu_row(domain, vcpu, ns):
 
 def state_letters(domain):
     """xl's six state columns: running, blocked, paused, shutdown, reason, dying."""
-    runnable = any(v.runnable for v in domain.vcpus)
+    # a domain a debugger holds shows paused, as gdbsx's domains do
+    paused = domain.state == PAUSED or domain.debug_paused
+    runnable = any(v.runnable for v in domain.vcpus) and not paused
     running = domain.state == RUNNING and runnable
-    blocked = domain.state == RUNNING and not runnable
+    blocked = domain.state == RUNNING and not runnable and not paused
     shut = domain.state == SHUTDOWN
     reason = REASON_LETTERS.get(domain.shutdown_reason, "?") if shut else "-"
     return "".join(["r" if running else "-", "b" if blocked else "-",
-                    "p" if domain.state == PAUSED else "-", "s" if shut else "-",
+                    "p" if paused else "-", "s" if shut else "-",
                     reason, "d" if domain.state == DEAD else "-"])
 
 
