@@ -188,7 +188,7 @@ RDMSR, WRMSR = b"\x0f\x32", b"\x0f\x30"
 
 @pytest.mark.parametrize("msr, value", [
     (0x8B, 0), (0x277, 0x050100070406), (0x179, 0x1000C02), (0x17A, 0),
-    (0xCE, 1 << 32), (0x1B, 0xFEE00900), (0x3A, 1), (0x401, 0), (0x400, (1 << 64) - 1),
+    (0xCE, 1 << 31), (0x1B, 0xFEE00900), (0x3A, 1), (0x401, 0), (0x400, (1 << 64) - 1),
     (0xC1, 0), (0x1A0, 0x801801)])
 def test_rdmsr_as_xen_answers(dom, msr, value):
     r = emulate(dom, RDMSR, rcx=msr)

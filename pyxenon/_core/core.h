@@ -198,6 +198,7 @@ struct xc_vcpu {
     uint32_t iobmp_limit; /* ports the I/O bitmap covers (PHYSDEVOP_set_iobitmap) */
     uint64_t iobmp;       /* its guest address */
     struct xc_domio *io;  /* the domain's emulated port state; NULL: every port #GPs */
+    uint32_t cpuid_faulting; /* MSR_INTEL_MISC_FEATURES_ENABLES.CPUID_FAULTING (guest_wrmsr) */
     uc_context *ctx;      /* registers while the vcpu is not running */
 };
 

@@ -131,6 +131,11 @@ def emulate_forced(vcpu):
         return False
     if code[:5] != FORCED_EMULATION or code[5:] != CPUID:
         return False
+    if vcpu.core.cpuid_faulting and not vcpu.core.kernel_mode:
+        # pv_emulate_forced_invalid_op: #GP in place of #UD, at the cpuid
+        vcpu.set_regs(rip=regs["rip"] + len(FORCED_EMULATION))
+        deliver(vcpu, 13, 0)
+        return True
     eax, ebx, ecx, edx = cpuid(vcpu, regs["rax"] & 0xFFFFFFFF, regs["rcx"] & 0xFFFFFFFF)
     vcpu.set_regs(rip=regs["rip"] + 7, rax=eax, rbx=ebx, rcx=ecx, rdx=edx)
     return True
