@@ -50,7 +50,7 @@ struct xc_vcpu {
     uint64_t runstate[4]; uint64_t runstate_va; uint64_t time_va;
     uint64_t old_guest_table; uint64_t old_guest_ptpg; int32_t old_guest_partial;
     uint32_t iopl; uint32_t iobmp_limit; uint64_t iobmp; struct xc_domio *io;
-    uint32_t cpuid_faulting;
+    uint32_t cpuid_faulting; uint32_t noncanonical;
     ...;
 };
 struct xc_domio { uint32_t pci_cf8; uint32_t cmos_idx; uint32_t arch_iopl; };

@@ -199,6 +199,7 @@ struct xc_vcpu {
     uint64_t iobmp;       /* its guest address */
     struct xc_domio *io;  /* the domain's emulated port state; NULL: every port #GPs */
     uint32_t cpuid_faulting; /* MSR_INTEL_MISC_FEATURES_ENABLES.CPUID_FAULTING (guest_wrmsr) */
+    uint32_t noncanonical; /* the #GP just noted is a non-canonical data access (mm.c) */
     uc_context *ctx;      /* registers while the vcpu is not running */
 };
 

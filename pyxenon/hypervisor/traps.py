@@ -8,7 +8,7 @@ report, as Xen's domain_crash() would; the host itself never faults.
 from pyxenon._core import ffi, lib
 from pyxenon.public import arch_x86
 
-from . import emulate
+from . import emulate, faults
 from .bounce import bounce
 from .errors import GuestFault
 from .guestmem import copy_from_guest
@@ -44,6 +44,7 @@ def on_exception(vcpu):
     core.stop = 0
     if core.fault_rip:
         vcpu.set_regs(rip=core.fault_rip)
+    vector = faults.vector_of(vcpu, vector)
     special = SPECIAL.get(vector)
     if special is not None and special(vcpu):
         return
