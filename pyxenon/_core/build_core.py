@@ -64,7 +64,7 @@ struct xc_machine {
     uc_engine *uc; uint8_t *mem; uint64_t nr_frames; uint64_t *m2p; struct page_info *frames;
     struct xc_vcpu *current;
     int flush_pending; int code_flush_pending;
-    int fast_paths; long exception_field; int64_t xen_version;
+    int fast_paths; long exception_field; long error_code_field; int64_t xen_version;
     uint64_t boot_ns; uint64_t py_calls; uint64_t slices; uint64_t chain_ns;
     uint32_t tlbflush_clock; uint64_t work; uint64_t work_budget; uint32_t plant;
     uint32_t tsc_mul; int32_t tsc_shift;

@@ -182,8 +182,8 @@ static int software_int(struct xc_machine *m, struct xc_vcpu *v, uint32_t intno)
  * Any CPU exception other than a page fault (those come from the TLB fill).
  * Unicorn leaves rip at the faulting instruction for faults and after it for
  * traps (int3, into), which is what a bounce frame needs.  Unicorn gives no
- * error code; every exception a ring-3 PV guest can raise through here
- * without a selector load reports 0.
+ * error code here; xc_clear_exception reads the CPU's (the selector's for
+ * a faulting segment load, far transfer or iret).
  */
 void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data)
 {
@@ -191,7 +191,7 @@ void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data)
     struct xc_vcpu *v = m->current;
     if (v && v->stop != XC_STOP_EXCEPTION) {
         v->vector = intno | (software_int(m, v, intno) ? XC_VECTOR_SOFT : 0);
-        v->error_code = 0;
+        v->error_code = XC_EC_ENGINE;   /* the CPU's, once the engine stopped */
         v->stop = XC_STOP_EXCEPTION;
     }
     uc_emu_stop(uc);

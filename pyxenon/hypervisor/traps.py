@@ -101,8 +101,10 @@ def deliver_upcall(vcpu):
 
 
 def privileged(vcpu):
-    """#GP in guest kernel mode: maybe an instruction Xen emulates."""
-    return bool(vcpu.core.kernel_mode) and emulate.emulate_privileged(vcpu)
+    """#GP(0) in guest kernel mode: maybe an instruction Xen emulates (only
+    with error code 0: do_general_protection passes a selector's on as is)."""
+    return bool(vcpu.core.kernel_mode) and vcpu.core.error_code == 0 and \
+        emulate.emulate_privileged(vcpu)
 
 
 def on_engine_error(vcpu, err):
