@@ -3,6 +3,7 @@ FPU and debug registers, segment bases, and the iret hypercall."""
 import ctypes
 
 from pyxenon._core import lib
+from pyxenon.hypervisor import debugreg
 from pyxenon.hypervisor.bounce import IF, IOPL, toggle_guest_mode
 from pyxenon.hypervisor.errors import HypercallError, sub_op
 from pyxenon.hypervisor.guestmem import copy_from_guest, read_struct
@@ -12,7 +13,6 @@ RFLAGS_VM = 0x20000
 
 CR0_TS = 0x8
 MAX_TRAPS = 256
-HYPERVISOR_VIRT_START = 0xFFFF800000000000
 
 
 def canonical(address):
@@ -98,18 +98,14 @@ def do_fpu_taskswitch(vcpu, set_ts, *_):
 
 
 def do_set_debugreg(vcpu, reg, value, *_):
-    if reg > 7 or reg in (4, 5):
-        raise HypercallError(errno.EINVAL)
-    if reg < 4 and value >= HYPERVISOR_VIRT_START - 8:
-        raise HypercallError(errno.EPERM)
-    vcpu.debugreg[reg] = value
+    """do_set_debugreg: Xen's set_debugreg (int reg, seen unsigned)."""
+    debugreg.set_debugreg(vcpu, reg & 0xFFFFFFFF, value)
     return 0
 
 
 def do_get_debugreg(vcpu, reg, *_):
-    if reg > 7 or reg in (4, 5):
-        raise HypercallError(errno.EINVAL)
-    return vcpu.debugreg[reg]
+    """do_get_debugreg: x86emul_read_dr, -ENODEV for what it refuses."""
+    return debugreg.read_debugreg(vcpu, reg & 0xFFFFFFFF)
 
 
 def set_gs_user_sel(vcpu, selector):

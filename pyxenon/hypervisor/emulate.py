@@ -4,8 +4,10 @@ registers, the MSRs a PV guest may see, clts, wbinvd.  Anything else that
 faulted stays a #GP for the guest (in/out are answered in C, `_core/io.c`).
 """
 from pyxenon._core import lib
+from pyxenon.public import errno
 
-from .errors import GuestFault
+from . import debugreg
+from .errors import GuestFault, HypercallError
 from .hypercall_page import hypercall_page_bytes
 from .guestmem import copy_from_guest
 
@@ -230,19 +232,38 @@ def install_hypercall_page(vcpu, gpa):
 
 # -- the instructions ------------------------------------------------------------------
 
+class InvalidOpcode(Exception):
+    """The emulated instruction raises #UD (x86_emulate's TRAP_invalid_op)."""
+
+
+def debug_register(op, *args):
+    """x86emul_read_dr/x86emul_write_dr: (True, the value read); -ENODEV is
+    #UD, any other refusal (False, None): #GP(0)."""
+    try:
+        return True, op(*args)
+    except HypercallError as e:
+        if e.errno == errno.ENODEV:
+            raise InvalidOpcode() from None
+        return False, None
+
+
 def emu_mov(vcpu, ops, regs):
     dst, src = ops
-    if src.startswith(("cr", "dr")):
-        value = read_cr(vcpu, int(src[2:])) if src.startswith("cr") else vcpu.debugreg[int(src[2:])]
+    if src.startswith("cr"):
+        value = read_cr(vcpu, int(src[2:]))
         if value is None:
             return False
         vcpu.set_regs(**{reg64(dst): value & MASK64})
         return True
+    if src.startswith("dr"):
+        ok, value = debug_register(debugreg.read_debugreg, vcpu, int(src[2:]))
+        if ok:
+            vcpu.set_regs(**{reg64(dst): value & MASK64})
+        return ok
     if dst.startswith("cr"):
         return write_cr(vcpu, int(dst[2:]), regs[reg64(src)])
     if dst.startswith("dr"):
-        vcpu.debugreg[int(dst[2:])] = regs[reg64(src)]
-        return True
+        return debug_register(debugreg.set_debugreg, vcpu, int(dst[2:]), regs[reg64(src)])[0]
     return False
 
 

@@ -102,9 +102,15 @@ def deliver_upcall(vcpu):
 
 def privileged(vcpu):
     """#GP(0) in guest kernel mode: maybe an instruction Xen emulates (only
-    with error code 0: do_general_protection passes a selector's on as is)."""
-    return bool(vcpu.core.kernel_mode) and vcpu.core.error_code == 0 and \
-        emulate.emulate_privileged(vcpu)
+    with error code 0: do_general_protection passes a selector's on as is),
+    or one its emulator turns into a #UD (mov to or from %dr4 with CR4.DE)."""
+    if not vcpu.core.kernel_mode or vcpu.core.error_code != 0:
+        return False
+    try:
+        return emulate.emulate_privileged(vcpu)
+    except emulate.InvalidOpcode:
+        deliver(vcpu, 6, 0)
+        return True
 
 
 def on_engine_error(vcpu, err):
