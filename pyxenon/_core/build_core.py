@@ -93,6 +93,7 @@ void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);
 int64_t xc_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a);
 int xc_get_page(struct xc_machine *m, uint64_t mfn, uint16_t domid);
 void xc_put_page(struct xc_machine *m, uint64_t mfn);
+void xc_put_l1e(struct xc_machine *m, struct xc_vcpu *v, uint64_t e);
 int xc_get_page_and_type(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, uint16_t domid,
                          int type, int flags);
 int xc_put_page_and_type(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int preemptible);
