@@ -6,8 +6,8 @@ guest user mode is a #GP(0) -- plain (x86_emulate's cpuid case) or forced
 import re
 
 import pytest
+from test_linux_xen_abi import emulate   # a #GP of guest kernel mode, as the engine reports it
 
-from pyxenon.hypervisor import traps
 from pyxenon.hypervisor.bounce import toggle_guest_mode
 from pyxenon.hypervisor.guestmem import copy_to_guest
 
@@ -24,16 +24,6 @@ def dom(guests, host):
 
 def scratch(dom, n=1):
     return dom.layout.stack + n * PAGE
-
-
-def emulate(dom, code, **regs):
-    """A privileged instruction's #GP in guest kernel mode, as the engine reports it."""
-    vcpu, va = dom.vcpus[0], scratch(dom)
-    copy_to_guest(vcpu, va, code)
-    vcpu.set_regs(rip=va, rsp=scratch(dom, 3), **regs)
-    vcpu.core.vector, vcpu.core.error_code, vcpu.core.stop = 13, 0, 2
-    traps.on_exception(vcpu)
-    return vcpu.regs()
 
 
 def run(host, dom, code, user=False):

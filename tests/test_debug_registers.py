@@ -3,9 +3,8 @@ x86emul_read_dr keep them: reset values, masking, validation, and the
 same rules for `mov %drN` in the guest kernel (#UD for -ENODEV, #GP
 otherwise).  (#DB delivery from them is not emulated.)"""
 import pytest
+from test_linux_xen_abi import emulate   # a #GP of guest kernel mode, as the engine reports it
 
-from pyxenon.hypervisor import traps
-from pyxenon.hypervisor.guestmem import copy_to_guest
 from pyxenon.public import errno, xen
 
 PAGE = 4096
@@ -60,15 +59,6 @@ def test_io_breakpoints_need_cr4_de(dom, hypercall):
 
 
 MOV_DR7_RAX, MOV_RAX_DR6, MOV_DR4_RAX = b"\x0f\x23\xf8", b"\x0f\x21\xf0", b"\x0f\x23\xe0"
-
-
-def emulate(dom, code, **regs):
-    vcpu, va = dom.vcpus[0], dom.layout.stack + PAGE
-    copy_to_guest(vcpu, va, code)
-    vcpu.set_regs(rip=va, rsp=dom.layout.stack + 3 * PAGE, **regs)
-    vcpu.core.vector, vcpu.core.error_code, vcpu.core.stop = 13, 0, 2
-    traps.on_exception(vcpu)
-    return vcpu.regs()
 
 
 def test_mov_dr_goes_through_set_debugreg(dom):

@@ -300,17 +300,8 @@ static void install_traps(void)
         X86_EXC_DE, X86_EXC_UD, X86_EXC_NP, X86_EXC_SS, X86_EXC_GP, X86_EXC_PF,
         X86_EXC_TS, X86_EXC_DF, X86_EXC_BP,
     };
-    static struct trap_info table[ARRAY_SIZE(vectors) + 1];
-    unsigned int i;
 
-    for ( i = 0; i < ARRAY_SIZE(vectors); i++ )
-    {
-        table[i].vector = vectors[i];
-        table[i].cs = FLAT_KERNEL_CS;
-        table[i].address = trap_entry[vectors[i]];
-    }
-    trap_handler = on_trap;
-    if ( HYPERVISOR_set_trap_table(table) )
+    if ( traps_install(vectors, ARRAY_SIZE(vectors), on_trap) )
     {
         printk("fartransfer: set_trap_table failed\n");
         xen_shutdown(SHUTDOWN_crash);

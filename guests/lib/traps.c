@@ -20,6 +20,24 @@ const char *trap_name(unsigned int vector)
     return vector < 32 && names[vector] ? names[vector] : "#??";
 }
 
+long traps_install(const unsigned int *vectors, unsigned int n, trap_handler_t handler)
+{
+    static struct trap_info table[33];      /* 32 vectors and the terminator */
+    unsigned int i;
+
+    if ( n > 32 )
+        return -22;                         /* -EINVAL */
+    memset(table, 0, sizeof(table));
+    for ( i = 0; i < n; i++ )
+    {
+        table[i].vector = vectors[i];
+        table[i].cs = FLAT_KERNEL_CS;
+        table[i].address = trap_entry[vectors[i]];
+    }
+    trap_handler = handler;
+    return HYPERVISOR_set_trap_table(table);
+}
+
 /* Called from entry.S for every exception. */
 void do_trap(struct cpu_regs *regs)
 {

@@ -79,6 +79,11 @@ extern const unsigned long trap_entry[32];
 typedef void (*trap_handler_t)(struct cpu_regs *regs);
 extern trap_handler_t trap_handler;
 
+/* Enter the stub of each of n vectors in the trap table (FLAT_KERNEL_CS,
+ * events left as they are) and make handler the trap_handler: 0 or the
+ * set_trap_table error. */
+long traps_install(const unsigned int *vectors, unsigned int n, trap_handler_t handler);
+
 /* "#PF" etc. */
 const char *trap_name(unsigned int vector);
 

@@ -111,17 +111,8 @@ static void on_trap(struct cpu_regs *regs)
 static void install_traps(void)
 {
     static const unsigned int vectors[] = { X86_EXC_SS, X86_EXC_GP, X86_EXC_PF, X86_EXC_UD };
-    static struct trap_info table[ARRAY_SIZE(vectors) + 1];
-    unsigned int i;
 
-    for ( i = 0; i < ARRAY_SIZE(vectors); i++ )
-    {
-        table[i].vector = vectors[i];
-        table[i].cs = FLAT_KERNEL_CS;
-        table[i].address = trap_entry[vectors[i]];
-    }
-    trap_handler = on_trap;
-    if ( HYPERVISOR_set_trap_table(table) )
+    if ( traps_install(vectors, ARRAY_SIZE(vectors), on_trap) )
     {
         printk("stackfault: set_trap_table failed\n");
         xen_shutdown(SHUTDOWN_crash);
