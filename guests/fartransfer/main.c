@@ -273,27 +273,6 @@ static void restore_segments(void)
 
 /* ---- faults ------------------------------------------------------------------ */
 
-static struct { int hits; unsigned long vector, error_code, rip, insn, resume; } seen;
-
-static void on_trap(struct cpu_regs *regs)
-{
-    if ( !probe_insn )
-    {
-        printk("fartransfer: unexpected %s at rip 0x%lx (error code 0x%lx)\n",
-               trap_name(regs->vector), regs->rip, regs->error_code);
-        xen_shutdown(SHUTDOWN_crash);
-    }
-    seen.hits++;
-    seen.vector = regs->vector;
-    seen.error_code = regs->error_code;
-    seen.rip = regs->rip;
-    seen.insn = probe_insn;
-    seen.resume = probe_resume;
-    regs->rip = probe_resume;           /* past the attempt, its stack undone */
-    regs->rsp = probe_sp;
-    probe_insn = 0;
-}
-
 static void install_traps(void)
 {
     static const unsigned int vectors[] = {
@@ -301,7 +280,7 @@ static void install_traps(void)
         X86_EXC_TS, X86_EXC_DF, X86_EXC_BP,
     };
 
-    if ( traps_install(vectors, ARRAY_SIZE(vectors), on_trap) )
+    if ( traps_install(vectors, ARRAY_SIZE(vectors), probe_trap) )
     {
         printk("fartransfer: set_trap_table failed\n");
         xen_shutdown(SHUTDOWN_crash);
@@ -314,7 +293,7 @@ static unsigned int attempts, as_xen, left_ring3;
 
 static void run(const struct attempt *a)
 {
-    memset(&seen, 0, sizeof(seen));
+    memset(&probe_seen, 0, sizeof(probe_seen));
     landed_cs = 0;
     if ( a->kind == LCALL || a->kind == LJMP )
         do_far(a->kind, a->sel);
@@ -331,15 +310,15 @@ static void run(const struct attempt *a)
 
 static int outcome(const struct attempt *a, char *buf, size_t size)
 {
-    if ( seen.hits )
+    if ( probe_seen.hits )
     {
         /* Xen reports a fault at the instruction, a trap (#BP) after it */
-        int at = seen.rip == (seen.vector == X86_EXC_BP ? seen.resume : seen.insn);
+        int at = probe_seen.rip == (probe_seen.vector == X86_EXC_BP ? probe_seen.resume : probe_seen.insn);
 
-        snprintf(buf, size, "%s(0x%lx)%s", trap_name(seen.vector), seen.error_code,
+        snprintf(buf, size, "%s(0x%lx)%s", trap_name(probe_seen.vector), probe_seen.error_code,
                  at ? "" : " NOT WHERE XEN REPORTS IT");
-        return at && (int)seen.vector == a->expect &&
-               (!check_ec || a->ec == ANY_EC || seen.error_code == (unsigned long)a->ec);
+        return at && (int)probe_seen.vector == a->expect &&
+               (!check_ec || a->ec == ANY_EC || probe_seen.error_code == (unsigned long)a->ec);
     }
     if ( landed_cs && (landed_cs & 3) != 3 )
         left_ring3++;
@@ -409,6 +388,7 @@ void guest_main(start_info_t *si)
     unsigned int i;
 
     asm volatile ( "mov %%ds, %0" : "=r" (boot_ds) );
+    probe_who = "fartransfer";
     install_traps();
     install_gdt();
     check_ec = 1;

@@ -109,4 +109,18 @@ extern volatile unsigned long probe_insn, probe_resume, probe_sp;
     "mov %%rsp, probe_sp(%%rip)\n\t"
 #define PROBE_INSN(insn)    "1:\t" insn "\n2:\n\t"
 
+/*
+ * A trap handler for probes: the exception taken at the armed probe is
+ * recorded in probe_seen (hits counted), the attempt resumes at
+ * probe_resume with its stack undone (probe_sp); an exception with no probe
+ * armed is reported with who's name and crashes the domain.
+ */
+struct probe_seen {
+    int hits;
+    unsigned long vector, error_code, rip, insn, resume;
+};
+extern struct probe_seen probe_seen;
+extern const char *probe_who;
+void probe_trap(struct cpu_regs *regs);
+
 #endif /* GUEST_TRAPS_H */

@@ -89,30 +89,11 @@ static void attempt(enum kind kind)
     }
 }
 
-static struct { int hits; unsigned long vector, error_code, rip, insn; } seen;
-
-static void on_trap(struct cpu_regs *regs)
-{
-    if ( !probe_insn )
-    {
-        printk("stackfault: unexpected %s at rip 0x%lx\n", trap_name(regs->vector), regs->rip);
-        xen_shutdown(SHUTDOWN_crash);
-    }
-    seen.hits++;
-    seen.vector = regs->vector;
-    seen.error_code = regs->error_code;
-    seen.rip = regs->rip;
-    seen.insn = probe_insn;
-    regs->rip = probe_resume;
-    regs->rsp = probe_sp;
-    probe_insn = 0;
-}
-
 static void install_traps(void)
 {
     static const unsigned int vectors[] = { X86_EXC_SS, X86_EXC_GP, X86_EXC_PF, X86_EXC_UD };
 
-    if ( traps_install(vectors, ARRAY_SIZE(vectors), on_trap) )
+    if ( traps_install(vectors, ARRAY_SIZE(vectors), probe_trap) )
     {
         printk("stackfault: set_trap_table failed\n");
         xen_shutdown(SHUTDOWN_crash);
@@ -123,20 +104,21 @@ void guest_main(start_info_t *si)
 {
     unsigned int i, as_xen = 0;
 
+    probe_who = "stackfault";
     install_traps();
     for ( i = 0; i < ARRAY_SIZE(attempts_list); i++ )
     {
         const struct attempt *a = &attempts_list[i];
         int ok;
 
-        memset(&seen, 0, sizeof(seen));
+        memset(&probe_seen, 0, sizeof(probe_seen));
         attempt(a->kind);
-        ok = seen.hits == 1 && seen.rip == seen.insn && (int)seen.vector == a->expect &&
-             seen.error_code == 0;
+        ok = probe_seen.hits == 1 && probe_seen.rip == probe_seen.insn && (int)probe_seen.vector == a->expect &&
+             probe_seen.error_code == 0;
         as_xen += ok;
         printk("stackfault: [%2u] %s: %s(0x%lx)%s: %s%s\n", i + 1, a->what,
-               seen.hits ? trap_name(seen.vector) : "no fault", seen.error_code,
-               seen.hits && seen.rip != seen.insn ? " elsewhere" : "",
+               probe_seen.hits ? trap_name(probe_seen.vector) : "no fault", probe_seen.error_code,
+               probe_seen.hits && probe_seen.rip != probe_seen.insn ? " elsewhere" : "",
                ok ? "as on Xen" : "NOT as on Xen, expected ", ok ? "" : trap_name(a->expect));
     }
     printk("stackfault: %u/%u as on Xen\n", as_xen, (unsigned int)ARRAY_SIZE(attempts_list));
