@@ -249,3 +249,48 @@ def test_xenpmu_op_without_vpmu(dom, hypercall):
 def test_vcpu_down_of_the_last_vcpu_powers_off(dom, hypercall):
     assert hypercall(dom, xen.HYPERVISOR_vcpu_op, vc.VCPUOP_down, 0, 0) == 0
     assert dom.shutdown_reason == "poweroff"
+
+
+def test_user_mode_cli_sti_under_the_virtual_iopl(dom):
+    """Xen's emulator in guest user mode (CPL 3): cli/sti are skipped when
+    the virtual IOPL is 3 (mode_iopl), else #GP; nothing else is emulated."""
+    from pyxenon.hypervisor.bounce import toggle_guest_mode
+
+    vcpu = dom.vcpus[0]
+    dom.machine.frame_table.set_base(vcpu, vcpu.core.kernel_cr3, user=True)
+    toggle_guest_mode(vcpu)
+    assert iopl(dom, 3) == 0
+    assert emulate(dom, b"\xfa")["rip"] == scratch(dom) + 1
+    assert emulate(dom, b"\xfb")["rip"] == scratch(dom) + 1
+    assert dom.crash_report is None
+    emulate(dom, RDMSR, rcx=0xCE)                      # not at CPL 3
+    assert dom.shutdown_reason == "crash" and "rdmsr" in dom.crash_report
+
+
+def test_user_mode_cli_below_iopl_3_is_gp(dom):
+    from pyxenon.hypervisor.bounce import toggle_guest_mode
+
+    vcpu = dom.vcpus[0]
+    dom.machine.frame_table.set_base(vcpu, vcpu.core.kernel_cr3, user=True)
+    toggle_guest_mode(vcpu)
+    assert iopl(dom, 1) == 0                           # enough for the kernel, not for user
+    emulate(dom, b"\xfa")
+    assert dom.shutdown_reason == "crash" and "cli" in dom.crash_report
+
+
+@pytest.mark.parametrize("level, user, allowed", [
+    (1, False, True), (0, False, False), (3, True, True), (1, True, False)])
+def test_string_io_under_the_virtual_iopl(host, dom, level, user, allowed):
+    """outsb/insb go by iopl_ok as in/out do (guest_io_okay): a kernel at
+    virtual CPL 1, user at 3; refused, the #GP is at the outsb."""
+    from pyxenon.hypervisor.bounce import toggle_guest_mode
+
+    vcpu = dom.vcpus[0]
+    assert iopl(dom, level) == 0
+    if user:
+        dom.machine.frame_table.set_base(vcpu, vcpu.core.kernel_cr3, user=True)
+        toggle_guest_mode(vcpu)
+    code = b"\x66\xba\x80\x00\x6e\x66\xba\x61\x00\x6c"   # dx=0x80; outsb; dx=0x61; insb
+    r = run(host, dom, code, rdi=scratch(dom, 2), rsi=scratch(dom, 2))
+    assert r["rip"] - scratch(dom) == (len(code) if allowed else 4)
+    assert r["rdi"] - scratch(dom, 2) == (1 if allowed else 0)

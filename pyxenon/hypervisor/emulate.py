@@ -306,13 +306,16 @@ def emu_cli_sti(vcpu, ops, regs):
 EMULATED = {"mov": emu_mov, "rdmsr": emu_rdmsr, "wrmsr": emu_wrmsr,
             "clts": emu_clts, "wbinvd": emu_nop, "invd": emu_nop,
             "cli": emu_cli_sti, "sti": emu_cli_sti}
+# Guest user mode: x86_emulate refuses the rest outside ring 0 (mode_ring0,
+# with pv's read_segment giving user SS DPL 3); cli/sti go by mode_iopl.
+USER_EMULATED = {"cli": emu_cli_sti, "sti": emu_cli_sti}
 
 
-def emulate_privileged(vcpu):
+def emulate_privileged(vcpu, table=None):
     """True if the faulting instruction was emulated (rip moved past it)."""
     regs = vcpu.regs()
     insn = decode(vcpu, regs["rip"])
-    op = EMULATED.get(insn.mnemonic) if insn is not None else None
+    op = (table or EMULATED).get(insn.mnemonic) if insn is not None else None
     if op is None:
         return False
     ops = [o.strip() for o in insn.op_str.split(",")] if insn.op_str else []

@@ -101,13 +101,15 @@ def deliver_upcall(vcpu):
 
 
 def privileged(vcpu):
-    """#GP(0) in guest kernel mode: maybe an instruction Xen emulates (only
-    with error code 0: do_general_protection passes a selector's on as is),
-    or one its emulator turns into a #UD (mov to or from %dr4 with CR4.DE)."""
-    if not vcpu.core.kernel_mode or vcpu.core.error_code != 0:
+    """#GP(0): maybe an instruction Xen emulates (only with error code 0:
+    do_general_protection passes a selector's on as is; in guest user mode
+    only cli/sti), or one its emulator turns into a #UD (mov to or from %dr4
+    with CR4.DE)."""
+    if vcpu.core.error_code != 0:
         return False
+    table = emulate.EMULATED if vcpu.core.kernel_mode else emulate.USER_EMULATED
     try:
-        return emulate.emulate_privileged(vcpu)
+        return emulate.emulate_privileged(vcpu, table)
     except emulate.InvalidOpcode:
         deliver(vcpu, 6, 0)
         return True
