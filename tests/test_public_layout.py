@@ -50,6 +50,7 @@ GUEST_HEADERS = [
     "xen/memory.h",
     "xen/vcpu.h",
     "xen/callback.h",
+    "xen/nmi.h",
     "xen/physdev.h",
     "xen/elfnote.h",
     "xen/errno.h",
@@ -162,6 +163,7 @@ C_TYPES = {
     "memory.xen_memory_map": "struct xen_memory_map",
     "memory.xen_foreign_memory_map": "struct xen_foreign_memory_map",
     "memory.e820entry": "struct e820entry",  # tools probe (xenctrl.h)
+    "callback.xennmi_callback": "struct xennmi_callback",
     # ctl.py: tools probe (xenctrl.h)
     "ctl.xen_sysctl": "struct xen_sysctl",
     "ctl.xen_domctl": "struct xen_domctl",

@@ -67,6 +67,21 @@ def cb_unregister(vcpu, arg):
     return 0
 
 
+def do_nmi_op(vcpu, cmd, arg, *_):
+    """do_nmi_op: the NMI callback as CALLBACKTYPE_nmi's (register_guest_nmi_callback).
+    No NMI reaches a domU here (VCPUOP_send_nmi is left out), so nothing is
+    delivered through it."""
+    cmd &= 0xFFFFFFFF
+    if cmd == callback.XENNMI_register_callback:
+        cb = read_struct(vcpu, arg, callback.xennmi_callback)
+        register_callback(vcpu, callback.CALLBACKTYPE_nmi, cb.handler_address, 0)
+    elif cmd == callback.XENNMI_unregister_callback:
+        vcpu.callbacks.pop(callback.CALLBACKTYPE_nmi, None)
+    else:
+        raise HypercallError(errno.ENOSYS)
+    return 0
+
+
 CALLBACK_OPS = {callback.CALLBACKOP_register: cb_register,
                 callback.CALLBACKOP_unregister: cb_unregister}
 
@@ -172,6 +187,7 @@ OPS = CALLBACK_OPS   # sub-operations on record: callback_op's
 HYPERCALLS = {
     xen.HYPERVISOR_set_trap_table: do_set_trap_table,
     xen.HYPERVISOR_callback_op: do_callback_op,
+    xen.HYPERVISOR_nmi_op: do_nmi_op,
     xen.HYPERVISOR_set_callbacks: do_set_callbacks,
     xen.HYPERVISOR_stack_switch: do_stack_switch,
     xen.HYPERVISOR_fpu_taskswitch: do_fpu_taskswitch,

@@ -60,7 +60,6 @@ REFUSED = {
 # Hypercalls that have a handler need no line here.
 LEFT_OUT_REASONS = {
     "xsm_op": "as Xen without FLASK (xsm/dummy.h's xsm_do_xsm_op)",
-    "nmi_op": "not yet: Xen registers an NMI callback (do_nmi_op)",
     "xenoprof_op": "not yet: Xen has xenoprof (do_xenoprof_op)",
     "hvm_op": "not yet: Xen answers a few ops for PV (do_hvm_op)",
     "tmem_op": "as Xen: removed (no entry in hypercall-defs.c)",
