@@ -126,3 +126,8 @@ def test_physdev_op_compat_reads_the_argument_at_u(dom, hypercall):
     copy_to_guest(dom.vcpus[0], va, struct.pack("<I", ph.PHYSDEVOP_manage_pci_add))
     assert hypercall(dom, xen.HYPERVISOR_physdev_op_compat, va) == -errno.ENOSYS
     assert hypercall(dom, xen.HYPERVISOR_physdev_op_compat, UNMAPPED) == -errno.EFAULT
+
+
+def test_machine_memory_map_is_dom0s(dom, hypercall):
+    """arch_memory_op: xsm_machine_memory_map(XSM_PRIV) before the argument is read."""
+    assert hypercall(dom, xen.HYPERVISOR_memory_op, 10, UNMAPPED) == -errno.EPERM

@@ -87,7 +87,13 @@ def mem_add_to_physmap(vcpu, arg):
     return 0
 
 
+def mem_machine_memory_map(vcpu, arg):
+    """Refused: EPERM the host's map is dom0's (arch_memory_op: xsm_machine_memory_map first)"""
+    raise HypercallError(errno.EPERM)
+
+
 OPS = {
+    memory.XENMEM_machine_memory_map: mem_machine_memory_map,
     memory.XENMEM_current_reservation: mem_current_reservation,
     memory.XENMEM_maximum_reservation: mem_maximum_reservation,
     memory.XENMEM_maximum_ram_page: mem_maximum_ram_page,
