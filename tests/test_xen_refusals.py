@@ -131,3 +131,12 @@ def test_physdev_op_compat_reads_the_argument_at_u(dom, hypercall):
 def test_machine_memory_map_is_dom0s(dom, hypercall):
     """arch_memory_op: xsm_machine_memory_map(XSM_PRIV) before the argument is read."""
     assert hypercall(dom, xen.HYPERVISOR_memory_op, 10, UNMAPPED) == -errno.EPERM
+
+
+@pytest.mark.parametrize("cmd", [16, 17])        # XENMEM_set_pod_target, get_pod_target
+def test_pod_target_on_a_pv_domain(dom, hypercall, cmd):
+    va = dom.layout.stack + PAGE
+    assert hypercall(dom, xen.HYPERVISOR_memory_op, cmd, UNMAPPED) == -errno.EFAULT
+    for domid, rc in ((999, -errno.ESRCH), (xen.DOMID_SELF, -errno.EINVAL), (0, -errno.EINVAL)):
+        copy_to_guest(dom.vcpus[0], va, struct.pack("<4QH6x", 0, 0, 0, 0, domid))
+        assert hypercall(dom, xen.HYPERVISOR_memory_op, cmd, va) == rc

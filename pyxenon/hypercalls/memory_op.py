@@ -92,8 +92,18 @@ def mem_machine_memory_map(vcpu, arg):
     raise HypercallError(errno.EPERM)
 
 
+def mem_pod_target(vcpu, arg):
+    """Refused: EINVAL populate-on-demand is HVM only (arch_memory_op: -EFAULT, -ESRCH, then !is_hvm_domain)"""
+    domid = read_struct(vcpu, arg, memory.xen_pod_target).domid
+    if domid != DOMID_SELF and domid != 0 and domid not in vcpu.domain.machine.domains:
+        raise HypercallError(errno.ESRCH)          # rcu_lock_domain_by_any_id
+    raise HypercallError(errno.EINVAL)             # every domain here is PV (dom0 too)
+
+
 OPS = {
     memory.XENMEM_machine_memory_map: mem_machine_memory_map,
+    memory.XENMEM_set_pod_target: mem_pod_target,
+    memory.XENMEM_get_pod_target: mem_pod_target,
     memory.XENMEM_current_reservation: mem_current_reservation,
     memory.XENMEM_maximum_reservation: mem_maximum_reservation,
     memory.XENMEM_maximum_ram_page: mem_maximum_ram_page,
