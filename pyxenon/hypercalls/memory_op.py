@@ -18,11 +18,13 @@ DOMID_SELF = 0x7FF0
 
 
 def own_domain(vcpu, arg):
-    """The domid_t argument must name the caller (no privilege here)."""
+    """The domid_t argument must name the caller (no privilege here):
+    -ESRCH for no domain (domain 0, the toolstack, exists), then XSM_TARGET's
+    -EPERM for another."""
     domid = read_u32s(vcpu, arg, 1)[0] & 0xFFFF
     if domid not in (DOMID_SELF, vcpu.domain.domid):
-        raise HypercallError(errno.ESRCH if domid not in vcpu.domain.machine.domains
-                             else errno.EPERM)
+        exists = domid == 0 or domid in vcpu.domain.machine.domains
+        raise HypercallError(errno.EPERM if exists else errno.ESRCH)
     return vcpu.domain
 
 
@@ -32,6 +34,12 @@ def mem_current_reservation(vcpu, arg):
 
 def mem_maximum_reservation(vcpu, arg):
     return own_domain(vcpu, arg).nr_pages
+
+
+def mem_maximum_gpfn(vcpu, arg):
+    """domain_get_maximum_gpfn for PV: the max_pfn the guest put in its
+    shared_info (a count of pfns), less one; 0 if it put none."""
+    return (own_domain(vcpu, arg).shared_info.arch.max_pfn or 1) - 1
 
 
 def mem_maximum_ram_page(vcpu, arg):
@@ -107,6 +115,7 @@ OPS = {
     memory.XENMEM_current_reservation: mem_current_reservation,
     memory.XENMEM_maximum_reservation: mem_maximum_reservation,
     memory.XENMEM_maximum_ram_page: mem_maximum_ram_page,
+    memory.XENMEM_maximum_gpfn: mem_maximum_gpfn,
     memory.XENMEM_memory_map: mem_memory_map,
     memory.XENMEM_machphys_mapping: mem_machphys_mapping,
     memory.XENMEM_machphys_mfn_list: mem_machphys_mfn_list,
