@@ -294,3 +294,20 @@ def test_string_io_under_the_virtual_iopl(host, dom, level, user, allowed):
     r = run(host, dom, code, rdi=scratch(dom, 2), rsi=scratch(dom, 2))
     assert r["rip"] - scratch(dom) == (len(code) if allowed else 4)
     assert r["rdi"] - scratch(dom, 2) == (1 if allowed else 0)
+
+
+@pytest.mark.parametrize("assist, bits", [(True, 0x2000), (False, 0)])
+def test_bounce_frames_carry_the_virtual_iopl(dom, hypercall, assist, bits):
+    """create_bounce_frame folds the virtual IOPL into the frame's rflags
+    only with VMASST_TYPE_architectural_iopl."""
+    vcpu = dom.vcpus[0]
+    if assist:
+        assert hypercall(dom, xen.HYPERVISOR_vm_assist, xen.VMASST_CMD_enable,
+                         xen.VMASST_TYPE_architectural_iopl) == 0
+    assert iopl(dom, 2) == 0
+    vcpu.trap_table[6] = (0, 0xE033, scratch(dom))
+    vcpu.set_regs(rip=scratch(dom), rsp=scratch(dom, 3))
+    traps.deliver(vcpu, 6, 0)
+    sp = vcpu.regs()["rsp"]
+    rflags = struct.unpack("<Q", copy_from_guest(vcpu, sp + 32, 8))[0]
+    assert rflags & 0x3000 == bits

@@ -136,6 +136,8 @@ int xc_bounce_event(struct xc_machine *m, struct xc_vcpu *v)
     w[0] = r[0], w[1] = r[1], w[2] = r[2], w[5] = r[5], w[6] = r[6];
     w[3] = (r[3] & ~3UL) | (uint64_t)info[1] << 32;
     w[4] = (r[4] & ~(RFLAGS_IF | RFLAGS_IOPL)) | (info[1] ? 0 : RFLAGS_IF);
+    if (v->io && v->io->arch_iopl)      /* create_bounce_frame folds in the virtual IOPL */
+        w[4] |= (uint64_t)(v->iopl & 3) << 12;
     sp = (r[5] & ~0xFUL) - sizeof(w);
     if ((sp >= HYPERVISOR_VIRT_START - 64 && sp < HYPERVISOR_VIRT_END + 64) ||
         xc_copy_to_guest(m, v, sp, w, sizeof(w)))
