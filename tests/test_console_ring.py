@@ -2,7 +2,7 @@
 the guest's indices."""
 import pytest
 
-from pyxenon.toolstack.console import IN, IN_SIZE, OUT, OUT_SIZE
+from pyxenon.backends.console import IN, IN_SIZE, OUT, OUT_SIZE
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ backends that signal a guest only when they did something for it."""
 import re
 
 from pyxenon.public import io
-from pyxenon.toolstack.console import OUT, OUT_SIZE
+from pyxenon.backends.console import OUT, OUT_SIZE
 from pyxenon.toolstack.host import Host
-from pyxenon.toolstack.xenstore import XenStore
+from pyxenon.backends.xenstore import XenStore
 
 from test_xenstore import Guest
 
@@ -134,7 +134,7 @@ class Named:
 
 
 def test_a_log_past_its_limit_starts_again(tmp_path):
-    from pyxenon.toolstack.console import ConsoleLogs
+    from pyxenon.backends.console import ConsoleLogs
 
     logs = ConsoleLogs(str(tmp_path), limit=100)
     dom = Named(1, "../evil/name")
@@ -199,7 +199,7 @@ def test_the_demo_transcript_names_each_line_once(guests):
 def test_a_log_that_cannot_be_opened_is_given_up_once(tmp_path, capsys):
     """A symlink planted where the log goes is not followed (O_NOFOLLOW);
     the run goes on, and the failure is said once, not per write."""
-    from pyxenon.toolstack.console import ConsoleLogs
+    from pyxenon.backends.console import ConsoleLogs
 
     (tmp_path / "guest-victim.log").symlink_to(tmp_path / "elsewhere")
     logs = ConsoleLogs(str(tmp_path))

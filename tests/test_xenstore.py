@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyxenon.public import io
-from pyxenon.toolstack.xenstore import Limits, XenStore, XenStoreError
-from pyxenon.toolstack.xenstore_ring import HEADER
+from pyxenon.backends.xenstore import Limits, XenStore, XenStoreError
+from pyxenon.backends.xenstore_ring import HEADER
 
 IFACE = io.xenstore_domain_interface
 SIZE = io.XENSTORE_RING_SIZE

@@ -237,6 +237,9 @@ struct xc_machine {
     pthread_t watchdog;   /* ends time slices (watchdog.c) */
     int watchdog_quit;
     uint64_t run_gen, stopped_gen, deadline_ns;
+    int watchdog_parked;          /* the thread waits on watchdog_wake, not ticking */
+    pthread_mutex_t watchdog_lock;
+    pthread_cond_t watchdog_wake;
     long exception_field; /* offset of old_exception in a saved context (<0: unknown) */
     long error_code_field; /* offset of the CPU's error_code in one (<0: unknown) */
     int64_t xen_version;  /* what XENVER_version answers */
@@ -245,6 +248,9 @@ struct xc_machine {
     uint64_t slices;      /* slices run */
     uint64_t chain_ns;    /* how long xc_run_chain may go on in C (0: never chain) */
     uint32_t tlbflush_clock; /* TLB flushes so far: page_info.tlbflush_stamp's clock */
+    uint64_t tlb_fills;      /* guest TLB fills since the last flush */
+    uint64_t tlb_misses;     /* guest TLB fills in all (statistics) */
+    uint64_t tlb_size;       /* what the engine's TLB has grown to, as modelled (tlb_flushed) */
     uint64_t work;        /* work done in this trap (XC_WORK_BUDGET's units) */
     uint64_t work_budget; /* past it, a preemptible operation stops (XC_WORK_BUDGET) */
     struct xc_tlb_shadow *shadow; /* what the engine's TLB may hold (checking only), or NULL */

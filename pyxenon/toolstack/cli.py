@@ -153,7 +153,7 @@ def console_logs(host, choice):
     """--console-log: xenconsoled's guest-NAME.log files, or None."""
     if choice is None:
         return None
-    from .console import ConsoleLogs
+    from pyxenon.backends.console import ConsoleLogs
 
     folder = os.path.abspath(choice)
     try:

@@ -29,11 +29,11 @@ from pyxenon.errors import HostLimitError, UserInputError
 from pyxenon.hypervisor.domain import DEAD, PAUSED, RUNNING, SHUTDOWN
 
 from . import protocol
-from .console import ConsoleLogs
+from pyxenon.backends.console import ConsoleLogs
 from .host import Host
 from .policy import JsonLinesAudit
 from .protocol import MAX_LINE, ToolstackError, b64
-from .xenstore import XenStoreError
+from pyxenon.backends.xenstore import XenStoreError
 from .xenstored_socket import XenstoredSocket
 
 RUN_SLICE = 0.05          # seconds of guest time between looks at the sockets

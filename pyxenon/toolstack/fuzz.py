@@ -2209,7 +2209,7 @@ class XenStoreTarget:
     second guest's node to reach for."""
 
     def __init__(self):
-        from .xenstore import XenStore
+        from pyxenon.backends.xenstore import XenStore
 
         self.store = XenStore()
         self.page = bytearray(PAGE)
@@ -2252,7 +2252,7 @@ class XenStoreTarget:
 
     def host_call(self, name, path, arg):
         """The host API (dom0): refusals are XenStoreError or ValueError."""
-        from .xenstore import XenStoreError
+        from pyxenon.backends.xenstore import XenStoreError
 
         try:
             HOST_CALLS[name](self.store, path, arg)

@@ -17,9 +17,9 @@ from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.hypervisor.machine import Machine
 
 from . import builder
-from .console import ConsoleBackend
+from pyxenon.backends.console import ConsoleBackend
 from .elfimage import load_kernel
-from .xenstore import XenStore
+from pyxenon.backends.xenstore import XenStore
 from .xlcfg import DomainConfig, load_cfg
 
 PAGES_PER_MIB = 256
@@ -40,7 +40,7 @@ class Host:
         """memory_mib: machine memory (default $PYXENON_MACHINE_MIB, else
         8192).  policy: a path to a policy file, or a compiled Policy; None
         refuses every inter-domain operation.  audit: a callable given each
-        MSM decision (default: kept in machine.audit_log)."""
+        MSM decision (default: the newest 10,000 kept in machine.audit_log)."""
         if isinstance(policy, (str, bytes)) or hasattr(policy, "__fspath__"):
             from .policy import load_policy
 

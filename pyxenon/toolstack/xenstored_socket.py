@@ -22,7 +22,7 @@ import time
 
 
 from . import protocol
-from .xenstore_ring import take_message
+from pyxenon.backends.xenstore_ring import take_message
 
 DIR_NAME = "xenstored"
 SOCKET_NAME = "socket"

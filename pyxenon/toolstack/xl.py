@@ -383,7 +383,7 @@ def cmd_daemon(args):
 def console_log_folder(folder, asked):
     """The folder for the guest-NAME.log files when `--console-log` or
     $PYXENON_CONSOLE_LOG (set, not "0") asks for them, else None."""
-    from .console import LOG_ENV, log_folder
+    from pyxenon.backends.console import LOG_ENV, log_folder
 
     wanted = asked or os.environ.get(LOG_ENV, "0") not in ("", "0")
     return log_folder(folder) if wanted else None
