@@ -311,3 +311,28 @@ def test_bounce_frames_carry_the_virtual_iopl(dom, hypercall, assist, bits):
     sp = vcpu.regs()["rsp"]
     rflags = struct.unpack("<Q", copy_from_guest(vcpu, sp + 32, 8))[0]
     assert rflags & 0x3000 == bits
+
+
+@pytest.mark.parametrize("fast_paths", [True, False])
+def test_event_bounce_carries_the_virtual_iopl_in_c_and_python(guests, fast_paths):
+    """The event upcall's frame (C's xc_bounce_event, or bounce.py with the
+    fast paths off) has the virtual IOPL folded in, as create_bounce_frame."""
+    from pyxenon.hypercalls.traps import register_callback
+    from pyxenon.toolstack.host import Host
+
+    with Host(fast_paths=fast_paths) as host:
+        dom = host.create(str(guests / "hello.cfg"))
+        vcpu = dom.vcpus[0]
+        assert vcpu.hypercall(xen.HYPERVISOR_vm_assist, xen.VMASST_CMD_enable,
+                              xen.VMASST_TYPE_architectural_iopl) == 0
+        assert iopl(dom, 2) == 0
+        handler = scratch(dom, 2)
+        copy_to_guest(vcpu, handler, b"\x48\x8b\x44\x24\x20" + HLT)   # rax = the frame's rflags
+        copy_to_guest(vcpu, scratch(dom), b"\x90" + HLT)
+        register_callback(vcpu, 0, handler, 0)                      # CALLBACKTYPE_event
+        vcpu.set_regs(rip=scratch(dom), rsp=scratch(dom, 3))
+        info = dom.vcpu_info(0)
+        info.evtchn_upcall_pending, info.evtchn_upcall_mask = 1, 0
+        host.run(timeout=10)
+        r = {k: int(v, 16) for k, v in re.findall(r"(\w+)=([0-9a-f]{8,16})", dom.crash_report)}
+        assert r["rip"] == handler + 5 and r["rax"] & 0x3200 == 0x2200      # IOPL 2, IF
