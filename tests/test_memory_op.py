@@ -194,3 +194,10 @@ def test_ptwr_bts_sets_carry_from_the_old_bit(dom):
     dom.vcpus[0].set_regs(rax=1, rflags=0x202)          # bit 1 (RW) is already set
     write_fault(dom, l1_entry_va(dom, va), b"\xf0\x48\x0f\xab\x07")
     assert dom.vcpus[0].regs()["rflags"] & 1
+
+
+def test_sharing_counts_and_ops_as_xen_without_mem_sharing(dom, hypercall):
+    assert mem(hypercall, dom, memory.XENMEM_get_sharing_freed_pages, 0) == 0
+    assert mem(hypercall, dom, memory.XENMEM_get_sharing_shared_pages, 0) == 0
+    assert mem(hypercall, dom, memory.XENMEM_sharing_op, 0) == -errno.ENOSYS
+    assert mem(hypercall, dom, memory.XENMEM_paging_op, 0) == -errno.ENOSYS

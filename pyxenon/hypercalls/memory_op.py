@@ -108,7 +108,15 @@ def mem_pod_target(vcpu, arg):
     raise HypercallError(errno.EINVAL)             # every domain here is PV (dom0 too)
 
 
+def mem_sharing_pages(vcpu, arg):
+    """subarch_memory_op: Xen 4.17 without CONFIG_MEM_SHARING (its default)
+    counts no saved or shared frames."""
+    return 0
+
+
 OPS = {
+    memory.XENMEM_get_sharing_freed_pages: mem_sharing_pages,
+    memory.XENMEM_get_sharing_shared_pages: mem_sharing_pages,
     memory.XENMEM_machine_memory_map: mem_machine_memory_map,
     memory.XENMEM_set_pod_target: mem_pod_target,
     memory.XENMEM_get_pod_target: mem_pod_target,

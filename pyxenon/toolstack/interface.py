@@ -74,6 +74,9 @@ LEFT_OUT_REASONS = {
 
 # Why a sub-operation of an implemented hypercall is left out (-ENOSYS).
 SUBOP_LEFT_OUT_REASONS = {
+    ("physdev_op", "PHYSDEVOP_free_irq_vector"): "as Xen: do_physdev_op has no such case",
+    ("memory_op", "XENMEM_paging_op"): "as Xen without CONFIG_MEM_PAGING (its default)",
+    ("memory_op", "XENMEM_sharing_op"): "as Xen without CONFIG_MEM_SHARING (its default)",
     ("event_channel_op", "EVTCHNOP_bind_pirq"): "not yet: Xen -EINVAL/-EPERM (evtchn_bind_pirq)",
     ("event_channel_op", "EVTCHNOP_init_control"): "not yet: 2-level only (Xen: event_fifo.c)",
     ("event_channel_op", "EVTCHNOP_expand_array"): "not yet: 2-level only (Xen: event_fifo.c)",
