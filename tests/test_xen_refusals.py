@@ -140,3 +140,18 @@ def test_pod_target_on_a_pv_domain(dom, hypercall, cmd):
     for domid, rc in ((999, -errno.ESRCH), (xen.DOMID_SELF, -errno.EINVAL), (0, -errno.EINVAL)):
         copy_to_guest(dom.vcpus[0], va, struct.pack("<4QH6x", 0, 0, 0, 0, domid))
         assert hypercall(dom, xen.HYPERVISOR_memory_op, cmd, va) == rc
+
+
+def test_claim_pages_is_the_toolstacks(dom, hypercall):
+    """do_memory_op's XENMEM_claim_pages: the request's shape, the domain
+    (by id: DOMID_SELF is none), then xsm_claim_pages."""
+    va = dom.layout.stack + PAGE
+
+    def claim(extent_start=0, order=0, flags=0, domid=0):
+        copy_to_guest(dom.vcpus[0], va, struct.pack("<QQIIH6x", extent_start, 16, order, flags, domid))
+        return hypercall(dom, xen.HYPERVISOR_memory_op, 24, va)
+
+    assert hypercall(dom, xen.HYPERVISOR_memory_op, 24, UNMAPPED) == -errno.EFAULT
+    assert claim(extent_start=va) == claim(order=1) == claim(flags=1) == -errno.EINVAL
+    assert claim(domid=xen.DOMID_SELF) == claim(domid=999) == -errno.EINVAL
+    assert claim(domid=dom.domid) == claim(domid=0) == -errno.EPERM

@@ -12,6 +12,8 @@ from pyxenon.hypervisor.errors import HypercallError, sub_op
 from pyxenon.hypervisor.guestmem import copy_to_guest, read_struct, read_u32s, write_struct
 from pyxenon.public import errno, memory, xen
 
+from .control import rcu_lock_domain_by_id
+
 CMD_MASK = 0x3F                 # MEMOP_CMD_MASK: the rest is a continuation
 MACH2PHYS_VIRT_START = 0xFFFF800000000000
 DOMID_SELF = 0x7FF0
@@ -108,6 +110,16 @@ def mem_pod_target(vcpu, arg):
     raise HypercallError(errno.EINVAL)             # every domain here is PV (dom0 too)
 
 
+def mem_claim_pages(vcpu, arg):
+    """Refused: EPERM claims are the toolstack's (do_memory_op: -EFAULT, -EINVAL for a bad request or no domain, then xsm_claim_pages)"""
+    r = read_struct(vcpu, arg, memory.xen_memory_reservation)
+    if r.extent_start or r.extent_order or r.mem_flags:
+        raise HypercallError(errno.EINVAL)
+    if not rcu_lock_domain_by_id(vcpu, r.domid):
+        raise HypercallError(errno.EINVAL)
+    raise HypercallError(errno.EPERM)
+
+
 def mem_sharing_pages(vcpu, arg):
     """subarch_memory_op: Xen 4.17 without CONFIG_MEM_SHARING (its default)
     counts no saved or shared frames."""
@@ -118,6 +130,7 @@ OPS = {
     memory.XENMEM_get_sharing_freed_pages: mem_sharing_pages,
     memory.XENMEM_get_sharing_shared_pages: mem_sharing_pages,
     memory.XENMEM_machine_memory_map: mem_machine_memory_map,
+    memory.XENMEM_claim_pages: mem_claim_pages,
     memory.XENMEM_set_pod_target: mem_pod_target,
     memory.XENMEM_get_pod_target: mem_pod_target,
     memory.XENMEM_current_reservation: mem_current_reservation,
