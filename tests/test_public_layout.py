@@ -50,6 +50,7 @@ GUEST_HEADERS = [
     "xen/memory.h",
     "xen/vcpu.h",
     "xen/callback.h",
+    "xen/nmi.h",
     "xen/physdev.h",
     "xen/elfnote.h",
     "xen/errno.h",
@@ -162,6 +163,12 @@ C_TYPES = {
     "memory.xen_memory_map": "struct xen_memory_map",
     "memory.xen_foreign_memory_map": "struct xen_foreign_memory_map",
     "memory.e820entry": "struct e820entry",  # tools probe (xenctrl.h)
+    "callback.xennmi_callback": "struct xennmi_callback",
+    # ctl.py: tools probe (xenctrl.h)
+    "ctl.xen_sysctl": "struct xen_sysctl",
+    "ctl.xen_domctl": "struct xen_domctl",
+    "ctl.xen_platform_op": "struct xen_platform_op",
+    "ctl.xen_dm_op_buf": "struct xen_dm_op_buf",
     "memory.xen_pod_target": "struct xen_pod_target",
     "memory.xen_mem_acquire_resource": "struct xen_mem_acquire_resource",
     "memory.xen_vmemrange": "struct xen_vmemrange",
@@ -194,7 +201,8 @@ C_TYPES = {
 }
 
 # Structs and constants only the tools probe can see.
-TOOLS_TYPES = {"memory.e820entry"}
+TOOLS_TYPES = {"memory.e820entry", "ctl.xen_sysctl", "ctl.xen_domctl", "ctl.xen_platform_op",
+               "ctl.xen_dm_op_buf"}
 
 # Python constant -> C expression, for names Xen defines only under some
 # interface versions.

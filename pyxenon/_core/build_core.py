@@ -53,6 +53,7 @@ struct xc_vcpu {
     struct xc_perfc *perfc;
     uint64_t dbg_addr; uint64_t dbg_skip_pc; uint32_t dbg_kind; uint32_t dbg_skip;
     uint32_t dbg_steps; uint32_t dbg_pending;
+    uint32_t cpuid_faulting; uint32_t noncanonical;
     ...;
 };
 #define XC_PERFC_NR 64
@@ -80,7 +81,7 @@ struct xc_machine {
     uc_engine *uc; uint8_t *mem; uint64_t nr_frames; uint64_t *m2p; struct page_info *frames;
     struct xc_vcpu *current;
     int flush_pending; int code_flush_pending;
-    int fast_paths; long exception_field; int64_t xen_version;
+    int fast_paths; long exception_field; long error_code_field; int64_t xen_version;
     uint64_t boot_ns; uint64_t py_calls; uint64_t slices; uint64_t chain_ns;
     uint32_t tlbflush_clock; uint64_t work; uint64_t work_budget; uint32_t plant;
     uint32_t tsc_mul; int32_t tsc_shift; uint64_t tlb_fills; uint64_t tlb_misses; uint64_t tlb_size; int watchdog_parked;
@@ -112,6 +113,7 @@ void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);
 int64_t xc_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a);
 int xc_get_page(struct xc_machine *m, uint64_t mfn, uint16_t domid);
 void xc_put_page(struct xc_machine *m, uint64_t mfn);
+void xc_put_l1e(struct xc_machine *m, struct xc_vcpu *v, uint64_t e);
 int xc_get_page_and_type(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, uint16_t domid,
                          int type, int flags);
 int xc_put_page_and_type(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int preemptible);

@@ -87,6 +87,11 @@ enum xc_stop {
 #define XC_VECTOR_SYSCALL 256
 /* Flag on a vector below 32: `int n`, not exception n (traps.c). */
 #define XC_VECTOR_SOFT 0x200
+/* error_code of an exception the engine raised: the CPU's own, read from
+ * the saved context once the engine stopped (xc_clear_exception) */
+#define XC_EC_ENGINE 0xFFFFFFFFu
+#define XC_EC_VECTORS ((1u << 8) | (1u << 10) | (1u << 11) | (1u << 12) | (1u << 13) | \
+                       (1u << 14) | (1u << 17))   /* vectors with an error code */
 
 /* Xen's hypercall_preempt_check, counted in work instead of time so that a
  * deterministic run repeats (xc_machine.work, reset at each trap): a unit
@@ -240,6 +245,8 @@ struct xc_vcpu {
     uint32_t dbg_skip;    /* dbg_skip_pc is in force */
     uint32_t dbg_steps;   /* instructions begun since a debugger step started */
     uint32_t dbg_pending; /* a watchpoint hit, to stop at the next instruction */
+    uint32_t cpuid_faulting; /* MSR_INTEL_MISC_FEATURES_ENABLES.CPUID_FAULTING (guest_wrmsr) */
+    uint32_t noncanonical; /* the #GP just noted is a non-canonical data access (mm.c) */
     uc_context *ctx;      /* registers while the vcpu is not running */
     struct xc_perfc *perfc; /* its domain's hypercall statistics (perfc.h); NULL: none */
 };
@@ -278,6 +285,7 @@ struct xc_machine {
     pthread_mutex_t watchdog_lock;
     pthread_cond_t watchdog_wake;
     long exception_field; /* offset of old_exception in a saved context (<0: unknown) */
+    long error_code_field; /* offset of the CPU's error_code in one (<0: unknown) */
     int64_t xen_version;  /* what XENVER_version answers */
     uint64_t boot_ns;     /* CLOCK_MONOTONIC at boot: system time 0 */
     uint64_t py_calls;    /* hypercalls that went to Python */

@@ -242,6 +242,8 @@ bool xc_tlb_fill(uc_engine *uc, uint64_t va, uc_mem_type type,
     int mapped;
     if ((uint64_t)((int64_t)(va << 16) >> 16) != va) {
         note_fault(m, 13, va, 0);   /* non-canonical: #GP(0), not #PF */
+        if (m->current)             /* or #SS(0) through SS: hypervisor/faults.py */
+            m->current->noncanonical = type != UC_MEM_FETCH;
         return false;
     }
     if (va < HYPERVISOR_VIRT_START || va >= HYPERVISOR_VIRT_END)

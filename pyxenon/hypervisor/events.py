@@ -82,9 +82,16 @@ class EventChannels:
         return self._new(HOST, notify=notify, remote_dom=0)
 
     def alloc_unbound(self, remote_domid):
-        remote = self.domain.machine.find_domain(remote_domid, self.domain)
-        self.domain.machine.msm.check(self.domain, remote, "event_channel", "w", "alloc_unbound")
-        return self._new(UNBOUND, remote_dom=remote.domid)
+        """evtchn_alloc_unbound does not look the remote domain up (its bind
+        does): domain 0, the toolstack here, or one not yet created gets a
+        port too.  A live guest is the reference monitor's object now."""
+        if remote_domid == DOMID_SELF:
+            remote_domid = self.domain.domid
+        remote = self.domain.machine.domains.get(remote_domid)
+        if remote is not None:
+            self.domain.machine.msm.check(self.domain, remote, "event_channel", "w",
+                                          "alloc_unbound")
+        return self._new(UNBOUND, remote_dom=remote_domid)
 
     def bind_interdomain(self, remote_domid, remote_port):
         remote = self.domain.machine.find_domain(remote_domid, self.domain)

@@ -132,6 +132,10 @@ class GrantTable:
 
 
 def granter_of(grantee, domid):
+    if domid == 0:
+        # Domain 0 exists on Xen (the toolstack here) and grants nothing to
+        # a guest: its entry fails _set_status's permit_access/domid check.
+        raise GrantError(gt.GNTST_general_error)
     granter = grantee.machine.domains.get(grantee.domid if domid == DOMID_SELF else domid)
     if granter is None or granter.state == "dead":
         raise GrantError(gt.GNTST_bad_domain)
@@ -166,8 +170,10 @@ def pte_address(vcpu, host_addr, contains_pte):
 
 def map_grant(vcpu, domid, ref, flags, host_addr):
     """GNTTABOP_map_grant_ref (host mappings only): returns the handle."""
-    if not flags & gt.GNTMAP_host_map or flags & gt.GNTMAP_device_map:
-        raise GrantError(gt.GNTST_general_error)
+    if not flags & (gt.GNTMAP_host_map | gt.GNTMAP_device_map):
+        raise GrantError(gt.GNTST_bad_gntref)          # map_grant_ref: "Bad flags"
+    if flags & gt.GNTMAP_device_map:
+        raise GrantError(gt.GNTST_general_error)       # device mappings: not offered here
     grantee = vcpu.domain
     granter = granter_of(grantee, domid)
     readonly = bool(flags & gt.GNTMAP_readonly)
@@ -193,14 +199,23 @@ def install_pte(vcpu, granter, pte_ma, mfn, flags):
     a writable mapping, as Xen's map_grant_ref takes), then the entry."""
     machine = vcpu.domain.machine
     old = struct.unpack_from("<Q", machine.mem, pte_ma)[0]
-    if old & PRESENT:
-        raise GrantError(gt.GNTST_bad_virt_addr)     # pyxenon will not replace a live entry
     readonly = bool(flags & gt.GNTMAP_readonly)
     take_refs(vcpu, granter, mfn, readonly)
     user_bits = GLOBAL if flags & gt.GNTMAP_application_map else GUEST_KERNEL
     struct.pack_into("<Q", machine.mem, pte_ma, mfn << 12 | PTE_FLAGS | user_bits
                      | (0 if readonly else RW) | avail_bits(flags))
     lib.xc_request_flush(machine.core)
+    put_replaced(vcpu, old)
+
+
+def put_replaced(vcpu, old):
+    """create_grant_pv_mapping replaces a present entry and drops its
+    references (put_page_from_l1e), which crashes the domain if the entry
+    was itself a grant's ("Attempt to implicitly unmap a granted PTE")."""
+    if old & PRESENT and old & GNTTAB:
+        vcpu.domain.crash("grant map over a granted PTE: an implicit unmap (put_page_from_l1e)")
+    elif old & PRESENT:
+        lib.xc_put_l1e(vcpu.domain.machine.core, vcpu.core, old)
 
 
 def avail_bits(flags):
