@@ -32,6 +32,8 @@ from typing import Optional
 
 from pyxenon.errors import UserInputError, read_user_file
 
+from . import xldevices
+
 OVERRIDE_SOURCE = "command line"
 DEFAULT_MEMORY_MIB = 32  # libxl's default max_memkb
 LONG_MAX = (1 << 63) - 1  # xl reads numbers with strtol()
@@ -59,6 +61,8 @@ class DomainConfig:
     on_crash: str = "destroy"
     on_watchdog: str = "destroy"
     seclabel: Optional[str] = None
+    disks: tuple = ()              # xldevices.DiskSpec, in the cfg's order
+    vifs: tuple = ()               # xldevices.VifSpec
     path: str = ""
     extra_keys: dict = field(default_factory=dict)
     # key -> (source, line) of the setting that won, for later messages.
@@ -395,6 +399,14 @@ def _builder(key, value):
     return value  # "generic" and others mean PV, as in xl
 
 
+def _string_list(key, value):
+    if isinstance(value, str):
+        value = [value]           # xl takes a lone string as a one-item list
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{key} must be a list of quoted strings")
+    return value
+
+
 CONVERTERS = {
     "name": _nonempty_string,
     "type": _guest_type,
@@ -412,6 +424,8 @@ CONVERTERS = {
     "on_crash": _action,
     "on_watchdog": _action,
     "seclabel": _string,
+    "disk": _string_list,
+    "vif": _string_list,
 }
 
 REQUIRED = ("name", "kernel")
@@ -469,8 +483,35 @@ def _memory(values, settings):
     return memory, maxmem
 
 
+def _devices(values, settings, path):
+    """The disk and vif lists, each spec checked (xldevices)."""
+    found = {}
+    for key, parse in (("disk", lambda spec, i, folder: xldevices.parse_disk(spec, folder)),
+                       ("vif", xldevices.parse_vif)):
+        if key not in values:
+            found[key] = ()
+            continue
+        setting = settings[key]
+        found[key] = tuple(_device(parse, key, spec, index, setting, path)
+                           for index, spec in enumerate(values[key]))
+    try:
+        xldevices.check_unique(found["disk"], found["vif"])
+    except ValueError as err:
+        raise UserInputError(path, str(err)) from None
+    return found["disk"], found["vif"]
+
+
+def _device(parse, key, spec, index, setting, path):
+    try:
+        return parse(spec, index, _base_folder(setting, path))
+    except ValueError as err:
+        raise UserInputError(setting.source, f"{key} {spec!r}: {err}",
+                             line=setting.line) from None
+
+
 def _build(settings, path):
     values = _convert_known(settings)
+    disks, vifs = _devices(values, settings, path)
     _check_required(values, path)
     memory, maxmem = _memory(values, settings)
     actions = {key: values.get(key, default)
@@ -483,6 +524,7 @@ def _build(settings, path):
         memory_mib=memory, maxmem_mib=maxmem,
         vcpus=values.get("vcpus", 1),
         seclabel=values.get("seclabel"),
+        disks=disks, vifs=vifs,
         path=path,
         extra_keys={key: s.value for key, s in settings.items()
                     if key not in CONVERTERS},
