@@ -98,11 +98,29 @@ class GrantTable:
 
     def in_use(self, ref, write):
         """Is ref still mapped by anyone (for reading, or for writing)?"""
-        for domain in self.domain.machine.domains.values():
-            for m in domain.grant_table.maptrack.values():
+        for table in grantee_tables(self.domain.machine):
+            for m in table.maptrack.values():
                 if m.granter is self.domain and m.ref == ref and (not write or not m.readonly):
                     return True
         return False
+
+
+class BackendTable:
+    """dom0's maptrack: the grants the host's backends hold mapped (their
+    rings).  dom0 is no Domain here; its backends reach granted frames only
+    through backend_map and backend_frame below."""
+
+    domid = 0
+
+    def __init__(self):
+        self.maptrack = {}
+
+
+BACKEND = BackendTable()       # the grantee a backend's checks name (domid 0)
+
+
+def grantee_tables(machine):
+    return [d.grant_table for d in machine.domains.values()] + [machine.backend_grants]
 
 
 def granter_of(grantee, domid):
@@ -201,10 +219,10 @@ def unmap_grant(vcpu, handle, host_addr, contains_pte=False):
 def release(machine, table, handle):
     """Tear one mapping down: the PTE, the frame references, the in-use bits."""
     m = table.maptrack.pop(handle)
-    frames = machine.frame_table
-    entry = struct.unpack_from("<Q", machine.mem, m.pte_ma)[0]
-    if entry & GNTTAB and entry >> 12 & ((1 << 40) - 1) == m.mfn:
-        struct.pack_into("<Q", machine.mem, m.pte_ma, 0)
+    if m.pte_ma is not None:      # a backend's mapping has no PTE
+        entry = struct.unpack_from("<Q", machine.mem, m.pte_ma)[0]
+        if entry & GNTTAB and entry >> 12 & ((1 << 40) - 1) == m.mfn:
+            struct.pack_into("<Q", machine.mem, m.pte_ma, 0)
     if m.readonly:
         lib.xc_put_page(machine.core, m.mfn)
     else:
@@ -225,11 +243,49 @@ def teardown(domain):
     """A domain is dying: every mapping of its grants, everywhere, goes, and
     so do its own mappings of others' grants."""
     machine = domain.machine
-    for other in list(machine.domains.values()):
-        table = other.grant_table
+    for table in grantee_tables(machine):
         for handle, m in list(table.maptrack.items()):
-            if m.granter is domain or other is domain:
+            if m.granter is domain or table is domain.grant_table:
                 release(machine, table, handle)
+
+
+# -- dom0's backends ----------------------------------------------------------------
+
+def backend_map(granter, ref):
+    """A backend maps granter's ref writable, as Linux's backends map their
+    rings (xenbus_map_ring_valloc -> GNTTABOP_map_grant_ref from dom0): the
+    entry must permit domid 0 writably; the frame's writable type and
+    GTF_reading|GTF_writing are held until backend_unmap, so the guest can
+    neither end the grant nor turn the frame into a page table meanwhile.
+    Returns (handle, mfn)."""
+    if granter.state == "dead":
+        raise GrantError(gt.GNTST_bad_domain)
+    mfn = granter.grant_table.check(ref, BACKEND, True)
+    machine = granter.machine
+    if lib.xc_get_page_and_type(machine.core, ffi.NULL, mfn, granter.domid, WRITABLE, 0) != 0:
+        raise GrantError(gt.GNTST_general_error)
+    granter.grant_table.set_flags(ref, gt.GTF_reading | gt.GTF_writing)
+    table = machine.backend_grants
+    handle = next(h for h in range(len(table.maptrack) + 1) if h not in table.maptrack)
+    table.maptrack[handle] = Mapping(granter, ref, mfn, None, False)
+    return handle, mfn
+
+
+def backend_unmap(machine, handle):
+    if handle in machine.backend_grants.maptrack:
+        release(machine, machine.backend_grants, handle)
+
+
+def backend_frame(granter, ref, write):
+    """The frame a backend may copy to (write) or from, by granter's entry
+    ref (__acquire_grant_for_copy's checks, grantee dom0): for one copy,
+    done before the engine runs again, so no in-use bits are left set."""
+    if granter.state == "dead":
+        raise GrantError(gt.GNTST_bad_domain)
+    mfn = granter.grant_table.check(ref, BACKEND, write)
+    if write and not granter.machine.frame_table.writable_now(mfn):
+        raise GrantError(gt.GNTST_general_error)
+    return mfn
 
 
 # -- copy --------------------------------------------------------------------------------
