@@ -59,6 +59,7 @@ GUEST_HEADERS = [
     "xen/io/xs_wire.h",
     "xen/io/xenbus.h",
     "xen/io/blkif.h",
+    "xen/io/netif.h",
 ]
 TOOLS_HEADERS = ["xenctrl.h"]
 # libc headers both probes need; <errno.h> must precede xs_wire.h, whose
@@ -204,6 +205,11 @@ C_TYPES = {
     "blkif.blkif_sring_pvt_tapif_user": member("struct blkif_sring", "pvt.tapif_user"),
     "blkif.blkif_sring_pvt": member("struct blkif_sring", "pvt"),
     "blkif.blkif_sring": "struct blkif_sring",
+    # netif.py
+    "netif.netif_tx_request": "struct netif_tx_request",
+    "netif.netif_tx_response": "struct netif_tx_response",
+    "netif.netif_rx_request": "struct netif_rx_request",
+    "netif.netif_rx_response": "struct netif_rx_response",
 }
 
 # Structs and constants only the tools probe can see.

@@ -74,6 +74,7 @@ class Host:
         if self.machine is not None:
             for domain in list(self.machine.domains.values()):
                 self.devices.detach(domain)
+            self.devices.close()
             self.machine.close()
             self.machine = None
 

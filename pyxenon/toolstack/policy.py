@@ -50,6 +50,19 @@ What a rule ``from = A, to = B`` allows, and where the data goes:
                    into it, A -> B.  "readwrite": both.
     xenstore       A uses B's XenStore nodes.  "read": B -> A.  "write":
                    A -> B.  "readwrite": both.
+    block          A attaches a disk whose storage label is B (``to`` names a
+                   label declared under ``[storage]``; a disk gets its label
+                   from ``seclabel=`` in its xl.cfg disk spec).  "read": a
+                   read-only disk, B -> A.  "readwrite": a writable one too.
+                   Checked once per attach.  A storage label is a node of the
+                   flow graph: data can flow A -> disk -> C.
+    network        frames from A may reach B over a bridge, A -> B (give
+                   ``bidirectional`` for replies).  ``access`` does not apply.
+
+Storage labels are declared like domain labels, in their own table::
+
+    [storage]
+    scratch = "a scratch disk"
 
 Compiled, a rule becomes tuples (subject, object, path, access) with access
 "r" (data flows object -> subject) or "w" (subject -> object): an event

@@ -79,10 +79,11 @@ class DomainConfig:
 
 def ignored_warning(config):
     """One line naming the cfg's keys pyxenon does not implement, or None."""
-    if not config.extra_keys:
+    keys = list(config.extra_keys)
+    if not keys:
         return None
     return (f"warning: {config.path}: settings pyxenon does not implement, ignored: "
-            + ", ".join(config.extra_keys))
+            + ", ".join(keys))
 
 
 def load_cfg(path, overrides=()):
