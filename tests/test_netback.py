@@ -49,7 +49,7 @@ def test_two_guests_exchange_frames_when_the_policy_allows(guests, tmp_path):
     ping, pong, (forwarded, refused) = pair(guests, ("a", "b"), tmp_path, audit)
     assert "netfront: 5 of 5 replies" in ping and "netfront: done, 0 failures" in ping
     assert "netfront: answered 5" in pong
-    assert forwarded == 11 and refused == 0            # 5 pings, 5 pongs, quit
+    assert refused == 0
     decisions = [(r["subject"]["label"], r["object"]["label"], r["decision"])
                  for r in audit if r["operation"].startswith("network")]
     assert sorted(decisions) == [("a", "b", "allow"), ("b", "a", "allow")]
@@ -60,16 +60,17 @@ def test_two_guests_exchange_frames_when_the_policy_allows(guests, tmp_path):
         _, _, length, _ = struct.unpack_from("<IIII", data, pos)
         frames.append(data[pos + 16:pos + 16 + length])
         pos += 16 + length
-    assert len(frames) == 11 and frames[0][:6] == b"\xff" * 6
+    assert len(frames) >= forwarded >= 11 and frames[0][:6] == b"\xff" * 6
     assert frames[0][12:14] == b"\x88\xb5" and frames[0][14:20] == b"ping 0"
-    assert frames[1][14:20] == b"pong 0" and frames[1][:6] == frames[0][6:12]
+    pongs = [f for f in frames if f[14:18] == b"pong"]
+    assert len(pongs) == 5 and pongs[0][:6] == frames[0][6:12]   # unicast to the pinger
 
 
 def test_frames_are_refused_without_a_network_path(guests):
     ping, pong, (forwarded, refused) = pair(guests, ("a", "c"))
     assert "netfront: 0 of 5 replies" in ping
     assert "netfront: answered 0" in pong
-    assert forwarded == 0 and refused == 6
+    assert forwarded == 0 and refused >= 5          # every ping (and retry) refused
 
 
 def test_hostile_tx_slots(guests):

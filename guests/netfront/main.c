@@ -7,7 +7,7 @@
  *
  *   mode=ping count=N: sends N broadcast frames (ethertype 0x88b5, "ping
  *     I", each in two tx slots chained by NETTXF_more_data) and waits up to
- *     a second for each "pong I"; then a "quit" frame.  Prints
+ *     a second for each "pong I" (three tries each); then a "quit" frame.  Prints
  *     "netfront: R of N replies".
  *   mode=pong: answers each "ping I" with "pong I" to its sender's MAC,
  *     until "quit" or 10 s without frames.  Prints "netfront: answered N".
@@ -182,19 +182,22 @@ static void ping(unsigned long count)
 
     for ( i = 0; i < count; i++ )
     {
-        uint64_t deadline = now_ns() + SECONDS(1);
+        unsigned int try, got = 0;
 
-        snprintf(text, sizeof(text), "ping %lu", i);
-        build(broadcast, text);
-        if ( send_frame(REF_TXBUF, 0, 60, 1) != 0 )
-            failures++;
-        snprintf(want, sizeof(want), "pong %lu", i);
-        while ( !receive(text, sizeof(text), from, deadline) )
-            if ( !memcmp(text, want, strlen(want) + 1) )
-            {
-                replies++;
-                break;
-            }
+        /* up to 3 tries: the peer's vif may join the bridge after us */
+        for ( try = 0; try < 3 && !got; try++ )
+        {
+            uint64_t deadline = now_ns() + SECONDS(1);
+
+            snprintf(text, sizeof(text), "ping %lu", i);
+            build(broadcast, text);
+            if ( send_frame(REF_TXBUF, 0, 60, 1) != 0 )
+                failures++;
+            snprintf(want, sizeof(want), "pong %lu", i);
+            while ( !got && !receive(text, sizeof(text), from, deadline) )
+                got = !memcmp(text, want, strlen(want) + 1);
+        }
+        replies += got;
     }
     build(broadcast, "quit");
     send_frame(REF_TXBUF, 0, 60, 0);
