@@ -24,7 +24,6 @@ held mapped (grants.backend_map), as Linux's backend maps its ring.
 import struct
 
 from pyxenon.hypervisor import grants
-from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.public import blkif as b
 
 from . import blkio
@@ -120,22 +119,13 @@ class Blkback(XenbusBackend):
                               f"(grant status {err.status})") from None
         mem = self.domain.machine.mem
         self.ring = BackRing(mem[mfn * PAGE:(mfn + 1) * PAGE], ENTRY)
-        try:
-            self.port = self.domain.events.bind_backend(port, self.kick)
-        except HypercallError:
-            raise DeviceError("EINVAL", f"binding event-channel {port}") from None
+        self.bind_port(port, self.kick)
 
     def disconnect(self):
         """xen_blkif_disconnect: the ring unmapped, the channel closed;
         I/O in flight finishes but is not answered."""
         self.generation += 1
-        if self.port is not None:
-            try:
-                if self.domain.events.lookup(self.port).notify == self.kick:
-                    self.domain.events.close(self.port)
-            except HypercallError:
-                pass
-            self.port = None
+        self.close_port()
         if self.ring_handle is not None:
             grants.backend_unmap(self.domain.machine, self.ring_handle)
             self.ring_handle = None

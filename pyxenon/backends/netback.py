@@ -20,7 +20,6 @@ the frame is dropped and counted.
 import struct
 
 from pyxenon.hypervisor import grants
-from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.public import netif as n
 
 from .ring import BackRing, RingOverflow
@@ -90,10 +89,7 @@ class Netback(XenbusBackend):
         port = self.frontend_number("event-channel")
         self.tx = self._map(tx_ref, TX_REQ.size)
         self.rx = self._map(rx_ref, RX_REQ.size)
-        try:
-            self.port = self.domain.events.bind_backend(port, self.kick)
-        except HypercallError:
-            raise DeviceError("EINVAL", f"binding event-channel {port}") from None
+        self.bind_port(port, self.kick)
         self.bridge.attach(self)
 
     def _map(self, ref, entry):
@@ -109,13 +105,7 @@ class Netback(XenbusBackend):
     def disconnect(self):
         self.generation += 1
         self.bridge.detach(self)
-        if self.port is not None:
-            try:
-                if self.domain.events.lookup(self.port).notify == self.kick:
-                    self.domain.events.close(self.port)
-            except HypercallError:
-                pass
-            self.port = None
+        self.close_port()
         for handle in self.handles:
             grants.backend_unmap(self.domain.machine, handle)
         self.handles, self.tx, self.rx, self.disabled = [], None, None, None
@@ -169,7 +159,7 @@ class Netback(XenbusBackend):
             raw = self.tx.take(rp)
             if raw is None:
                 raise FatalTx("missing extra info")
-            extra_type, flags = EXTRA.unpack_from(raw)
+            _, flags = EXTRA.unpack_from(raw)
             self.tx.respond(TX_RSP.pack(0, n.NETIF_RSP_NULL))
             if not flags & n.XEN_NETIF_EXTRA_FLAG_MORE:
                 return

@@ -15,6 +15,7 @@ key the frontend writes is untrusted text: a bad one is the frontend's
 error, reported as xenbus_dev_fatal does (an ``error`` node under dom0's
 error/ tree, and the backend to Closing), never the host's.
 """
+from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.public import xenbus as xb
 
 from .xenstore_tree import XenStoreError
@@ -141,6 +142,27 @@ class XenbusBackend:
         for key, value in self.connected().items():
             self.xs.write(f"{self.be}/{key}", str(value))
         self.switch_state(xb.XenbusStateConnected)
+
+    def bind_port(self, port, notify):
+        """Bind the frontend's event-channel (the port it offered dom0)."""
+        try:
+            self.port = self.domain.events.bind_backend(port, notify)
+        except HypercallError:
+            raise DeviceError("EINVAL", f"binding event-channel {port}") from None
+
+    def close_port(self):
+        """Close the channel, unless the guest closed or rebound it already."""
+        if self.port is None:
+            return
+        try:
+            if self.domain.events.lookup(self.port).notify == self.kick:
+                self.domain.events.close(self.port)
+        except HypercallError:
+            pass
+        self.port = None
+
+    def kick(self):
+        """The frontend notified."""
 
     def fatal(self, err, message):
         """xenbus_dev_fatal: the error node, then Closing."""
