@@ -190,12 +190,12 @@ class Blkback(XenbusBackend):
             self.respond(req.id, req.operation, b.BLKIF_RSP_ERROR)
 
     def translate(self, operation, sector, count):
-        """xen_vbd_translate: writes need a writable disk; the range must
-        lie inside it (no 64-bit wrap)."""
+        """xen_vbd_translate: writes need a writable disk; a range (none for
+        an empty flush) must lie inside it, without a 64-bit wrap."""
         if operation != b.BLKIF_OP_READ and self.readonly:
             raise BadRequest("write to a read-only disk")
         end = sector + count
-        if end >= 1 << 64 or end > self.image.sectors:
+        if count and (end >= 1 << 64 or end > self.image.sectors):
             raise BadRequest("sectors out of range")
 
     def frame(self, ref, write):
