@@ -3,9 +3,7 @@
 the initramfs) and pyxenon's block backend.  Slow (a boot): skipped when the
 kernel or the module cannot be had."""
 import gzip
-import importlib.util
 import io
-import pathlib
 import subprocess
 import tarfile
 import time
@@ -13,11 +11,11 @@ import time
 import pytest
 
 from test_kernelimage import _apt, cache_dir, debian_vmlinuz  # noqa: F401
+from test_linux_boot import make_initramfs
 from pyxenon.toolstack.host import Host
 from pyxenon.toolstack.policy import parse_policy
 from pyxenon.toolstack.xldevices import parse_disk
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 ATTEMPTS = 3                    # Linux's boot here is not yet always sure (test_linux_boot)
 MIB = 1 << 20
 POLICY = """\
@@ -51,11 +49,7 @@ dd if=/dev/xvda of=/dev/null bs=1M count=8
 
 
 def tool():
-    spec = importlib.util.spec_from_file_location(
-        "make_initramfs", ROOT / "examples" / "linux" / "make_initramfs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return make_initramfs()
 
 
 @pytest.fixture(scope="module")
