@@ -18,6 +18,7 @@ from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.hypervisor.machine import Machine
 
 from . import builder
+from .devices import Devices
 from pyxenon.backends.console import ConsoleBackend
 from .elfimage import load_kernel
 from pyxenon.backends.xenstore import XenStore
@@ -64,6 +65,7 @@ class Host:
         self.xenstore.mapper = lambda domid: getattr(self.machine.domains.get(domid),
                                                      "store_ring", None)
         self.domains = []  # every domain created, dead ones included (their logs)
+        self.devices = Devices(self.machine, self.xenstore)   # disks (blkback)
 
     def __enter__(self):
         return self
@@ -73,6 +75,9 @@ class Host:
 
     def close(self):
         if self.machine is not None:
+            for domain in list(self.machine.domains.values()):
+                self.devices.detach(domain)
+            self.devices.close()
             self.machine.close()
             self.machine = None
 
@@ -121,6 +126,7 @@ class Host:
                              lambda: domain.events.set_pending(domain.store_port))
         self.xenstore.connect(domid, *domain.store_ring)
         populate_store(self.xenstore, domain, layout)
+        self.devices.attach(domain, config)
 
     # -- running -------------------------------------------------------------
 
@@ -136,6 +142,7 @@ class Host:
         return None
 
     def _on_destroy(self, domain):
+        self.devices.detach(domain)
         if self.xenstore.is_introduced(domain.domid):
             self.xenstore.release(domain.domid)
 
