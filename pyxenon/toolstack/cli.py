@@ -40,7 +40,7 @@ DELEGATES = {
                "check a separation policy and analyse its flows (`policy check FILE`)"),
     "assurance": ("pyxenon.toolstack.assurance", "the TCB's size and complexity report"),
     "interface": ("pyxenon.toolstack.interface", "the hypercall interface table"),
-    "fuzz": ("pyxenon.toolstack.fuzz", "fuzz the hypercall interface"),
+    "fuzz": ("pyxenon.fuzz.cli", "fuzz the hypercall interface"),
 }
 OWN_HELP = {"xenstore": "read, write, list, remove and watch XenStore nodes, as domain 0",
             "audit": "print the last policy decisions the daemon logged"}
