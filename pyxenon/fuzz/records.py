@@ -24,7 +24,9 @@ def slug(signature):
     return re.sub(r"[^A-Za-z0-9]+", "-", signature).strip("-").lower()[:80]
 
 
-def save_finding(folder, finding):
+def save_finding(folder, finding, engine_input=None):
+    """Write finding as folder/<signature>.json (with the coverage-guided
+    engine's input, if it came from one)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{slug(finding.signature)}.json"
     record = {
@@ -36,6 +38,8 @@ def save_finding(folder, finding):
         "call": finding.op,
         "ops": finding.ops,
     }
+    if engine_input is not None:
+        record["engine"], record["input"] = "atheris", bytes(engine_input).hex()
     path.write_text(json.dumps(record, indent=1) + "\n")
     return path
 

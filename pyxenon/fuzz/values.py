@@ -1,8 +1,9 @@
 """Values worth trying, drawn from a Random and the world's state: edge
 integers, addresses, frames (own, page tables, Xen's pages, another
 domain's, free), domids, ports, times."""
+from pyxenon.hypervisor import events as evtchn
 from pyxenon.hypervisor.machine import EXTRA_FRAMES, HV_FRAMES
-from pyxenon.public import xen
+from pyxenon.public import grant_table as gt, xen
 
 from .common import MASK64, PAGE
 from .ops import call_op
@@ -150,10 +151,27 @@ class Maker:
                                 self.world.machine.next_domid, self.rng.randrange(1, 40)))
 
     def port(self, dom):
-        if self.chance(0.8):
+        """A port this domain has open, one another domain has, any index
+        near the end of a table, or an edge value."""
+        roll = self.rng.random()
+        if roll < 0.45:
+            return self.in_use(open_ports(dom if roll < 0.3 else self.other(dom)))
+        if roll < 0.8:
             target = self.other(dom) if self.chance(0.3) else dom
             return self.rng.randrange(len(target.events.ports) + 2)
         return self.rng.choice((0, 1023, 1024, 4095, 4096, 0xFFFFFFFF, self.integer()))
+
+    def ref(self, dom):
+        """A grant reference: one this domain grants, one another domain
+        grants it, a low one, or any value."""
+        roll = self.rng.random()
+        if roll < 0.45:
+            granter = dom if roll < 0.25 else self.other(dom)
+            return self.in_use(granted_refs(granter, None if granter is dom else dom.domid))
+        return self.rng.randrange(16) if roll < 0.85 else self.integer()
+
+    def in_use(self, values):
+        return self.rng.choice(values) if values else self.rng.randrange(16)
 
     def time(self):
         now = self.world.machine.now()
@@ -178,12 +196,30 @@ class Maker:
 KIND_DRAW = {
     "domid": Maker.domid, "va": Maker.va, "port": Maker.port, "mfn": Maker.mfn,
     "vcpu": lambda m, dom: m.rng.choice((0, 0, 0, 1, 2, 0xFFFF, 0xFFFFFFFF)),
-    "ref": lambda m, dom: m.rng.randrange(16) if m.chance(0.8) else m.integer(),
+    "ref": Maker.ref,
     "handle": lambda m, dom: m.rng.randrange(4) if m.chance(0.8) else m.integer(),
     "count": lambda m, dom: m.count(), "small": lambda m, dom: m.small(),
     "offset": lambda m, dom: m.rng.choice((0, 8, 64, 4032, 4088, 4095, 4096, m.integer())),
     "time": lambda m, dom: m.time(), "int": lambda m, dom: m.integer(),
 }
+
+
+def open_ports(dom):
+    return [p for p, port in enumerate(dom.events.ports) if port.state != evtchn.FREE]
+
+
+GRANT_REFS = 32     # the references worth scanning: the recipes use the first 16
+
+
+def granted_refs(granter, grantee=None):
+    """References of granter's table that permit access (to grantee, if given)."""
+    table = granter.grant_table
+    refs = []
+    for ref in range(GRANT_REFS):
+        flags, domid, _ = table.read_entry(ref)
+        if flags & gt.GTF_type_mask == gt.GTF_permit_access and grantee in (None, domid):
+            refs.append(ref)
+    return refs
 
 
 def sub_op(m, ops, spread=4):

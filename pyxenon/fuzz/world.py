@@ -1,5 +1,6 @@
 """The world a hypercall campaign runs in: one Host (deterministic time)
 with a domain in each of three slots, recreated when it dies."""
+import functools
 import pathlib
 
 from pyxenon._core import lib
@@ -35,6 +36,21 @@ bidirectional = true
 # keeps making hypercalls, hostile tries its 21 ways out.
 SLOTS = (("ping", "hello.cfg", ""), ("pong", "nullcall.cfg", "loops=1000000000"),
          ("intruder", "hostile.cfg", ""))
+
+
+@functools.lru_cache(maxsize=None)
+def slot_config(guests, slot):
+    """A slot's DomainConfig and loaded kernel: read once per process (a
+    world recreates its domains often; the files do not change meanwhile)."""
+    from pyxenon.toolstack.elfimage import load_kernel
+    from pyxenon.toolstack.xlcfg import load_cfg
+
+    name, cfg, cmdline = SLOTS[slot]
+    overrides = [f'name="{name}"', f'seclabel="{name}"', f'cmdline="{cmdline}"']
+    overrides += [f'{key}="destroy"' for key in ("on_poweroff", "on_reboot", "on_crash",
+                                                  "on_watchdog")]
+    config = load_cfg(str(guests / cfg), overrides)
+    return config, load_kernel(config.kernel, max_bytes=config.memory_mib << 20)
 
 
 class ResultCheck:
@@ -85,11 +101,8 @@ class World:
     # -- domains --
 
     def create(self, slot):
-        name, cfg, cmdline = SLOTS[slot]
-        overrides = [f'name="{name}"', f'seclabel="{name}"', f'cmdline="{cmdline}"']
-        overrides += [f'{key}="destroy"' for key in ("on_poweroff", "on_reboot", "on_crash",
-                                                      "on_watchdog")]
-        dom = self.host.create(str(self.guests / cfg), overrides=overrides)
+        config, image = slot_config(self.guests, slot)
+        dom = self.host.create_from_config(config, image=image)
         dom.dispatch = ResultCheck(dom.dispatch, self.note_bad_result)
         return dom
 

@@ -32,7 +32,7 @@ class ParserCampaign:
                                                  sorted((ROOT / "examples").glob("**/*.toml"))]
         self.makers = {"elf": self.elf_input, "xlcfg": self.xlcfg_input,
                        "policy": self.policy_input, "protocol": self.protocol_input,
-                       "xenstore": self.xenstore_input}
+                       "xenstore": self.xenstore_input, "xenstored-socket": self.socket_input}
         if not self.elf_seeds:
             del self.makers["elf"]
 
@@ -112,6 +112,14 @@ class ParserCampaign:
                   for _ in range(rng.randrange(1, 6))]
         host = [self.xs_host_call() for _ in range(rng.choice((0, 0, 1, 3)))]
         return {"rounds": rounds, "host": host}
+
+    def socket_input(self):
+        """The client's bytes (xsd_sockmsg requests) cut into chunks anywhere."""
+        rng = self.rng
+        data = b"".join(self.xs_message() for _ in range(rng.randrange(1, 6)))
+        cuts = sorted(rng.randrange(len(data) + 1) for _ in range(rng.randrange(3)))
+        pieces = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
+        return {"chunks": [[piece.hex(), rng.random() < 0.7] for piece in pieces]}
 
     def xs_message(self):
         """One xsd_sockmsg: a good type and payload mostly, then perhaps mutated."""

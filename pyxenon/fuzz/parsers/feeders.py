@@ -8,7 +8,7 @@ import traceback
 from pyxenon.errors import UserInputError
 
 from ..common import PARSE_LIMIT, Hang, ParserFinding, last_frame, time_limit
-from .xenstore import XenStoreTarget
+from .xenstore import XenStoreTarget, feed_socket
 
 
 def feed_elf(given, folder):
@@ -68,7 +68,7 @@ def feed_xenstore(given, folder):
 
 
 FEEDERS = {"elf": feed_elf, "xlcfg": feed_xlcfg, "policy": feed_policy,
-           "protocol": feed_protocol, "xenstore": feed_xenstore}
+           "protocol": feed_protocol, "xenstore": feed_xenstore, "xenstored-socket": feed_socket}
 
 
 def write_file(folder, name, data):

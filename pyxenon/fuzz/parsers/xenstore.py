@@ -76,3 +76,34 @@ HOST_CALLS = {
     "introduce": lambda store, path, arg: store.introduce(arg),
     "release": lambda store, path, arg: store.release(arg),
 }
+
+
+# A reply or event is at most a header and XENSTORE_PAYLOAD_MAX bytes.
+MESSAGE_MAX = 16 + 4096
+
+
+def feed_socket(given, folder):
+    """xenstored's socket: the client's bytes arrive in arbitrary chunks on
+    a dom0 connection (xenstored_socket.SocketRing), served after each; the
+    client reads its replies now and then.  Nothing may escape serve, no
+    complete request may wait unserved unless replies are backed up, and
+    what waits to be sent stays within the connection's output limit."""
+    from pyxenon.backends.xenstore import XenStore
+    from pyxenon.toolstack.xenstored_socket import MAX_OUTPUT, SocketRing
+
+    store, ring = XenStore(), SocketRing()
+    conn = store.attach(ring)
+    for chunk, take in given["chunks"]:
+        ring.inbuf += bytes.fromhex(chunk)
+        store.serve(conn)
+        check_socket(ring, MAX_OUTPUT)
+        if take:
+            ring.take()
+    return "failed" if ring.failed else "served"
+
+
+def check_socket(ring, limit):
+    if ring.queued > limit + 2 * MESSAGE_MAX:
+        raise ParserFinding(f"xenstored socket: {ring.queued} reply bytes held (limit {limit})")
+    if not ring.failed and not ring.backlog() and len(ring.inbuf) > MESSAGE_MAX:
+        raise ParserFinding(f"xenstored socket: {len(ring.inbuf)} request bytes left unserved")

@@ -1,0 +1,108 @@
+"""The coverage-guided engine: atheris (libFuzzer for Python and native
+extensions) runs one target in this process.
+
+    python -m pyxenon.fuzz.engine --target T [--save DIR] [--known DIR]
+        [--guests DIR] [--stats FILE] [LIBFUZZER FLAGS AND CORPUS DIRS]
+
+T is `hypercalls` (structured.py's ops on a fresh world per input, the
+oracle after each) or a parser (parsers/inputs.py).  Everything else goes
+to libFuzzer as it is: -runs=N, -max_total_time=S, -seed=S, -max_len=N,
+-artifact_prefix=DIR/, -minimize_crash=1, corpus folders (the first is
+written to; libFuzzer re-reads it every second, so processes sharing it
+share what they find).  campaign runners (scale.py, `pyxenon fuzz
+--atheris`) start this module; it rarely needs starting by hand.
+
+Coverage: the hypervisor, hypercall, backend and toolstack modules are
+imported under atheris's bytecode instrumentation; the C core adds its
+branches when it was built for fuzzing (PYXENON_FUZZ_BUILD=1 with clang,
+docs/FUZZING.md) and libFuzzer's runtime is preloaded (LD_PRELOAD of
+atheris's ubsan_with_fuzzer.so).  libFuzzer re-runs its own command line
+for -minimize_crash and -fork; the command is a launcher script written
+here, so it carries this module's options.
+"""
+import argparse
+import os
+import pathlib
+import stat
+import sys
+import tempfile
+
+INSTRUMENTED = ["pyxenon.hypervisor", "pyxenon.hypercalls", "pyxenon.backends",
+                "pyxenon.toolstack", "pyxenon._core", "pyxenon.public", "pyxenon.errors"]
+# Imported under instrumentation before the first input: the feeders import
+# these only when called.
+TARGET_MODULES = ("pyxenon.toolstack.elfimage", "pyxenon.toolstack.kernelimage",
+                  "pyxenon.toolstack.xlcfg", "pyxenon.toolstack.policy",
+                  "pyxenon.toolstack.daemon", "pyxenon.toolstack.protocol",
+                  "pyxenon.toolstack.host", "pyxenon.backends.xenstore",
+                  "pyxenon.toolstack.xenstored_socket")
+EXIT_USAGE = 2
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m pyxenon.fuzz.engine", description=(
+        "One coverage-guided (atheris) fuzzing process; other arguments go to libFuzzer."))
+    p.add_argument("--target", default="hypercalls")
+    p.add_argument("--save", metavar="DIR", help="write new findings as DIR/<signature>.json")
+    p.add_argument("--known", metavar="DIR", help="findings saved in DIR are not news")
+    p.add_argument("--guests", metavar="DIR", help="folder of built guests")
+    p.add_argument("--stats", metavar="FILE", help="write the shard's counts to FILE")
+    p.add_argument("--seed", type=int, default=0, help="the shard's seed (kept in records)")
+    return p
+
+
+def load_atheris():
+    try:
+        import atheris
+    except ImportError:
+        sys.exit("pyxenon fuzz: atheris is not installed (pip install 'pyxenon[fuzz]')")
+    return atheris
+
+
+def import_targets(atheris):
+    """The target modules, instrumented for coverage."""
+    import importlib
+
+    with atheris.instrument_imports(include=INSTRUMENTED, exclude=["pyxenon.fuzz"]):
+        from . import targets
+        for name in TARGET_MODULES:
+            importlib.import_module(name)
+    return targets
+
+
+def launcher(argv):
+    """An executable script that runs this module with argv's options and
+    the libFuzzer flags it is given (libFuzzer re-runs its argv[0])."""
+    fd, path = tempfile.mkstemp(prefix="pyxenon-fuzz-", suffix=".py")
+    with os.fdopen(fd, "w") as out:
+        out.write(f"#!{sys.executable}\nimport sys\nfrom pyxenon.fuzz.engine import main\n"
+                  f"sys.exit(main({list(argv)!r} + sys.argv[1:]))\n")
+    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR)
+    return path
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, engine_args = parser().parse_known_args(argv)
+    own = [f"--{name}={value}" for name, value in vars(args).items() if value is not None]
+    atheris = load_atheris()
+    targets = import_targets(atheris)
+    if args.target not in targets.TARGETS:
+        print(f"pyxenon fuzz: unknown target {args.target!r} (one of {', '.join(targets.TARGETS)})",
+              file=sys.stderr)
+        return EXIT_USAGE
+    kwargs = {"save": args.save, "known": args.known, "seed": args.seed, "stats": args.stats}
+    if args.guests:
+        kwargs["guests"] = pathlib.Path(args.guests)
+    target = targets.make_target(args.target, **kwargs)
+    provider = atheris.FuzzedDataProvider
+
+    def one_input(data):
+        target(data, provider(data))
+    atheris.Setup([launcher(own)] + engine_args, one_input)
+    atheris.Fuzz()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
