@@ -21,7 +21,7 @@ class Campaign:
     """N hypercalls from seed, epoch by epoch."""
 
     def __init__(self, seed, guests=GUESTS, save=None, known=None, shrink_budget=SHRINK_TRIALS,
-                 progress=None, stats=None):
+                 progress=None, stats=None, plant=None):
         """save: folder for new findings; known: folder of findings not to
         report again (default: save)."""
         self.seed = seed
@@ -29,6 +29,7 @@ class Campaign:
         self.save = pathlib.Path(save) if save else None
         self.shrink_budget = shrink_budget
         self.progress = progress
+        self.plant = plant        # a fixed bug planted back (world.PLANTS)
         self.stats = stats or Stats()
         self.findings = []
         self.seen = known_signatures(known or self.save)
@@ -47,7 +48,7 @@ class Campaign:
 
     def run_epoch(self, epoch, calls):
         rng = random.Random(self.seed * 1_000_003 + epoch)
-        session = Session(self.guests)
+        session = Session(self.guests, self.plant)
         history = []
         done = 0
         try:
@@ -110,9 +111,10 @@ class Campaign:
         self.seen.add(signature)
         finding = Finding(kind, signature, detail, self.seed, epoch, index, op)
         if kind == "hang":      # each replay costs its limit: try a few suffixes only
-            finding.ops = shrink(history, signature, self.guests, 3, HANG_REPLAY_LIMIT)
+            finding.ops = shrink(history, signature, self.guests, 3, HANG_REPLAY_LIMIT, self.plant)
         else:
-            finding.ops = shrink(history, signature, self.guests, self.shrink_budget)
+            finding.ops = shrink(history, signature, self.guests, self.shrink_budget,
+                                 plant=self.plant)
         if self.save:
-            finding.saved = str(save_finding(self.save, finding))
+            finding.saved = str(save_finding(self.save, finding, plant=self.plant))
         self.findings.append(finding)

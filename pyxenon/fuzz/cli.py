@@ -33,7 +33,27 @@ def parser():
     p.add_argument("--replay", metavar="JSON", help="replay a saved finding and report it")
     p.add_argument("--json", metavar="FILE", help="also write the summary as JSON to FILE")
     p.add_argument("--progress", action="store_true", help="a line per epoch on stderr")
+    p.add_argument("--plant", choices=["type-after-validation", "no-type-change-flush"],
+                   help="plant a fixed page-table bug back, to see the campaign find it")
+    add_engine_options(p.add_argument_group("coverage-guided campaigns (atheris; docs/FUZZING.md)"))
     return p
+
+
+def add_engine_options(g):
+    g.add_argument("--atheris", action="store_true",
+                   help="a coverage-guided campaign (atheris) instead of the random one")
+    g.add_argument("--target", default="hypercalls",
+                   help="hypercalls, or a parser: elf, xlcfg, policy, protocol, xenstore, "
+                        "xenstored-socket")
+    g.add_argument("--corpus", metavar="DIR",
+                   help="the shared corpus (default: ~/.cache/pyxenon/fuzz-corpus/TARGET)")
+    g.add_argument("--jobs", type=int, default=1, metavar="N", help="shards run at once")
+    g.add_argument("--rounds", type=int, default=1, metavar="R",
+                   help="rounds of shards; the corpus is merged after each")
+    g.add_argument("--max-time", type=int, default=60, metavar="S", help="seconds per shard")
+    g.add_argument("--runs", type=int, default=-1, metavar="N", help="inputs per shard")
+    g.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run the shards on a Ray cluster (no ADDRESS: a local Ray instance)")
 
 
 def main(argv=None):
@@ -44,10 +64,14 @@ def main(argv=None):
         return 2
     if args.replay:
         return replay_main(args.replay, guests)
+    if args.atheris:
+        from .scale import scaled_main
+
+        return scaled_main(args, guests)
     stats, findings = Stats(), []
     if args.hypercalls:
         campaign = Campaign(args.seed, guests, args.save, args.known, stats=stats,
-                            progress=progress_line if args.progress else None)
+                            progress=progress_line if args.progress else None, plant=args.plant)
         findings += campaign.run(args.hypercalls, args.first_epoch)
     if args.parsers:
         findings += ParserCampaign(args.seed, guests, stats, args.save, args.known).run(args.parsers)

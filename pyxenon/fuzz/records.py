@@ -24,7 +24,7 @@ def slug(signature):
     return re.sub(r"[^A-Za-z0-9]+", "-", signature).strip("-").lower()[:80]
 
 
-def save_finding(folder, finding, engine_input=None):
+def save_finding(folder, finding, engine_input=None, plant=None):
     """Write finding as folder/<signature>.json (with the coverage-guided
     engine's input, if it came from one)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -40,6 +40,8 @@ def save_finding(folder, finding, engine_input=None):
     }
     if engine_input is not None:
         record["engine"], record["input"] = "atheris", bytes(engine_input).hex()
+    if plant:
+        record["plant"] = plant     # found with a fixed bug planted back (world.PLANTS)
     path.write_text(json.dumps(record, indent=1) + "\n")
     return path
 
@@ -54,7 +56,8 @@ def replay_record(record, guests=GUESTS):
         return replay_parser_record(record)
     signature = record["finding"]["signature"]
     limit = HANG_REPLAY_LIMIT if record["finding"]["kind"] == "hang" else None
-    return [f for f in replay(record["ops"], guests, limit) if f.signature == signature]
+    found = replay(record["ops"], guests, limit, record.get("plant"))
+    return [f for f in found if f.signature == signature]
 
 
 def replay_parser_record(record):

@@ -20,7 +20,7 @@ import json
 import pathlib
 import time
 
-from .records import slug
+from .records import load_record, slug
 from .shard import ShardSpec, run_shard, unit_name, write_folder
 
 RAY_RETRIES = 2
@@ -119,3 +119,36 @@ class ScaledCampaign:
         if self.save:
             self.save.mkdir(parents=True, exist_ok=True)
             (self.save / f"{slug(signature)}.json").write_text(json.dumps(record, indent=1) + "\n")
+
+
+CORPUS_HOME = pathlib.Path.home() / ".cache" / "pyxenon" / "fuzz-corpus"
+
+
+def scaled_main(args, guests):
+    """`pyxenon fuzz --atheris ...`: rounds of shards, a progress line per
+    round, the findings; exit 1 if anything new was found."""
+    from .targets import TARGETS
+
+    if args.target not in TARGETS:
+        print(f"pyxenon fuzz: unknown target {args.target!r} (one of {', '.join(TARGETS)})")
+        return 2
+    corpus = pathlib.Path(args.corpus) if args.corpus else CORPUS_HOME / args.target
+    corpus.mkdir(parents=True, exist_ok=True)
+    if not any(corpus.iterdir()):
+        from .common import ROOT
+        from .parsers.inputs import seed_inputs
+
+        write_folder(corpus, seed_inputs(args.target, guests, ROOT / "examples"))
+    known_dir = pathlib.Path(args.known or args.save or "")
+    known = [load_record(p) for p in sorted(known_dir.glob("*.json"))] if args.known or args.save else []
+    campaign = ScaledCampaign(args.target, corpus, args.save,
+                              [r for r in known if r.get("open", True)], guests)
+    pool = Pool(max(1, args.jobs), args.ray, args.ray is not None)
+    try:
+        totals = campaign.run(pool, args.rounds, args.max_time, args.runs, args.seed)
+    finally:
+        pool.close()
+    for signature, record in sorted(totals.findings.items()):
+        print(f"  [{record['finding']['kind']}] {signature}: {len(record.get('ops') or [])} ops, "
+              f"{len(record.get('input', '')) // 2} input bytes")
+    return 1 if totals.findings else 0

@@ -17,8 +17,8 @@ class Session:
     """A World plus its Invariants: perform(op) applies one op and returns
     (result, problems), problems being (kind, signature, detail)."""
 
-    def __init__(self, guests=GUESTS):
-        self.world = World(guests)
+    def __init__(self, guests=GUESTS, plant=None):
+        self.world = World(guests, plant)
         self.invariants = Invariants(self.world)
         self.invariants.check()
 
@@ -67,9 +67,9 @@ class Session:
         return found
 
 
-def replay(ops, guests=GUESTS, limit=None):
+def replay(ops, guests=GUESTS, limit=None, plant=None):
     """Apply ops to a fresh world; every problem found, as Findings."""
-    session = Session(guests)
+    session = Session(guests, plant)
     found = []
     try:
         for op in ops:
@@ -82,11 +82,11 @@ def replay(ops, guests=GUESTS, limit=None):
     return found
 
 
-def reproduces(ops, signature, guests, limit=None):
-    return any(f.signature == signature for f in replay(ops, guests, limit))
+def reproduces(ops, signature, guests, limit=None, plant=None):
+    return any(f.signature == signature for f in replay(ops, guests, limit, plant))
 
 
-def shrink(ops, signature, guests, budget=SHRINK_TRIALS, limit=None):
+def shrink(ops, signature, guests, budget=SHRINK_TRIALS, limit=None, plant=None):
     """A shorter op sequence that still ends in the same finding: the
     shortest suffix that does, then ddmin over everything but its last op."""
     trials = [0]
@@ -95,7 +95,7 @@ def shrink(ops, signature, guests, budget=SHRINK_TRIALS, limit=None):
     def test(candidate):
         trials[0] += 1
         return (trials[0] <= budget and time.monotonic() < deadline
-                and reproduces(candidate, signature, guests, limit))
+                and reproduces(candidate, signature, guests, limit, plant))
 
     n = 1
     while n < len(ops) and not test(ops[-n:]):

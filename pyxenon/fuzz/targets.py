@@ -54,7 +54,7 @@ class Target:
             old = json.loads(path.read_text())
             if len(bytes.fromhex(old.get("input", ""))) <= len(data) and old.get("input"):
                 return path
-        return save_finding(self.save, finding, engine_input=data)
+        return save_finding(self.save, finding, engine_input=data, plant=getattr(self, "plant", None))
 
     def write_stats(self, force=False):
         now = time.time()
@@ -67,13 +67,14 @@ class Target:
 class HypercallTarget(Target):
     """One input: a fresh world, its decoded steps, the oracle after each."""
 
-    def __init__(self, guests=GUESTS, **kwargs):
+    def __init__(self, guests=GUESTS, plant=None, **kwargs):
         super().__init__("hypercalls", **kwargs)
         self.guests = guests
+        self.plant = plant
 
     def __call__(self, data, provider):
         self.counts["inputs"] += 1
-        session = Session(self.guests)
+        session = Session(self.guests, self.plant)
         history = []
         try:
             for op in Decoder(FuzzedRandom(provider), session.world).ops():
@@ -122,9 +123,9 @@ class ParserTarget(Target):
                    {"parser": self.parser, "input": given})
 
 
-def make_target(name, guests=GUESTS, **kwargs):
+def make_target(name, guests=GUESTS, plant=None, **kwargs):
     if name == "hypercalls":
-        return HypercallTarget(guests, **kwargs)
+        return HypercallTarget(guests, plant, **kwargs)
     return ParserTarget(name, **kwargs)
 
 

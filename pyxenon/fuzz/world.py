@@ -38,6 +38,12 @@ SLOTS = (("ping", "hello.cfg", ""), ("pong", "nullcall.cfg", "loops=1000000000")
          ("intruder", "hostile.cfg", ""))
 
 
+# Fixed bugs the C core can reintroduce (xc_machine.plant), so a campaign can
+# show that it finds them: the isolation issue's two page-table breaches.
+PLANTS = {None: 0, "type-after-validation": lib.PLANT_TYPE_AFTER_VALIDATION,
+          "no-type-change-flush": lib.PLANT_NO_TYPE_CHANGE_FLUSH}
+
+
 @functools.lru_cache(maxsize=None)
 def slot_config(guests, slot):
     """A slot's DomainConfig and loaded kernel: read once per process (a
@@ -78,7 +84,7 @@ class World:
     """One Host (deterministic time) with a domain in each slot, recreated
     when it dies; applies ops and collects what went wrong."""
 
-    def __init__(self, guests=GUESTS):
+    def __init__(self, guests=GUESTS, plant=None):
         from pyxenon.toolstack.host import Host
         from pyxenon.toolstack.policy import parse_policy
 
@@ -87,6 +93,7 @@ class World:
         self.host = Host(memory_mib=MEMORY_MIB, deterministic=True, policy=self.policy)
         self.machine = self.host.machine
         audit.shadow_tlb(self.machine)      # the checker sees what the TLB may hold
+        self.plant = PLANTS[plant]
         self.slots = [None] * len(SLOTS)
         self.bad_results = []     # (text, nr, problem) from ResultCheck
         self.unraisable = []      # sys.unraisablehook records
@@ -102,7 +109,12 @@ class World:
 
     def create(self, slot):
         config, image = slot_config(self.guests, slot)
-        dom = self.host.create_from_config(config, image=image)
+        # A planted bug is the guests' to find: the toolstack builds without it.
+        self.machine.core.plant = 0
+        try:
+            dom = self.host.create_from_config(config, image=image)
+        finally:
+            self.machine.core.plant = self.plant
         dom.dispatch = ResultCheck(dom.dispatch, self.note_bad_result)
         return dom
 

@@ -99,3 +99,23 @@ def socket_input(provider):
 
 INPUTS = {"elf": kernel_input, "xlcfg": xlcfg_input, "policy": policy_input,
           "protocol": protocol_input, "xenstore": xenstore_input, "xenstored-socket": socket_input}
+
+
+def seed_inputs(name, guests, examples):
+    """Good inputs to start a parser's empty corpus from, laid out as the
+    makers read them (atheris reads integers from the end, bytes from the
+    front): a built kernel as it is, the guests' cfgs, the policies, a
+    request line."""
+    import json
+
+    from .tokens import JSON_SEEDS
+
+    if name == "elf":
+        return [p.read_bytes() + b"\0" for p in sorted(guests.glob("*/*.elf"))[:3]]
+    if name == "xlcfg":
+        return [b"\0" + p.read_bytes() + b"\0" for p in sorted(guests.glob("*.cfg"))[:6]]
+    if name == "policy":
+        return [b"\0" + p.read_bytes() for p in sorted(examples.glob("**/*.toml"))[:6]]
+    if name == "protocol":
+        return [json.dumps(seed).encode() for seed in JSON_SEEDS]
+    return []
