@@ -66,20 +66,32 @@ def test_engine_smoke_pass_finds_nothing(tmp_path, target):
     assert not (tmp_path / "save").exists()
 
 
-def test_an_engine_finding_is_saved_and_replays(tmp_path, guests):
-    """The isolation issue's first breach planted back: the engine stops on
-    it, the record holds the bytes and the ops, and the ops replay it on a
-    fresh world with the same bug (and not without it)."""
-    done = engine(tmp_path, "hypercalls", "-runs=3000", "-max_total_time=240", "-max_len=2048",
-                  "-len_control=0", plant="no-type-change-flush")
-    assert done.returncode != 0 and "FuzzFinding: invariant:" in done.stderr, done.stderr[-3000:]
-    saved = sorted((tmp_path / "save").glob("*.json"))
-    assert saved, done.stderr[-3000:]
-    record = records.load_record(saved[0])
-    assert record["engine"] == "atheris" and bytes.fromhex(record["input"])
-    assert record["plant"] == "no-type-change-flush" and record["ops"][-1] == record["call"]
+PLANTED = sorted((ROOT / "tests" / "fuzz_regressions" / "planted").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", PLANTED, ids=[p.stem for p in PLANTED])
+def test_planted_breach_is_caught_and_its_record_replays(path, guests):
+    """The engine's reproducers of the isolation issue's two breaches,
+    planted back: each still fails with its bug planted and passes without."""
+    record = records.load_record(path)
+    assert record["engine"] == "atheris" and record["ops"][-1] == record["call"]
     assert records.replay_record(record, guests)
     assert not records.replay_record(dict(record, plant=None), guests)
+
+
+def test_an_engine_finding_is_saved(tmp_path, guests):
+    """Given a planted breach's input, the engine stops on it at once and
+    saves a record of its own that replays."""
+    planted = records.load_record(PLANTED[0])
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "seed").write_bytes(bytes.fromhex(planted["input"]))
+    done = engine(tmp_path, "hypercalls", "-runs=1", plant=planted["plant"])
+    # atheris prints the exception on stdout, libFuzzer its report on stderr
+    assert done.returncode != 0 and "FuzzFinding: invariant:" in done.stdout, done.stderr[-3000:]
+    assert "Test unit written to" in done.stderr
+    record = records.load_record(next((tmp_path / "save").glob("*.json")))
+    assert record["input"] == planted["input"] and record["plant"] == planted["plant"]
+    assert records.replay_record(record, guests)
 
 
 def fake_result(units, records_, execs=10):
@@ -107,7 +119,8 @@ def test_shards_share_a_deduplicated_corpus_and_findings(tmp_path):
     assert set(kept) == {"invariant:x", "invariant:y"}
     assert bytes.fromhex(kept["invariant:x"]["input"]) == b"short"
     assert len(list((tmp_path / "save").glob("*.json"))) == 2
-    assert campaign.totals.execs == 20 and "findings 2" in campaign.totals.line(3)
+    assert campaign.totals.execs == 20 and campaign.totals.inputs == 20
+    assert "per core 5.0 inputs/s 15 ops/s" in campaign.totals.line(3) and "findings 2" in campaign.totals.line(3)
 
 
 def test_status_lines_are_read():

@@ -34,7 +34,6 @@ import tempfile
 # parser targets the host side.
 HYPERVISOR = ["pyxenon.hypervisor", "pyxenon.hypercalls", "pyxenon._core"]
 HOST_SIDE = ["pyxenon.toolstack", "pyxenon.backends", "pyxenon.errors"]
-NOT_INSTRUMENTED = ["pyxenon.fuzz", "pyxenon.public"]
 # Imported under instrumentation before the first input: the feeders import
 # these only when called.
 TARGET_MODULES = ("pyxenon.toolstack.elfimage", "pyxenon.toolstack.kernelimage",
@@ -67,16 +66,29 @@ def load_atheris():
 
 
 def import_targets(atheris, target):
-    """The target modules, instrumented for coverage."""
+    """The target modules, the target's share of pyxenon instrumented for
+    coverage (atheris takes whole top-level packages, less the modules
+    named in exclude)."""
     import importlib
 
-    include = HYPERVISOR if target == "hypercalls" else HOST_SIDE
-    exclude = NOT_INSTRUMENTED + (HOST_SIDE if target == "hypercalls" else HYPERVISOR)
-    with atheris.instrument_imports(include=include, exclude=exclude):
+    wanted = HYPERVISOR if target == "hypercalls" else HOST_SIDE
+    exclude = [name for name in pyxenon_modules()
+               if not any(name == w or name.startswith(w + ".") for w in wanted)]
+    with atheris.instrument_imports(include=["pyxenon"], exclude=exclude):
         from . import targets
         for name in TARGET_MODULES:
             importlib.import_module(name)
     return targets
+
+
+def pyxenon_modules():
+    """Every module name of the pyxenon package, from its files."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    names = []
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
 
 
 def launcher(argv):

@@ -29,7 +29,8 @@ RAY_RETRIES = 2
 @dataclasses.dataclass
 class Totals:
     shards: int = 0
-    execs: int = 0
+    execs: int = 0       # libFuzzer's count, the corpus's replays included
+    inputs: int = 0      # the target's, as of its last stats file
     ops: int = 0
     cpu_seconds: float = 0.0
     coverage: int = 0
@@ -41,6 +42,7 @@ class Totals:
         status = result["status"]
         self.shards += 1
         self.execs += status["execs"]
+        self.inputs += result["inputs"]
         self.ops += result["ops"]
         self.cpu_seconds += result["elapsed"]
         self.coverage = max(self.coverage, status["cov"])
@@ -48,9 +50,10 @@ class Totals:
 
     def line(self, corpus):
         wall = time.monotonic() - self.started
-        per_core = self.execs / self.cpu_seconds if self.cpu_seconds else 0
+        seconds = self.cpu_seconds or float("inf")
         return (f"pyxenon fuzz: {self.shards} shards, {self.execs} inputs ({self.ops} ops) in "
-                f"{wall:.0f} s, {per_core:.1f} inputs/s per core, cov {self.coverage} "
+                f"{wall:.0f} s, per core {self.inputs / seconds:.1f} inputs/s "
+                f"{self.ops / seconds:.0f} ops/s, cov {self.coverage} "
                 f"ft {self.features}, corpus {corpus}, findings {len(self.findings)}")
 
 
@@ -82,13 +85,15 @@ class Pool:
 class ScaledCampaign:
     """Rounds of shards over a shared corpus folder and findings store."""
 
-    def __init__(self, target, corpus, save=None, known=(), guests=None, progress=print):
+    def __init__(self, target, corpus, save=None, known=(), guests=None, progress=print,
+                 plant=None):
         self.target = target
         self.corpus = pathlib.Path(corpus)
         self.save = pathlib.Path(save) if save else None
         self.known = list(known)
         self.guests = str(guests) if guests else None
         self.progress = progress
+        self.plant = plant
         self.totals = Totals()
 
     def run(self, pool, rounds, max_time, runs=-1, seed=0, max_len=4096):
@@ -96,7 +101,7 @@ class ScaledCampaign:
             units = [p.read_bytes() for p in sorted(self.corpus.glob("*")) if p.is_file()]
             specs = [ShardSpec(self.target, seed * 1000 + number * pool.jobs + j, runs, max_time,
                                max_len, units, self.known + list(self.totals.findings.values()),
-                               self.guests) for j in range(pool.jobs)]
+                               self.guests, self.plant) for j in range(pool.jobs)]
             for result in pool.map(specs):
                 self.merge(result)
             self.progress(self.totals.line(len(list(self.corpus.glob("*")))))
@@ -132,17 +137,8 @@ def scaled_main(args, guests):
     if args.target not in TARGETS:
         print(f"pyxenon fuzz: unknown target {args.target!r} (one of {', '.join(TARGETS)})")
         return 2
-    corpus = pathlib.Path(args.corpus) if args.corpus else CORPUS_HOME / args.target
-    corpus.mkdir(parents=True, exist_ok=True)
-    if not any(corpus.iterdir()):
-        from .common import ROOT
-        from .parsers.inputs import seed_inputs
-
-        write_folder(corpus, seed_inputs(args.target, guests, ROOT / "examples"))
-    known_dir = pathlib.Path(args.known or args.save or "")
-    known = [load_record(p) for p in sorted(known_dir.glob("*.json"))] if args.known or args.save else []
-    campaign = ScaledCampaign(args.target, corpus, args.save,
-                              [r for r in known if r.get("open", True)], guests)
+    campaign = ScaledCampaign(args.target, prepared_corpus(args, guests), args.save,
+                              known_records(args.known or args.save), guests, plant=args.plant)
     pool = Pool(max(1, args.jobs), args.ray, args.ray is not None)
     try:
         totals = campaign.run(pool, args.rounds, args.max_time, args.runs, args.seed)
@@ -152,3 +148,23 @@ def scaled_main(args, guests):
         print(f"  [{record['finding']['kind']}] {signature}: {len(record.get('ops') or [])} ops, "
               f"{len(record.get('input', '')) // 2} input bytes")
     return 1 if totals.findings else 0
+
+
+def prepared_corpus(args, guests):
+    """The corpus folder; an empty one gets the target's seed inputs."""
+    from .common import ROOT
+    from .parsers.inputs import seed_inputs
+
+    corpus = pathlib.Path(args.corpus) if args.corpus else CORPUS_HOME / args.target
+    corpus.mkdir(parents=True, exist_ok=True)
+    if not any(corpus.iterdir()):
+        write_folder(corpus, seed_inputs(args.target, guests, ROOT / "examples"))
+    return corpus
+
+
+def known_records(folder):
+    """The open findings saved in folder: not news."""
+    if not folder:
+        return []
+    records = [load_record(p) for p in sorted(pathlib.Path(folder).glob("*.json"))]
+    return [r for r in records if r.get("open", True)]

@@ -36,6 +36,7 @@ class ShardSpec:
     corpus: list = dataclasses.field(default_factory=list)    # inputs to start from (bytes)
     known: list = dataclasses.field(default_factory=list)     # records not to report again
     guests: str = None
+    plant: str = None              # a fixed bug planted back (world.PLANTS)
 
 
 def unit_name(data):
@@ -54,6 +55,8 @@ def engine_command(spec, work, extra=()):
            f"--seed={spec.seed}"]
     if spec.guests:
         cmd.append(f"--guests={spec.guests}")
+    if spec.plant:
+        cmd.append(f"--plant={spec.plant}")
     return cmd + [f"-seed={spec.seed}", f"-max_len={spec.max_len}", "-len_control=0",
                   "-timeout=30", "-rss_limit_mb=3072", f"-artifact_prefix={work}/"] + list(extra)
 

@@ -21,7 +21,7 @@ from .session import Session
 from .structured import Decoder, FuzzedRandom
 
 CARRY_ON = ("bad-result", "hypervisor-error", "callback-exception")
-STATS_EVERY = 2.0      # seconds between stats files
+STATS_EVERY = 1.0      # seconds between stats files (libFuzzer exits without telling)
 
 
 class FuzzFinding(Exception):
