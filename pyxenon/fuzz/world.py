@@ -187,6 +187,9 @@ class World:
                 pass      # the guest could not have written there either
         seen = len(self.bad_results)
         rc = vcpu.hypercall(op["nr"], *op["args"])     # the trap's entry: C, then Python
+        # The flush the guest's next instruction gets: until it is done the
+        # checker cannot tell a stale translation from one about to go.
+        lib.xc_settle(self.machine.core)
         if len(self.bad_results) == seen:     # else Python's ResultCheck said it already
             check_result(self.note_bad_result, op["nr"], op["args"], rc)
         return rc
