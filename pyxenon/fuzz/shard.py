@@ -108,6 +108,6 @@ def shard_result(spec, work, log):
     stats_file = work / "stats.json"
     counts = json.loads(stats_file.read_text()) if stats_file.exists() else {}
     return {"seed": spec.seed, "status": last_status(log), "ops": counts.get("ops", 0),
-            "inputs": counts.get("inputs", 0), "elapsed": counts.get("elapsed", 0.0),
+            "inputs": counts.get("inputs", 0), "elapsed": counts.get("cpu", 0.0),
             "corpus": corpus, "findings": records,
             "log_tail": log[-2000:].decode("utf-8", "replace")}

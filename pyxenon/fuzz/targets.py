@@ -38,6 +38,7 @@ class Target:
         self.seed = seed
         self.stats_path = pathlib.Path(stats) if stats else None
         self.counts = {"target": name, "inputs": 0, "ops": 0, "known": 0, "started": time.time()}
+        self.cpu_start = time.process_time()
         self.written = 0.0
 
     def found(self, kind, signature, detail, ops, data, op=None):
@@ -61,6 +62,7 @@ class Target:
         if self.stats_path and (force or now - self.written > STATS_EVERY):
             self.written = now
             self.counts["elapsed"] = now - self.counts["started"]
+            self.counts["cpu"] = time.process_time() - self.cpu_start   # the machine is shared
             self.stats_path.write_text(json.dumps(self.counts) + "\n")
 
 
