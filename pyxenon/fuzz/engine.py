@@ -22,6 +22,7 @@ for -minimize_crash and -fork; the command is a launcher script written
 here, so it carries this module's options.
 """
 import argparse
+import hashlib
 import os
 import pathlib
 import stat
@@ -93,13 +94,18 @@ def pyxenon_modules():
 
 def launcher(argv):
     """An executable script that runs this module with argv's options and
-    the libFuzzer flags it is given (libFuzzer re-runs its argv[0])."""
-    fd, path = tempfile.mkstemp(prefix="pyxenon-fuzz-", suffix=".py")
-    with os.fdopen(fd, "w") as out:
-        out.write(f"#!{sys.executable}\nimport sys\nfrom pyxenon.fuzz.engine import main\n"
-                  f"sys.exit(main({list(argv)!r} + sys.argv[1:]))\n")
-    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR)
-    return path
+    the libFuzzer flags it is given (libFuzzer re-runs its argv[0]).  Named
+    by its content, so the shards and their minimising runs share one."""
+    text = (f"#!{sys.executable}\nimport sys\nfrom pyxenon.fuzz.engine import main\n"
+            f"sys.exit(main({list(argv)!r} + sys.argv[1:]))\n")
+    name = hashlib.sha1(text.encode()).hexdigest()[:16]
+    path = pathlib.Path(tempfile.gettempdir()) / f"pyxenon-fuzz-{os.getuid()}-{name}.py"
+    if not path.exists():
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(text)
+        partial.chmod(partial.stat().st_mode | stat.S_IXUSR)
+        partial.replace(path)        # atomic: shards may start at once
+    return str(path)
 
 
 def main(argv=None):

@@ -61,10 +61,12 @@ def engine_command(spec, work, extra=()):
                   "-timeout=30", "-rss_limit_mb=3072", f"-artifact_prefix={work}/"] + list(extra)
 
 
-def run_engine(cmd, limit):
-    """The engine's status lines (stderr), or what it printed before it was stopped."""
+def run_engine(cmd, limit, work):
+    """The engine's status lines (stderr), or what it printed before it was
+    stopped.  Its temporary files (launcher, parser inputs) go to work."""
+    env = dict(os.environ, TMPDIR=str(work))
     try:
-        done = subprocess.run(cmd, capture_output=True, timeout=limit, env=os.environ.copy())
+        done = subprocess.run(cmd, capture_output=True, timeout=limit, env=env)
         return done.stderr
     except subprocess.TimeoutExpired as late:
         return late.stderr or b""
@@ -87,7 +89,7 @@ def run_shard(spec):
         for i, record in enumerate(spec.known):
             (work / "known" / f"{i}.json").write_text(json.dumps(record))
         budget = [f"-runs={spec.runs}", f"-max_total_time={spec.max_time}", str(work / "corpus")]
-        log = run_engine(engine_command(spec, work, budget), spec.max_time + GRACE)
+        log = run_engine(engine_command(spec, work, budget), spec.max_time + GRACE, work)
         minimize(spec, work)
         return shard_result(spec, work, log)
 
@@ -98,7 +100,7 @@ def minimize(spec, work):
     for crash in sorted(work.glob("crash-*")) + sorted(work.glob("timeout-*")):
         extra = ["-minimize_crash=1", f"-runs={MINIMIZE_RUNS}",
                  f"-max_total_time={MINIMIZE_SECONDS}", f"-exact_artifact_path={work}/min", str(crash)]
-        run_engine(engine_command(spec, work, extra), MINIMIZE_SECONDS + GRACE)
+        run_engine(engine_command(spec, work, extra), MINIMIZE_SECONDS + GRACE, work)
 
 
 def shard_result(spec, work, log):

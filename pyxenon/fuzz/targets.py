@@ -107,7 +107,9 @@ class ParserTarget(Target):
         super().__init__(f"parser:{name}", **kwargs)
         self.parser = name
         self.make = INPUTS[name]
-        self.folder = tempfile.mkdtemp(prefix="pyxenon-fuzz-")
+        # one folder for the process's inputs, rewritten each time (a shard
+        # points TMPDIR into its own folder, removed after it)
+        self.folder = tempfile.mkdtemp(prefix="pyxenon-fuzz-parser-")
 
     def __call__(self, data, provider):
         self.counts["inputs"] += 1
