@@ -235,3 +235,25 @@ def test_closing_a_machine_frees_the_checkers_tlb_shadow():
     for _ in range(60):
         one()
     assert resident_bytes() - before < 8 << 20
+
+
+def test_a_parser_hang_is_cpu_time_not_a_starved_process(monkeypatch):
+    """Two parser "hangs" from a loaded machine did not reproduce: a
+    parser's limit counts CPU time, so a stall is not a finding and a
+    loop is."""
+    import time
+
+    from pyxenon.toolstack import xlcfg
+
+    monkeypatch.setattr(feeders, "PARSE_LIMIT", 0.2)
+    given = {"data": b"memory = 8\n".hex(), "overrides": [], "via": "text"}
+    monkeypatch.setattr(xlcfg, "parse_cfg", lambda *args: time.sleep(0.5))
+    assert feeders.check_input("xlcfg", given, "/nonexistent")[1] is None
+
+    def spin(*args):
+        end = time.process_time() + 2
+        while time.process_time() < end:
+            pass
+    monkeypatch.setattr(xlcfg, "parse_cfg", spin)
+    outcome, problem = feeders.check_input("xlcfg", given, "/nonexistent")
+    assert outcome == "finding" and problem[0] == "hang" and "CPU time" in problem[1]

@@ -65,17 +65,24 @@ class ParserFinding(Exception):
 
 
 @contextlib.contextmanager
-def time_limit(seconds):
-    """Raise Hang in this (main) thread if the block runs past seconds."""
+def time_limit(seconds, cpu=False):
+    """Raise Hang in this (main) thread if the block runs past seconds: of
+    wall-clock time, or with cpu of the process's CPU time (a parser's
+    limit: on a shared machine a starved process is not a hung one, and
+    libFuzzer's own timer, on SIGALRM, is left alone)."""
+    which, signum = (signal.ITIMER_PROF, signal.SIGPROF) if cpu else \
+        (signal.ITIMER_REAL, signal.SIGALRM)
+    what = " of CPU time" if cpu else ""
+
     def expire(signum, frame):
-        raise Hang(f"still running after {seconds} s")
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+        raise Hang(f"still running after {seconds} s{what}")
+    previous = signal.signal(signum, expire)
+    signal.setitimer(which, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(which, 0)
+        signal.signal(signum, previous)
 
 
 @contextlib.contextmanager

@@ -92,7 +92,7 @@ def check_input(name, given, folder):
     """(outcome, problem): problem is (what, detail) when the parser
     mishandled the input, else None."""
     try:
-        with time_limit(PARSE_LIMIT):
+        with time_limit(PARSE_LIMIT, cpu=True):
             return FEEDERS[name](given, folder), None
     except Hang as hang:
         return "finding", ("hang", f"{name}: {hang}")
