@@ -1,9 +1,12 @@
 """Event-channel ping-pong between two domains: ping and pong (the demo
 guests) exchange ROUNDS messages over a granted ring page, each round one
 send and one wake-up each way, beside two domains that only yield to each
-other (the floor of a domain switch) in the same run."""
+other (the floor of a domain switch) in the same run; and the same round
+trips made by 1, 5 and 50 pairs at once (2, 10 and 100 domains)."""
 import pathlib
 import time
+
+import pytest
 
 from pyxenon.toolstack.host import Host
 
@@ -23,13 +26,30 @@ def pingpong(guests, rounds):
     return elapsed
 
 
+def pairs(guests, k, rounds):
+    """k ping-pong pairs at once (2k domains), rounds round trips in all."""
+    with Host(memory_mib=64 + 40 * k, policy=POLICY, audit=lambda record: None) as host:
+        doms = []
+        for i in range(k):
+            doms.append(host.create(str(guests / "ping.cfg"), overrides=[
+                f'name="ping{i}"', f'extra="peer=pong{i} peer-domid={2 * i + 2} rounds={rounds // k}"']))
+            doms.append(host.create(str(guests / "pong.cfg"),
+                                    overrides=[f'name="pong{i}"',
+                                               f'extra="peer=ping{i} peer-domid={2 * i + 1}"']))
+        start = time.perf_counter()
+        host.run(timeout=300)
+        elapsed = time.perf_counter() - start
+    assert all(d.shutdown_reason == "poweroff" for d in doms), [d.dmesg_text for d in doms]
+    return elapsed
+
+
 def yields(guests, n):
     with Host(memory_mib=256) as host:
         for name in ("a", "b"):
             host.create(str(guests / "nullcall.cfg"), overrides=[f'name="{name}"', f'cmdline="yield={n}"'])
         start = time.perf_counter()
         host.run(timeout=300)
-        return (time.perf_counter() - start) / (2 * n)
+        return time.perf_counter() - start
 
 
 def test_event_channel_ping_pong(benchmark, best, guests, results):
@@ -38,5 +58,18 @@ def test_event_channel_ping_pong(benchmark, best, guests, results):
     benchmark.extra_info["round_trips_per_s"] = 1 / results["evtchn_round_trip"]
 
 
+@pytest.mark.parametrize("domains", [2, 10, 100])
+def test_event_channel_throughput(best, guests, results, domains):
+    """The same round trips spread over 1, 5 or 50 pairs at once: per round
+    trip, scheduling among the domains included."""
+    k = domains // 2
+    empty = min(pairs(guests, k, k) for _ in range(2))
+    results[f"evtchn_round_trip_{domains}_domains"] = max(
+        best(pairs, guests, k, ROUNDS) - empty, 1e-9) / ROUNDS
+
+
 def test_domain_switch_by_yield(best, guests, results):
-    results["domain_switch_yield"] = best(yields, guests, ROUNDS)
+    """Per switch = (time of ROUNDS yields each - best of three runs of 0) /
+    switches: the two boots and poweroffs cancel out."""
+    empty = min(yields(guests, 0) for _ in range(3))
+    results["domain_switch_yield"] = max(best(yields, guests, ROUNDS) - empty, 1e-9) / (2 * ROUNDS)

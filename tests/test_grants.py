@@ -256,3 +256,55 @@ def test_map_copies_guest_avail_bits(world, hypercall):
     frames = pong.machine.frame_table
     table, index = frames.l1_slot(pong.vcpus[0].core.cr3, va)
     assert frames.read_entry(table, index) >> 9 & 7 == 5
+
+
+def test_maptrack_is_bounded_and_handles_reused_lowest_first(world, hypercall, monkeypatch):
+    """A grantee holds at most Xen's maptrack limit of mappings (then
+    GNTST_no_space, as get_maptrack_handle's failure), so a guest mapping
+    one grant over and over cannot grow the host; a freed handle is the
+    next one handed out.  The limit (262,144) is lowered to 3 here."""
+    from pyxenon.hypervisor import grants
+
+    monkeypatch.setattr(grants, "MAX_MAPTRACK", 3)
+    _, d = world
+    ping, pong = d["ping"], d["pong"]
+    grant(ping, 11, pong, free_pfn(ping), readonly=True)
+    vas = [scratch(pong, 2 + i) for i in range(4)]
+    for va in vas:
+        hypercall(pong, xen.HYPERVISOR_update_va_mapping, va, 0, 0)      # make room at va
+    handles = [map_ref(hypercall, pong, ping, 11, va, readonly=True) for va in vas[:3]]
+    assert handles == [(gt.GNTST_okay, 0), (gt.GNTST_okay, 1), (gt.GNTST_okay, 2)]
+    assert map_ref(hypercall, pong, ping, 11, vas[3], readonly=True)[0] == gt.GNTST_no_space
+    rc, out = gnttab(hypercall, pong, gt.GNTTABOP_unmap_grant_ref, UNMAP, vas[1], 0, 1, 0)
+    assert out[3] == gt.GNTST_okay
+    assert map_ref(hypercall, pong, ping, 11, vas[3], readonly=True) == (gt.GNTST_okay, 1)
+    assert entry_flags(ping, 11) & gt.GTF_reading         # three mappings still pin it
+    for va, handle in ((vas[0], 0), (vas[2], 2), (vas[3], 1)):
+        gnttab(hypercall, pong, gt.GNTTABOP_unmap_grant_ref, UNMAP, va, 0, handle, 0)
+    assert not entry_flags(ping, 11) & gt.GTF_reading      # the last unmap clears it
+
+
+def test_checker_holds_tlb_translations_of_foreign_frames_to_grants(world, hypercall):
+    """The whole-state checker (hypervisor/audit.py) accepts a cached
+    translation of another domain's frame only while the domain it was
+    filled for has that frame grant-mapped: a hypervisor that dropped the
+    mapping but not the translation is caught."""
+    from pyxenon._core import lib
+    from pyxenon.hypervisor import audit
+
+    host, d = world
+    ping, pong = d["ping"], d["pong"]
+    machine = host.machine
+    audit.shadow_tlb(machine)
+    lib.xc_settle(machine.core)
+    grant(ping, 12, pong, free_pfn(ping))
+    va = scratch(pong, 2)
+    hypercall(pong, xen.HYPERVISOR_update_va_mapping, va, 0, 0)
+    status, handle = map_ref(hypercall, pong, ping, 12, va)
+    lib.xc_settle(machine.core)
+    assert lib.xc_tlb_probe(machine.core, pong.vcpus[0].core, va, 0) == 1
+    assert audit.findings(machine) == []
+    lost = pong.grant_table.maptrack.pop(handle)       # the planted bug: no unmap, no flush
+    found = audit.findings(machine)
+    assert any(f"mfn {lost.mfn:#x}: the TLB of d{pong.domid}" in f and "no grant mapping" in f
+               for f in found), found

@@ -6,6 +6,9 @@
  *             start-of-day padding, with a TLB flush after each round
  *   mmu=N     N mmu_update batches of 32 entries remapping padding pages
  *   yield=N   N SCHEDOP_yield calls (each gives the CPU to the next domain)
+ *   gntcopy=N N GNTTABOP_copy calls, each a page from grant gntref=R
+ *             (default 0) of domain gntdom=D (default 1) into a padding
+ *             page of its own
  * then powers off.
  */
 #include "lib.h"
@@ -80,6 +83,28 @@ static void mmu(start_info_t *si, unsigned long n)
         _hypercall4(__HYPERVISOR_mmu_update, req, BATCH, NULL, DOMID_SELF_);
 }
 
+/* struct gnttab_copy (public/grant_table.h), the x86_64 layout. */
+struct copy_ptr { uint64_t ref_or_gmfn; uint16_t domid, offset; uint32_t pad; };
+struct copy_op { struct copy_ptr source, dest; uint16_t len, flags; int16_t status; uint16_t pad; };
+
+#define GNTTABOP_copy_ 5
+#define GNTCOPY_source_gref_ 1
+
+static void gntcopy(start_info_t *si, unsigned long n, unsigned long from, unsigned long ref)
+{
+    unsigned long pfn = (pad_start(si) - 0xffffffff80000000UL) / 4096;
+    static struct copy_op op;
+
+    op.source = (struct copy_ptr){ .ref_or_gmfn = ref, .domid = (uint16_t)from };
+    op.dest = (struct copy_ptr){ .ref_or_gmfn = ((unsigned long *)si->mfn_list)[pfn],
+                                 .domid = DOMID_SELF_ };
+    op.len = 4096;
+    op.flags = GNTCOPY_source_gref_;
+    while ( n-- )
+        if ( _hypercall3(__HYPERVISOR_grant_table_op, GNTTABOP_copy_, &op, 1) || op.status )
+            xen_shutdown(SHUTDOWN_crash);
+}
+
 void guest_main(start_info_t *si)
 {
     const char *cmdline = (const char *)si->cmd_line;
@@ -92,5 +117,6 @@ void guest_main(start_info_t *si)
     mmu(si, param(cmdline, "mmu"));
     for ( n = param(cmdline, "yield"); n; n-- )
         HYPERVISOR_sched_op(SCHEDOP_yield, NULL);
+    gntcopy(si, param(cmdline, "gntcopy"), param(cmdline, "gntdom") ?: 1, param(cmdline, "gntref"));
     xen_shutdown(SHUTDOWN_poweroff);
 }

@@ -3,7 +3,8 @@
  *
  * Finds its peer (peer=ping on the command line) by name in XenStore:
  * reads /local/domain/N/name for each N until one says "ping" (ping lets
- * others read its name; the policy decides who actually may).  Watches the
+ * others read its name; the policy decides who actually may), or only for
+ * N = peer-domid when the command line gives it.  Watches the
  * peer's data/state until it is "ready", reads data/ring-ref,
  * data/bulletin-ref and data/port, binds the interdomain channel, maps the
  * ring read-write and the bulletin read-only, prints the bulletin and
@@ -49,15 +50,18 @@ static long read_peer(const char *node, unsigned long *out)
     return 0;
 }
 
-/* Scan /local/domain/N/name; 0 and peer_id set, or the last error. */
+/* Scan /local/domain/N/name (only N = peer-domid when the command line
+ * names it, as ping's does: beyond MAX_DOMID_SCAN domains a scan cannot
+ * find the peer); 0 and peer_id set, or the last error. */
 static long find_peer(uint64_t deadline)
 {
     long rc, last = -XEN_ENOENT;
-    unsigned long d;
+    unsigned long d, given = cmdline_num("peer-domid", 0);
+    unsigned long first = given ? given : 1, end = given ? given : MAX_DOMID_SCAN;
 
     for ( ;; )
     {
-        for ( d = 1; d <= MAX_DOMID_SCAN; d++ )
+        for ( d = first; d <= end; d++ )
         {
             if ( d == me )
                 continue;

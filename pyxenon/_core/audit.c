@@ -28,7 +28,7 @@
 struct xc_tlb_shadow {
     uint32_t n;
     uint32_t overflow;
-    struct { uint64_t va, paddr; uint32_t perms; } e[SHADOW_MAX];
+    struct { uint64_t va, paddr; uint32_t perms; uint16_t domid; } e[SHADOW_MAX];
 };
 
 int xc_shadow_enable(struct xc_machine *m, int on)
@@ -62,6 +62,7 @@ void xc_shadow_record(struct xc_machine *m, uint64_t va, uint64_t paddr, uint32_
     s->e[s->n].va = va;
     s->e[s->n].paddr = paddr;
     s->e[s->n].perms = perms;
+    s->e[s->n].domid = m->current ? m->current->domid : OWNER_FREE;   /* whose walk filled it */
     s->n++;
 }
 
@@ -298,6 +299,20 @@ static void walk(struct audit *a, uint64_t mfn, int level, int rw)
         else if (crw && m->frames[child].type != PGT_WRITABLE)
             report(a, V_WRITABLE_TABLE, child, mfn << 12 | i << 3);
     }
+}
+
+/* Shadow entry i, for the checker's Python half: 0 with *va, *mfn and the
+ * domain whose walk filled it set, or -1 (no such entry, or a flush is
+ * pending: the TLB will be empty). */
+int xc_shadow_entry(struct xc_machine *m, uint32_t i, uint64_t *va, uint64_t *mfn,
+                    uint16_t *domid)
+{
+    if (!m->shadow || m->flush_pending || i >= m->shadow->n)
+        return -1;
+    *va = m->shadow->e[i].va;
+    *mfn = m->shadow->e[i].paddr >> PAGE_SHIFT;
+    *domid = m->shadow->e[i].domid;
+    return 0;
 }
 
 static void check_tlb(struct audit *a)

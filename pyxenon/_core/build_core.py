@@ -73,7 +73,7 @@ struct xc_machine {
     int fast_paths; long exception_field; int64_t xen_version;
     uint64_t boot_ns; uint64_t py_calls; uint64_t slices; uint64_t chain_ns;
     uint32_t tlbflush_clock; uint64_t work; uint64_t work_budget; uint32_t plant;
-    uint32_t tsc_mul; int32_t tsc_shift;
+    uint32_t tsc_mul; int32_t tsc_shift; uint64_t tlb_fills; uint64_t tlb_misses; uint64_t tlb_size; int watchdog_parked;
     ...;
 };
 struct xc_machine *xc_machine_new(uint64_t nr_frames, uint64_t hv_frames);
@@ -95,6 +95,8 @@ const char *xc_reg_names(void);
 int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals);
 int xc_set_rip(struct xc_machine *m, struct xc_vcpu *v, uint64_t rip);
 int64_t xc_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write);
+int xc_copy_from_guest(struct xc_machine *m, struct xc_vcpu *v, void *dst, uint64_t va, uint64_t len);
+int xc_copy_to_guest(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, const void *src, uint64_t len);
 void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);
 int64_t xc_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a);
 int xc_get_page(struct xc_machine *m, uint64_t mfn, uint16_t domid);
@@ -116,6 +118,8 @@ uint32_t xc_io_read(struct xc_machine *m, struct xc_vcpu *v, uint32_t port, int 
 int xc_io_write(struct xc_machine *m, struct xc_vcpu *v, uint32_t port, int size, uint32_t value);
 int xc_shadow_enable(struct xc_machine *m, int on);
 void xc_shadow_record(struct xc_machine *m, uint64_t va, uint64_t paddr, uint32_t perms);
+int xc_shadow_entry(struct xc_machine *m, uint32_t i, uint64_t *va, uint64_t *mfn,
+                    uint16_t *domid);
 int xc_tlb_probe(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write);
 int xc_audit(struct xc_machine *m, const uint64_t *ranges, uint32_t nr_ranges,
              const uint64_t *extra, uint64_t n_extra, struct xc_violation *out, int max);

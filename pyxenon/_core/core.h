@@ -230,6 +230,9 @@ struct xc_machine {
     pthread_t watchdog;   /* ends time slices (watchdog.c) */
     int watchdog_quit;
     uint64_t run_gen, stopped_gen, deadline_ns;
+    int watchdog_parked;          /* the thread waits on watchdog_wake, not ticking */
+    pthread_mutex_t watchdog_lock;
+    pthread_cond_t watchdog_wake;
     long exception_field; /* offset of old_exception in a saved context (<0: unknown) */
     int64_t xen_version;  /* what XENVER_version answers */
     uint64_t boot_ns;     /* CLOCK_MONOTONIC at boot: system time 0 */
@@ -237,6 +240,9 @@ struct xc_machine {
     uint64_t slices;      /* slices run */
     uint64_t chain_ns;    /* how long xc_run_chain may go on in C (0: never chain) */
     uint32_t tlbflush_clock; /* TLB flushes so far: page_info.tlbflush_stamp's clock */
+    uint64_t tlb_fills;      /* guest TLB fills since the last flush */
+    uint64_t tlb_misses;     /* guest TLB fills in all (statistics) */
+    uint64_t tlb_size;       /* what the engine's TLB has grown to, as modelled (tlb_flushed) */
     uint64_t work;        /* work done in this trap (XC_WORK_BUDGET's units) */
     uint64_t work_budget; /* past it, a preemptible operation stops (XC_WORK_BUDGET) */
     struct xc_tlb_shadow *shadow; /* what the engine's TLB may hold (checking only), or NULL */
@@ -328,6 +334,8 @@ int xc_mmu_normal_update(struct xc_machine *m, struct xc_vcpu *v, uint64_t ma, u
 
 /* audit.c: the whole-state invariant checker, and the TLB shadow it needs */
 void xc_shadow_record(struct xc_machine *m, uint64_t va, uint64_t paddr, uint32_t perms);
+int xc_shadow_entry(struct xc_machine *m, uint32_t i, uint64_t *va, uint64_t *mfn,
+                    uint16_t *domid);
 void xc_shadow_clear(struct xc_machine *m);
 int xc_shadow_enable(struct xc_machine *m, int on);
 /* One finding of xc_audit: what (audit.c's V_*), which frame, a detail. */

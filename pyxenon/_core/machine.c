@@ -8,6 +8,11 @@
 #include <sys/mman.h>
 #include "core.h"
 
+/* The engine's TLB sizes (QEMU's CPU_TLB_DYN_*_BITS; see model_tlb_resize). */
+#define TLB_MIN_ENTRIES 64
+#define TLB_START_ENTRIES 256
+#define TLB_MAX_ENTRIES (1UL << 20)
+
 #define RING0_CS 0xe008
 #define RING0_DS 0xe010
 #define RING3_CS64 0xe033
@@ -164,6 +169,7 @@ static int drop_to_ring3(struct xc_machine *m)
     if (uc_context_alloc(m->uc, &m->ring3) || uc_context_save(m->uc, m->ring3))
         return -1;
     uc_ctl_flush_tlb(m->uc);
+    m->tlb_size = TLB_START_ENTRIES;
     return 0;
 }
 
@@ -336,9 +342,32 @@ void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v)
  * address); translated blocks stay, because Unicorn finds them by machine
  * address, which says whose code they are.
  */
+/*
+ * The engine's TLB (QEMU's softmmu TLB) is direct-mapped and starts with
+ * 256 entries; it grows only when it is flushed, doubling when more than
+ * 70% of it was in use (cputlb.c, tlb_mmu_resize_locked), and shrinks
+ * after 100 ms of light use.  A guest that never flushes -- one domain
+ * walking a large working set -- would miss on every page forever, so its
+ * size is modelled here, and a run that filled more than twice the model
+ * (the TLB is surely thrashing) ends with a flush to let it grow.  The
+ * model can drift from QEMU's (it shrinks on the same rule without the
+ * window's clock); either way it corrects itself within a few flushes.
+ */
+
+static void model_tlb_resize(struct xc_machine *m)
+{
+    uint64_t used = m->tlb_fills < m->tlb_size ? m->tlb_fills : m->tlb_size;
+    if (used * 100 > m->tlb_size * 70 && m->tlb_size < TLB_MAX_ENTRIES)
+        m->tlb_size *= 2;
+    else if (used * 100 < m->tlb_size * 30 && m->tlb_size > TLB_MIN_ENTRIES)
+        m->tlb_size /= 2;
+    m->tlb_fills = 0;
+}
+
 static void tlb_flushed(struct xc_machine *m)
 {
     uc_ctl_flush_tlb(m->uc);
+    model_tlb_resize(m);
     m->tlbflush_clock++;          /* frames stamped before now have no translations left */
     xc_shadow_clear(m);
 }
@@ -490,6 +519,8 @@ int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count)
     xc_watchdog_arm(m, timeout_us);
     err = uc_emu_start(m->uc, rip, XC_NEVER, 0, count);
     xc_watchdog_disarm(m);
+    if (m->tlb_fills > 2 * m->tlb_size)
+        tlb_flushed(m);      /* thrashing: let the engine's TLB grow */
     if (m->current->stop == XC_STOP_EXCEPTION) {
         xc_clear_exception(m);
         if (err == UC_ERR_INSN_INVALID)

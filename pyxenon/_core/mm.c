@@ -44,6 +44,16 @@ static int is_leaf(uint64_t e, int level)
     return level == 0 || ((e & _PAGE_PSE) && level <= 2);
 }
 
+/* Set Accessed (and Dirty) in *pte as the MMU does; a store only when a bit
+ * changes, so walks over used entries leave the tables' cache lines clean. */
+static uint64_t mark_used(uint64_t *pte, uint64_t e, int dirty)
+{
+    uint64_t set = _PAGE_ACCESSED | (dirty ? _PAGE_DIRTY : 0);
+    if ((e & set) != set)
+        *pte = e | set;
+    return e | set;
+}
+
 /*
  * One level of the walk: check the entry that maps va in table mfn, set
  * Accessed (and Dirty at the leaf on a write).  Returns 1 at the leaf
@@ -65,12 +75,12 @@ static int walk_level(struct xc_machine *m, uint64_t *mfn, uint64_t va,
         w->pfec |= PFEC_present;
         return -1;
     }
-    *pte = e | _PAGE_ACCESSED | (write && is_leaf(e, level) ? _PAGE_DIRTY : 0);
+    e = mark_used(pte, e, write && is_leaf(e, level));
     if (!is_leaf(e, level)) {
         *mfn = (e & PADDR_MASK) >> PAGE_SHIFT;
         return 0;
     }
-    w->dirty = !!(*pte & _PAGE_DIRTY);
+    w->dirty = !!(e & _PAGE_DIRTY);
     w->mfn = level ? superpage_frame(e, va, level) : (e & PADDR_MASK) >> PAGE_SHIFT;
     return frame_usable(m, w->mfn) ? 1 : -1;
 }
@@ -196,6 +206,8 @@ static bool fill_guest(struct xc_machine *m, uint64_t va, uc_mem_type type, uc_t
     }
     e->paddr = w.mfn << PAGE_SHIFT;
     e->perms = tlb_perms(m, &w, type);
+    m->tlb_fills++;
+    m->tlb_misses++;
     if (m->shadow)
         xc_shadow_record(m, va, e->paddr, e->perms);
     return true;

@@ -5,8 +5,9 @@ translations), and every mapping names a frame its domain may reach.
 
 The walk is in C (_core/audit.c); this side adds the references only
 Python holds (grant mappings, registered vcpu_info, Xen's pages lent to a
-domain), checks the grant maptrack against the tables, and names what it
-found.  Used by the property tests, the fuzzer, and the host's debug mode
+domain), checks the grant maptrack against the tables and the engine's
+cached translations of foreign frames against the grant mappings, and
+names what it found.  Used by the property tests, the fuzzer, and the host's debug mode
 ($PYXENON_CHECK_STATE=1: a check after every slice).
 """
 import struct
@@ -74,6 +75,37 @@ def grant_findings(machine):
     return out
 
 
+OWNER_XEN = 0x7FF2    # _core/core.h: Xen's own frames (GDT page, zero page)
+OWNER_FREE = 0x7FF4   # nobody's (the C half reports a TLB entry of one)
+
+
+def shadow_entries(machine):
+    """(va, mfn, domid) of each translation the engine's TLB may hold now,
+    with the domain whose page walk filled it."""
+    va, mfn, domid = ffi.new("uint64_t *"), ffi.new("uint64_t *"), ffi.new("uint16_t *")
+    i = 0
+    while lib.xc_shadow_entry(machine.core, i, va, mfn, domid) == 0:
+        yield va[0], mfn[0], domid[0]
+        i += 1
+
+
+def tlb_foreign_findings(machine):
+    """A cached translation of another domain's frame is one the domain it
+    was filled for holds a grant mapping of: for a PV domain on Xen a grant
+    is the only way to reach a foreign frame."""
+    granted = {d.domid: {m.mfn for m in d.grant_table.maptrack.values()}
+               for d in machine.domains.values()}
+    out = []
+    for va, mfn, domid in shadow_entries(machine):
+        if mfn >= machine.nr_frames or mfn in granted.get(domid, ()):
+            continue
+        owner = machine.core.frames[mfn].owner
+        if owner not in (domid, OWNER_XEN, OWNER_FREE) and len(out) < MAX_REPORTED:
+            out.append(f"mfn {mfn:#x}: the TLB of d{domid} maps it at {va:#x}, but "
+                       f"d{owner} owns it and d{domid} has no grant mapping of it")
+    return out
+
+
 def describe(v):
     have, want = v.detail & 0xFFFFFFFF, v.detail >> 32
     text = MESSAGES.get(v.code, f"violation {v.code}").format(have=have, want=want)
@@ -94,7 +126,8 @@ def findings(machine):
                      ffi.new("uint64_t[]", extra or [0]), len(extra) // 3, out, MAX_REPORTED)
     if n < 0:
         raise MemoryError("the checker could not allocate its tables")
-    return [describe(out[i]) for i in range(min(n, MAX_REPORTED))] + grant_findings(machine)
+    return ([describe(out[i]) for i in range(min(n, MAX_REPORTED))] + grant_findings(machine)
+            + tlb_foreign_findings(machine))
 
 
 def check(machine):

@@ -10,6 +10,7 @@ not end a grant those bits show in use.  A grant PTE carries _PAGE_GNTTAB,
 a bit guests may not set, so only unmap_grant_ref (or a domain's death)
 removes it.
 """
+import heapq
 import struct
 
 from pyxenon._core import ffi, lib
@@ -21,6 +22,9 @@ from .mm import GNTTAB, L1, PRESENT, RW, USER, WRITABLE
 PAGE = 4096
 ENTRY = 8                         # sizeof(grant_entry_v1)
 MAX_FRAMES = 32
+# Xen 4.17's default gnttab_max_maptrack_frames (1024) of MAPTRACK_PER_PAGE
+# (4096 / sizeof(struct grant_mapping), 16) handles: a grantee's mappings.
+MAX_MAPTRACK = 1024 * 256
 NX, GLOBAL, GUEST_KERNEL = 1 << 63, 0x100, 1 << 52
 # Xen's grant_to_pte_flags (present, accessed, dirty, the grant bit, NX),
 # then adjust_guest_l1e's user bits.
@@ -52,6 +56,9 @@ class GrantTable:
         self.max_frames = max_frames
         self.nr_frames = 1
         self.maptrack = {}        # handle -> Mapping (this domain as grantee)
+        self.free_handles = []    # a heap of handles below next_handle not in use
+        self.next_handle = 0
+        self.pins = {}            # ref -> [readers, writers] mapping it (as granter)
 
     # -- the table ----------------------------------------------------------------
 
@@ -97,12 +104,31 @@ class GrantTable:
         return frame
 
     def in_use(self, ref, write):
-        """Is ref still mapped by anyone (for reading, or for writing)?"""
-        for domain in self.domain.machine.domains.values():
-            for m in domain.grant_table.maptrack.values():
-                if m.granter is self.domain and m.ref == ref and (not write or not m.readonly):
-                    return True
-        return False
+        """Is ref still mapped by anyone (for reading, or for writing)?
+        (Xen's active entry pin counts, kept per ref.)"""
+        readers, writers = self.pins.get(ref, (0, 0))
+        return writers > 0 if write else readers + writers > 0
+
+    def pin(self, ref, readonly, delta):
+        counts = self.pins.setdefault(ref, [0, 0])
+        counts[0 if readonly else 1] += delta
+        if counts == [0, 0]:
+            del self.pins[ref]
+
+    # -- the maptrack (this domain as grantee) --------------------------------------
+
+    def new_handle(self):
+        """The lowest free handle, or GNTST_no_space at Xen's default limit
+        (get_maptrack_handle: max_maptrack_frames of MAPTRACK_PER_PAGE)."""
+        if len(self.maptrack) >= MAX_MAPTRACK:
+            raise GrantError(gt.GNTST_no_space)
+        if self.free_handles:
+            return heapq.heappop(self.free_handles)
+        self.next_handle += 1
+        return self.next_handle - 1
+
+    def free_handle(self, handle):
+        heapq.heappush(self.free_handles, handle)
 
 
 def granter_of(grantee, domid):
@@ -147,12 +173,17 @@ def map_grant(vcpu, domid, ref, flags, host_addr):
     readonly = bool(flags & gt.GNTMAP_readonly)
     # The policy first, then the entry (Xen's order: xsm_grant_mapref).
     allowed(grantee, granter, "grant_map", "r" if readonly else "rw", "map_grant_ref")
-    mfn = granter.grant_table.check(ref, grantee, not readonly)
-    pte_ma = pte_address(vcpu, host_addr, flags & gt.GNTMAP_contains_pte)
-    install_pte(vcpu, granter, pte_ma, mfn, flags)
-    granter.grant_table.set_flags(ref, gt.GTF_reading | (0 if readonly else gt.GTF_writing))
     table = grantee.grant_table
-    handle = next(h for h in range(len(table.maptrack) + 1) if h not in table.maptrack)
+    handle = table.new_handle()
+    try:
+        mfn = granter.grant_table.check(ref, grantee, not readonly)
+        pte_ma = pte_address(vcpu, host_addr, flags & gt.GNTMAP_contains_pte)
+        install_pte(vcpu, granter, pte_ma, mfn, flags)
+    except Exception:
+        table.free_handle(handle)        # Xen's put_maptrack_handle on failure
+        raise
+    granter.grant_table.set_flags(ref, gt.GTF_reading | (0 if readonly else gt.GTF_writing))
+    granter.grant_table.pin(ref, readonly, +1)
     table.maptrack[handle] = Mapping(granter, ref, mfn, pte_ma, readonly)
     return handle
 
@@ -201,6 +232,8 @@ def unmap_grant(vcpu, handle, host_addr, contains_pte=False):
 def release(machine, table, handle):
     """Tear one mapping down: the PTE, the frame references, the in-use bits."""
     m = table.maptrack.pop(handle)
+    table.free_handle(handle)
+    m.granter.grant_table.pin(m.ref, m.readonly, -1)
     frames = machine.frame_table
     entry = struct.unpack_from("<Q", machine.mem, m.pte_ma)[0]
     if entry & GNTTAB and entry >> 12 & ((1 << 40) - 1) == m.mfn:

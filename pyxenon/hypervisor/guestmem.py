@@ -2,12 +2,15 @@
 
 Each address is translated through the vcpu's own page tables by the C
 walker, one page at a time, so a handler can reach exactly what the guest
-itself could reach, and a bad address becomes -EFAULT.
+itself could reach, and a bad address becomes -EFAULT.  A copy is one call
+into C (xc_copy_from_guest / xc_copy_to_guest); only when it fails does the
+page-by-page path here run, to find the faulting page and to write what
+precedes it, as Xen's copy_to_guest leaves a partial copy.
 """
 import ctypes
 import struct
 
-from pyxenon._core import lib
+from pyxenon._core import ffi, lib
 
 from .errors import GuestFault
 
@@ -29,8 +32,17 @@ def _chunks(vcpu, va, size, write):
         size -= n
 
 
+def _in_range(va, size):
+    return 0 <= va and va + size <= 1 << 64
+
+
 def copy_from_guest(vcpu, va, size):
     """Bytes at guest virtual address va, or GuestFault."""
+    if size > 0 and _in_range(va, size):
+        out = bytearray(size)
+        machine = vcpu.domain.machine
+        if lib.xc_copy_from_guest(machine.core, vcpu.core, ffi.from_buffer(out), va, size) == 0:
+            return bytes(out)
     mem = vcpu.domain.machine.mem
     return b"".join(bytes(mem[ma:ma + n]) for ma, n in _chunks(vcpu, va, size, 0))
 
@@ -38,6 +50,10 @@ def copy_from_guest(vcpu, va, size):
 def copy_to_guest(vcpu, va, data):
     """Write data at guest virtual address va, or GuestFault (nothing partial
     is undone: Xen's copy_to_guest does not roll back either)."""
+    if data and _in_range(va, len(data)):
+        machine = vcpu.domain.machine
+        if lib.xc_copy_to_guest(machine.core, vcpu.core, va, ffi.from_buffer(data), len(data)) == 0:
+            return
     mem = vcpu.domain.machine.mem
     off = 0
     for ma, n in _chunks(vcpu, va, len(data), 1):

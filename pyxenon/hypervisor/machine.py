@@ -4,6 +4,7 @@ A host has one Machine.  Every domain's vcpus run on the machine's single
 Unicorn engine, one at a time, as Xen's domains share one physical CPU:
 switching domains is a register-context switch plus a TLB flush in C.
 """
+import collections
 import os
 import time
 
@@ -21,6 +22,7 @@ from .scheduler import Scheduler
 
 PAGE = 4096
 HV_FRAMES = 256  # the low 1 MiB: the hypervisor's frames and, as on Xen, DOMID_IO's
+AUDIT_KEPT = 10_000    # decisions kept in memory when no audit sink is given
 INVALID_M2P = 0xFFFFFFFFFFFFFFFF
 DOMID_SELF = 0x7FF0
 EXTRA_FRAMES = 1 + grants.MAX_FRAMES   # shared_info, grant table
@@ -47,7 +49,9 @@ class Machine:
         self.next_domid = 1
         self.boot_ns = time.monotonic_ns()
         self.scheduler = Scheduler(self, slice_ms=slice_ms, deterministic=deterministic)
-        self.audit_log = []           # MSM decisions, unless an audit sink is given
+        # MSM decisions, unless an audit sink is given: the newest AUDIT_KEPT
+        # only, so a guest repeating a checked operation cannot grow the host.
+        self.audit_log = collections.deque(maxlen=AUDIT_KEPT)
         self.msm = Msm(policy, audit if audit is not None else self.audit_log.append)
         self.console_listeners = []   # f(domain, bytes, source)
         self.shutdown_listeners = []  # f(domain), called outside the engine

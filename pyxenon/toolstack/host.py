@@ -40,7 +40,7 @@ class Host:
         """memory_mib: machine memory (default $PYXENON_MACHINE_MIB, else
         8192).  policy: a path to a policy file, or a compiled Policy; None
         refuses every inter-domain operation.  audit: a callable given each
-        MSM decision (default: kept in machine.audit_log)."""
+        MSM decision (default: the newest 10,000 kept in machine.audit_log)."""
         if isinstance(policy, (str, bytes)) or hasattr(policy, "__fspath__"):
             from .policy import load_policy
 
