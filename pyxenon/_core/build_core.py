@@ -3,8 +3,15 @@
 The core is compiled against the headers that the unicorn wheel ships and
 linked against its libunicorn.so.2, so the C hooks run inside the very engine
 library the host loads; no system Unicorn is needed.
+
+A fuzzing build (PYXENON_FUZZ_BUILD=1, docs/FUZZING.md) compiles the core
+with clang's -fsanitize=fuzzer-no-link, so libFuzzer (through atheris)
+sees which C branches an input reached.  Such a core needs libFuzzer's
+runtime loaded first (LD_PRELOAD of atheris's ubsan_with_fuzzer.so), so it
+goes into its own, non-editable, installation.
 """
 import os
+import shutil
 
 from cffi import FFI
 
@@ -130,6 +137,7 @@ void xc_cpuid(struct xc_machine *m, uint32_t leaf, uint32_t subleaf, uint32_t *r
 uint32_t xc_io_read(struct xc_machine *m, struct xc_vcpu *v, uint32_t port, int size, int *ok);
 int xc_io_write(struct xc_machine *m, struct xc_vcpu *v, uint32_t port, int size, uint32_t value);
 int xc_shadow_enable(struct xc_machine *m, int on);
+void xc_shadow_record(struct xc_machine *m, uint64_t va, uint64_t paddr, uint32_t perms);
 int xc_shadow_entry(struct xc_machine *m, uint32_t i, uint64_t *va, uint64_t *mfn,
                     uint16_t *domid);
 int xc_tlb_probe(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write);
@@ -170,6 +178,18 @@ def unicorn_dirs():
     return os.path.join(pkg, "include"), os.path.join(pkg, "lib")
 
 
+def fuzz_flags():
+    """Compiler flags of a fuzzing build (none for a normal one)."""
+    if os.environ.get("PYXENON_FUZZ_BUILD") != "1":
+        return []
+    clang = os.environ.get("CC") or shutil.which("clang")
+    if not clang or "clang" not in os.path.basename(clang):
+        raise SystemExit("pyxenon: PYXENON_FUZZ_BUILD=1 needs clang (set CC or install clang)")
+    # distutils takes the compiler and the linker from here
+    os.environ["CC"], os.environ["LDSHARED"] = clang, f"{clang} -shared"
+    return ["-fsanitize=fuzzer-no-link", "-gline-tables-only"]
+
+
 def make_ffi():
     include, lib = unicorn_dirs()
     ffi = FFI()
@@ -182,7 +202,7 @@ def make_ffi():
         library_dirs=[lib],
         extra_link_args=[os.path.join(lib, "libunicorn.so.2"), "-lpthread",
                          "-Wl,-rpath,$ORIGIN/../../unicorn/lib"],
-        extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wno-unused-function"],
+        extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wno-unused-function"] + fuzz_flags(),
     )
     return ffi
 

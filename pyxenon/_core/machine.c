@@ -322,6 +322,7 @@ void xc_machine_free(struct xc_machine *m)
         xc_watchdog_stop(m);
     if (m->ring3)
         uc_context_free(m->ring3);
+    xc_shadow_enable(m, 0);      /* the checker's TLB shadow (audit.c), if it was on */
     if (m->uc)
         uc_close(m->uc);
     if (m->mem)

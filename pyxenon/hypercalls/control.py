@@ -10,7 +10,7 @@ depend on that order.
 """
 import ctypes
 
-from pyxenon.hypervisor.domain import DEAD
+from pyxenon.hypervisor.states import DEAD
 from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.hypervisor.guestmem import copy_from_guest
 from pyxenon.public import ctl, errno, xen

@@ -7,12 +7,12 @@ from pyxenon.public import sched, xen
 from .events import EventChannels
 from .grants import GrantTable
 from .perfc import Perfc
+from .states import DEAD, PAUSED, RUNNING, SHUTDOWN  # noqa: F401 - the domain's vocabulary
 from .vcpu import Vcpu
 
 PAGE = 4096
 CONSOLE_LOG_LIMIT = 1 << 20   # the last MiB a guest printed
 
-RUNNING, PAUSED, SHUTDOWN, DEAD = "running", "paused", "shutdown", "dead"
 
 # SHUTDOWN_* code -> the word xl uses for it.
 SHUTDOWN_NAMES = {0: "poweroff", 1: "reboot", 2: "suspend", 3: "crash", 4: "watchdog"}

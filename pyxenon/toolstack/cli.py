@@ -47,7 +47,7 @@ DELEGATES = {
                "check a separation policy and analyse its flows (`policy check FILE`)"),
     "assurance": ("pyxenon.toolstack.assurance", "the TCB's size and complexity report"),
     "interface": ("pyxenon.toolstack.interface", "the hypercall interface table"),
-    "fuzz": ("pyxenon.toolstack.fuzz", "fuzz the hypercall interface"),
+    "fuzz": ("pyxenon.fuzz.cli", "fuzz the hypercall interface"),
     "trace": ("pyxenon.toolstack.xentrace",
               "a --trace-file as folded stacks for flamegraph.pl or speedscope (`trace fold F`)"),
 }

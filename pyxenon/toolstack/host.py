@@ -90,8 +90,11 @@ class Host:
         config = load_cfg(cfg, overrides) if cfg is not None else config_from(options)
         return self.create_from_config(config, paused=paused, trace=trace)
 
-    def create_from_config(self, config, paused=False, trace=None):
-        image = load_kernel(config.kernel, max_bytes=config.memory_mib << 20)
+    def create_from_config(self, config, paused=False, trace=None, image=None):
+        """image: the kernel already loaded (a caller creating many domains
+        from one kernel, e.g. the fuzzer, loads it once)."""
+        if image is None:
+            image = load_kernel(config.kernel, max_bytes=config.memory_mib << 20)
         ramdisk = read_ramdisk(config.ramdisk, config.memory_mib << 20)
         domain = self.machine.create_domain(config.name, config.memory_mib * PAGES_PER_MIB,
                                             label=config.seclabel)
