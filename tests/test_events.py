@@ -294,3 +294,31 @@ def test_poll_wakes_on_a_masked_port(trio, hypercall):
     assert not ping.vcpus[0].runnable
     ping.events.set_pending(port)
     assert ping.vcpus[0].runnable and not ping.vcpu_info(0).evtchn_upcall_pending
+
+
+# -- alloc_unbound as evtchn_alloc_unbound: the remote is not looked up ---------------
+
+def status(hypercall, dom, port):
+    rc, raw = call(hypercall, dom, ev.EVTCHNOP_status, "<HxxIIIHxxxxxx", SELF, port, 0, 0, 0)
+    return rc, struct.unpack("<HxxIIIHxxxxxx", raw)
+
+
+def test_alloc_unbound_for_domain_0_and_one_not_yet_created(trio, hypercall):
+    _host, (ping, _pong, _intruder) = trio
+    for remote in (0, 999):
+        rc, port = alloc_unbound(hypercall, ping, remote)
+        assert rc == 0 and port > 0
+        rc, (_, _, st, _, dom) = status(hypercall, ping, port)
+        assert rc == 0 and st == ev.EVTCHNSTAT_unbound and dom == remote
+    # a later bind is where the remote is checked: 999 is no domain
+    assert bind(hypercall, ping, 999, 1)[0] == -errno.ESRCH
+
+
+def test_alloc_unbound_is_enospc_at_the_domains_limit(trio, hypercall):
+    _host, (ping, _pong, _intruder) = trio
+    limit = ping.events.max_ports
+    results = [alloc_unbound(hypercall, ping, SELF) for _ in range(limit)]
+    failed = [rc for rc, _ in results if rc]
+    assert failed and set(failed) == {-errno.ENOSPC}
+    assert max(p for rc, p in results if rc == 0) == limit - 1     # port 0 is never given
+    assert len(ping.events.ports) == limit

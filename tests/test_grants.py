@@ -308,3 +308,50 @@ def test_checker_holds_tlb_translations_of_foreign_frames_to_grants(world, hyper
     found = audit.findings(machine)
     assert any(f"mfn {lost.mfn:#x}: the TLB of d{pong.domid}" in f and "no grant mapping" in f
                for f in found), found
+
+
+# -- as Xen's create_grant_pv_mapping and _set_status -------------------------------------
+
+def frame_of(dom, va):
+    """The frame mapping va in dom's tables, and that L1 entry."""
+    ft = dom.machine.frame_table
+    table, index = ft.l1_slot(dom.vcpus[0].core.cr3, va)
+    entry = struct.unpack_from("<Q", dom.machine.mem, table * PAGE + index * 8)[0]
+    return entry >> 12 & ((1 << 40) - 1)
+
+
+def test_map_over_a_present_entry_replaces_it_and_drops_its_reference(world, hypercall):
+    _, d = world
+    ping, pong = d["ping"], d["pong"]
+    pfn = free_pfn(ping, 1)
+    ping.page(pfn)[:5] = b"grant"
+    grant(ping, 11, pong, pfn)
+    va = scratch(pong, 2)
+    old = frame_of(pong, va)                    # pong's own page, mapped writable
+    frames = pong.machine.frame_table.frames
+    count, type_count = frames[old].count, frames[old].type_count
+    assert map_ref(hypercall, pong, ping, 11, va)[0] == gt.GNTST_okay
+    assert copy_from_guest(pong.vcpus[0], va, 5) == b"grant"
+    assert (frames[old].count, frames[old].type_count) == (count - 1, type_count - 1)
+
+
+def test_map_over_a_grant_entry_crashes_the_mapper(world, hypercall):
+    _, d = world
+    ping, pong = d["ping"], d["pong"]
+    grant(ping, 12, pong, free_pfn(ping, 2))
+    grant(ping, 13, pong, free_pfn(ping, 3))
+    va = scratch(pong, 2)
+    assert map_ref(hypercall, pong, ping, 12, va)[0] == gt.GNTST_okay
+    map_ref(hypercall, pong, ping, 13, va)
+    assert pong.crash_report and "implicit unmap" in pong.crash_report
+
+
+def test_domain_0s_grants_are_not_the_callers(world, hypercall):
+    _, d = world
+    pong = d["pong"]
+    rc, out = gnttab(hypercall, pong, gt.GNTTABOP_map_grant_ref, MAP, scratch(pong, 2),
+                     gt.GNTMAP_host_map, 0, 0, 0, 0, 0)
+    assert rc == 0 and out[4] == gt.GNTST_general_error
+    rc, out = gnttab(hypercall, pong, gt.GNTTABOP_map_grant_ref, MAP, scratch(pong, 2),
+                     0, 0, 0, 0, 0, 0)                         # no map flag: checked first
+    assert out[4] == gt.GNTST_bad_gntref

@@ -30,7 +30,7 @@ def test_every_handler_in_every_family_is_listed():
 def test_no_handler_is_left_out_of_the_table():
     for nr, handler in enumerate(hypercalls.TABLE):
         if handler is not None:
-            assert CALLS[nr].status == interface.SUPPORTED, CALLS[nr]
+            assert CALLS[nr].status != interface.LEFT_OUT, CALLS[nr]
             assert CALLS[nr].handler == interface.handler_name(handler)
 
 
@@ -46,7 +46,7 @@ def test_every_xen_hypercall_is_listed_once():
     assert len([e for e in ENTRIES if not e.op]) == len(CALLS)
     for nr, entry in CALLS.items():
         supported = nr < len(hypercalls.TABLE) and hypercalls.TABLE[nr] is not None
-        assert (entry.status == interface.SUPPORTED) == supported, entry
+        assert (entry.status != interface.LEFT_OUT) == supported, entry
 
 
 def test_left_out_hypercalls_have_a_written_reason():

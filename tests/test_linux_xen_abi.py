@@ -188,7 +188,7 @@ RDMSR, WRMSR = b"\x0f\x32", b"\x0f\x30"
 
 @pytest.mark.parametrize("msr, value", [
     (0x8B, 0), (0x277, 0x050100070406), (0x179, 0x1000C02), (0x17A, 0),
-    (0xCE, 1 << 32), (0x1B, 0xFEE00900), (0x3A, 1), (0x401, 0), (0x400, (1 << 64) - 1),
+    (0xCE, 1 << 31), (0x1B, 0xFEE00900), (0x3A, 1), (0x401, 0), (0x400, (1 << 64) - 1),
     (0xC1, 0), (0x1A0, 0x801801)])
 def test_rdmsr_as_xen_answers(dom, msr, value):
     r = emulate(dom, RDMSR, rcx=msr)
@@ -249,3 +249,90 @@ def test_xenpmu_op_without_vpmu(dom, hypercall):
 def test_vcpu_down_of_the_last_vcpu_powers_off(dom, hypercall):
     assert hypercall(dom, xen.HYPERVISOR_vcpu_op, vc.VCPUOP_down, 0, 0) == 0
     assert dom.shutdown_reason == "poweroff"
+
+
+def test_user_mode_cli_sti_under_the_virtual_iopl(dom):
+    """Xen's emulator in guest user mode (CPL 3): cli/sti are skipped when
+    the virtual IOPL is 3 (mode_iopl), else #GP; nothing else is emulated."""
+    from pyxenon.hypervisor.bounce import toggle_guest_mode
+
+    vcpu = dom.vcpus[0]
+    dom.machine.frame_table.set_base(vcpu, vcpu.core.kernel_cr3, user=True)
+    toggle_guest_mode(vcpu)
+    assert iopl(dom, 3) == 0
+    assert emulate(dom, b"\xfa")["rip"] == scratch(dom) + 1
+    assert emulate(dom, b"\xfb")["rip"] == scratch(dom) + 1
+    assert dom.crash_report is None
+    emulate(dom, RDMSR, rcx=0xCE)                      # not at CPL 3
+    assert dom.shutdown_reason == "crash" and "rdmsr" in dom.crash_report
+
+
+def test_user_mode_cli_below_iopl_3_is_gp(dom):
+    from pyxenon.hypervisor.bounce import toggle_guest_mode
+
+    vcpu = dom.vcpus[0]
+    dom.machine.frame_table.set_base(vcpu, vcpu.core.kernel_cr3, user=True)
+    toggle_guest_mode(vcpu)
+    assert iopl(dom, 1) == 0                           # enough for the kernel, not for user
+    emulate(dom, b"\xfa")
+    assert dom.shutdown_reason == "crash" and "cli" in dom.crash_report
+
+
+@pytest.mark.parametrize("level, user, allowed", [
+    (1, False, True), (0, False, False), (3, True, True), (1, True, False)])
+def test_string_io_under_the_virtual_iopl(host, dom, level, user, allowed):
+    """outsb/insb go by iopl_ok as in/out do (guest_io_okay): a kernel at
+    virtual CPL 1, user at 3; refused, the #GP is at the outsb."""
+    from pyxenon.hypervisor.bounce import toggle_guest_mode
+
+    vcpu = dom.vcpus[0]
+    assert iopl(dom, level) == 0
+    if user:
+        dom.machine.frame_table.set_base(vcpu, vcpu.core.kernel_cr3, user=True)
+        toggle_guest_mode(vcpu)
+    code = b"\x66\xba\x80\x00\x6e\x66\xba\x61\x00\x6c"   # dx=0x80; outsb; dx=0x61; insb
+    r = run(host, dom, code, rdi=scratch(dom, 2), rsi=scratch(dom, 2))
+    assert r["rip"] - scratch(dom) == (len(code) if allowed else 4)
+    assert r["rdi"] - scratch(dom, 2) == (1 if allowed else 0)
+
+
+@pytest.mark.parametrize("assist, bits", [(True, 0x2000), (False, 0)])
+def test_bounce_frames_carry_the_virtual_iopl(dom, hypercall, assist, bits):
+    """create_bounce_frame folds the virtual IOPL into the frame's rflags
+    only with VMASST_TYPE_architectural_iopl."""
+    vcpu = dom.vcpus[0]
+    if assist:
+        assert hypercall(dom, xen.HYPERVISOR_vm_assist, xen.VMASST_CMD_enable,
+                         xen.VMASST_TYPE_architectural_iopl) == 0
+    assert iopl(dom, 2) == 0
+    vcpu.trap_table[6] = (0, 0xE033, scratch(dom))
+    vcpu.set_regs(rip=scratch(dom), rsp=scratch(dom, 3))
+    traps.deliver(vcpu, 6, 0)
+    sp = vcpu.regs()["rsp"]
+    rflags = struct.unpack("<Q", copy_from_guest(vcpu, sp + 32, 8))[0]
+    assert rflags & 0x3000 == bits
+
+
+@pytest.mark.parametrize("fast_paths", [True, False])
+def test_event_bounce_carries_the_virtual_iopl_in_c_and_python(guests, fast_paths):
+    """The event upcall's frame (C's xc_bounce_event, or bounce.py with the
+    fast paths off) has the virtual IOPL folded in, as create_bounce_frame."""
+    from pyxenon.hypercalls.traps import register_callback
+    from pyxenon.toolstack.host import Host
+
+    with Host(fast_paths=fast_paths) as host:
+        dom = host.create(str(guests / "hello.cfg"))
+        vcpu = dom.vcpus[0]
+        assert vcpu.hypercall(xen.HYPERVISOR_vm_assist, xen.VMASST_CMD_enable,
+                              xen.VMASST_TYPE_architectural_iopl) == 0
+        assert iopl(dom, 2) == 0
+        handler = scratch(dom, 2)
+        copy_to_guest(vcpu, handler, b"\x48\x8b\x44\x24\x20" + HLT)   # rax = the frame's rflags
+        copy_to_guest(vcpu, scratch(dom), b"\x90" + HLT)
+        register_callback(vcpu, 0, handler, 0)                      # CALLBACKTYPE_event
+        vcpu.set_regs(rip=scratch(dom), rsp=scratch(dom, 3))
+        info = dom.vcpu_info(0)
+        info.evtchn_upcall_pending, info.evtchn_upcall_mask = 1, 0
+        host.run(timeout=10)
+        r = {k: int(v, 16) for k, v in re.findall(r"(\w+)=([0-9a-f]{8,16})", dom.crash_report)}
+        assert r["rip"] == handler + 5 and r["rax"] & 0x3200 == 0x2200      # IOPL 2, IF

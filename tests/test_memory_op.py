@@ -40,6 +40,20 @@ def test_reservations(dom, hypercall):
     put(dom, scratch(dom), struct.pack("<H", 999))
     assert mem(hypercall, dom, memory.XENMEM_current_reservation, scratch(dom)) == -errno.ESRCH
     assert mem(hypercall, dom, memory.XENMEM_maximum_ram_page, 0) == dom.machine.nr_frames - 1
+    put(dom, scratch(dom), struct.pack("<H", 0))                 # domain 0 exists: XSM refuses
+    assert mem(hypercall, dom, memory.XENMEM_current_reservation, scratch(dom)) == -errno.EPERM
+
+
+def test_maximum_gpfn_is_the_guests_own_max_pfn(dom, hypercall):
+    """domain_get_maximum_gpfn for PV: shared_info's arch.max_pfn less one."""
+    put(dom, scratch(dom), struct.pack("<H", SELF))
+    assert mem(hypercall, dom, memory.XENMEM_maximum_gpfn, scratch(dom)) == dom.nr_pages - 1
+    dom.shared_info.arch.max_pfn = 0                             # none set
+    assert mem(hypercall, dom, memory.XENMEM_maximum_gpfn, scratch(dom)) == 0
+    dom.shared_info.arch.max_pfn = 0x1234
+    assert mem(hypercall, dom, memory.XENMEM_maximum_gpfn, scratch(dom)) == 0x1233
+    put(dom, scratch(dom), struct.pack("<H", 999))
+    assert mem(hypercall, dom, memory.XENMEM_maximum_gpfn, scratch(dom)) == -errno.ESRCH
 
 
 def test_memory_map(dom, hypercall):
@@ -180,3 +194,10 @@ def test_ptwr_bts_sets_carry_from_the_old_bit(dom):
     dom.vcpus[0].set_regs(rax=1, rflags=0x202)          # bit 1 (RW) is already set
     write_fault(dom, l1_entry_va(dom, va), b"\xf0\x48\x0f\xab\x07")
     assert dom.vcpus[0].regs()["rflags"] & 1
+
+
+def test_sharing_counts_and_ops_as_xen_without_mem_sharing(dom, hypercall):
+    assert mem(hypercall, dom, memory.XENMEM_get_sharing_freed_pages, 0) == 0
+    assert mem(hypercall, dom, memory.XENMEM_get_sharing_shared_pages, 0) == 0
+    assert mem(hypercall, dom, memory.XENMEM_sharing_op, 0) == -errno.ENOSYS
+    assert mem(hypercall, dom, memory.XENMEM_paging_op, 0) == -errno.ENOSYS

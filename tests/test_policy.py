@@ -30,6 +30,7 @@ from pyxenon.toolstack.policy import (
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEMO = ROOT / "examples" / "policies" / "ping-pong.toml"
+DOMAIN_PATHS = tuple(p for p in PATHS if p != "block")   # block's object is a storage label
 
 GOOD = """\
 version = 1
@@ -121,7 +122,8 @@ ERRORS = [
     ("colour = 3\n" + HEAD, 1, "unknown key 'colour'"),
     (HEAD + "[rules]\nx = 1\n", 5, "unknown key 'rules'"),
     (HEAD + RULE + 'paths = ["event_channel"]\nvia = "net"\n', 9, "unknown key 'via'"),
-    (HEAD + RULE + 'paths = ["network"]\n', 8, "unknown path 'network'"),
+    (HEAD + RULE + 'paths = ["usb"]\n', 8, "unknown path 'usb'"),
+    (HEAD + RULE + 'paths = ["block"]\n', 7, "'to' must be a storage label"),
     (HEAD + RULE + 'paths = []\n', 8, "non-empty list"),
     (HEAD + RULE + 'paths = "xenstore"\n', 8, "non-empty list"),
     (HEAD + RULE + 'paths = ["xenstore", "xenstore"]\n', 8, "listed twice"),
@@ -136,7 +138,7 @@ ERRORS = [
     ('version = true\n', 1, "unsupported policy version True"),
     (HEAD + RULE + 'paths = ["xenstore"]\naccess = "all"\n', 9, "unknown access 'all'"),
     (HEAD + RULE + 'paths = ["event_channel"]\naccess = "read"\n', 9,
-     "'access' applies to grant_map, grant_copy and xenstore only"),
+     "'access' applies to grant_map, grant_copy, xenstore and block only"),
     (HEAD + RULE + 'paths = ["grant_map"]\naccess = "write"\n', 9, "cannot be write-only"),
     (HEAD + RULE + 'paths = ["xenstore"]\nbidirectional = "yes"\n', 9,
      "'bidirectional' must be true or false"),
@@ -463,7 +465,7 @@ def test_cli_bad_policy_is_one_line(capsys, tmp_path):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == f"pyxenon policy: {bad}:8: unknown path 'dma' " \
-        "(paths are event_channel, grant_map, grant_copy, xenstore)\n"
+        "(paths are event_channel, grant_map, grant_copy, xenstore, block, network)\n"
 
 
 def test_cli_usage_errors_return_2(capsys):
@@ -499,9 +501,9 @@ labels_strategy = st.lists(
 def rules_strategy(draw, labels):
     rule = {}
     rule["from"], rule["to"] = draw(st.permutations(labels))[:2]
-    rule["paths"] = draw(st.lists(st.sampled_from(PATHS), min_size=1, unique=True))
+    rule["paths"] = draw(st.lists(st.sampled_from(DOMAIN_PATHS), min_size=1, unique=True))
     choices = [None]
-    if set(rule["paths"]) - {"event_channel"}:
+    if set(rule["paths"]) - {"event_channel", "network"}:
         choices += ["read", "readwrite"] + ([] if "grant_map" in rule["paths"] else ["write"])
     access = draw(st.sampled_from(choices))
     if access:
@@ -529,7 +531,7 @@ def expected_grants(rules):
             pairs.append((rule["to"], rule["from"]))
         for subject, obj in pairs:
             for path in rule["paths"]:
-                accesses = {WRITE} if path == "event_channel" \
+                accesses = {WRITE} if path in ("event_channel", "network") \
                     else ACCESS_FLOWS[rule.get("access", "read")]
                 grants |= {(subject, obj, path, access) for access in accesses}
     return grants
@@ -612,3 +614,55 @@ def check_flows(policy, labels, edges):
                 assert hops[0][0] == source and hops[-1][2] == target
                 assert all(hop in edges for hop in hops)
                 assert all(a[2] == b[0] for a, b in zip(hops, hops[1:]))
+
+
+STORAGE = """\
+version = 1
+[labels]
+web = "serves pages"
+db = "keeps records"
+[storage]
+webdisk = "the web server's image"
+[[allow]]
+from = "web"
+to = "webdisk"
+paths = ["block"]
+access = "readwrite"
+[[allow]]
+from = "db"
+to = "webdisk"
+paths = ["block"]
+[[allow]]
+from = "web"
+to = "db"
+paths = ["network"]
+bidirectional = true
+"""
+
+
+def test_storage_labels_and_block_and_network_paths():
+    policy = parse_policy(STORAGE, "s.toml")
+    assert dict(policy.storage) == {"webdisk": "the web server's image"}
+    assert {t for t in policy.allowed if t[2] == "block"} == {
+        ("web", "webdisk", "block", "r"), ("web", "webdisk", "block", "w"),
+        ("db", "webdisk", "block", "r")}
+    assert {t for t in policy.allowed if t[2] == "network"} == {
+        ("web", "db", "network", "w"), ("db", "web", "network", "w")}
+    # a storage label is a node: data flows web -> disk -> db
+    assert can_flow(policy, "web", "webdisk") == [("web", "block", "webdisk")]
+    assert ("webdisk", "block", "db") in flow_edges(policy)
+    assert '"webdisk";' in graph_dot(policy)
+
+
+@pytest.mark.parametrize("change, problem", [
+    (('to = "webdisk"\npaths = ["block"]\naccess', 'to = "db"\npaths = ["block"]\naccess'),
+     "'to' must be a storage label"),
+    (('[storage]\nwebdisk', '[storage]\nweb = "x"\nwebdisk'), "both a domain label"),
+    (('paths = ["network"]\nbidirectional', 'paths = ["network"]\naccess = "read"\nbidirectional'),
+     "'access' applies"),
+    (('paths = ["block"]\naccess = "readwrite"', 'paths = ["block", "xenstore"]'),
+     "names only the block path"),
+])
+def test_bad_storage_rules(change, problem):
+    with pytest.raises(UserInputError, match=problem):
+        parse_policy(STORAGE.replace(*change), "s.toml")

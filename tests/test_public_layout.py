@@ -50,6 +50,7 @@ GUEST_HEADERS = [
     "xen/memory.h",
     "xen/vcpu.h",
     "xen/callback.h",
+    "xen/nmi.h",
     "xen/physdev.h",
     "xen/elfnote.h",
     "xen/errno.h",
@@ -57,6 +58,9 @@ GUEST_HEADERS = [
     "xen/io/ring.h",
     "xen/io/console.h",
     "xen/io/xs_wire.h",
+    "xen/io/xenbus.h",
+    "xen/io/blkif.h",
+    "xen/io/netif.h",
 ]
 TOOLS_HEADERS = ["xenctrl.h"]
 # libc headers both probes need; <errno.h> must precede xs_wire.h, whose
@@ -162,6 +166,12 @@ C_TYPES = {
     "memory.xen_memory_map": "struct xen_memory_map",
     "memory.xen_foreign_memory_map": "struct xen_foreign_memory_map",
     "memory.e820entry": "struct e820entry",  # tools probe (xenctrl.h)
+    "callback.xennmi_callback": "struct xennmi_callback",
+    # ctl.py: tools probe (xenctrl.h)
+    "ctl.xen_sysctl": "struct xen_sysctl",
+    "ctl.xen_domctl": "struct xen_domctl",
+    "ctl.xen_platform_op": "struct xen_platform_op",
+    "ctl.xen_dm_op_buf": "struct xen_dm_op_buf",
     "memory.xen_pod_target": "struct xen_pod_target",
     "memory.xen_mem_acquire_resource": "struct xen_mem_acquire_resource",
     "memory.xen_vmemrange": "struct xen_vmemrange",
@@ -191,10 +201,27 @@ C_TYPES = {
     "io.xencons_interface": "struct xencons_interface",
     "io.xenstore_domain_interface": "struct xenstore_domain_interface",
     "io.xsd_sockmsg": "struct xsd_sockmsg",
+    # blkif.py
+    "blkif.blkif_request_segment": "struct blkif_request_segment",
+    "blkif.blkif_request": "struct blkif_request",
+    "blkif.blkif_request_discard": "struct blkif_request_discard",
+    "blkif.blkif_request_indirect": "struct blkif_request_indirect",
+    "blkif.blkif_response": "struct blkif_response",
+    "blkif.blkif_sring_entry": "union blkif_sring_entry",
+    "blkif.blkif_sring_pvt_netif": member("struct blkif_sring", "pvt.netif"),
+    "blkif.blkif_sring_pvt_tapif_user": member("struct blkif_sring", "pvt.tapif_user"),
+    "blkif.blkif_sring_pvt": member("struct blkif_sring", "pvt"),
+    "blkif.blkif_sring": "struct blkif_sring",
+    # netif.py
+    "netif.netif_tx_request": "struct netif_tx_request",
+    "netif.netif_tx_response": "struct netif_tx_response",
+    "netif.netif_rx_request": "struct netif_rx_request",
+    "netif.netif_rx_response": "struct netif_rx_response",
 }
 
 # Structs and constants only the tools probe can see.
-TOOLS_TYPES = {"memory.e820entry"}
+TOOLS_TYPES = {"memory.e820entry", "ctl.xen_sysctl", "ctl.xen_domctl", "ctl.xen_platform_op",
+               "ctl.xen_dm_op_buf"}
 
 # Python constant -> C expression, for names Xen defines only under some
 # interface versions.
@@ -218,7 +245,7 @@ COMPLETE_FAMILIES = (
     "SHUTDOWN_", "EVTCHNOP_", "EVTCHNSTAT_", "EVTCHN_FIFO_", "GNTTABOP_",
     "GNTST_", "GNTMAP_", "GTF_", "GNTCOPY_", "XENMEM_", "XENMAPSPACE_",
     "VCPUOP_", "RUNSTATE_", "CALLBACKTYPE_", "CALLBACKOP_", "XEN_ELFNOTE_",
-    "XS_", "XENSTORE_", "PHYSDEVOP_",
+    "XS_", "XENSTORE_", "PHYSDEVOP_", "BLKIF_OP_", "BLKIF_RSP_", "XenbusState",
 )
 
 # (label, Python value, C expression): helpers mirroring function-like macros.

@@ -222,8 +222,8 @@ def test_debugregs(dom, hypercall):
     assert hypercall(dom, xen.HYPERVISOR_set_debugreg, 0, 0x1000) == 0
     assert hypercall(dom, xen.HYPERVISOR_get_debugreg, 0) == 0x1000
     assert hypercall(dom, xen.HYPERVISOR_set_debugreg, 1, 0xFFFF800000000000) == -errno.EPERM
-    assert hypercall(dom, xen.HYPERVISOR_set_debugreg, 9, 0) == -errno.EINVAL
-    assert hypercall(dom, xen.HYPERVISOR_get_debugreg, 4) == -errno.EINVAL
+    assert hypercall(dom, xen.HYPERVISOR_set_debugreg, 9, 0) == -errno.ENODEV   # set_debugreg
+    assert hypercall(dom, xen.HYPERVISOR_get_debugreg, 8) == -errno.ENODEV
 
 
 def test_segment_bases(dom, vcpu, hypercall):
@@ -345,3 +345,17 @@ def test_hypercall_page_msr(dom, vcpu):
     run_insn(dom, vcpu, b"\x0f\x30", rcx=0x40000000, rax=(pfn << 12) & 0xFFFFFFFF, rdx=pfn >> 20)
     page = bytes(dom.page(pfn))
     assert page[17 * 32:17 * 32 + 8] == b"\xb8\x11\x00\x00\x00\x0f\x05\xc3"
+
+
+def test_nmi_op_sets_the_nmi_callback(dom, hypercall):
+    """do_nmi_op: register_guest_nmi_callback, as CALLBACKTYPE_nmi."""
+    vcpu = dom.vcpus[0]
+    va = dom.layout.stack + 4096
+    copy_to_guest(vcpu, va, struct.pack("<QQ", 0xFFFFFFFF80001000, 0))
+    assert hypercall(dom, xen.HYPERVISOR_nmi_op, 0, va) == 0
+    assert vcpu.callbacks[4][0] == 0xFFFFFFFF80001000
+    assert hypercall(dom, xen.HYPERVISOR_nmi_op, 1, 0) == 0 and 4 not in vcpu.callbacks
+    copy_to_guest(vcpu, va, struct.pack("<QQ", 1 << 63, 0))
+    assert hypercall(dom, xen.HYPERVISOR_nmi_op, 0, va) == -errno.EINVAL   # non-canonical
+    assert hypercall(dom, xen.HYPERVISOR_nmi_op, 0, 0x10) == -errno.EFAULT
+    assert hypercall(dom, xen.HYPERVISOR_nmi_op, 2, va) == -errno.ENOSYS

@@ -14,8 +14,8 @@ from test_toolstack_daemon import XL
 def cfg(tmp_path, guests):
     path = tmp_path / "t.cfg"
     path.write_text(f'name = "t"\nkernel = "{guests}/hello/hello.elf"\nmemory = 16\n'
-                    'bootloader = "pygrub"\ncpus = "0-3"\nvif = [ "bridge=xenbr0" ]\n'
-                    'disk = [ "phy:/dev/x,xvda,w" ]\n')
+                    'bootloader = "pygrub"\ncpus = "0-3"\nvfb = [ "vnc=1" ]\n'
+                    'usbctrl = [ "version=2" ]\n')
     return str(path)
 
 
@@ -26,7 +26,7 @@ def as_xl(xl, tmp_path):
     return XL(xl.folder, str(link))
 
 
-WARNING = "settings pyxenon does not implement, ignored: bootloader, cpus, vif, disk"
+WARNING = "settings pyxenon does not implement, ignored: bootloader, cpus, vfb, usbctrl"
 
 
 def test_dry_run_prints_the_parsed_config_and_starts_nothing(xl, cfg):

@@ -59,9 +59,10 @@ def test_good_file(cfg_file):
     assert cfg.seclabel == "system_u:system_r:domU_t"
     assert cfg.cmdline == ""
     assert cfg.path == str(cfg_file)
+    assert [(d.target, d.vdev, d.devid, d.mode) for d in cfg.disks] == [
+        ("/dev/vg/guest1", "xvda", 51712, "w"), ("/tmp/x.img", "xvdb", 51728, "r")]
+    assert cfg.vifs == ()
     assert cfg.extra_keys == {
-        "disk": ["phy:/dev/vg/guest1,xvda,w", "file:/tmp/x.img,xvdb,r"],
-        "vif": [],
         "cpu_weight": 8,  # strtol(..., 0): a leading 0 is octal
         "empty_str": "",
     }
@@ -126,12 +127,12 @@ def test_command_line_rule(settings_text, expected):
 
 def test_overrides(cfg_file):
     cfg = load_cfg(cfg_file, overrides=["memory=1024", 'name="other"',
-                                        'extra="quiet"', "disk += ['x']",
+                                        'extra="quiet"', "disk += ['x,,xvdc']",
                                         "maxmem=2048"])
     assert (cfg.memory_mib, cfg.maxmem_mib) == (1024, 2048)
     assert cfg.name == "other"
     assert cfg.cmdline == "quiet"
-    assert cfg.extra_keys["disk"][-1] == "x"
+    assert cfg.disks[-1].target == os.path.join(os.getcwd(), "x")
     assert cfg.where("name") == ("command line", 2)
 
 

@@ -79,6 +79,11 @@ extern const unsigned long trap_entry[32];
 typedef void (*trap_handler_t)(struct cpu_regs *regs);
 extern trap_handler_t trap_handler;
 
+/* Enter the stub of each of n vectors in the trap table (FLAT_KERNEL_CS,
+ * events left as they are) and make handler the trap_handler: 0 or the
+ * set_trap_table error. */
+long traps_install(const unsigned int *vectors, unsigned int n, trap_handler_t handler);
+
 /* "#PF" etc. */
 const char *trap_name(unsigned int vector);
 
@@ -103,5 +108,19 @@ extern volatile unsigned long probe_insn, probe_resume, probe_sp;
     "mov %%r11, probe_resume(%%rip)\n\t"                                \
     "mov %%rsp, probe_sp(%%rip)\n\t"
 #define PROBE_INSN(insn)    "1:\t" insn "\n2:\n\t"
+
+/*
+ * A trap handler for probes: the exception taken at the armed probe is
+ * recorded in probe_seen (hits counted), the attempt resumes at
+ * probe_resume with its stack undone (probe_sp); an exception with no probe
+ * armed is reported with who's name and crashes the domain.
+ */
+struct probe_seen {
+    int hits;
+    unsigned long vector, error_code, rip, insn, resume;
+};
+extern struct probe_seen probe_seen;
+extern const char *probe_who;
+void probe_trap(struct cpu_regs *regs);
 
 #endif /* GUEST_TRAPS_H */

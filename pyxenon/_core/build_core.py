@@ -3,14 +3,21 @@
 The core is compiled against the headers that the unicorn wheel ships and
 linked against its libunicorn.so.2, so the C hooks run inside the very engine
 library the host loads; no system Unicorn is needed.
+
+A fuzzing build (PYXENON_FUZZ_BUILD=1, docs/FUZZING.md) compiles the core
+with clang's -fsanitize=fuzzer-no-link, so libFuzzer (through atheris)
+sees which C branches an input reached.  Such a core needs libFuzzer's
+runtime loaded first (LD_PRELOAD of atheris's ubsan_with_fuzzer.so), so it
+goes into its own, non-editable, installation.
 """
 import os
+import shutil
 
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c", "ptlevels.c", "audit.c", "fast.c",
-           "events.c", "mmu.c", "sched.c", "watchdog.c", "cpuid.c", "io.c", "time.c"]
+           "events.c", "mmu.c", "sched.c", "watchdog.c", "cpuid.c", "io.c", "debug.c", "time.c"]
 
 CDEF = """
 #define PGT_NONE 0
@@ -51,6 +58,9 @@ struct xc_vcpu {
     uint64_t old_guest_table; uint64_t old_guest_ptpg; int32_t old_guest_partial;
     uint32_t iopl; uint32_t iobmp_limit; uint64_t iobmp; struct xc_domio *io; uint64_t vtsc_last;
     struct xc_perfc *perfc;
+    uint64_t dbg_addr; uint64_t dbg_skip_pc; uint32_t dbg_kind; uint32_t dbg_skip;
+    uint32_t dbg_steps; uint32_t dbg_pending;
+    uint32_t cpuid_faulting; uint32_t noncanonical;
     ...;
 };
 #define XC_PERFC_NR 64
@@ -78,7 +88,7 @@ struct xc_machine {
     uc_engine *uc; uint8_t *mem; uint64_t nr_frames; uint64_t *m2p; struct page_info *frames;
     struct xc_vcpu *current;
     int flush_pending; int code_flush_pending;
-    int fast_paths; long exception_field; int64_t xen_version;
+    int fast_paths; long exception_field; long error_code_field; int64_t xen_version;
     uint64_t boot_tsc; uint64_t slice_stime; int vtsc; uint64_t py_calls; uint64_t slices; uint64_t chain_ns;
     uint32_t tlbflush_clock; uint64_t work; uint64_t work_budget; uint32_t plant;
     uint32_t tsc_mul; int32_t tsc_shift; uint64_t tlb_fills; uint64_t tlb_misses; uint64_t tlb_size; int watchdog_parked;
@@ -110,6 +120,7 @@ void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code);
 int64_t xc_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a);
 int xc_get_page(struct xc_machine *m, uint64_t mfn, uint16_t domid);
 void xc_put_page(struct xc_machine *m, uint64_t mfn);
+void xc_put_l1e(struct xc_machine *m, struct xc_vcpu *v, uint64_t e);
 int xc_get_page_and_type(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, uint16_t domid,
                          int type, int flags);
 int xc_put_page_and_type(struct xc_machine *m, struct xc_vcpu *v, uint64_t mfn, int preemptible);
@@ -126,6 +137,7 @@ void xc_cpuid(struct xc_machine *m, uint32_t leaf, uint32_t subleaf, uint32_t *r
 uint32_t xc_io_read(struct xc_machine *m, struct xc_vcpu *v, uint32_t port, int size, int *ok);
 int xc_io_write(struct xc_machine *m, struct xc_vcpu *v, uint32_t port, int size, uint32_t value);
 int xc_shadow_enable(struct xc_machine *m, int on);
+void xc_shadow_record(struct xc_machine *m, uint64_t va, uint64_t paddr, uint32_t perms);
 int xc_shadow_entry(struct xc_machine *m, uint32_t i, uint64_t *va, uint64_t *mfn,
                     uint16_t *domid);
 int xc_tlb_probe(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write);
@@ -141,6 +153,19 @@ int xc_set_vtsc(struct xc_machine *m);
 uint64_t xc_guest_tsc(struct xc_machine *m, struct xc_vcpu *v);
 uint64_t xc_scale_delta(uint64_t delta, uint32_t mul, int32_t shift);
 int xc_code64(struct xc_machine *m, struct xc_vcpu *v);
+#define XC_STOP_DEBUG 3
+#define XC_DBG_SW 0
+#define XC_DBG_HW 1
+#define XC_DBG_WRITE 2
+#define XC_DBG_READ 3
+#define XC_DBG_ACCESS 4
+#define XC_DBG_STEP 5
+#define XC_DBG_BOUNDARY 6
+struct xc_dbg_point;
+struct xc_dbg_point *xc_dbg_insert(struct xc_machine *m, struct xc_vcpu *v, int kind,
+                                   uint64_t va, uint64_t ma, uint64_t len);
+void xc_dbg_remove(struct xc_machine *m, struct xc_dbg_point *p);
+int64_t xc_dbg_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write);
 
 extern "Python+C" int64_t xc_py_hypercall(uint32_t handle, uint64_t nr, uint64_t a1,
                                           uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5);
@@ -158,6 +183,18 @@ def unicorn_dirs():
     return os.path.join(pkg, "include"), os.path.join(pkg, "lib")
 
 
+def fuzz_flags():
+    """Compiler flags of a fuzzing build (none for a normal one)."""
+    if os.environ.get("PYXENON_FUZZ_BUILD") != "1":
+        return []
+    clang = os.environ.get("CC") or shutil.which("clang")
+    if not clang or "clang" not in os.path.basename(clang):
+        raise SystemExit("pyxenon: PYXENON_FUZZ_BUILD=1 needs clang (set CC or install clang)")
+    # distutils takes the compiler and the linker from here
+    os.environ["CC"], os.environ["LDSHARED"] = clang, f"{clang} -shared"
+    return ["-fsanitize=fuzzer-no-link", "-gline-tables-only"]
+
+
 def make_ffi():
     include, lib = unicorn_dirs()
     ffi = FFI()
@@ -170,7 +207,7 @@ def make_ffi():
         library_dirs=[lib],
         extra_link_args=[os.path.join(lib, "libunicorn.so.2"), "-lpthread",
                          "-Wl,-rpath,$ORIGIN/../../unicorn/lib"],
-        extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wno-unused-function"],
+        extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wno-unused-function"] + fuzz_flags(),
     )
     return ffi
 

@@ -77,6 +77,7 @@ enum xc_stop {
     XC_STOP_NONE = 0,      /* slice over or nothing to report */
     XC_STOP_HYPERCALL = 1, /* a handler asked the scheduler to look */
     XC_STOP_EXCEPTION = 2, /* vector/error_code/cr2 hold a guest fault */
+    XC_STOP_DEBUG = 3,     /* a debugger's breakpoint, watchpoint or step (debug.c) */
 };
 
 /* xc_run's own error, beside Unicorn's uc_err values. */
@@ -86,6 +87,11 @@ enum xc_stop {
 #define XC_VECTOR_SYSCALL 256
 /* Flag on a vector below 32: `int n`, not exception n (traps.c). */
 #define XC_VECTOR_SOFT 0x200
+/* error_code of an exception the engine raised: the CPU's own, read from
+ * the saved context once the engine stopped (xc_clear_exception) */
+#define XC_EC_ENGINE 0xFFFFFFFFu
+#define XC_EC_VECTORS ((1u << 8) | (1u << 10) | (1u << 11) | (1u << 12) | (1u << 13) | \
+                       (1u << 14) | (1u << 17))   /* vectors with an error code */
 
 /* Xen's hypercall_preempt_check, counted in work instead of time so that a
  * deterministic run repeats (xc_machine.work, reset at each trap): a unit
@@ -235,6 +241,14 @@ struct xc_vcpu {
     uint64_t iobmp;       /* its guest address */
     struct xc_domio *io;  /* the domain's emulated port state; NULL: every port #GPs */
     uint64_t vtsc_last;   /* the last emulated TSC it read (pv_soft_rdtsc) */
+    uint64_t dbg_addr;    /* XC_STOP_DEBUG: the pc, or the data address, that stopped it */
+    uint64_t dbg_skip_pc; /* a breakpoint here is passed once (resuming from it) */
+    uint32_t dbg_kind;    /* XC_STOP_DEBUG: what stopped it (XC_DBG_*) */
+    uint32_t dbg_skip;    /* dbg_skip_pc is in force */
+    uint32_t dbg_steps;   /* instructions begun since a debugger step started */
+    uint32_t dbg_pending; /* a watchpoint hit, to stop at the next instruction */
+    uint32_t cpuid_faulting; /* MSR_INTEL_MISC_FEATURES_ENABLES.CPUID_FAULTING (guest_wrmsr) */
+    uint32_t noncanonical; /* the #GP just noted is a non-canonical data access (mm.c) */
     uc_context *ctx;      /* registers while the vcpu is not running */
     struct xc_perfc *perfc; /* its domain's hypercall statistics (perfc.h); NULL: none */
 };
@@ -273,6 +287,7 @@ struct xc_machine {
     pthread_mutex_t watchdog_lock;
     pthread_cond_t watchdog_wake;
     long exception_field; /* offset of old_exception in a saved context (<0: unknown) */
+    long error_code_field; /* offset of the CPU's error_code in one (<0: unknown) */
     int64_t xen_version;  /* what XENVER_version answers */
     uint64_t boot_tsc;    /* the TSC at boot: system time 0 (time.c) */
     uint64_t slice_stime; /* system time the running slice started at */
@@ -310,7 +325,23 @@ void xc_stop(struct xc_machine *m);
 void xc_clear_exception(struct xc_machine *m);
 const char *xc_strerror(int err);
 
+/* debug.c: the host debugger's hooks, set only while one is in force.
+ * Kinds are gdb's Z types, then the step and the instruction boundary. */
+#define XC_DBG_SW 0
+#define XC_DBG_HW 1
+#define XC_DBG_WRITE 2
+#define XC_DBG_READ 3
+#define XC_DBG_ACCESS 4
+#define XC_DBG_STEP 5
+#define XC_DBG_BOUNDARY 6
+struct xc_dbg_point;
+struct xc_dbg_point *xc_dbg_insert(struct xc_machine *m, struct xc_vcpu *v, int kind,
+                                   uint64_t va, uint64_t ma, uint64_t len);
+void xc_dbg_remove(struct xc_machine *m, struct xc_dbg_point *p);
+int64_t xc_dbg_translate(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write);
+
 /* mm.c */
+int xc_walk_peek(struct xc_machine *m, uint64_t cr3, uint64_t va, uint64_t *mfn);
 uint64_t xc_gdt_frame(struct xc_machine *m, struct xc_vcpu *v, uint64_t page);
 
 /* traps.c */

@@ -134,14 +134,75 @@ static long find_exception_field(struct xc_machine *m)
     return found;
 }
 
+/*
+ * Unicorn's interrupt hook gives the vector only; QEMU has put the error
+ * code (a selector's for #GP/#NP/#SS/#TS from segment loads, far transfers
+ * and iret, as the hardware's) in env->error_code.  Find that word too: the
+ * one that reads 0xfff8, then 0xfff0, after loading those (zero)
+ * descriptors into DS from ring 0 -- each a #GP(selector).
+ */
+static void load_ds_probe(struct xc_machine *m, uc_context *out, uint16_t sel)
+{
+    /* mov (%rip), %ds with the selector right after it: in no register */
+    uint8_t code[] = {0x8e, 0x1d, 0, 0, 0, 0, (uint8_t)sel, (uint8_t)(sel >> 8)};
+    uint64_t rip = XEN_VIRT_START + 48;
+    uc_hook h;
+    memcpy(m->mem + (m->text_mfn << PAGE_SHIFT) + 48, code, sizeof(code));
+    uc_hook_add(m->uc, &h, UC_HOOK_INTR, stop_on_intr, NULL, 1, 0);
+    uc_emu_start(m->uc, rip, rip + 6, 0, 0);
+    uc_hook_del(m->uc, h);
+    uc_context_save(m->uc, out);
+}
+
+static long find_error_code_field(struct xc_machine *m)
+{
+    size_t size = uc_context_size(m->uc);
+    uc_context *before, *first, *second;
+    long found = -1;
+    if (uc_context_alloc(m->uc, &before) || uc_context_alloc(m->uc, &first) ||
+        uc_context_alloc(m->uc, &second))
+        return -1;
+    uc_context_save(m->uc, before);
+    load_ds_probe(m, first, 0xfff8);
+    uc_context_restore(m->uc, before);
+    load_ds_probe(m, second, 0xfff0);
+    for (size_t off = 0; off + 4 <= size; off += 4) {
+        uint32_t a, b;
+        memcpy(&a, (char *)first + off, 4);
+        memcpy(&b, (char *)second + off, 4);
+        if (a == 0xfff8 && b == 0xfff0)
+            found = found == -1 ? (long)off : -2;   /* -2: not unique */
+    }
+    uc_context_restore(m->uc, before);
+    uc_context_free(before);
+    uc_context_free(first);
+    uc_context_free(second);
+    return found;
+}
+
+/* The CPU's error code for an exception the engine raised (0: unknown). */
+static uint32_t engine_error_code(struct xc_machine *m, struct xc_vcpu *v)
+{
+    uint32_t code = 0;
+    if (m->error_code_field >= 0 && v->vector < 32 && ((1u << v->vector) & XC_EC_VECTORS))
+        memcpy(&code, (char *)v->ctx + m->error_code_field, 4);
+    return code;
+}
+
 void xc_clear_exception(struct xc_machine *m)
 {
     int32_t none = -1;
-    if (m->exception_field < 0 || !m->current)
+    struct xc_vcpu *v = m->current;
+    int engine = v && v->error_code == XC_EC_ENGINE;
+    if (!v || (m->exception_field < 0 && !engine))
         return;
-    uc_context_save(m->uc, m->current->ctx);
-    memcpy((char *)m->current->ctx + m->exception_field, &none, 4);
-    uc_context_restore(m->uc, m->current->ctx);
+    uc_context_save(m->uc, v->ctx);
+    if (engine)
+        v->error_code = engine_error_code(m, v);
+    if (m->exception_field < 0)
+        return;
+    memcpy((char *)v->ctx + m->exception_field, &none, 4);
+    uc_context_restore(m->uc, v->ctx);
 }
 
 /*
@@ -152,6 +213,7 @@ void xc_clear_exception(struct xc_machine *m)
 static int drop_to_ring3(struct xc_machine *m)
 {
     m->exception_field = find_exception_field(m);
+    m->error_code_field = find_error_code_field(m);
     uint64_t *stack = (uint64_t *)(m->mem + (m->stack_mfn << PAGE_SHIFT));
     uint64_t frame[5] = {XEN_VIRT_START + 16, RING3_CS64, 0x202, 0, RING3_DS};
     uint64_t rsp = XEN_VIRT_START + 2 * PAGE_SIZE - sizeof(frame);
@@ -261,6 +323,7 @@ void xc_machine_free(struct xc_machine *m)
         xc_watchdog_stop(m);
     if (m->ring3)
         uc_context_free(m->ring3);
+    xc_shadow_enable(m, 0);      /* the checker's TLB shadow (audit.c), if it was on */
     if (m->uc)
         uc_close(m->uc);
     if (m->mem)

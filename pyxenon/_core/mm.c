@@ -44,11 +44,20 @@ static int is_leaf(uint64_t e, int level)
     return level == 0 || ((e & _PAGE_PSE) && level <= 2);
 }
 
-/* Set Accessed (and Dirty) in *pte as the MMU does; a store only when a bit
- * changes, so walks over used entries leave the tables' cache lines clean. */
-static uint64_t mark_used(uint64_t *pte, uint64_t e, int dirty)
+/* walk()'s access: a guest write, or the debugger's peek, which checks
+ * no permission and leaves Accessed and Dirty alone (Xen's dbg_pv_va2mfn). */
+#define WALK_WRITE 1
+#define WALK_PEEK 2
+
+/* Set Accessed on every level walked and Dirty at the leaf of a write, as
+ * the MMU does; a store only when a bit changes, so walks over used entries
+ * leave the tables' cache lines clean.  A peek leaves both alone. */
+static uint64_t mark_used(uint64_t *pte, uint64_t e, int level, int access)
 {
-    uint64_t set = _PAGE_ACCESSED | (dirty ? _PAGE_DIRTY : 0);
+    uint64_t set;
+    if (access & WALK_PEEK)
+        return e;
+    set = _PAGE_ACCESSED | (access & WALK_WRITE && is_leaf(e, level) ? _PAGE_DIRTY : 0);
     if ((e & set) != set)
         *pte = e | set;
     return e | set;
@@ -60,9 +69,10 @@ static uint64_t mark_used(uint64_t *pte, uint64_t e, int dirty)
  * (w->mfn set), 0 to go one level down (*mfn updated), -1 on a fault.
  */
 static int walk_level(struct xc_machine *m, uint64_t *mfn, uint64_t va,
-                      int level, int write, struct walk *w)
+                      int level, int access, struct walk *w)
 {
     uint64_t *pte, e;
+    int write = access & WALK_WRITE;
     if (!frame_usable(m, *mfn))
         return -1;
     pte = table_of(m, *mfn) + ((va >> (PAGE_SHIFT + 9 * level)) & 511);
@@ -75,7 +85,7 @@ static int walk_level(struct xc_machine *m, uint64_t *mfn, uint64_t va,
         w->pfec |= PFEC_present;
         return -1;
     }
-    e = mark_used(pte, e, write && is_leaf(e, level));
+    e = mark_used(pte, e, level, access);
     if (!is_leaf(e, level)) {
         *mfn = (e & PADDR_MASK) >> PAGE_SHIFT;
         return 0;
@@ -86,19 +96,30 @@ static int walk_level(struct xc_machine *m, uint64_t *mfn, uint64_t va,
 }
 
 /* Walk va; on success fill w and return 0, else w->pfec and return -1. */
-static int walk(struct xc_machine *m, uint64_t cr3, uint64_t va, int write,
+static int walk(struct xc_machine *m, uint64_t cr3, uint64_t va, int access,
                 struct walk *w)
 {
     uint64_t mfn = cr3;
     w->writable = 1;
     w->nx = 0;
-    w->pfec = PFEC_user | (write ? PFEC_write : 0);
+    w->pfec = PFEC_user | (access & WALK_WRITE ? PFEC_write : 0);
     for (int level = LEVELS - 1; level >= 0; level--) {
-        int r = walk_level(m, &mfn, va, level, write, w);
+        int r = walk_level(m, &mfn, va, level, access, w);
         if (r)
             return r > 0 ? 0 : -1;
     }
     return -1;
+}
+
+/* The frame va reaches through the tables at cr3, for the debugger: no
+ * permission checked, nothing in the tables changed.  0, or -1 unmapped. */
+int xc_walk_peek(struct xc_machine *m, uint64_t cr3, uint64_t va, uint64_t *mfn)
+{
+    struct walk w;
+    if (walk(m, cr3, va, WALK_PEEK, &w) < 0)
+        return -1;
+    *mfn = w.mfn;
+    return 0;
 }
 
 static int current_cpl(uc_engine *uc)
@@ -224,6 +245,8 @@ bool xc_tlb_fill(uc_engine *uc, uint64_t va, uc_mem_type type,
     int mapped;
     if ((uint64_t)((int64_t)(va << 16) >> 16) != va) {
         note_fault(m, 13, va, 0);   /* non-canonical: #GP(0), not #PF */
+        if (m->current)             /* or #SS(0) through SS: hypervisor/faults.py */
+            m->current->noncanonical = type != UC_MEM_FETCH;
         return false;
     }
     if (va < HYPERVISOR_VIRT_START || va >= HYPERVISOR_VIRT_END)

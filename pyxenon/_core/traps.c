@@ -160,6 +160,8 @@ int xc_bounce_event(struct xc_machine *m, struct xc_vcpu *v)
     w[0] = r[0], w[1] = r[1], w[2] = r[2], w[5] = r[5], w[6] = r[6];
     w[3] = (r[3] & ~3UL) | (uint64_t)info[1] << 32;
     w[4] = (r[4] & ~(RFLAGS_IF | RFLAGS_IOPL)) | (info[1] ? 0 : RFLAGS_IF);
+    if (v->io && v->io->arch_iopl)      /* create_bounce_frame folds in the virtual IOPL */
+        w[4] |= (uint64_t)(v->iopl & 3) << 12;
     sp = (r[5] & ~0xFUL) - sizeof(w);
     if ((sp >= HYPERVISOR_VIRT_START - 64 && sp < HYPERVISOR_VIRT_END + 64) ||
         xc_copy_to_guest(m, v, sp, w, sizeof(w)))
@@ -212,8 +214,8 @@ static int software_int(struct xc_machine *m, struct xc_vcpu *v, uint32_t intno)
  * A #GP from rdtsc with the TSC emulated is answered here (time.c) and the
  * guest goes on.  Unicorn leaves rip at the faulting instruction for faults and after it for
  * traps (int3, into), which is what a bounce frame needs.  Unicorn gives no
- * error code; every exception a ring-3 PV guest can raise through here
- * without a selector load reports 0.
+ * error code here; xc_clear_exception reads the CPU's (the selector's for
+ * a faulting segment load, far transfer or iret).
  */
 void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data)
 {
@@ -223,7 +225,7 @@ void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data)
         return;
     if (v && v->stop != XC_STOP_EXCEPTION) {
         v->vector = intno | (software_int(m, v, intno) ? XC_VECTOR_SOFT : 0);
-        v->error_code = 0;
+        v->error_code = XC_EC_ENGINE;   /* the CPU's, once the engine stopped */
         v->stop = XC_STOP_EXCEPTION;
     }
     uc_emu_stop(uc);

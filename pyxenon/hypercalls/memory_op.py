@@ -12,17 +12,21 @@ from pyxenon.hypervisor.errors import HypercallError, sub_op
 from pyxenon.hypervisor.guestmem import copy_to_guest, read_struct, read_u32s, write_struct
 from pyxenon.public import errno, memory, xen
 
+from .control import rcu_lock_domain_by_id
+
 CMD_MASK = 0x3F                 # MEMOP_CMD_MASK: the rest is a continuation
 MACH2PHYS_VIRT_START = 0xFFFF800000000000
 DOMID_SELF = 0x7FF0
 
 
 def own_domain(vcpu, arg):
-    """The domid_t argument must name the caller (no privilege here)."""
+    """The domid_t argument must name the caller (no privilege here):
+    -ESRCH for no domain (domain 0, the toolstack, exists), then XSM_TARGET's
+    -EPERM for another."""
     domid = read_u32s(vcpu, arg, 1)[0] & 0xFFFF
     if domid not in (DOMID_SELF, vcpu.domain.domid):
-        raise HypercallError(errno.ESRCH if domid not in vcpu.domain.machine.domains
-                             else errno.EPERM)
+        exists = domid == 0 or domid in vcpu.domain.machine.domains
+        raise HypercallError(errno.EPERM if exists else errno.ESRCH)
     return vcpu.domain
 
 
@@ -32,6 +36,12 @@ def mem_current_reservation(vcpu, arg):
 
 def mem_maximum_reservation(vcpu, arg):
     return own_domain(vcpu, arg).nr_pages
+
+
+def mem_maximum_gpfn(vcpu, arg):
+    """domain_get_maximum_gpfn for PV: the max_pfn the guest put in its
+    shared_info (a count of pfns), less one; 0 if it put none."""
+    return (own_domain(vcpu, arg).shared_info.arch.max_pfn or 1) - 1
 
 
 def mem_maximum_ram_page(vcpu, arg):
@@ -87,10 +97,46 @@ def mem_add_to_physmap(vcpu, arg):
     return 0
 
 
+def mem_machine_memory_map(vcpu, arg):
+    """Refused: EPERM the host's map is dom0's (arch_memory_op: xsm_machine_memory_map first)"""
+    raise HypercallError(errno.EPERM)
+
+
+def mem_pod_target(vcpu, arg):
+    """Refused: EINVAL populate-on-demand is HVM only (arch_memory_op: -EFAULT, -ESRCH, then !is_hvm_domain)"""
+    domid = read_struct(vcpu, arg, memory.xen_pod_target).domid
+    if domid != DOMID_SELF and domid != 0 and domid not in vcpu.domain.machine.domains:
+        raise HypercallError(errno.ESRCH)          # rcu_lock_domain_by_any_id
+    raise HypercallError(errno.EINVAL)             # every domain here is PV (dom0 too)
+
+
+def mem_claim_pages(vcpu, arg):
+    """Refused: EPERM claims are the toolstack's (do_memory_op: -EFAULT, -EINVAL for a bad request or no domain, then xsm_claim_pages)"""
+    r = read_struct(vcpu, arg, memory.xen_memory_reservation)
+    if r.extent_start or r.extent_order or r.mem_flags:
+        raise HypercallError(errno.EINVAL)
+    if not rcu_lock_domain_by_id(vcpu, r.domid):
+        raise HypercallError(errno.EINVAL)
+    raise HypercallError(errno.EPERM)
+
+
+def mem_sharing_pages(vcpu, arg):
+    """subarch_memory_op: Xen 4.17 without CONFIG_MEM_SHARING (its default)
+    counts no saved or shared frames."""
+    return 0
+
+
 OPS = {
+    memory.XENMEM_get_sharing_freed_pages: mem_sharing_pages,
+    memory.XENMEM_get_sharing_shared_pages: mem_sharing_pages,
+    memory.XENMEM_machine_memory_map: mem_machine_memory_map,
+    memory.XENMEM_claim_pages: mem_claim_pages,
+    memory.XENMEM_set_pod_target: mem_pod_target,
+    memory.XENMEM_get_pod_target: mem_pod_target,
     memory.XENMEM_current_reservation: mem_current_reservation,
     memory.XENMEM_maximum_reservation: mem_maximum_reservation,
     memory.XENMEM_maximum_ram_page: mem_maximum_ram_page,
+    memory.XENMEM_maximum_gpfn: mem_maximum_gpfn,
     memory.XENMEM_memory_map: mem_memory_map,
     memory.XENMEM_machphys_mapping: mem_machphys_mapping,
     memory.XENMEM_machphys_mfn_list: mem_machphys_mfn_list,

@@ -236,6 +236,21 @@ def ext_copy_page(vcpu, mfn, src):
     write_page(vcpu, mfn, bytes(ft.mem[src * 4096:(src + 1) * 4096]))
 
 
+def ext_flush_cache(vcpu, arg1, arg2):
+    """Refused: EACCES no cache-flush permission (do_mmuext_op: !cache_flush_permitted)"""
+    raise HypercallError(errno.EACCES)     # a domU holds no I/O memory or ports
+
+
+def ext_flush_cache_global(vcpu, arg1, arg2):
+    """Refused: EINVAL no cache-flush permission (do_mmuext_op: !cache_flush_permitted)"""
+    raise HypercallError(errno.EINVAL)
+
+
+def ext_mark_super(vcpu, arg1, arg2):
+    """Refused: EOPNOTSUPP PV superpages removed (do_mmuext_op)"""
+    raise HypercallError(errno.EOPNOTSUPP)
+
+
 EXT_OPS = {
     xen.MMUEXT_PIN_L1_TABLE: ext_pin(1), xen.MMUEXT_PIN_L2_TABLE: ext_pin(2),
     xen.MMUEXT_PIN_L3_TABLE: ext_pin(3), xen.MMUEXT_PIN_L4_TABLE: ext_pin(4),
@@ -248,6 +263,9 @@ EXT_OPS = {
     xen.MMUEXT_SET_LDT: ext_set_ldt,
     xen.MMUEXT_CLEAR_PAGE: ext_clear_page,
     xen.MMUEXT_COPY_PAGE: ext_copy_page,
+    xen.MMUEXT_FLUSH_CACHE: ext_flush_cache,
+    xen.MMUEXT_FLUSH_CACHE_GLOBAL: ext_flush_cache_global,
+    xen.MMUEXT_MARK_SUPER: ext_mark_super, xen.MMUEXT_UNMARK_SUPER: ext_mark_super,
 }
 
 

@@ -2,13 +2,13 @@
 
 Every entry runs whatever the others returned (as in Xen); a multicall
 inside a multicall is refused; an unreadable entry ends the batch with
--EFAULT.  Past the trap's budget the batch continues from the next entry
+-EFAULT; an iret ends it with its own result (Xen's mc_exit).  Past the trap's budget the batch continues from the next entry
 (Xen's do_multicall: hypercall_preempt_check between entries).
 """
 import struct
 
 from pyxenon._core import lib
-from pyxenon.hypervisor.errors import Continuation, preempt_check, spend
+from pyxenon.hypervisor.errors import Continuation, GuestFault, preempt_check, spend
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
 from pyxenon.public import errno, xen
 
@@ -31,10 +31,23 @@ def do_multicall(vcpu, call_list, nr_calls, *_):
             # the multicall itself goes on from this entry.
             copy_to_guest(vcpu, va + 16, struct.pack("<5Q", *(a & MASK64 for a in c.args5)))
             raise Continuation(va, nr_calls - i) from None
+        if op == xen.HYPERVISOR_iret:
+            return mc_exit(vcpu, va, result)
         copy_to_guest(vcpu, va + 8, struct.pack("<Q", result & MASK64))
         if vcpu.domain.state != "running":
             break
     return 0
+
+
+def mc_exit(vcpu, va, result):
+    """An iret ends the batch (pv_do_multicall_call's mc_exit): the guest is
+    already back where the iret frame said, so do_multicall writes the
+    result only as best effort and returns it, as the guest's restored rax."""
+    try:
+        copy_to_guest(vcpu, va + 8, struct.pack("<Q", result & MASK64))
+    except GuestFault:
+        pass
+    return result
 
 
 def one_call(vcpu, op, args):

@@ -3,6 +3,7 @@ FPU and debug registers, segment bases, and the iret hypercall."""
 import ctypes
 
 from pyxenon._core import lib
+from pyxenon.hypervisor import debugreg
 from pyxenon.hypervisor.bounce import IF, IOPL, toggle_guest_mode
 from pyxenon.hypervisor.errors import HypercallError, sub_op
 from pyxenon.hypervisor.guestmem import copy_from_guest, read_struct
@@ -12,7 +13,6 @@ RFLAGS_VM = 0x20000
 
 CR0_TS = 0x8
 MAX_TRAPS = 256
-HYPERVISOR_VIRT_START = 0xFFFF800000000000
 
 
 def canonical(address):
@@ -67,6 +67,21 @@ def cb_unregister(vcpu, arg):
     return 0
 
 
+def do_nmi_op(vcpu, cmd, arg, *_):
+    """do_nmi_op: the NMI callback as CALLBACKTYPE_nmi's (register_guest_nmi_callback).
+    No NMI reaches a domU here (VCPUOP_send_nmi is left out), so nothing is
+    delivered through it."""
+    cmd &= 0xFFFFFFFF
+    if cmd == callback.XENNMI_register_callback:
+        cb = read_struct(vcpu, arg, callback.xennmi_callback)
+        register_callback(vcpu, callback.CALLBACKTYPE_nmi, cb.handler_address, 0)
+    elif cmd == callback.XENNMI_unregister_callback:
+        vcpu.callbacks.pop(callback.CALLBACKTYPE_nmi, None)
+    else:
+        raise HypercallError(errno.ENOSYS)
+    return 0
+
+
 CALLBACK_OPS = {callback.CALLBACKOP_register: cb_register,
                 callback.CALLBACKOP_unregister: cb_unregister}
 
@@ -98,18 +113,14 @@ def do_fpu_taskswitch(vcpu, set_ts, *_):
 
 
 def do_set_debugreg(vcpu, reg, value, *_):
-    if reg > 7 or reg in (4, 5):
-        raise HypercallError(errno.EINVAL)
-    if reg < 4 and value >= HYPERVISOR_VIRT_START - 8:
-        raise HypercallError(errno.EPERM)
-    vcpu.debugreg[reg] = value
+    """do_set_debugreg: Xen's set_debugreg (int reg, seen unsigned)."""
+    debugreg.set_debugreg(vcpu, reg & 0xFFFFFFFF, value)
     return 0
 
 
 def do_get_debugreg(vcpu, reg, *_):
-    if reg > 7 or reg in (4, 5):
-        raise HypercallError(errno.EINVAL)
-    return vcpu.debugreg[reg]
+    """do_get_debugreg: x86emul_read_dr, -ENODEV for what it refuses."""
+    return debugreg.read_debugreg(vcpu, reg & 0xFFFFFFFF)
 
 
 def set_gs_user_sel(vcpu, selector):
@@ -176,6 +187,7 @@ OPS = CALLBACK_OPS   # sub-operations on record: callback_op's
 HYPERCALLS = {
     xen.HYPERVISOR_set_trap_table: do_set_trap_table,
     xen.HYPERVISOR_callback_op: do_callback_op,
+    xen.HYPERVISOR_nmi_op: do_nmi_op,
     xen.HYPERVISOR_set_callbacks: do_set_callbacks,
     xen.HYPERVISOR_stack_switch: do_stack_switch,
     xen.HYPERVISOR_fpu_taskswitch: do_fpu_taskswitch,

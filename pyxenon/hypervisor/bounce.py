@@ -14,6 +14,7 @@ that cannot be written crashes the domain, as Xen's failsafe path does.
 import struct
 
 from pyxenon._core import lib
+from pyxenon.public.xen import VMASST_TYPE_architectural_iopl
 
 from .errors import GuestFault
 from .guestmem import copy_to_guest
@@ -36,12 +37,20 @@ def toggle_guest_mode(vcpu):
     lib.xc_request_flush(vcpu.domain.machine.core)
 
 
-def frame_words(regs, cs, saved_mask, error_code):
-    rflags = (regs["rflags"] & ~(IF | IOPL)) | (0 if saved_mask else IF)
+def frame_words(regs, cs, saved_mask, error_code, iopl_bits=0):
+    rflags = (regs["rflags"] & ~(IF | IOPL)) | (0 if saved_mask else IF) | iopl_bits
     words = [regs["rcx"], regs["r11"]]
     if error_code is not None:
         words.append(error_code & 0xFFFFFFFF)
     return words + [regs["rip"], cs | saved_mask << 32, rflags, regs["rsp"], regs["ss"]]
+
+
+def virtual_iopl_bits(vcpu):
+    """create_bounce_frame folds the virtual IOPL into the frame's rflags
+    when the domain has VMASST_TYPE_architectural_iopl (x86_64/entry.S)."""
+    if vcpu.domain.vm_assist >> VMASST_TYPE_architectural_iopl & 1:
+        return (vcpu.core.iopl & 3) << 12
+    return 0
 
 
 def stack_ok(sp):
@@ -66,7 +75,7 @@ def bounce(vcpu, address, error_code=None, mask_events=False):
         sp = vcpu.kernel_sp
     info = vcpu.domain.vcpu_info(vcpu.vcpu_id)
     saved_mask = info.evtchn_upcall_mask & 0xFF
-    words = frame_words(regs, cs, saved_mask, error_code)
+    words = frame_words(regs, cs, saved_mask, error_code, virtual_iopl_bits(vcpu))
     sp = (sp & ~0xF) - 8 * len(words)
     if not address or not stack_ok(sp) or not write_frame(vcpu, sp, words):
         vcpu.domain.crash(f"cannot deliver to the guest kernel: handler {address:#x}, "

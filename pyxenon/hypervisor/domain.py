@@ -7,12 +7,12 @@ from pyxenon.public import sched, xen
 from .events import EventChannels
 from .grants import GrantTable
 from .perfc import Perfc
+from .states import DEAD, PAUSED, RUNNING, SHUTDOWN  # noqa: F401 - the domain's vocabulary
 from .vcpu import Vcpu
 
 PAGE = 4096
 CONSOLE_LOG_LIMIT = 1 << 20   # the last MiB a guest printed
 
-RUNNING, PAUSED, SHUTDOWN, DEAD = "running", "paused", "shutdown", "dead"
 
 # SHUTDOWN_* code -> the word xl uses for it.
 SHUTDOWN_NAMES = {0: "poweroff", 1: "reboot", 2: "suspend", 3: "crash", 4: "watchdog"}
@@ -21,6 +21,8 @@ SHUTDOWN_NAMES = {0: "poweroff", 1: "reboot", 2: "suspend", 3: "crash", 4: "watc
 class Domain:
     def __init__(self, machine, domid, name, first_mfn, nr_pages, label=None):
         self.machine = machine
+        self.debugger = None    # hypervisor/debugger.py's Debugger, while one is attached
+        self._debug_paused = False
         self.domid = domid
         self.name = name
         self.label = label
@@ -61,11 +63,26 @@ class Domain:
 
     @state.setter
     def state(self, value):
-        """The C vcpus know whether their domain runs: an event may wake only those."""
         self._state = value
+        self._sync_running()
+
+    @property
+    def debug_paused(self):
+        """A debugger holds the domain (Xen's domain_pause_for_debugger):
+        its state stays running, its vcpus stay out of the engine."""
+        return self._debug_paused
+
+    @debug_paused.setter
+    def debug_paused(self, value):
+        self._debug_paused = bool(value)
+        self._sync_running()
+
+    def _sync_running(self):
+        """The C vcpus know whether their domain runs: an event may wake only those."""
+        running = self._state == RUNNING and not self._debug_paused
         for vcpu in getattr(self, "vcpus", ()):
             if vcpu.core != ffi.NULL:
-                vcpu.core.domain_running = value == RUNNING
+                vcpu.core.domain_running = running
 
     # -- memory -------------------------------------------------------------
 

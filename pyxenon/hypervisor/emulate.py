@@ -4,8 +4,10 @@ registers, the MSRs a PV guest may see, clts, wbinvd.  Anything else that
 faulted stays a #GP for the guest (in/out are answered in C, `_core/io.c`).
 """
 from pyxenon._core import lib
+from pyxenon.public import errno
 
-from .errors import GuestFault
+from . import debugreg
+from .errors import GuestFault, HypercallError
 from .hypercall_page import hypercall_page_bytes
 from .guestmem import copy_from_guest
 
@@ -18,6 +20,7 @@ CR4_XEN_VISIBLE = 0x20 | 0x40 | 0x200 | 0x400
 MSR_EFER, EFER_VALUE = 0xC0000080, 0xD01
 MSR_FS_BASE, MSR_GS_BASE, MSR_SHADOW_GS_BASE = 0xC0000100, 0xC0000101, 0xC0000102
 MSR_HYPERCALL_PAGE = 0x40000000  # CPUID leaf 0x40000002 names it
+MSR_INTEL_MISC_FEATURES_ENABLES, MISC_FEATURES_CPUID_FAULTING = 0x140, 1
 MASK64 = (1 << 64) - 1
 
 _DISASM = None
@@ -140,8 +143,7 @@ FIXED_MSRS = {
     0x3A: 1,                    # FEATURE_CONTROL: locked, nothing enabled
     0x17: 0,                    # PLATFORM_ID (the host's; none here)
     0x8B: 0,                    # UCODE_REV: Xen's last microcode load (none)
-    0xCE: 1 << 32,              # PLATFORM_INFO: CPUID faulting, always offered
-    0x140: 0,                   # MISC_FEATURES_ENABLES
+    0xCE: 1 << 31,              # PLATFORM_INFO: CPUID faulting (bit 31), as on an Intel host
     0x179: GUEST_MCG_CAP, 0x17A: 0, 0x17B: 0,   # vmce: MCG_CAP, MCG_STATUS, MCG_CTL
     0x0: 0, 0x1: 0,             # P5_MC_ADDR/TYPE: vmce, not banks
     0x198: 0, 0x199: 0, 0x19C: 0,   # PERF_STATUS, PERF_CTL, THERM_STATUS: read as zero
@@ -174,7 +176,8 @@ def read_msr(vcpu, index):
     regs = vcpu.regs()
     values = {MSR_FS_BASE: regs["fs_base"], MSR_GS_BASE: regs["gs_base"],
               MSR_SHADOW_GS_BASE: vcpu.gs_base_other, MSR_EFER: EFER_VALUE,
-              0x1B: APIC_BASE | (0x100 if vcpu.vcpu_id == 0 else 0)}   # BSP
+              0x1B: APIC_BASE | (0x100 if vcpu.vcpu_id == 0 else 0),   # BSP
+              MSR_INTEL_MISC_FEATURES_ENABLES: vcpu.core.cpuid_faulting}
     if index in values:
         return values[index]
     if index in FIXED_MSRS:
@@ -194,8 +197,19 @@ def write_msr(vcpu, index, value):
         vcpu.gs_base_other = value
     elif index == MSR_HYPERCALL_PAGE:
         return install_hypercall_page(vcpu, value)
+    elif index == MSR_INTEL_MISC_FEATURES_ENABLES:
+        return set_cpuid_faulting(vcpu, value)
     else:
         return ignored_write(index, value)
+    return True
+
+
+def set_cpuid_faulting(vcpu, value):
+    """guest_wrmsr (msr.c): PLATFORM_INFO offers CPUID faulting, so its bit
+    is the only one not reserved (a reserved bit is a #GP)."""
+    if value & ~MISC_FEATURES_CPUID_FAULTING:
+        return False
+    vcpu.core.cpuid_faulting = value
     return True
 
 
@@ -219,19 +233,38 @@ def install_hypercall_page(vcpu, gpa):
 
 # -- the instructions ------------------------------------------------------------------
 
+class InvalidOpcode(Exception):
+    """The emulated instruction raises #UD (x86_emulate's TRAP_invalid_op)."""
+
+
+def debug_register(op, *args):
+    """x86emul_read_dr/x86emul_write_dr: (True, the value read); -ENODEV is
+    #UD, any other refusal (False, None): #GP(0)."""
+    try:
+        return True, op(*args)
+    except HypercallError as e:
+        if e.errno == errno.ENODEV:
+            raise InvalidOpcode() from None
+        return False, None
+
+
 def emu_mov(vcpu, ops, regs):
     dst, src = ops
-    if src.startswith(("cr", "dr")):
-        value = read_cr(vcpu, int(src[2:])) if src.startswith("cr") else vcpu.debugreg[int(src[2:])]
+    if src.startswith("cr"):
+        value = read_cr(vcpu, int(src[2:]))
         if value is None:
             return False
         vcpu.set_regs(**{reg64(dst): value & MASK64})
         return True
+    if src.startswith("dr"):
+        ok, value = debug_register(debugreg.read_debugreg, vcpu, int(src[2:]))
+        if ok:
+            vcpu.set_regs(**{reg64(dst): value & MASK64})
+        return ok
     if dst.startswith("cr"):
         return write_cr(vcpu, int(dst[2:]), regs[reg64(src)])
     if dst.startswith("dr"):
-        vcpu.debugreg[int(dst[2:])] = regs[reg64(src)]
-        return True
+        return debug_register(debugreg.set_debugreg, vcpu, int(dst[2:]), regs[reg64(src)])[0]
     return False
 
 
@@ -274,13 +307,16 @@ def emu_cli_sti(vcpu, ops, regs):
 EMULATED = {"mov": emu_mov, "rdmsr": emu_rdmsr, "wrmsr": emu_wrmsr,
             "clts": emu_clts, "wbinvd": emu_nop, "invd": emu_nop,
             "cli": emu_cli_sti, "sti": emu_cli_sti}
+# Guest user mode: x86_emulate refuses the rest outside ring 0 (mode_ring0,
+# with pv's read_segment giving user SS DPL 3); cli/sti go by mode_iopl.
+USER_EMULATED = {"cli": emu_cli_sti, "sti": emu_cli_sti}
 
 
-def emulate_privileged(vcpu):
+def emulate_privileged(vcpu, table=None):
     """True if the faulting instruction was emulated (rip moved past it)."""
     regs = vcpu.regs()
     insn = decode(vcpu, regs["rip"])
-    op = EMULATED.get(insn.mnemonic) if insn is not None else None
+    op = (table or EMULATED).get(insn.mnemonic) if insn is not None else None
     if op is None:
         return False
     ops = [o.strip() for o in insn.op_str.split(",")] if insn.op_str else []

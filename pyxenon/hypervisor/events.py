@@ -22,6 +22,7 @@ NR_PORTS = BITS * BITS      # the 2-level ABI's limit on x86_64
 NR_VIRQS = 24
 GLOBAL_VIRQS = {2, 3, 4, 6, 8, 9, 10, 11, 12}   # bound on vcpu 0 only
 DOMID_SELF = 0x7FF0
+BACKEND_DOMID = 0           # dom0: the host's backends (console, XenStore, block, network)
 PAGE = 4096
 
 FREE, RESERVED, UNBOUND, INTERDOMAIN, VIRQ, IPI, HOST = (
@@ -82,9 +83,22 @@ class EventChannels:
         return self._new(HOST, notify=notify, remote_dom=0)
 
     def alloc_unbound(self, remote_domid):
-        remote = self.domain.machine.find_domain(remote_domid, self.domain)
-        self.domain.machine.msm.check(self.domain, remote, "event_channel", "w", "alloc_unbound")
-        return self._new(UNBOUND, remote_dom=remote.domid)
+        """evtchn_alloc_unbound does not look the remote domain up (its bind
+        does): one not yet created gets a port too.  A live guest is the
+        reference monitor's object now."""
+        if remote_domid == DOMID_SELF:
+            remote_domid = self.domain.domid
+        if remote_domid == BACKEND_DOMID:
+            # Offered to dom0, whose backends run on the host: a frontend's
+            # channel.  No rule is asked for: the device's own path (block,
+            # network) was checked when the host attached it, and only a
+            # backend serving this domain can bind the port (bind_backend).
+            return self._new(UNBOUND, remote_dom=BACKEND_DOMID)
+        remote = self.domain.machine.domains.get(remote_domid)
+        if remote is not None:
+            self.domain.machine.msm.check(self.domain, remote, "event_channel", "w",
+                                          "alloc_unbound")
+        return self._new(UNBOUND, remote_dom=remote_domid)
 
     def bind_interdomain(self, remote_domid, remote_port):
         remote = self.domain.machine.find_domain(remote_domid, self.domain)
@@ -99,6 +113,25 @@ class EventChannels:
         remote.events.sync_link(remote_port)
         self.set_pending(port)          # Xen raises the new local port once
         return port
+
+    def bind_backend(self, port, notify):
+        """A host backend binds the port a frontend offered to dom0 (its
+        bind_interdomain): notify() runs on the guest's sends.  The port
+        number is the guest's, from XenStore, and so untrusted: -EINVAL
+        unless it is unbound and offered to dom0 (Xen's checks)."""
+        p = self.lookup(port) if isinstance(port, int) else None
+        if p is None or p.state != UNBOUND or p.remote_dom != BACKEND_DOMID:
+            raise HypercallError(errno.EINVAL)
+        p.state, p.notify = HOST, notify
+        self.set_pending(port)          # Xen raises the new local port once
+        return port
+
+    def notify_backend_port(self, port, notify):
+        """Raise port for the backend whose callback is notify, if the
+        guest has not closed or rebound it meanwhile."""
+        p = self.ports[port] if 0 < port < len(self.ports) else None
+        if p is not None and p.state == HOST and p.notify == notify:
+            self.set_pending(port)
 
     def bind_virq(self, virq, vcpu_id):
         if not 0 <= virq < NR_VIRQS or (virq in GLOBAL_VIRQS and vcpu_id != 0):

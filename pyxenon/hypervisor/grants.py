@@ -49,15 +49,35 @@ class Mapping:
         self.pte_ma, self.readonly = pte_ma, readonly
 
 
-class GrantTable:
+class Grantee:
+    """A grantee's maptrack: handle -> Mapping, handles as Xen hands them out."""
+
+    def __init__(self):
+        self.maptrack = {}
+        self.free_handles = []    # a heap of handles below next_handle not in use
+        self.next_handle = 0
+
+    def new_handle(self):
+        """The lowest free handle, or GNTST_no_space at Xen's default limit
+        (get_maptrack_handle: max_maptrack_frames of MAPTRACK_PER_PAGE)."""
+        if len(self.maptrack) >= MAX_MAPTRACK:
+            raise GrantError(gt.GNTST_no_space)
+        if self.free_handles:
+            return heapq.heappop(self.free_handles)
+        self.next_handle += 1
+        return self.next_handle - 1
+
+    def free_handle(self, handle):
+        heapq.heappush(self.free_handles, handle)
+
+
+class GrantTable(Grantee):
     def __init__(self, domain, first_mfn, max_frames=MAX_FRAMES):
+        super().__init__()
         self.domain = domain
         self.first_mfn = first_mfn
         self.max_frames = max_frames
         self.nr_frames = 1
-        self.maptrack = {}        # handle -> Mapping (this domain as grantee)
-        self.free_handles = []    # a heap of handles below next_handle not in use
-        self.next_handle = 0
         self.pins = {}            # ref -> [readers, writers] mapping it (as granter)
 
     # -- the table ----------------------------------------------------------------
@@ -115,23 +135,27 @@ class GrantTable:
         if counts == [0, 0]:
             del self.pins[ref]
 
-    # -- the maptrack (this domain as grantee) --------------------------------------
 
-    def new_handle(self):
-        """The lowest free handle, or GNTST_no_space at Xen's default limit
-        (get_maptrack_handle: max_maptrack_frames of MAPTRACK_PER_PAGE)."""
-        if len(self.maptrack) >= MAX_MAPTRACK:
-            raise GrantError(gt.GNTST_no_space)
-        if self.free_handles:
-            return heapq.heappop(self.free_handles)
-        self.next_handle += 1
-        return self.next_handle - 1
+class BackendTable(Grantee):
+    """dom0's maptrack: the grants the host's backends hold mapped (their
+    rings).  dom0 is no Domain here; its backends reach granted frames only
+    through backend_map and backend_frame below."""
 
-    def free_handle(self, handle):
-        heapq.heappush(self.free_handles, handle)
+    domid = 0
+
+
+BACKEND = BackendTable()       # the grantee a backend's checks name (domid 0)
+
+
+def grantee_tables(machine):
+    return [d.grant_table for d in machine.domains.values()] + [machine.backend_grants]
 
 
 def granter_of(grantee, domid):
+    if domid == 0:
+        # Domain 0 exists on Xen (the toolstack here) and grants nothing to
+        # a guest: its entry fails _set_status's permit_access/domid check.
+        raise GrantError(gt.GNTST_general_error)
     granter = grantee.machine.domains.get(grantee.domid if domid == DOMID_SELF else domid)
     if granter is None or granter.state == "dead":
         raise GrantError(gt.GNTST_bad_domain)
@@ -166,8 +190,10 @@ def pte_address(vcpu, host_addr, contains_pte):
 
 def map_grant(vcpu, domid, ref, flags, host_addr):
     """GNTTABOP_map_grant_ref (host mappings only): returns the handle."""
-    if not flags & gt.GNTMAP_host_map or flags & gt.GNTMAP_device_map:
-        raise GrantError(gt.GNTST_general_error)
+    if not flags & (gt.GNTMAP_host_map | gt.GNTMAP_device_map):
+        raise GrantError(gt.GNTST_bad_gntref)          # map_grant_ref: "Bad flags"
+    if flags & gt.GNTMAP_device_map:
+        raise GrantError(gt.GNTST_general_error)       # device mappings: not offered here
     grantee = vcpu.domain
     granter = granter_of(grantee, domid)
     readonly = bool(flags & gt.GNTMAP_readonly)
@@ -193,14 +219,23 @@ def install_pte(vcpu, granter, pte_ma, mfn, flags):
     a writable mapping, as Xen's map_grant_ref takes), then the entry."""
     machine = vcpu.domain.machine
     old = struct.unpack_from("<Q", machine.mem, pte_ma)[0]
-    if old & PRESENT:
-        raise GrantError(gt.GNTST_bad_virt_addr)     # pyxenon will not replace a live entry
     readonly = bool(flags & gt.GNTMAP_readonly)
     take_refs(vcpu, granter, mfn, readonly)
     user_bits = GLOBAL if flags & gt.GNTMAP_application_map else GUEST_KERNEL
     struct.pack_into("<Q", machine.mem, pte_ma, mfn << 12 | PTE_FLAGS | user_bits
                      | (0 if readonly else RW) | avail_bits(flags))
     lib.xc_request_flush(machine.core)
+    put_replaced(vcpu, old)
+
+
+def put_replaced(vcpu, old):
+    """create_grant_pv_mapping replaces a present entry and drops its
+    references (put_page_from_l1e), which crashes the domain if the entry
+    was itself a grant's ("Attempt to implicitly unmap a granted PTE")."""
+    if old & PRESENT and old & GNTTAB:
+        vcpu.domain.crash("grant map over a granted PTE: an implicit unmap (put_page_from_l1e)")
+    elif old & PRESENT:
+        lib.xc_put_l1e(vcpu.domain.machine.core, vcpu.core, old)
 
 
 def avail_bits(flags):
@@ -234,10 +269,10 @@ def release(machine, table, handle):
     m = table.maptrack.pop(handle)
     table.free_handle(handle)
     m.granter.grant_table.pin(m.ref, m.readonly, -1)
-    frames = machine.frame_table
-    entry = struct.unpack_from("<Q", machine.mem, m.pte_ma)[0]
-    if entry & GNTTAB and entry >> 12 & ((1 << 40) - 1) == m.mfn:
-        struct.pack_into("<Q", machine.mem, m.pte_ma, 0)
+    if m.pte_ma is not None:      # a backend's mapping has no PTE
+        entry = struct.unpack_from("<Q", machine.mem, m.pte_ma)[0]
+        if entry & GNTTAB and entry >> 12 & ((1 << 40) - 1) == m.mfn:
+            struct.pack_into("<Q", machine.mem, m.pte_ma, 0)
     if m.readonly:
         lib.xc_put_page(machine.core, m.mfn)
     else:
@@ -258,11 +293,50 @@ def teardown(domain):
     """A domain is dying: every mapping of its grants, everywhere, goes, and
     so do its own mappings of others' grants."""
     machine = domain.machine
-    for other in list(machine.domains.values()):
-        table = other.grant_table
+    for table in grantee_tables(machine):
         for handle, m in list(table.maptrack.items()):
-            if m.granter is domain or other is domain:
+            if m.granter is domain or table is domain.grant_table:
                 release(machine, table, handle)
+
+
+# -- dom0's backends ----------------------------------------------------------------
+
+def backend_map(granter, ref):
+    """A backend maps granter's ref writable, as Linux's backends map their
+    rings (xenbus_map_ring_valloc -> GNTTABOP_map_grant_ref from dom0): the
+    entry must permit domid 0 writably; the frame's writable type and
+    GTF_reading|GTF_writing are held until backend_unmap, so the guest can
+    neither end the grant nor turn the frame into a page table meanwhile.
+    Returns (handle, mfn)."""
+    if granter.state == "dead":
+        raise GrantError(gt.GNTST_bad_domain)
+    mfn = granter.grant_table.check(ref, BACKEND, True)
+    machine = granter.machine
+    if lib.xc_get_page_and_type(machine.core, ffi.NULL, mfn, granter.domid, WRITABLE, 0) != 0:
+        raise GrantError(gt.GNTST_general_error)
+    granter.grant_table.set_flags(ref, gt.GTF_reading | gt.GTF_writing)
+    granter.grant_table.pin(ref, False, +1)
+    table = machine.backend_grants
+    handle = table.new_handle()
+    table.maptrack[handle] = Mapping(granter, ref, mfn, None, False)
+    return handle, mfn
+
+
+def backend_unmap(machine, handle):
+    if handle in machine.backend_grants.maptrack:
+        release(machine, machine.backend_grants, handle)
+
+
+def backend_frame(granter, ref, write):
+    """The frame a backend may copy to (write) or from, by granter's entry
+    ref (__acquire_grant_for_copy's checks, grantee dom0): for one copy,
+    done before the engine runs again, so no in-use bits are left set."""
+    if granter.state == "dead":
+        raise GrantError(gt.GNTST_bad_domain)
+    mfn = granter.grant_table.check(ref, BACKEND, write)
+    if write and not granter.machine.frame_table.writable_now(mfn):
+        raise GrantError(gt.GNTST_general_error)
+    return mfn
 
 
 # -- copy --------------------------------------------------------------------------------

@@ -17,13 +17,16 @@ from .errors import GuestFault
 PAGE = 4096
 
 
-def _chunks(vcpu, va, size, write):
+GUEST_WALK = lib.xc_translate     # the guest's own permissions, Accessed/Dirty set
+
+
+def _chunks(vcpu, va, size, write, translate=GUEST_WALK):
     """Yield (machine address, length) pieces covering [va, va+size)."""
     machine = vcpu.domain.machine
     while size > 0:
         if va < 0 or va >= 1 << 64:
             raise GuestFault(va)
-        ma = lib.xc_translate(machine.core, vcpu.core, va, write)
+        ma = translate(machine.core, vcpu.core, va, write)
         if ma < 0:
             raise GuestFault(va)
         n = min(size, PAGE - (va & (PAGE - 1)))
@@ -32,33 +35,51 @@ def _chunks(vcpu, va, size, write):
         size -= n
 
 
-def _in_range(va, size):
-    return 0 <= va and va + size <= 1 << 64
+def _in_c(translate, va, size):
+    """The one-call copy in C walks as the guest does: not for the debugger's
+    walk (its own permissions, no Accessed/Dirty)."""
+    return translate is GUEST_WALK and size > 0 and 0 <= va and va + size <= 1 << 64
 
 
-def copy_from_guest(vcpu, va, size):
+def copy_from_guest(vcpu, va, size, translate=GUEST_WALK):
     """Bytes at guest virtual address va, or GuestFault."""
-    if size > 0 and _in_range(va, size):
+    if _in_c(translate, va, size):
         out = bytearray(size)
         machine = vcpu.domain.machine
         if lib.xc_copy_from_guest(machine.core, vcpu.core, ffi.from_buffer(out), va, size) == 0:
             return bytes(out)
     mem = vcpu.domain.machine.mem
-    return b"".join(bytes(mem[ma:ma + n]) for ma, n in _chunks(vcpu, va, size, 0))
+    return b"".join(bytes(mem[ma:ma + n]) for ma, n in _chunks(vcpu, va, size, 0, translate))
 
 
-def copy_to_guest(vcpu, va, data):
+def copy_to_guest(vcpu, va, data, translate=GUEST_WALK):
     """Write data at guest virtual address va, or GuestFault (nothing partial
     is undone: Xen's copy_to_guest does not roll back either)."""
-    if data and _in_range(va, len(data)):
+    if _in_c(translate, va, len(data)):
         machine = vcpu.domain.machine
         if lib.xc_copy_to_guest(machine.core, vcpu.core, va, ffi.from_buffer(data), len(data)) == 0:
             return
     mem = vcpu.domain.machine.mem
     off = 0
-    for ma, n in _chunks(vcpu, va, len(data), 1):
+    for ma, n in _chunks(vcpu, va, len(data), 1, translate):
         mem[ma:ma + n] = data[off:off + n]
         off += n
+
+
+# The host debugger's accesses (Xen's gdbsx, dbg_rw_guest_mem): through the
+# vcpu's tables, else its kernel's, without the guest's permissions and
+# without touching Accessed/Dirty; a write only to the domain's own frames
+# that are no page table or descriptor page in use (_core/debug.c).
+
+def debug_read(vcpu, va, size):
+    return copy_from_guest(vcpu, va, size, lib.xc_dbg_translate)
+
+
+def debug_write(vcpu, va, data):
+    """Every page is checked before any byte is written."""
+    for _ in _chunks(vcpu, va, len(data), 0, lib.xc_dbg_translate):
+        pass
+    copy_to_guest(vcpu, va, data, lib.xc_dbg_translate)
 
 
 def read_struct(vcpu, va, ctype):

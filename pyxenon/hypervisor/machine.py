@@ -17,7 +17,7 @@ from .errors import HypercallError
 from .mm import FrameTable
 from .traps import XEN_VERSION
 from .msm import Msm
-from .scheduler import Scheduler
+from .scheduler import Completions, Scheduler
 
 PAGE = 4096
 HV_FRAMES = 256  # the low 1 MiB: the hypervisor's frames and, as on Xen, DOMID_IO's
@@ -48,6 +48,8 @@ class Machine:
         self.core.xen_version = XEN_VERSION[0] << 16 | XEN_VERSION[1]
         self.free_ranges = [(HV_FRAMES, self.nr_frames - HV_FRAMES)]
         self.domains = {}
+        self.backend_grants = grants.BackendTable()   # dom0's backends' ring mappings
+        self.completions = Completions(synchronous=deterministic)
         self.next_domid = 1
         self.scheduler = Scheduler(self, slice_ms=slice_ms, deterministic=deterministic)
         # MSM decisions, unless an audit sink is given: the newest AUDIT_KEPT

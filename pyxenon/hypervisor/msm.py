@@ -2,7 +2,7 @@
 
 pyxenon's one reference monitor.  A hypercall handler that lets one domain
 reach another -- bind or send over an interdomain event channel, map or copy
-a granted frame, touch another domain's XenStore nodes -- calls
+a granted frame, touch another domain's XenStore nodes, attach a disk -- calls
 ``Msm.check`` first and goes on only if it returns.  Default deny.
 
 The policy comes compiled by the toolstack (``pyxenon.toolstack.policy``);
@@ -16,6 +16,9 @@ object).  The access a caller asks for:
                    "rw"  a writable one
     grant_copy     "r"   copy out of the object's frame; "w" copy into it
     xenstore       "r"   read the object's nodes; "w" write them
+    block          "r"   attach a read-only disk (the object: its storage
+                   "rw"  label); a writable one (toolstack/devices.py)
+    network        "w"   frames from subject to object
 
 Every access asked for must be granted ("rw" needs both), as FLASK's
 avc_has_perm needs every requested permission bit.  A domain reaches its own

@@ -6,6 +6,8 @@ system time is the host's TSC scaled; in deterministic mode a slice is a
 count of guest instructions, system time is virtual and the TSC emulated,
 so a run depends only on what the guests do.
 """
+import collections
+import threading
 import time
 
 from pyxenon._core import ffi, lib
@@ -18,10 +20,51 @@ SHUTDOWN_watchdog = 4
 VIRQ_TIMER = 0
 
 STOP_EXCEPTION = 2
+STOP_DEBUG = 3
 DET_SLICE_INSNS = 200_000      # instructions per slice in deterministic mode
 DET_NS_PER_SLICE = 1_000_000   # virtual time a deterministic slice advances
 TIME_MAX = (1 << 63) - 1       # Xen's system time is a signed 64-bit count of ns
 CHAIN_NS = 1_000_000           # how long C may switch between vcpus before Python looks
+
+
+class Completions:
+    """Work the host's backends finished off the engine's thread (a disk
+    read, a write, a flush), run on it between slices: only this thread
+    touches guest memory and rings.  A backend says start() before handing
+    work to its thread, which post()s the function to run when done.  In
+    deterministic mode (synchronous) backends do their I/O inline instead,
+    so a run depends only on what the guests do."""
+
+    def __init__(self, synchronous=False):
+        self.synchronous = synchronous
+        self.done = collections.deque()
+        self.in_flight = 0
+        self.cond = threading.Condition()
+
+    def start(self):
+        with self.cond:
+            self.in_flight += 1
+
+    def post(self, work):
+        with self.cond:
+            self.done.append(work)
+            self.in_flight -= 1
+            self.cond.notify()
+
+    def run(self):
+        while self.done:
+            self.done.popleft()()
+
+    def wait(self, seconds):
+        """Sleep up to seconds (None: while work is in flight), less if
+        work completes; False if there was nothing to wait for."""
+        with self.cond:
+            if self.done:
+                return True
+            if seconds is None and not self.in_flight:
+                return False
+            self.cond.wait(seconds)
+            return True
 
 
 class Scheduler:
@@ -73,8 +116,10 @@ class Scheduler:
         "blocked" (live domains wait on nothing that can come) or "timeout"."""
         end = None if timeout is None else time.monotonic() + timeout
         while True:
+            self.machine.completions.run()
             self.wake_expired()
-            if not self.round() and not self.wait_for_timer(end):
+            if not self.round() and not self.wait_for_timer(end) \
+                    and not self.wait_for_backends(end):
                 return "blocked" if self.machine.domains else "idle"
             if end is not None and time.monotonic() >= end:
                 return "timeout"
@@ -104,10 +149,13 @@ class Scheduler:
             vcpu = vcpu_by_handle(machine.core.current.handle)
         machine.in_engine = False
         vcpu.apply_pending_rip()
-        if vcpu.core.stop == STOP_EXCEPTION:
+        stop = vcpu.core.stop
+        if stop == STOP_EXCEPTION:
             traps.on_exception(vcpu)
         elif err:
             traps.on_engine_error(vcpu, err)
+        elif stop == STOP_DEBUG:
+            on_debug_stop(vcpu)
         if machine.shutdown_queue:
             machine.after_slice()
 
@@ -144,5 +192,22 @@ class Scheduler:
         if end is not None:
             delay = min(delay, end - time.monotonic())
         if delay > 0:
-            time.sleep(delay)
+            self.machine.completions.wait(delay)   # a backend's completion wakes us early
         return True
+
+    def wait_for_backends(self, end):
+        """Nothing runs and no timer is set: wait for backend I/O in flight."""
+        if not self.machine.completions.in_flight and not self.machine.completions.done:
+            return False
+        if end is None:
+            return self.machine.completions.wait(None)
+        left = end - time.monotonic()
+        return left > 0 and self.machine.completions.wait(left)
+
+def on_debug_stop(vcpu):
+    """A debugger's hook stopped vcpu (hypervisor/debugger.py decides)."""
+    debugger = vcpu.domain.debugger
+    if debugger is None:
+        vcpu.core.stop = 0
+    else:
+        debugger.on_stop(vcpu)

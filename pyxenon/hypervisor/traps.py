@@ -8,7 +8,7 @@ report, as Xen's domain_crash() would; the host itself never faults.
 from pyxenon._core import ffi, lib
 from pyxenon.public import arch_x86
 
-from . import emulate
+from . import emulate, faults
 from .bounce import bounce
 from .errors import GuestFault
 from .guestmem import copy_from_guest
@@ -44,6 +44,7 @@ def on_exception(vcpu):
     core.stop = 0
     if core.fault_rip:
         vcpu.set_regs(rip=core.fault_rip)
+    vector = faults.vector_of(vcpu, vector)
     special = SPECIAL.get(vector)
     if special is not None and special(vcpu):
         return
@@ -101,8 +102,18 @@ def deliver_upcall(vcpu):
 
 
 def privileged(vcpu):
-    """#GP in guest kernel mode: maybe an instruction Xen emulates."""
-    return bool(vcpu.core.kernel_mode) and emulate.emulate_privileged(vcpu)
+    """#GP(0): maybe an instruction Xen emulates (only with error code 0:
+    do_general_protection passes a selector's on as is; in guest user mode
+    only cli/sti), or one its emulator turns into a #UD (mov to or from %dr4
+    with CR4.DE)."""
+    if vcpu.core.error_code != 0:
+        return False
+    table = emulate.EMULATED if vcpu.core.kernel_mode else emulate.USER_EMULATED
+    try:
+        return emulate.emulate_privileged(vcpu, table)
+    except emulate.InvalidOpcode:
+        deliver(vcpu, 6, 0)
+        return True
 
 
 def on_engine_error(vcpu, err):
@@ -132,6 +143,11 @@ def emulate_forced(vcpu):
         return False
     if code[:5] != FORCED_EMULATION or code[5:] != CPUID:
         return False
+    if vcpu.core.cpuid_faulting and not vcpu.core.kernel_mode:
+        # pv_emulate_forced_invalid_op: #GP in place of #UD, at the cpuid
+        vcpu.set_regs(rip=regs["rip"] + len(FORCED_EMULATION))
+        deliver(vcpu, 13, 0)
+        return True
     eax, ebx, ecx, edx = cpuid(vcpu, regs["rax"] & 0xFFFFFFFF, regs["rcx"] & 0xFFFFFFFF)
     vcpu.set_regs(rip=regs["rip"] + 7, rax=eax, rbx=ebx, rcx=ecx, rdx=edx)
     return True

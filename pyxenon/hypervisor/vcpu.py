@@ -1,6 +1,8 @@
 """A virtual CPU: its C state, its registers, and the hypercall entry from C."""
 from pyxenon._core import ffi, lib
 
+from . import debugreg
+
 REG_NAMES = ffi.string(lib.xc_reg_names()).decode().split()
 _REG_INDEX = {name: i for i, name in enumerate(REG_NAMES)}
 MASK64 = (1 << 64) - 1
@@ -47,7 +49,8 @@ class Vcpu:
         self.kernel_ss = 0        # stack_switch: guest kernel stack
         self.kernel_sp = 0
         self.gs_base_other = 0    # the GS base of the mode not running
-        self.debugreg = [0] * 8
+        self.debugreg = debugreg.reset_values()   # dr0-7 as set_debugreg keeps them
+        self.dr7_emul = 0         # I/O breakpoint enables (Xen's pv.dr7_emul)
         self.cr4 = emulate_cr4()  # guest-visible CR4 (Xen's pv.ctrlreg[4])
         self.ldt = (0, 0)         # (linear address, entries)
         self.gdt_frames = []      # frames installed by set_gdt

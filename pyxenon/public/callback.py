@@ -39,3 +39,15 @@ class callback_unregister(ctypes.LittleEndianStructure):
         ("type", ctypes.c_uint16),     # CALLBACKTYPE_* to remove
         ("_unused", ctypes.c_uint16),  # padding
     ]
+
+
+# HYPERVISOR_nmi_op(cmd, arg): nmi.h, the older way to set the NMI callback.
+XENNMI_register_callback = 0    # arg -> xennmi_callback
+XENNMI_unregister_callback = 1  # arg unused
+
+
+class xennmi_callback(ctypes.LittleEndianStructure):
+    _fields_ = [
+        ("handler_address", ctypes.c_uint64),
+        ("pad", ctypes.c_uint64),
+    ]

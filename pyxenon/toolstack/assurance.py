@@ -32,6 +32,7 @@ LAYOUT = (
     (BACKENDS, "pyxenon/backends", True),
     (TOOLSTACK, "pyxenon/toolstack", True),
     (TOOLSTACK, "pyxenon/public", True),
+    (TOOLSTACK, "pyxenon/fuzz", True),
     (TOOLSTACK, "pyxenon", False),
 )
 LANGUAGES = {".c": "C", ".h": "C", ".py": "Python"}

@@ -1,7 +1,7 @@
 """The pyxenon command line.
 
     pyxenon run CFG [CFG...] [--policy FILE] [--audit FILE|-] [--trace] [--timeout S]
-                [--deterministic] [--console-log DIR] [--stats] [--trace-file F]
+                [--deterministic] [--console-log DIR] [--stats] [--trace-file F] [--gdb PORT]
     pyxenon COMMAND ...        xl's commands against the host daemon (xl.py),
                                and pyxenon's own: xenstore, audit
     pyxenon policy check FILE [--can-flow A B] [--graph] [--dot OUT]
@@ -47,7 +47,7 @@ DELEGATES = {
                "check a separation policy and analyse its flows (`policy check FILE`)"),
     "assurance": ("pyxenon.toolstack.assurance", "the TCB's size and complexity report"),
     "interface": ("pyxenon.toolstack.interface", "the hypercall interface table"),
-    "fuzz": ("pyxenon.toolstack.fuzz", "fuzz the hypercall interface"),
+    "fuzz": ("pyxenon.fuzz.cli", "fuzz the hypercall interface"),
     "trace": ("pyxenon.toolstack.xentrace",
               "a --trace-file as folded stacks for flamegraph.pl or speedscope (`trace fold F`)"),
 }
@@ -191,11 +191,32 @@ def run_logged(host, configs, args, writer):
         domains.extend(host.create_from_config(config, trace=trace) for config in configs)
         if host.policy is None:
             print(NO_POLICY, file=sys.stderr)  # once every cfg and kernel has been accepted
-        outcome = run_with_console(host, domains, args.timeout, writer)
+        outcome = run_maybe_debugged(host, domains, args, writer)
     finally:
         writer.flush()
         watch.finish(domains)
     return report(domains, outcome)
+
+
+def run_maybe_debugged(host, domains, args, writer):
+    """The run with the console (terminal.py), or with GDB stubs: --gdb for
+    the first domain, a cfg's own `gdb = PORT` for the others."""
+    if args.gdb is not None:
+        domains[0].config.gdb = args.gdb
+    wanted = [d for d in domains if d.config.gdb is not None]
+    if not wanted:
+        return run_with_console(host, domains, args.timeout, writer)
+    import selectors
+
+    from . import gdbserver
+
+    selector = selectors.DefaultSelector()
+    servers = []
+    for domain in wanted:
+        servers.append(gdbserver.serve(domain, domain.config.gdb, selector))
+        print(f"pyxenon: domain {domain.name}: stopped before its first instruction, "
+              f"gdb stub on 127.0.0.1:{servers[-1].port}", file=sys.stderr, flush=True)
+    return gdbserver.run_debugged(host, servers, selector, args.timeout)
 
 
 # -- commands another module answers ---------------------------------------------
@@ -241,6 +262,12 @@ class TopParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
 
 
+def port_number(text):
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text[:20]!r}")
+    return int(text)
+
+
 def parser():
     p = TopParser(prog="pyxenon", description="A separation VMM for Xen PV guests.")
     # run's own parser stays the standard one, so `pyxenon run` behaves as before.
@@ -265,6 +292,9 @@ def parser():
     run.add_argument("--timeout", type=float, default=None, help="give up after S seconds")
     run.add_argument("--deterministic", action="store_true",
                      help="schedule by instruction count and virtual time")
+    run.add_argument("--gdb", metavar="PORT", type=port_number,
+                     help="stop the (first) domain before its first instruction and serve "
+                          "the GDB remote protocol on 127.0.0.1:PORT (0: any free port)")
     run.set_defaults(func=cmd_run)
     # Listed for --help and the choices; main() hands them to their modules first.
     for name in xl.COMMANDS:

@@ -32,7 +32,7 @@ from pyxenon.backends.console import ConsoleLogs, DeadConsoles
 from pyxenon.errors import HostLimitError, UserInputError
 from pyxenon.hypervisor.domain import DEAD, RUNNING, SHUTDOWN
 
-from . import protocol, xenperf, xlinfo
+from . import gdbserver, protocol, xenperf, xlinfo
 from .daemon_clients import MAX_OUTPUT, Client  # noqa: F401 - MAX_OUTPUT: the tests'
 from .daemon_logs import AuditLog, Dmesg
 from .daemon_requests import RequestError, check_request
@@ -75,6 +75,7 @@ class Daemon(XenStoreOps):
         self.selector = selectors.DefaultSelector()
         self.listener = None
         self.xenstored = None                    # xenstored's socket, once listening
+        self.gdb = gdbserver.Stubs(self.selector, self.dmesg.log)   # cfg's gdb = PORT
         self.busy = False
         self.stopping = False
         self.t0 = time.monotonic()
@@ -243,6 +244,9 @@ class Daemon(XenStoreOps):
             elif self.xenstored is not None and self.xenstored.owns(key):
                 self.xenstored.ready(key, mask)
                 self.busy = True  # a guest may be watching
+            elif self.gdb.owns(key):
+                self.gdb.ready(key, mask)
+                self.busy = True  # gdb may have let its domain go on
             elif key.fileobj in self.clients:
                 self.readable(key.data)
 
@@ -272,6 +276,7 @@ class Daemon(XenStoreOps):
     def notice_domains(self):
         """Log domains that appeared (restarts) or went away, however they did."""
         live = dict(self.machine.domains)
+        self.gdb.reap(live)
         for domid, domain in self.known.items():
             if domid not in live:
                 self.dmesg.log(f"d{domid} ({domain.name}) destroyed")
@@ -372,6 +377,7 @@ class Daemon(XenStoreOps):
                                             for d in self.machine.domains.values()):
             raise RequestError(f"domain with name {config.name!r} already exists")
         domain = self.host.create_from_config(config, paused=paused)
+        gdb = self.debug(domain, config.gdb)
         self.started[domain.domid] = time.monotonic()
         self.notice_domains()
         self.dmesg.log(f"d{domain.domid} ({domain.name}) from {cfg}"
@@ -379,7 +385,17 @@ class Daemon(XenStoreOps):
         self.busy = True
         if console:
             return self.attach(client, domain)
-        return {"ok": True, "domid": domain.domid, "name": domain.name}
+        return {"ok": True, "domid": domain.domid, "name": domain.name, "gdb": gdb}
+
+    def debug(self, domain, port):
+        """The cfg's gdb = PORT: a stub holding the new domain; its port."""
+        if port is None:
+            return None
+        try:
+            return self.gdb.start(domain, port)
+        except UserInputError as e:
+            self.machine.destroy_domain(domain)
+            raise RequestError(str(e)) from None
 
     def op_list(self, client, domain=None):
         if domain is not None:
@@ -506,6 +522,7 @@ class Daemon(XenStoreOps):
         self.after_run()
 
     def close(self):
+        self.gdb.close()
         for client in list(self.clients.values()):
             if client.streaming() and not client.closing:
                 client.queue({"end": "daemon stopped"})

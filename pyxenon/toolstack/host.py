@@ -18,6 +18,7 @@ from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.hypervisor.machine import Machine
 
 from . import builder
+from .devices import Devices
 from pyxenon.backends.console import ConsoleBackend
 from .elfimage import load_kernel
 from pyxenon.backends.xenstore import XenStore
@@ -64,6 +65,7 @@ class Host:
         self.xenstore.mapper = lambda domid: getattr(self.machine.domains.get(domid),
                                                      "store_ring", None)
         self.domains = []  # every domain created, dead ones included (their logs)
+        self.devices = Devices(self.machine, self.xenstore)   # disks (blkback)
 
     def __enter__(self):
         return self
@@ -73,6 +75,9 @@ class Host:
 
     def close(self):
         if self.machine is not None:
+            for domain in list(self.machine.domains.values()):
+                self.devices.detach(domain)
+            self.devices.close()
             self.machine.close()
             self.machine = None
 
@@ -85,8 +90,11 @@ class Host:
         config = load_cfg(cfg, overrides) if cfg is not None else config_from(options)
         return self.create_from_config(config, paused=paused, trace=trace)
 
-    def create_from_config(self, config, paused=False, trace=None):
-        image = load_kernel(config.kernel, max_bytes=config.memory_mib << 20)
+    def create_from_config(self, config, paused=False, trace=None, image=None):
+        """image: the kernel already loaded (a caller creating many domains
+        from one kernel, e.g. the fuzzer, loads it once)."""
+        if image is None:
+            image = load_kernel(config.kernel, max_bytes=config.memory_mib << 20)
         ramdisk = read_ramdisk(config.ramdisk, config.memory_mib << 20)
         domain = self.machine.create_domain(config.name, config.memory_mib * PAGES_PER_MIB,
                                             label=config.seclabel)
@@ -121,6 +129,7 @@ class Host:
                              lambda: domain.events.set_pending(domain.store_port))
         self.xenstore.connect(domid, *domain.store_ring)
         populate_store(self.xenstore, domain, layout)
+        self.devices.attach(domain, config)
 
     # -- running -------------------------------------------------------------
 
@@ -141,6 +150,7 @@ class Host:
         return None
 
     def _on_destroy(self, domain):
+        self.devices.detach(domain)
         if self.xenstore.is_introduced(domain.domid):
             self.xenstore.release(domain.domid)
 

@@ -12,6 +12,7 @@ in the small tables below, and tests/test_interface_table.py checks them
 against the code.
 """
 import argparse
+import collections
 import importlib
 import inspect
 import sys
@@ -54,73 +55,32 @@ REFUSED = {
     ("sched_op", "SCHEDOP_pin_override"): ("EPERM", "hardware domain only", "sched_pin_override"),
 }
 
-# Why each hypercall without a handler is left out (-ENOSYS).  "later issue"
-# means a PV guest wants it and it is planned; the rest are out by design.
+# Why each hypercall without a handler is left out (-ENOSYS).  "as Xen":
+# Xen 4.17 answers -ENOSYS too; "not yet": Xen does more.
 # Hypercalls that have a handler need no line here.
 LEFT_OUT_REASONS = {
-    "set_trap_table": "later issue",
-    "set_gdt": "later issue",
-    "stack_switch": "later issue",
-    "set_callbacks": "later issue",
-    "fpu_taskswitch": "later issue",
-    "sched_op_compat": "obsolete: sched_op",
-    "platform_op": "privileged: dom0 only",
-    "set_debugreg": "later issue",
-    "get_debugreg": "later issue",
-    "update_descriptor": "later issue",
-    "memory_op": "later issue",
-    "multicall": "later issue",
-    "set_timer_op": "later issue",
-    "event_channel_op_compat": "obsolete: event_channel_op",
-    "physdev_op_compat": "obsolete: physdev_op",
-    "grant_table_op": "later issue",
-    "vm_assist": "later issue",
-    "iret": "later issue",
-    "vcpu_op": "later issue",
-    "set_segment_base": "later issue",
-    "xsm_op": "no security module",
-    "nmi_op": "no NMI delivery",
-    "callback_op": "later issue",
-    "xenoprof_op": "no profiling",
-    "physdev_op": "no physical devices",
-    "hvm_op": "x86 PV only: no HVM",
-    "sysctl": "privileged: toolstack",
-    "domctl": "privileged: toolstack",
-    "kexec_op": "privileged: dom0 only",
-    "tmem_op": "obsolete: removed in Xen",
-    "argo_op": "not offered: Argo",
-    "xenpmu_op": "no PMU",
-    "dm_op": "device models: HVM",
-    "hypfs_op": "privileged: dom0 only",
-    "arch_0": "privileged: toolstack",   # x86: paging_domctl_cont
-    "arch_1": "privileged: dom0 only",   # x86: mca (machine check)
-    "arch_2": "unused on x86",
-    "arch_3": "unused on x86",
-    "arch_4": "unused on x86",
-    "arch_5": "unused on x86",
-    "arch_6": "unused on x86",
-    "arch_7": "unused on x86",
+    "xsm_op": "as Xen without FLASK (xsm/dummy.h's xsm_do_xsm_op)",
+    "xenoprof_op": "not yet: Xen has xenoprof (do_xenoprof_op)",
+    "hvm_op": "not yet: Xen answers a few ops for PV (do_hvm_op)",
+    "tmem_op": "as Xen: removed (no entry in hypercall-defs.c)",
+    "argo_op": "as Xen without CONFIG_ARGO (its default)",
+    "arch_2": "as Xen: no entry on x86",
+    "arch_3": "as Xen: no entry on x86",
+    "arch_4": "as Xen: no entry on x86",
+    "arch_5": "as Xen: no entry on x86",
+    "arch_6": "as Xen: no entry on x86",
+    "arch_7": "as Xen: no entry on x86",
 }
 
 # Why a sub-operation of an implemented hypercall is left out (-ENOSYS).
 SUBOP_LEFT_OUT_REASONS = {
-    ("event_channel_op", "EVTCHNOP_bind_interdomain"): "later issue",
-    ("event_channel_op", "EVTCHNOP_bind_virq"): "later issue",
-    ("event_channel_op", "EVTCHNOP_bind_pirq"): "no physical IRQs",
-    ("event_channel_op", "EVTCHNOP_close"): "later issue",
-    ("event_channel_op", "EVTCHNOP_status"): "later issue",
-    ("event_channel_op", "EVTCHNOP_alloc_unbound"): "later issue",
-    ("event_channel_op", "EVTCHNOP_bind_ipi"): "later issue",
-    ("event_channel_op", "EVTCHNOP_bind_vcpu"): "later issue",
-    ("event_channel_op", "EVTCHNOP_unmask"): "later issue",
-    ("event_channel_op", "EVTCHNOP_reset"): "later issue",
-    ("event_channel_op", "EVTCHNOP_init_control"): "FIFO ABI: 2-level only",
-    ("event_channel_op", "EVTCHNOP_expand_array"): "FIFO ABI: 2-level only",
-    ("event_channel_op", "EVTCHNOP_set_priority"): "FIFO ABI: 2-level only",
-    ("mmuext_op", "MMUEXT_FLUSH_CACHE"): "device domains only",
-    ("mmuext_op", "MMUEXT_FLUSH_CACHE_GLOBAL"): "device domains only",
-    ("mmuext_op", "MMUEXT_MARK_SUPER"): "obsolete: PV superpages",
-    ("mmuext_op", "MMUEXT_UNMARK_SUPER"): "obsolete: PV superpages",
+    ("physdev_op", "PHYSDEVOP_free_irq_vector"): "as Xen: do_physdev_op has no such case",
+    ("memory_op", "XENMEM_paging_op"): "as Xen without CONFIG_MEM_PAGING (its default)",
+    ("memory_op", "XENMEM_sharing_op"): "as Xen without CONFIG_MEM_SHARING (its default)",
+    ("event_channel_op", "EVTCHNOP_bind_pirq"): "not yet: Xen -EINVAL/-EPERM (evtchn_bind_pirq)",
+    ("event_channel_op", "EVTCHNOP_init_control"): "not yet: 2-level only (Xen: event_fifo.c)",
+    ("event_channel_op", "EVTCHNOP_expand_array"): "not yet: 2-level only (Xen: event_fifo.c)",
+    ("event_channel_op", "EVTCHNOP_set_priority"): "not yet: 2-level only (Xen: event_fifo.c)",
 }
 NO_REASON = "not yet"
 
@@ -210,6 +170,9 @@ def hypercall_entry(nr, name, handler, ops):
     if handler is None:
         return Entry(name, nr, "", None, LEFT_OUT, "ENOSYS",
                      LEFT_OUT_REASONS.get(name, NO_REASON), "")
+    refused = refusal(name, "", handler)
+    if refused:
+        return Entry(name, nr, "", None, REFUSED_STATUS, *refused, handler_name(handler))
     notes = [SUPPORTED_NOTES.get(name, ""), "sub-operations below" if ops else ""]
     note = "; ".join(n for n in notes if n)
     return Entry(name, nr, "", None, SUPPORTED, "", note, handler_name(handler))
@@ -250,15 +213,12 @@ def entries():
 
 
 def totals(all_entries):
-    calls = [e for e in all_entries if not e.op]
-    subs = [e for e in all_entries if e.op]
-    supported = sum(e.status == SUPPORTED for e in calls)
-    sub_supported = sum(e.status == SUPPORTED for e in subs)
-    refused = sum(e.status == REFUSED_STATUS for e in subs)
-    return (f"pyxenon supports {supported} of Xen's {len(xen.HYPERCALL_NAMES)} hypercalls "
-            f"({sub_supported} sub-operations). It refuses {refused} sub-operations; "
-            f"{len(calls) - supported} hypercalls and "
-            f"{sum(e.status == LEFT_OUT for e in subs)} sub-operations are left out (-ENOSYS).")
+    calls = collections.Counter(e.status for e in all_entries if not e.op)
+    subs = collections.Counter(e.status for e in all_entries if e.op)
+    return (f"pyxenon supports {calls[SUPPORTED]} of Xen's {len(xen.HYPERCALL_NAMES)} hypercalls "
+            f"({subs[SUPPORTED]} sub-operations). It refuses {calls[REFUSED_STATUS]} hypercalls "
+            f"and {subs[REFUSED_STATUS]} sub-operations, as Xen refuses them to a domU; "
+            f"{calls[LEFT_OUT]} hypercalls and {subs[LEFT_OUT]} sub-operations are left out (-ENOSYS).")
 
 
 def cell(text, code=False):
@@ -279,8 +239,8 @@ def render(all_entries):
         "Generated by `python -m pyxenon.toolstack.interface --write` from the hypercall",
         "table (`pyxenon.hypercalls`) and Xen's public numbers (`pyxenon.public`); do not",
         "edit by hand. `tests/test_interface_table.py` fails when this file and the code",
-        "disagree. *refused*: the handler only returns the error; *left out*: no handler,",
-        "the guest gets -ENOSYS.",
+        "disagree. *refused*: the handler only returns the error (after the checks Xen makes",
+        "first, named in the note); *left out*: no handler, the guest gets -ENOSYS.",
         "",
         totals(all_entries),
         "",

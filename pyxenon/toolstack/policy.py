@@ -50,6 +50,19 @@ What a rule ``from = A, to = B`` allows, and where the data goes:
                    into it, A -> B.  "readwrite": both.
     xenstore       A uses B's XenStore nodes.  "read": B -> A.  "write":
                    A -> B.  "readwrite": both.
+    block          A attaches a disk whose storage label is B (``to`` names a
+                   label declared under ``[storage]``; a disk gets its label
+                   from ``seclabel=`` in its xl.cfg disk spec).  "read": a
+                   read-only disk, B -> A.  "readwrite": a writable one too.
+                   Checked once per attach.  A storage label is a node of the
+                   flow graph: data can flow A -> disk -> C.
+    network        frames from A may reach B over a bridge, A -> B (give
+                   ``bidirectional`` for replies).  ``access`` does not apply.
+
+Storage labels are declared like domain labels, in their own table::
+
+    [storage]
+    scratch = "a scratch disk"
 
 Compiled, a rule becomes tuples (subject, object, path, access) with access
 "r" (data flows object -> subject) or "w" (subject -> object): an event
@@ -69,7 +82,7 @@ import re
 import sys
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from pyxenon.errors import UserInputError, read_user_file
@@ -82,11 +95,12 @@ except ImportError:  # Python 3.10: no TOML reader in the standard library
 EXIT_OK, EXIT_USAGE = 0, 2
 
 VERSION = 1
-PATHS = ("event_channel", "grant_map", "grant_copy", "xenstore")
-ACCESS_PATHS = ("grant_map", "grant_copy", "xenstore")
+PATHS = ("event_channel", "grant_map", "grant_copy", "xenstore", "block", "network")
+ACCESS_PATHS = ("grant_map", "grant_copy", "xenstore", "block")
+SIGNAL_PATHS = ("event_channel", "network")     # one way, subject -> object: "w"
 ACCESS = {"read": ("r",), "write": ("w",), "readwrite": ("r", "w")}
 DEFAULT_ACCESS = "read"  # fail safe: a rule grants writes only when it says so
-TOP_KEYS = ("version", "labels", "allow")
+TOP_KEYS = ("version", "labels", "storage", "allow")
 RULE_KEYS = ("from", "to", "paths", "access", "bidirectional")
 LABEL = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 DOMAIN_ID = re.compile(r"(dom|d)[0-9]+")
@@ -101,6 +115,13 @@ class Policy:
     allowed: frozenset             # {(subject, object, path, access)}, access "r" or "w"
     rule_of: Mapping[tuple, str]   # allowed tuple -> id of the first rule granting it
     rule_count: int
+    storage: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # storage label -> description
+
+    @property
+    def nodes(self):
+        """Every label a flow can pass: domain labels and storage labels."""
+        return {**self.labels, **self.storage}
 
 
 # ------------------------------------------------------------------ reading ----
@@ -124,17 +145,22 @@ def parse_policy(text, path="<policy>"):
     _only_keys(source, doc, TOP_KEYS, ())
     _check_version(source, doc)
     labels = _read_labels(source, doc.get("labels", {}))
+    storage = _read_labels(source, doc.get("storage", {}), "storage")
+    for name in storage:
+        if name in labels:
+            raise source.error(f"label {name!r} is both a domain label and a storage label",
+                               "storage", name)
     rules = doc.get("allow", [])
     if not isinstance(rules, list):
         raise source.error("write each rule as an [[allow]] table", "allow")
     rule_of = {}
     for index, rule in enumerate(rules):
         rule_id = source.rule_id(index)
-        for grant in _read_rule(source, rule, index, labels):
+        for grant in _read_rule(source, rule, index, labels, storage):
             rule_of.setdefault(grant, rule_id)
     return Policy(source=source.path, labels=MappingProxyType(labels),
                   allowed=frozenset(rule_of), rule_of=MappingProxyType(rule_of),
-                  rule_count=len(rules))
+                  rule_count=len(rules), storage=MappingProxyType(storage))
 
 
 class _Source:
@@ -279,27 +305,27 @@ def _check_version(source, doc):
                            f"(this pyxenon reads version {VERSION})", "version")
 
 
-def _read_labels(source, table):
+def _read_labels(source, table, key="labels"):
     if not isinstance(table, dict):
-        raise source.error('[labels] must be a table of label = "description"', "labels")
+        raise source.error(f'[{key}] must be a table of label = "description"', key)
     for name, description in table.items():
-        _check_label(source, name)
+        _check_label(source, name, key)
         if not isinstance(description, str):
             raise source.error(f"label {name!r}: the description must be a string",
-                               "labels", name)
+                               key, name)
     return dict(table)
 
 
-def _check_label(source, name):
+def _check_label(source, name, key="labels"):
     if not LABEL.fullmatch(name):
         raise source.error(f"bad label {name!r}: a label is [a-z][a-z0-9_-]*, "
-                           "at most 64 characters", "labels", name)
+                           "at most 64 characters", key, name)
     if DOMAIN_ID.fullmatch(name):
         raise source.error(f"label {name!r} looks like a domain id: labels name roles, "
-                           "not domains", "labels", name)
+                           "not domains", key, name)
 
 
-def _read_rule(source, rule, index, labels):
+def _read_rule(source, rule, index, labels, storage):
     """The (subject, object, path, access) tuples one [[allow]] table grants."""
     at = ("allow", index)
     if not isinstance(rule, dict):
@@ -309,21 +335,38 @@ def _read_rule(source, rule, index, labels):
         if key not in rule:
             raise source.error(f"rule has no {key!r}", *at)
     subject = _rule_label(source, rule, "from", labels, at)
-    obj = _rule_label(source, rule, "to", labels, at)
+    paths = _rule_paths(source, rule["paths"], at)
+    obj = _rule_object(source, rule, paths, labels, storage, at)
     if subject == obj:
         raise source.error(f"rule from {subject!r} to itself: a domain reaches its own "
                            "resources without a rule", *at, "to")
-    paths = _rule_paths(source, rule["paths"], at)
     access = _rule_access(source, rule, paths, at)
     pairs = [(subject, obj)]
     if _rule_flag(source, rule, "bidirectional", at):
+        if obj in storage:
+            raise source.error("a block rule cannot be bidirectional: a disk does not act",
+                               *at, "bidirectional")
         pairs.append((obj, subject))
     return [(s, o, path, one) for s, o in pairs for path in paths for one in _accesses(path, access)]
 
 
 def _accesses(path, access):
-    """An event channel only signals, subject -> object: "w"."""
-    return ("w",) if path == "event_channel" else ACCESS[access]
+    """An event channel only signals, and a network path only carries
+    frames, subject -> object: "w"."""
+    return ("w",) if path in SIGNAL_PATHS else ACCESS[access]
+
+
+def _rule_object(source, rule, paths, labels, storage, at):
+    """'to' is a storage label for a block rule, a domain label otherwise."""
+    if "block" in paths and len(paths) > 1:
+        raise source.error("a block rule names only the block path (its 'to' is a "
+                           "storage label)", *at, "paths")
+    if paths == ["block"]:
+        if rule["to"] not in storage:
+            raise source.error(f"block rule: 'to' must be a storage label declared under "
+                               f"[storage], not {rule['to']!r}", *at, "to")
+        return rule["to"]
+    return _rule_label(source, rule, "to", labels, at)
 
 
 def _rule_label(source, rule, key, labels, at):
@@ -357,8 +400,9 @@ def _rule_access(source, rule, paths, at):
         raise source.error(f"unknown access {access!r} (read, write or readwrite)",
                            *at, "access")
     if not any(path in ACCESS_PATHS for path in paths):
-        raise source.error("'access' applies to grant_map, grant_copy and xenstore only: "
-                           "an event channel just signals from -> to", *at, "access")
+        raise source.error("'access' applies to grant_map, grant_copy, xenstore and block "
+                           "only: an event channel or a network path just carries from -> to",
+                           *at, "access")
     if access == "write" and "grant_map" in paths:
         raise source.error("grant_map cannot be write-only (a writable mapping can be "
                            "read too): say \"readwrite\"", *at, "access")
@@ -389,7 +433,7 @@ def can_flow(policy, source, target):
     [] when source == target (nothing to cross).  Labels must be declared.
     """
     for label in (source, target):
-        if label not in policy.labels:
+        if label not in policy.nodes:
             raise ValueError(f"unknown label {label!r}")
     following = {}  # label -> the edges leaving it
     for edge in flow_edges(policy):
@@ -425,7 +469,7 @@ def graph_text(policy):
     lines = [f"# flow graph of {policy.source}: one edge per line, SOURCE -[PATH]-> DESTINATION"]
     lines += [f"{src} -[{path}]-> {dst}" for src, path, dst in edges]
     connected = {src for src, _, _ in edges} | {dst for _, _, dst in edges}
-    isolated = sorted(set(policy.labels) - connected)
+    isolated = sorted(set(policy.nodes) - connected)
     if isolated:
         lines.append(f"# isolated: {', '.join(isolated)}")
     return "\n".join(lines) + "\n"
@@ -435,7 +479,7 @@ def graph_dot(policy):
     """The flow graph as Graphviz DOT: every label a node, every edge labelled."""
     lines = ["digraph policy {",
              "    // an edge A -> B: information can flow from A to B over the path named"]
-    lines += [f'    "{label}";' for label in sorted(policy.labels)]
+    lines += [f'    "{label}";' for label in sorted(policy.nodes)]
     lines += [f'    "{src}" -> "{dst}" [label="{path}"];' for src, path, dst in flow_edges(policy)]
     return "\n".join(lines + ["}"]) + "\n"
 

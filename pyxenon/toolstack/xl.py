@@ -64,13 +64,21 @@ def cmd_create(args):
         return create_foreground(args)
     conn = protocol.connect(start=True)
     try:
-        conn.request("create", cfg=os.path.abspath(args.cfg), overrides=args.overrides,
-                     paused=args.paused, cwd=os.getcwd(), console=args.console)
+        reply = conn.request("create", cfg=os.path.abspath(args.cfg), overrides=args.overrides,
+                             paused=args.paused, cwd=os.getcwd(), console=args.console)
         if args.console:
             return stream_console(conn)
+        say_gdb(config, reply)
     finally:
         conn.close()
     return EXIT_OK
+
+
+def say_gdb(config, reply):
+    """The cfg's gdb = PORT: where its stub listens (port 0 picks one)."""
+    if reply.get("gdb") is not None:
+        print(f"{config.name}: stopped before its first instruction, gdb stub on "
+              f"127.0.0.1:{reply['gdb']}", file=sys.stderr)
 
 
 def take_cfg_file(args):

@@ -33,6 +33,8 @@ from typing import Optional
 
 from pyxenon.errors import UserInputError, read_user_file
 
+from . import xldevices
+
 OVERRIDE_SOURCE = "command line"
 DEFAULT_MEMORY_MIB = 32  # libxl's default max_memkb
 LONG_MAX = (1 << 63) - 1  # xl reads numbers with strtol()
@@ -62,6 +64,9 @@ class DomainConfig:
     seclabel: Optional[str] = None
     # xl's parse_config_data: the cfg's uuid, else libxl_uuid_generate's random one
     uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    gdb: Optional[int] = None  # pyxenon's own: serve a GDB stub on this port (0: any)
+    disks: tuple = ()              # xldevices.DiskSpec, in the cfg's order
+    vifs: tuple = ()               # xldevices.VifSpec
     path: str = ""
     extra_keys: dict = field(default_factory=dict)
     # key -> (source, line) of the setting that won, for later messages.
@@ -78,10 +83,11 @@ class DomainConfig:
 
 def ignored_warning(config):
     """One line naming the cfg's keys pyxenon does not implement, or None."""
-    if not config.extra_keys:
+    keys = list(config.extra_keys)
+    if not keys:
         return None
     return (f"warning: {config.path}: settings pyxenon does not implement, ignored: "
-            + ", ".join(config.extra_keys))
+            + ", ".join(keys))
 
 
 def load_cfg(path, overrides=()):
@@ -375,6 +381,16 @@ def _positive_int(key, value):
     return value
 
 
+def _port(key, value):
+    """A TCP port, 0 meaning any free one."""
+    if value in (0, "0"):
+        return 0
+    value = _positive_int(key, value)
+    if value > 65535:
+        raise ValueError(f"{key} must be a TCP port (0 to 65535), not {value}")
+    return value
+
+
 def _action(key, value):
     if _string(key, value) not in ACTIONS:
         raise ValueError(f"unknown {key} action {value!r} (use one of "
@@ -408,6 +424,14 @@ def _builder(key, value):
     return value  # "generic" and others mean PV, as in xl
 
 
+def _string_list(key, value):
+    if isinstance(value, str):
+        value = [value]           # xl takes a lone string as a one-item list
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{key} must be a list of quoted strings")
+    return value
+
+
 CONVERTERS = {
     "name": _nonempty_string,
     "type": _guest_type,
@@ -426,6 +450,9 @@ CONVERTERS = {
     "on_watchdog": _action,
     "seclabel": _string,
     "uuid": _uuid,
+    "gdb": _port,
+    "disk": _string_list,
+    "vif": _string_list,
 }
 
 REQUIRED = ("name", "kernel")
@@ -483,8 +510,35 @@ def _memory(values, settings):
     return memory, maxmem
 
 
+def _devices(values, settings, path):
+    """The disk and vif lists, each spec checked (xldevices)."""
+    found = {}
+    for key, parse in (("disk", lambda spec, i, folder: xldevices.parse_disk(spec, folder)),
+                       ("vif", xldevices.parse_vif)):
+        if key not in values:
+            found[key] = ()
+            continue
+        setting = settings[key]
+        found[key] = tuple(_device(parse, key, spec, index, setting, path)
+                           for index, spec in enumerate(values[key]))
+    try:
+        xldevices.check_unique(found["disk"], found["vif"])
+    except ValueError as err:
+        raise UserInputError(path, str(err)) from None
+    return found["disk"], found["vif"]
+
+
+def _device(parse, key, spec, index, setting, path):
+    try:
+        return parse(spec, index, _base_folder(setting, path))
+    except ValueError as err:
+        raise UserInputError(setting.source, f"{key} {spec!r}: {err}",
+                             line=setting.line) from None
+
+
 def _build(settings, path):
     values = _convert_known(settings)
+    disks, vifs = _devices(values, settings, path)
     _check_required(values, path)
     memory, maxmem = _memory(values, settings)
     actions = {key: values.get(key, default)
@@ -498,6 +552,8 @@ def _build(settings, path):
         vcpus=values.get("vcpus", 1),
         seclabel=values.get("seclabel"),
         **({"uuid": values["uuid"]} if "uuid" in values else {}),
+        gdb=values.get("gdb"),
+        disks=disks, vifs=vifs,
         path=path,
         extra_keys={key: s.value for key, s in settings.items()
                     if key not in CONVERTERS},

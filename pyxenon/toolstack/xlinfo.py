@@ -63,14 +63,19 @@ def vcpu_row(domain, vcpu, ns):
 
 def state_letters(domain):
     """xl's six state columns: running, blocked, paused, shutdown, reason, dying."""
-    runnable = any(v.runnable for v in domain.vcpus)
-    running = domain.state == RUNNING and runnable
-    blocked = domain.state == RUNNING and not runnable
     shut = domain.state == SHUTDOWN
     reason = REASON_LETTERS.get(domain.shutdown_reason, "?") if shut else "-"
-    return "".join(["r" if running else "-", "b" if blocked else "-",
-                    "p" if domain.state == PAUSED else "-", "s" if shut else "-",
+    # a domain a debugger holds shows paused, as gdbsx's domains do
+    paused = domain.state == PAUSED or domain.debug_paused
+    return "".join([run_letters(domain, paused), "p" if paused else "-", "s" if shut else "-",
                     reason, "d" if domain.state == DEAD else "-"])
+
+
+def run_letters(domain, paused):
+    """xl's first two columns: running or blocked, for a domain that runs."""
+    if domain.state != RUNNING or paused:
+        return "--"
+    return "r-" if any(v.runnable for v in domain.vcpus) else "-b"
 
 
 def uuid_text(handle):
@@ -95,80 +100,24 @@ def config_json(config):
                    "target_memkb": config.memory_mib * 1024,
                    "type.pv": {"kernel": config.kernel, "cmdline": config.cmdline,
                                "ramdisk": config.ramdisk}},
-        "disks": [disk_json(spec) for spec in cfg_list(config, "disk")],
-        "nics": [nic_json(spec, devid) for devid, spec in enumerate(cfg_list(config, "vif"))],
+        "disks": [disk_json(disk) for disk in config.disks],
+        "nics": [nic_json(vif) for vif in config.vifs],
         "on_poweroff": config.on_poweroff, "on_reboot": config.on_reboot,
         "on_watchdog": config.on_watchdog, "on_crash": config.on_crash,
     }
 
 
-def cfg_list(config, key):
-    """The cfg's disk = [...] or vif = [...] strings, as written (no backend
-    implements them yet: they are also in the cfg's ignored-keys warning)."""
-    value = config.extra_keys.get(key, [])
-    items = value if isinstance(value, list) else [value]
-    return [item for item in items if isinstance(item, str)]
+def disk_json(disk):
+    """A parsed disk (xldevices.DiskSpec) as libxl_device_disk's fields."""
+    return {"backend_domid": 0, "pdev_path": disk.target, "vdev": disk.vdev,
+            "backend": "qdisk", "format": "raw", "readwrite": int(not disk.readonly),
+            "is_cdrom": int(disk.devtype == "cdrom")}
 
 
-DISK_FORMATS = ("raw", "qcow", "qcow2", "vhd", "qed")
-DISK_ACCESS = {"r": 0, "ro": 0, "w": 1, "rw": 1}
-DISK_PREFIXES = {"phy": ("phy", "raw"), "file": ("qdisk", "raw"), "aio": ("qdisk", "raw"),
-                 "tap": ("tap", "raw"), "tap2": ("tap", "raw"),
-                 "qcow": ("qdisk", "qcow"), "qcow2": ("qdisk", "qcow2"), "vhd": ("qdisk", "vhd")}
-
-
-def disk_json(spec):
-    """A disk spec (xl-disk-configuration: positional target, format, vdev,
-    access, or key=value) as libxl_device_disk's fields."""
-    disk = {"backend_domid": 0, "pdev_path": None, "vdev": None, "backend": "unknown",
-            "format": "unknown", "readwrite": 1, "is_cdrom": 0}
-    for token in (t.strip() for t in spec.split(",")):
-        key, eq, value = token.partition("=")
-        if eq:
-            disk_key(disk, key.strip(), value.strip())
-        elif token in DISK_FORMATS:
-            disk["format"] = token
-        elif token in DISK_ACCESS:
-            disk["readwrite"] = DISK_ACCESS[token]
-        elif disk["pdev_path"] is None and ("/" in token or ":" in token):
-            disk_target(disk, token)
-        elif token:
-            disk["vdev"] = token
-    return disk
-
-
-def disk_key(disk, key, value):
-    if key == "target":
-        disk_target(disk, value)
-    elif key == "access":
-        disk["readwrite"] = DISK_ACCESS.get(value, 1)
-    elif key == "devtype":
-        disk["is_cdrom"] = int(value == "cdrom")
-    elif key in ("vdev", "format", "backend", "script"):
-        disk[key] = value
-
-
-def disk_target(disk, target):
-    """"phy:/dev/x", "file:/img", "tap:aio:/img" or a plain path."""
-    while ":" in target and target.split(":", 1)[0] in DISK_PREFIXES:
-        prefix, target = target.split(":", 1)
-        disk["backend"], disk["format"] = DISK_PREFIXES[prefix]
-    disk["pdev_path"] = target
-
-
-NIC_KEYS = {"mac": "mac", "bridge": "bridge", "ip": "ip", "model": "model", "type": "nictype",
-            "script": "script", "vifname": "ifname", "rate": "rate", "backend": "backend_domname",
-            "mtu": "mtu"}
-
-
-def nic_json(spec, devid):
-    """A vif spec (xl-network-configuration: key=value list) as libxl_device_nic's fields."""
-    nic = {"backend_domid": 0, "devid": devid}
-    for token in (t.strip() for t in spec.split(",")):
-        key, eq, value = token.partition("=")
-        if eq and key.strip() in NIC_KEYS:
-            nic[NIC_KEYS[key.strip()]] = value.strip()
-    return nic
+def nic_json(vif):
+    """A parsed vif (xldevices.VifSpec) as libxl_device_nic's fields."""
+    return {"backend_domid": 0, "devid": vif.devid, "mac": vif.mac, "bridge": vif.bridge,
+            "mtu": vif.mtu}
 
 
 # -- xl info ----------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Parser targets for every host-side input, and the random parser campaign."""

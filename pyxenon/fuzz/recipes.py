@@ -1,0 +1,208 @@
+"""Recipes: short op sequences toward deep states single calls rarely
+reach.  Each is a generator of ops; it runs between them, so it can look at
+what the previous ones did (as a guest reads its hypercall results)."""
+import struct
+
+from pyxenon.hypervisor import mm
+from pyxenon.hypervisor.errors import GuestFault
+from pyxenon.hypervisor.guestmem import copy_from_guest
+from pyxenon.public import event_channel as ev, grant_table as gt, xen
+
+from .common import PAGE
+from .ops import call_op, store_op, touch_op
+from .world import SCRATCH_PAGES, SLOTS
+
+
+def recipe_grant_map(m, slot):
+    """A granter writes a grant entry; the grantee unmaps a page and maps the grant there."""
+    world = m.world
+    granter_slot = m.rng.randrange(len(SLOTS))
+    granter, grantee = world.domain(granter_slot), world.domain(slot)
+    ref = m.rng.randrange(16)
+    frame = m.scratch_frame(granter)[1] if m.chance(0.7) else m.mfn(granter)
+    flags = gt.GTF_permit_access | (gt.GTF_readonly if m.chance(0.3) else 0)
+    entry = struct.pack("<HHI", flags, grantee.domid, frame & 0xFFFFFFFF)
+    yield store_op(granter_slot, granter.grant_table.first_mfn, ref * 8, entry)
+    va = m.scratch_frame(grantee)[0]
+    yield call_op(slot, xen.HYPERVISOR_update_va_mapping, [va, 0, xen.UVMF_INVLPG])
+    grantee = world.domain(slot)
+    if grantee is None:
+        return
+    mapflags = gt.GNTMAP_host_map | (gt.GNTMAP_readonly if m.chance(0.4) else 0)
+    op = m.struct(grantee, gt.gnttab_map_grant_ref, host_addr=va, flags=mapflags, ref=ref,
+                  dom=granter.domid)
+    yield m.buffer_call(grantee, slot, xen.HYPERVISOR_grant_table_op,
+                        (gt.GNTTABOP_map_grant_ref,), data=op, tail=(1,))
+
+
+def recipe_grant_map_twice(m, slot):
+    """One grant mapped twice, then one mapping ended: the in-use bits Xen
+    keeps in the granter's entry must stay while the other one lives."""
+    for op in recipe_grant_map(m, slot):
+        yield op
+    dom = m.world.domain(slot)
+    if dom is None or not dom.grant_table.maptrack:
+        return
+    handle = max(dom.grant_table.maptrack)
+    first = dom.grant_table.maptrack[handle]
+    va = m.scratch_frame(dom)[0]
+    yield call_op(slot, xen.HYPERVISOR_update_va_mapping, [va, 0, xen.UVMF_INVLPG])
+    dom = m.world.domain(slot)
+    if dom is None:
+        return
+    mapflags = gt.GNTMAP_host_map | (gt.GNTMAP_readonly if first.readonly else 0)
+    op = m.struct(dom, gt.gnttab_map_grant_ref, host_addr=va, flags=mapflags, ref=first.ref,
+                  dom=first.granter.domid)
+    yield m.buffer_call(dom, slot, xen.HYPERVISOR_grant_table_op, (gt.GNTTABOP_map_grant_ref,),
+                        data=op, tail=(1,))
+    dom = m.world.domain(slot)
+    if dom is not None and handle in dom.grant_table.maptrack:
+        op = m.struct(dom, gt.gnttab_unmap_grant_ref, handle=handle, host_addr=0)
+        yield m.buffer_call(dom, slot, xen.HYPERVISOR_grant_table_op,
+                            (gt.GNTTABOP_unmap_grant_ref,), data=op, tail=(1,))
+
+
+def recipe_grant_unmap(m, slot):
+    dom = m.world.domain(slot)
+    if not dom.grant_table.maptrack:
+        return
+    handle = m.rng.choice(sorted(dom.grant_table.maptrack))
+    host_addr = 0 if m.chance(0.7) else m.va(dom)
+    op = m.struct(dom, gt.gnttab_unmap_grant_ref, handle=handle, host_addr=host_addr)
+    yield m.buffer_call(dom, slot, xen.HYPERVISOR_grant_table_op,
+                        (gt.GNTTABOP_unmap_grant_ref,), data=op, tail=(1,))
+
+
+def recipe_evtchn_connect(m, slot):
+    """alloc_unbound in one domain, bind_interdomain from another, then a send."""
+    world = m.world
+    other_slot = m.rng.randrange(len(SLOTS))
+    a, b = world.domain(slot), world.domain(other_slot)
+    alloc = m.struct(a, ev.evtchn_alloc_unbound, dom=xen.DOMID_SELF, remote_dom=b.domid)
+    op = m.buffer_call(a, slot, xen.HYPERVISOR_event_channel_op, (ev.EVTCHNOP_alloc_unbound,),
+                       data=alloc)
+    yield op
+    port = read_back_u32(world, slot, op["args"][1] + 4)
+    b = world.domain(other_slot)
+    if port is None or b is None or world.domain(slot) is None:
+        return
+    bind = m.struct(b, ev.evtchn_bind_interdomain, remote_dom=a.domid, remote_port=port)
+    bound = m.buffer_call(b, other_slot, xen.HYPERVISOR_event_channel_op,
+                          (ev.EVTCHNOP_bind_interdomain,), data=bind)
+    yield bound
+    local = read_back_u32(world, other_slot, bound["args"][1] + 8)
+    b = world.domain(other_slot)
+    if local is not None and b is not None:
+        send = struct.pack("<I", local)
+        yield m.buffer_call(b, other_slot, xen.HYPERVISOR_event_channel_op,
+                            (m.rng.choice((ev.EVTCHNOP_send, ev.EVTCHNOP_close)),), data=send)
+
+
+def read_back_u32(world, slot, va):
+    """A u32 the hypervisor wrote into the guest's buffer (as the guest reads it)."""
+    dom = world.domain(slot)
+    if dom is None:
+        return None
+    try:
+        return struct.unpack("<I", copy_from_guest(dom.vcpus[0], va, 4))[0]
+    except GuestFault:
+        return None
+
+
+def recipe_new_l1(m, slot):
+    """Clear a free page, map it read-only, pin it as an L1, hook it into an L2."""
+    dom = m.world.domain(slot)
+    va, frame = m.scratch_frame(dom)
+    ext = struct.pack("<IxxxxQQ", xen.MMUEXT_CLEAR_PAGE, frame, 0)
+    yield m.buffer_call(dom, slot, xen.HYPERVISOR_mmuext_op, (), data=ext,
+                        tail=(1, 0, xen.DOMID_SELF))
+    yield call_op(slot, xen.HYPERVISOR_update_va_mapping, [va, frame << 12 | 0x65, 2])
+    pin = struct.pack("<IxxxxQQ", xen.MMUEXT_PIN_L1_TABLE, frame, 0)
+    dom = m.world.domain(slot)
+    if dom is None:
+        return
+    yield m.buffer_call(dom, slot, xen.HYPERVISOR_mmuext_op, (), data=pin,
+                        tail=(1, 0, xen.DOMID_SELF))
+    l2s = [t for t, level in m.world.tables.get(dom.domid, ()) if level == mm.L2]
+    dom = m.world.domain(slot)
+    if l2s and dom is not None:
+        req = struct.pack("<QQ", m.rng.choice(l2s) << 12 | m.rng.randrange(512) * 8,
+                          frame << 12 | 0x67)
+        yield m.buffer_call(dom, slot, xen.HYPERVISOR_mmu_update, (), data=req,
+                            tail=(1, 0, xen.DOMID_SELF))
+
+
+def recipe_self_reference(m, slot):
+    """The isolation issue's first breach: a plain page naming itself
+    writable, unmapped, then hooked in (or pinned) as a table of any level."""
+    dom = m.world.domain(slot)
+    va, frame = m.scratch_frame(dom)
+    yield store_op(slot, frame, m.rng.randrange(512) * 8, struct.pack("<Q", frame << 12 | 0x67))
+    yield call_op(slot, xen.HYPERVISOR_update_va_mapping, [va, 0, m.rng.choice((0, 2))])
+    dom = m.world.domain(slot)
+    if dom is None:
+        return
+    level = m.rng.choice((mm.L2, mm.L3, mm.L4))
+    parents = [t for t, lv in m.world.tables.get(dom.domid, ()) if lv == level + 1]
+    if parents and m.chance(0.6):
+        req = struct.pack("<QQ", m.rng.choice(parents) << 12 | m.rng.randrange(256) * 8,
+                          frame << 12 | 0x67)
+        yield m.buffer_call(dom, slot, xen.HYPERVISOR_mmu_update, (), data=req,
+                            tail=(1, 0, xen.DOMID_SELF))
+    else:
+        pin = struct.pack("<IxxxxQQ", xen.MMUEXT_PIN_L1_TABLE + level - 1, frame, 0)
+        yield m.buffer_call(dom, slot, xen.HYPERVISOR_mmuext_op, (), data=pin,
+                            tail=(1, 0, xen.DOMID_SELF))
+
+
+def recipe_stale_retype(m, slot):
+    """The second breach: a write leaves the frame writable in the TLB, the
+    mapping goes without a flush, the frame becomes a table."""
+    dom = m.world.domain(slot)
+    va, frame = m.scratch_frame(dom)
+    yield call_op(slot, xen.HYPERVISOR_update_va_mapping, [va, frame << 12 | 0x67, 0])
+    yield touch_op(slot, va, True)
+    yield call_op(slot, xen.HYPERVISOR_update_va_mapping, [va, 0, 0])
+    dom = m.world.domain(slot)
+    if dom is None:
+        return
+    cmd = m.rng.choice((xen.MMUEXT_PIN_L1_TABLE, xen.MMUEXT_PIN_L2_TABLE,
+                        xen.MMUEXT_PIN_L3_TABLE, xen.MMUEXT_PIN_L4_TABLE))
+    pin = struct.pack("<IxxxxQQ", cmd, frame, 0)
+    yield m.buffer_call(dom, slot, xen.HYPERVISOR_mmuext_op, (), data=pin,
+                        tail=(1, 0, xen.DOMID_SELF))
+    yield touch_op(slot, va, m.chance(0.5))
+
+
+def recipe_linear_or_unhook(m, slot):
+    """An upper entry naming a table of its own level (a linear entry,
+    read-only or not), or cleared (a table unhooked without a flush)."""
+    dom = m.world.domain(slot)
+    tables = [t for t in m.world.tables.get(dom.domid, ()) if t[1] >= mm.L2]
+    if not tables:
+        return
+    table, level = m.rng.choice(tables)
+    same = [t for t, lv in m.world.tables.get(dom.domid, ()) if lv == level]
+    val = m.rng.choice(same) << 12 | m.rng.choice((0x25, 0x27)) if m.chance(0.7) else 0
+    req = struct.pack("<QQ", table << 12 | m.rng.randrange(512) * 8, val)
+    yield m.buffer_call(dom, slot, xen.HYPERVISOR_mmu_update, (), data=req,
+                        tail=(1, 0, xen.DOMID_SELF))
+    yield touch_op(slot, m.va(dom), m.chance(0.5))
+
+
+def recipe_long_batch(m, slot):
+    """A multicall of grant-table batches, each over the megabytes of free
+    padding: how long can one hypercall keep the hypervisor busy?"""
+    dom = m.world.domain(slot)
+    region = dom.layout.stack + PAGE * (SCRATCH_PAGES + 1)
+    cmd = m.rng.choice((gt.GNTTABOP_query_size, gt.GNTTABOP_setup_table, gt.GNTTABOP_copy))
+    entry = struct.pack("<QQ6Q", xen.HYPERVISOR_grant_table_op, 0, cmd, region, 0xFFFFFFFF,
+                        0, 0, 0)
+    yield m.buffer_call(dom, slot, xen.HYPERVISOR_multicall, (), data=entry * 16, tail=(16,))
+
+
+RECIPES = (recipe_grant_map, recipe_grant_map, recipe_grant_unmap, recipe_evtchn_connect,
+           recipe_new_l1) * 2 + (recipe_self_reference, recipe_stale_retype,
+                                 recipe_linear_or_unhook, recipe_grant_map_twice)
+RECIPE_CHANCE = 0.08          # a step is a recipe
+LONG_BATCH_CHANCE = 0.00002   # a step is recipe_long_batch (each costs up to CALL_LIMIT)

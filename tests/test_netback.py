@@ -1,0 +1,99 @@
+"""The network backend (pyxenon.backends.netback) and the bridges
+(netswitch): two netfront toy guests exchanging frames over one bridge,
+only as the policy's network path allows; the checks on a frontend's tx
+slots; pcap capture."""
+import struct
+
+import pytest
+
+from pyxenon.toolstack.host import Host
+from pyxenon.toolstack.policy import MemoryAudit, parse_policy
+from pyxenon.toolstack.xldevices import parse_vif
+
+POLICY = """\
+version = 1
+[labels]
+a = "pings"
+b = "answers"
+c = "alone"
+[[allow]]
+from = "a"
+to = "b"
+paths = ["network"]
+bidirectional = true
+"""
+
+
+def guest(h, guests, name, label, cmdline, vif="bridge=lan"):
+    return h.create(kernel=str(guests / "netfront" / "netfront.elf"), name=name, memory=16,
+                    seclabel=label, cmdline=cmdline, vifs=(parse_vif(vif, 0, "/"),))
+
+
+def console(dom):
+    return dom.dmesg_text + dom.console_text
+
+
+def pair(guests, labels, tmp_path=None, audit=None):
+    pcap = f",pcap={tmp_path / 'lan.pcap'}" if tmp_path else ""
+    with Host(memory_mib=128, policy=parse_policy(POLICY, "p.toml"), audit=audit) as h:
+        pong = guest(h, guests, "pong", labels[1], "mode=pong", "bridge=lan" + pcap)
+        ping = guest(h, guests, "ping", labels[0], "mode=ping count=5")
+        h.run(timeout=60)
+        bridge = h.devices.bridges["lan"]
+        counts = bridge.forwarded, bridge.refused
+    return console(ping), console(pong), counts
+
+
+def test_two_guests_exchange_frames_when_the_policy_allows(guests, tmp_path):
+    audit = MemoryAudit()
+    ping, pong, (forwarded, refused) = pair(guests, ("a", "b"), tmp_path, audit)
+    assert "netfront: 5 of 5 replies" in ping and "netfront: done, 0 failures" in ping
+    assert "netfront: answered 5" in pong
+    assert refused == 0
+    decisions = [(r["subject"]["label"], r["object"]["label"], r["decision"])
+                 for r in audit if r["operation"].startswith("network")]
+    assert sorted(decisions) == [("a", "b", "allow"), ("b", "a", "allow")]
+    data = (tmp_path / "lan.pcap").read_bytes()
+    assert struct.unpack_from("<IHHiIII", data) == (0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    frames, pos = [], 24
+    while pos < len(data):
+        _, _, length, _ = struct.unpack_from("<IIII", data, pos)
+        frames.append(data[pos + 16:pos + 16 + length])
+        pos += 16 + length
+    assert len(frames) >= forwarded >= 11 and frames[0][:6] == b"\xff" * 6
+    assert frames[0][12:14] == b"\x88\xb5" and frames[0][14:20] == b"ping 0"
+    pongs = [f for f in frames if f[14:18] == b"pong"]
+    assert len(pongs) == 5 and pongs[0][:6] == frames[0][6:12]   # unicast to the pinger
+
+
+def test_frames_are_refused_without_a_network_path(guests):
+    ping, pong, (forwarded, refused) = pair(guests, ("a", "c"))
+    assert "netfront: 0 of 5 replies" in ping
+    assert "netfront: answered 0" in pong
+    assert forwarded == 0 and refused >= 5          # every ping (and retry) refused
+
+
+def test_hostile_tx_slots(guests):
+    with Host(memory_mib=64, policy=parse_policy(POLICY, "p.toml")) as h:
+        dom = guest(h, guests, "attacker", "a", "mode=attack")
+        backend = h.devices.find(dom, 0, kind="vif")
+        h.run(timeout=60)
+        errors = backend.errors
+    out = console(dom)
+    assert "ACCEPTED" not in out, out
+    assert "netfront: refused runt frame (status -1)" in out
+    assert "netfront: refused frame in a page never granted (status -1)" in out
+    assert "netfront: refused slot crossing its page (no answer)" in out
+    assert any("cross page boundary" in e for e in errors)
+
+
+def test_vif_nodes_and_features(guests):
+    with Host(memory_mib=64, policy=parse_policy(POLICY, "p.toml")) as h:
+        dom = guest(h, guests, "n", "a", "mode=pong", "bridge=lan,mac=00:16:3e:01:02:03")
+        xs = h.xenstore
+        be = "/local/domain/0/backend/vif/1/0"
+        assert xs.read(be + "/mac") == b"00:16:3e:01:02:03"
+        assert xs.read(be + "/feature-rx-copy") == b"1"
+        assert xs.read("/local/domain/1/device/vif/0/backend") == be.encode()
+        assert xs.read(be + "/state") == b"2"
+        dom.shutdown(0)
