@@ -20,3 +20,17 @@ def linux_cfg(kernel, out, command, memory=256):
     ramdisk = out / "initramfs.cpio.gz"
     ramdisk.write_bytes(tool.build_initramfs(busybox.read_bytes()))
     return tool.write_cfg(out / "linux.cfg", kernel, ramdisk, command, memory)
+
+
+def boot_linux(cfg, timeout=60, **host_options):
+    """Boot cfg once on a Host of its own: (domain, run outcome, and per
+    vcpu (hypercalls, their digest), read before the domain went)."""
+    from pyxenon import Host
+
+    calls = []
+    with Host(**host_options) as host:
+        host.machine.destroy_listeners.append(lambda domain: calls.extend(
+            (v.core.hypercalls, v.core.call_digest) for v in domain.vcpus))
+        dom = host.create(str(cfg))
+        outcome = host.run(timeout=timeout)
+    return dom, outcome, calls

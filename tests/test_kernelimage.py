@@ -258,7 +258,7 @@ def test_run_boots_a_bzimage(capsys, tmp_path, hello):
 
 # -- Debian's kernel ---------------------------------------------------------------
 
-DEBIAN_META = "linux-image-cloud-amd64"
+CLOUD, GENERIC = "cloud-amd64", "amd64"    # Debian's kernel flavours (linux-image-FLAVOUR)
 
 
 def cache_dir():
@@ -278,13 +278,13 @@ def _apt(argv, cwd=None):
     return res.stdout
 
 
-def _versioned_package():
-    """linux-image-6.1.0-NN-cloud-amd64, from the metapackage's dependency."""
-    for line in _apt(["apt-cache", "depends", DEBIAN_META]).splitlines():
+def _versioned_package(meta):
+    """linux-image-6.1.0-NN-FLAVOUR, from the metapackage's dependency."""
+    for line in _apt(["apt-cache", "depends", meta]).splitlines():
         name = line.strip().removeprefix("Depends: ")
         if name.startswith("linux-image-") and name != line.strip():
             return name
-    pytest.skip(f"Debian kernel test: apt-cache names no kernel for {DEBIAN_META} "
+    pytest.skip(f"Debian kernel test: apt-cache names no kernel for {meta} "
                 "(run apt-get update)")
 
 
@@ -301,18 +301,17 @@ def _extract_vmlinuz(deb, folder):
     pytest.skip(f"Debian kernel test: {deb.name} has no /boot/vmlinuz-*")
 
 
-@pytest.fixture(scope="session")
-def debian_vmlinuz():
-    """Debian's cloud kernel, /boot/vmlinuz-*, fetched with apt-get download
-    into $PYXENON_CACHE (or ~/.cache/pyxenon) once; skipped when it cannot be had."""
+def fetch_debian_kernel(flavour):
+    """Debian's /boot/vmlinuz-*-FLAVOUR, fetched with apt-get download into
+    $PYXENON_CACHE (or ~/.cache/pyxenon) once; skipped when it cannot be had."""
     folder = cache_dir()
-    cached = sorted(folder.glob("vmlinuz-*"))
+    cached = sorted(folder.glob(f"vmlinuz-*[0-9]-{flavour}"))
     if cached:
         return cached[-1]
     missing = [tool for tool in ("apt-cache", "apt-get", "dpkg-deb") if not shutil.which(tool)]
     if missing:
         pytest.skip(f"Debian kernel test needs Debian's {', '.join(missing)}")
-    package = _versioned_package()
+    package = _versioned_package(f"linux-image-{flavour}")
     folder.mkdir(parents=True, exist_ok=True)
     _apt(["apt-get", "download", "-q", package], cwd=folder)
     deb = next(folder.glob(f"{package}_*.deb"), None)
@@ -322,6 +321,18 @@ def debian_vmlinuz():
         return _extract_vmlinuz(deb, folder)
     finally:
         deb.unlink()
+
+
+@pytest.fixture(scope="session")
+def debian_vmlinuz():
+    """Debian's cloud kernel (linux-image-cloud-amd64)."""
+    return fetch_debian_kernel(CLOUD)
+
+
+@pytest.fixture(scope="session")
+def debian_generic_vmlinuz():
+    """Debian's generic kernel (linux-image-amd64)."""
+    return fetch_debian_kernel(GENERIC)
 
 
 def test_debian_kernel_loads_as_a_bzimage(debian_vmlinuz):

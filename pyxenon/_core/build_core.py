@@ -17,7 +17,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c", "ptlevels.c", "audit.c", "fast.c",
-           "events.c", "mmu.c", "sched.c", "watchdog.c", "cpuid.c", "io.c", "debug.c"]
+           "events.c", "mmu.c", "sched.c", "watchdog.c", "cpuid.c", "io.c", "debug.c", "time.c"]
 
 CDEF = """
 #define PGT_NONE 0
@@ -46,7 +46,7 @@ struct xc_vcpu;
 struct xc_link;
 struct xc_vcpu {
     uint64_t cr3; uint64_t kernel_cr3; uint64_t user_cr3; uint64_t cr2;
-    uint64_t hypercalls; uint64_t fault_rip;
+    uint64_t hypercalls; uint64_t call_digest; uint64_t fault_rip;
     uint64_t gdt_mfn[14]; uint32_t gdt_frames;
     uint32_t vector; uint32_t error_code; int32_t stop; uint32_t handle;
     uint16_t domid; uint16_t vcpu_id; uint32_t kernel_mode;
@@ -56,7 +56,7 @@ struct xc_vcpu {
     uint32_t nr_links; uint64_t shared_ma; struct xc_link *links;
     uint64_t runstate[4]; uint64_t runstate_va; uint64_t time_va;
     uint64_t old_guest_table; uint64_t old_guest_ptpg; int32_t old_guest_partial;
-    uint32_t iopl; uint32_t iobmp_limit; uint64_t iobmp; struct xc_domio *io;
+    uint32_t iopl; uint32_t iobmp_limit; uint64_t iobmp; struct xc_domio *io; uint64_t vtsc_last;
     struct xc_perfc *perfc;
     uint64_t dbg_addr; uint64_t dbg_skip_pc; uint32_t dbg_kind; uint32_t dbg_skip;
     uint32_t dbg_steps; uint32_t dbg_pending;
@@ -89,7 +89,7 @@ struct xc_machine {
     struct xc_vcpu *current;
     int flush_pending; int code_flush_pending;
     int fast_paths; long exception_field; long error_code_field; int64_t xen_version;
-    uint64_t boot_ns; uint64_t py_calls; uint64_t slices; uint64_t chain_ns;
+    uint64_t boot_tsc; uint64_t slice_stime; int vtsc; uint64_t py_calls; uint64_t slices; uint64_t chain_ns;
     uint32_t tlbflush_clock; uint64_t work; uint64_t work_budget; uint32_t plant;
     uint32_t tsc_mul; int32_t tsc_shift; uint64_t tlb_fills; uint64_t tlb_misses; uint64_t tlb_size; int watchdog_parked;
     struct xc_tbuf *tbuf;
@@ -147,6 +147,11 @@ void xc_stop(struct xc_machine *m);
 int xc_set_cr0(struct xc_machine *m, struct xc_vcpu *v, uint64_t cr0);
 uint64_t xc_get_cr0(struct xc_machine *m, struct xc_vcpu *v);
 uint64_t xc_host_tsc(void);
+uint64_t xc_system_time(struct xc_machine *m);
+void xc_set_tsc_hz(struct xc_machine *m, uint64_t hz);
+int xc_set_vtsc(struct xc_machine *m);
+uint64_t xc_guest_tsc(struct xc_machine *m, struct xc_vcpu *v);
+uint64_t xc_scale_delta(uint64_t delta, uint32_t mul, int32_t shift);
 int xc_code64(struct xc_machine *m, struct xc_vcpu *v);
 #define XC_STOP_DEBUG 3
 #define XC_DBG_SW 0

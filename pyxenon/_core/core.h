@@ -206,6 +206,7 @@ struct xc_vcpu {
     uint64_t user_cr3;    /* guest user's base pointer (0 = none) */
     uint64_t cr2;         /* faulting address of a pending #PF */
     uint64_t hypercalls;  /* hypercalls taken */
+    uint64_t call_digest; /* a digest of the guest's hypercalls so far (traps.c) */
     uint64_t fault_rip;   /* rip to report for a fault found mid-instruction (0: none) */
     uint64_t gdt_mfn[GDT_GUEST_PAGES]; /* guest GDT frames (0 = none) */
     uint32_t gdt_frames;  /* how many of gdt_mfn are set */
@@ -239,6 +240,7 @@ struct xc_vcpu {
     uint32_t iobmp_limit; /* ports the I/O bitmap covers (PHYSDEVOP_set_iobitmap) */
     uint64_t iobmp;       /* its guest address */
     struct xc_domio *io;  /* the domain's emulated port state; NULL: every port #GPs */
+    uint64_t vtsc_last;   /* the last emulated TSC it read (pv_soft_rdtsc) */
     uint64_t dbg_addr;    /* XC_STOP_DEBUG: the pc, or the data address, that stopped it */
     uint64_t dbg_skip_pc; /* a breakpoint here is passed once (resuming from it) */
     uint32_t dbg_kind;    /* XC_STOP_DEBUG: what stopped it (XC_DBG_*) */
@@ -287,7 +289,9 @@ struct xc_machine {
     long exception_field; /* offset of old_exception in a saved context (<0: unknown) */
     long error_code_field; /* offset of the CPU's error_code in one (<0: unknown) */
     int64_t xen_version;  /* what XENVER_version answers */
-    uint64_t boot_ns;     /* CLOCK_MONOTONIC at boot: system time 0 */
+    uint64_t boot_tsc;    /* the TSC at boot: system time 0 (time.c) */
+    uint64_t slice_stime; /* system time the running slice started at */
+    int vtsc;             /* the TSC is emulated (deterministic mode) */
     uint64_t py_calls;    /* hypercalls that went to Python */
     uint64_t slices;      /* slices run */
     uint64_t chain_ns;    /* how long xc_run_chain may go on in C (0: never chain) */
@@ -299,7 +303,7 @@ struct xc_machine {
     uint64_t work_budget; /* past it, a preemptible operation stops (XC_WORK_BUDGET) */
     struct xc_tlb_shadow *shadow; /* what the engine's TLB may hold (checking only), or NULL */
     uint32_t plant;       /* the checker's own tests only: reintroduce a fixed bug (PLANT_*) */
-    uint32_t tsc_mul;     /* vcpu_time_info's tsc_to_system_mul (0: frozen clock) */
+    uint32_t tsc_mul;     /* TSC to ns: vcpu_time_info's tsc_to_system_mul */
     int32_t tsc_shift;    /* and its tsc_shift */
     uc_hook hooks[8];
     struct xc_tbuf *tbuf; /* the hypercall trace buffer (perfc.h); NULL: no trace */
@@ -342,6 +346,16 @@ uint64_t xc_gdt_frame(struct xc_machine *m, struct xc_vcpu *v, uint64_t page);
 
 /* traps.c */
 int xc_code64(struct xc_machine *m, struct xc_vcpu *v);
+
+/* time.c; vcpu_time_info's size (it sits in vcpu_info at 32) */
+#define XC_TIME_INFO_SIZE 32
+uint64_t xc_scale_delta(uint64_t delta, uint32_t mul, int32_t shift);
+uint64_t xc_system_time(struct xc_machine *m);
+void xc_update_time(struct xc_machine *m, struct xc_vcpu *v, uint64_t system_time);
+int xc_emulate_rdtsc(struct xc_machine *m, struct xc_vcpu *v);
+void xc_set_tsc_hz(struct xc_machine *m, uint64_t hz);
+int xc_set_vtsc(struct xc_machine *m);
+uint64_t xc_guest_tsc(struct xc_machine *m, struct xc_vcpu *v);
 
 /* sched.c */
 void xc_vcpu_link(struct xc_machine *m, struct xc_vcpu *v);

@@ -20,6 +20,9 @@
 #include "core.h"
 
 #define ANY_SUBLEAF 0xFFFFFFFFu
+/* Deterministic mode hides RDRAND (Unicorn answers it from the host's
+ * entropy), as a domain given xl's cpuid="host,rdrand=0" would be. */
+#define CPUID1_ECX_RDRAND (1u << 30)
 
 struct cpuid_entry {
     uint32_t leaf, subleaf, a, b, c, d;
@@ -80,7 +83,7 @@ void xc_cpuid(struct xc_machine *m, uint32_t leaf, uint32_t subleaf, uint32_t *r
         if (e->leaf == leaf && (e->subleaf == ANY_SUBLEAF || e->subleaf == subleaf)) {
             r[0] = e->a;
             r[1] = e->b;
-            r[2] = e->c;
+            r[2] = e->c & (leaf == 1 && m->vtsc ? ~CPUID1_ECX_RDRAND : ~0u);
             r[3] = e->d;
             return;
         }

@@ -304,6 +304,7 @@ struct xc_machine *xc_machine_new(uint64_t nr_frames, uint64_t hv_frames)
     if (!m)
         return NULL;
     m->tlbflush_clock = 1;        /* a frame never stamped needs no flush */
+    m->boot_tsc = __builtin_ia32_rdtsc();   /* system time 0 */
     m->work_budget = XC_WORK_BUDGET;
     if (reserve_memory(m, nr_frames) || open_engine(m) || map_hypervisor(m, hv_frames) ||
         set_control_state(m->uc) || add_hooks(m) || drop_to_ring3(m) ||
@@ -449,29 +450,6 @@ static void switch_to(struct xc_machine *m, struct xc_vcpu *v)
     tlb_flushed(m);
 }
 
-/* Xen's vcpu_time_info (in vcpu_info at 32), written with its version
- * protocol: odd while it changes. */
-struct time_info {
-    uint32_t version, pad0;
-    uint64_t tsc_timestamp, system_time;
-    uint32_t tsc_to_system_mul;
-    int8_t tsc_shift;
-    uint8_t flags, pad1[2];
-};
-
-static void update_time(struct xc_machine *m, struct xc_vcpu *v, uint64_t system_time)
-{
-    volatile struct time_info *t = (void *)(m->mem + v->vcpu_info_ma + 32);
-    t->version = (t->version + 1) | 1;
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    t->tsc_timestamp = __builtin_ia32_rdtsc();
-    t->system_time = system_time;
-    t->tsc_to_system_mul = m->tsc_mul;
-    t->tsc_shift = (int8_t)m->tsc_shift;
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    t->version += 1;
-}
-
 /* The copies a guest registered (VCPUOP_register_vcpu_time_memory_area,
  * _runstate_memory_area): written at each slice's start, as Xen writes them
  * at each context switch; an address the guest cannot write is skipped. */
@@ -483,7 +461,7 @@ static void update_guest_copies(struct xc_machine *m, struct xc_vcpu *v, uint64_
         uint64_t state_entry_time, time[4];
     } rs = {0, 0, system_time, {v->runstate[0], v->runstate[1], v->runstate[2], v->runstate[3]}};
     if (v->time_va)
-        xc_copy_to_guest(m, v, v->time_va, m->mem + v->vcpu_info_ma + 32, sizeof(struct time_info));
+        xc_copy_to_guest(m, v, v->time_va, m->mem + v->vcpu_info_ma + 32, XC_TIME_INFO_SIZE);
     if (v->runstate_va)
         xc_copy_to_guest(m, v, v->runstate_va, &rs, sizeof(rs));
 }
@@ -494,7 +472,7 @@ static void update_guest_copies(struct xc_machine *m, struct xc_vcpu *v, uint64_
 int xc_enter(struct xc_machine *m, struct xc_vcpu *v, uint64_t system_time)
 {
     switch_to(m, v);
-    update_time(m, v, system_time);
+    xc_update_time(m, v, system_time);
     update_guest_copies(m, v, system_time);
     return xc_upcall_ready(m, v) && !xc_bounce_event(m, v);
 }

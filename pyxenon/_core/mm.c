@@ -228,8 +228,11 @@ static bool fill_guest(struct xc_machine *m, uint64_t va, uc_mem_type type, uc_t
     e->paddr = w.mfn << PAGE_SHIFT;
     e->perms = tlb_perms(m, &w, type);
     m->tlb_misses++;
-    if (++m->tlb_fills > 2 * m->tlb_size)
-        xc_end_run_at_block(m);    /* thrashing: xc_run flushes, and the TLB grows */
+    /* thrashing: xc_run flushes, and the TLB grows -- but a deterministic
+     * run's slices end only by count (fills follow QEMU's TLB, whose
+     * size depends on the wall clock) */
+    if (++m->tlb_fills > 2 * m->tlb_size && !m->vtsc)
+        xc_end_run_at_block(m);
     if (m->shadow)
         xc_shadow_record(m, va, e->paddr, e->perms);
     return true;

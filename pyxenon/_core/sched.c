@@ -4,7 +4,6 @@
  * is any deadline due.  The answers use only what C holds: blocking,
  * deadlines and whether the domain runs.
  */
-#include <time.h>
 #include "core.h"
 
 void xc_vcpu_link(struct xc_machine *m, struct xc_vcpu *v)
@@ -52,13 +51,6 @@ int xc_due(struct xc_machine *m, uint64_t now)
     return 0;
 }
 
-static uint64_t now_ns(struct xc_machine *m)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000UL + t.tv_nsec - m->boot_ns;
-}
-
 /* The next vcpu after v (round robin) that can run and that C can enter:
  * an upcall due in guest user mode needs hypervisor/bounce.py. */
 static struct xc_vcpu *next_ready(struct xc_machine *m, struct xc_vcpu *v)
@@ -89,11 +81,11 @@ static int ended_in_c(struct xc_machine *m, int err, uint64_t py_calls)
  */
 int xc_run_chain(struct xc_machine *m, uint64_t timeout_us)
 {
-    uint64_t start = now_ns(m), t = start, py_calls = m->py_calls;
+    uint64_t start = xc_system_time(m), t = start, py_calls = m->py_calls;
     int err = xc_run(m, timeout_us, 0);
     for (;;) {
         struct xc_vcpu *v = m->current, *n;
-        uint64_t end = now_ns(m);
+        uint64_t end = xc_system_time(m);
         v->runstate[0] += end - t;
         m->slices++;
         if (end - start >= m->chain_ns || !ended_in_c(m, err, py_calls) || xc_due(m, end) ||

@@ -47,6 +47,16 @@ int64_t xc_python(struct xc_machine *m, struct xc_vcpu *v, uint64_t nr, uint64_t
     return rc;
 }
 
+/* FNV-1a over a word's bytes: the running digest of a vcpu's hypercalls
+ * (number, first two arguments, result), which two deterministic runs of
+ * the same guests must share -- fast paths included, at no cost to them. */
+static uint64_t digest(uint64_t h, uint64_t word)
+{
+    for (int i = 0; i < 8; i++, word >>= 8)
+        h = (h ^ (word & 0xFF)) * 0x100000001B3UL;
+    return h;
+}
+
 void xc_hook_syscall(uc_engine *uc, void *data)
 {
     struct xc_machine *m = data;
@@ -80,6 +90,7 @@ void xc_hook_syscall(uc_engine *uc, void *data)
     }
     xc_observe_end(m, v, a, rc, &o);
     uc_reg_write(uc, UC_X86_REG_RAX, &rc);
+    v->call_digest = digest(digest(digest(digest(v->call_digest, a[0]), a[1]), a[2]), (uint64_t)rc);
     if (v->stop == XC_STOP_NONE && xc_upcall_ready(m, v))
         v->stop = XC_STOP_HYPERCALL;   /* deliver the event before the guest goes on */
     if (v->stop != XC_STOP_NONE)
@@ -200,7 +211,8 @@ static int software_int(struct xc_machine *m, struct xc_vcpu *v, uint32_t intno)
 
 /*
  * Any CPU exception other than a page fault (those come from the TLB fill).
- * Unicorn leaves rip at the faulting instruction for faults and after it for
+ * A #GP from rdtsc with the TSC emulated is answered here (time.c) and the
+ * guest goes on.  Unicorn leaves rip at the faulting instruction for faults and after it for
  * traps (int3, into), which is what a bounce frame needs.  Unicorn gives no
  * error code here; xc_clear_exception reads the CPU's (the selector's for
  * a faulting segment load, far transfer or iret).
@@ -209,6 +221,8 @@ void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data)
 {
     struct xc_machine *m = data;
     struct xc_vcpu *v = m->current;
+    if (v && intno == 13 && m->vtsc && v->stop != XC_STOP_EXCEPTION && xc_emulate_rdtsc(m, v))
+        return;
     if (v && v->stop != XC_STOP_EXCEPTION) {
         v->vector = intno | (software_int(m, v, intno) ? XC_VECTOR_SOFT : 0);
         v->error_code = XC_EC_ENGINE;   /* the CPU's, once the engine stopped */

@@ -10,7 +10,7 @@ import struct
 from pyxenon.hypervisor.errors import HypercallError, sub_op
 from pyxenon.hypervisor.guestmem import read_struct, read_u64s
 from pyxenon.hypervisor.mm import WRITABLE
-from pyxenon.public import errno, sched, vcpu as vc, xen
+from pyxenon.public import errno, event_channel as ev, sched, vcpu as vc, xen
 
 INFO_SIZE = ctypes.sizeof(xen.vcpu_info)
 PAGE = 4096
@@ -42,10 +42,14 @@ def op_down(vcpu, arg):
 
 
 def op_set_singleshot_timer(vcpu, arg):
+    """As Xen 4.17's VCPUOP_set_singleshot_timer (common/domain.c): a
+    deadline already past stops the timer and sends the timer event now,
+    flags or not (VCPU_SSHOTTMR_future is no longer honoured)."""
     timer = read_struct(vcpu, arg, vc.vcpu_set_singleshot_timer)
-    now = vcpu.domain.machine.now()
-    if timer.flags & vc.VCPU_SSHOTTMR_future and timer.timeout_abs_ns < now:
-        raise HypercallError(errno.ETIME)
+    if timer.timeout_abs_ns < vcpu.domain.machine.now():
+        vcpu.timer_at = None
+        vcpu.domain.events.raise_virq(ev.VIRQ_TIMER, vcpu.vcpu_id)   # send_timer_event
+        return 0
     vcpu.timer_at = timer.timeout_abs_ns
     return 0
 

@@ -171,11 +171,12 @@ def vpmu_msr(index):
 
 
 def read_msr(vcpu, index):
+    if index == 0x10:     # IA32_TSC: what rdtsc reads (the host's, or time.c's emulated one)
+        return lib.xc_guest_tsc(vcpu.domain.machine.core, vcpu.core)
     regs = vcpu.regs()
     values = {MSR_FS_BASE: regs["fs_base"], MSR_GS_BASE: regs["gs_base"],
               MSR_SHADOW_GS_BASE: vcpu.gs_base_other, MSR_EFER: EFER_VALUE,
               0x1B: APIC_BASE | (0x100 if vcpu.vcpu_id == 0 else 0),   # BSP
-              0x10: lib.xc_host_tsc(),         # IA32_TSC: rdtsc, which passes through
               MSR_INTEL_MISC_FEATURES_ENABLES: vcpu.core.cpuid_faulting}
     if index in values:
         return values[index]

@@ -6,7 +6,6 @@ switching domains is a register-context switch plus a TLB flush in C.
 """
 import collections
 import os
-import time
 
 from pyxenon._core import ffi, lib
 
@@ -52,7 +51,6 @@ class Machine:
         self.backend_grants = grants.BackendTable()   # dom0's backends' ring mappings
         self.completions = Completions(synchronous=deterministic)
         self.next_domid = 1
-        self.boot_ns = time.monotonic_ns()
         self.scheduler = Scheduler(self, slice_ms=slice_ms, deterministic=deterministic)
         # MSM decisions, unless an audit sink is given: the newest AUDIT_KEPT
         # only, so a guest repeating a checked operation cannot grow the host.

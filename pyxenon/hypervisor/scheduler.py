@@ -1,9 +1,10 @@
 """Round-robin scheduling of vcpus on the machine's one engine.
 
 A vcpu runs until its slice ends, it yields, blocks or polls, or it faults.
-In the default mode a slice is wall-clock time (Unicorn's timeout); in
-deterministic mode it is a count of guest instructions and system time is
-virtual, so a run depends only on what the guests do.
+In the default mode a slice is wall-clock time (Unicorn's timeout) and
+system time is the host's TSC scaled; in deterministic mode a slice is a
+count of guest instructions, system time is virtual and the TSC emulated,
+so a run depends only on what the guests do.
 """
 import collections
 import threading
@@ -72,8 +73,11 @@ class Scheduler:
         self.slice_us = int(slice_ms * 1000)
         self.deterministic = deterministic
         self.virtual_ns = 0
-        machine.core.boot_ns = machine.boot_ns
         machine.core.chain_ns = 0 if deterministic else CHAIN_NS
+        if deterministic:
+            lib.xc_set_vtsc(machine.core)      # an emulated TSC, virtual time
+        else:
+            lib.xc_set_tsc_hz(machine.core, timekeeping.tsc_hz())
         self._handles = ffi.new("uint32_t[]", 64)
 
     @property
@@ -83,7 +87,7 @@ class Scheduler:
     def now(self):
         if self.deterministic:
             return self.virtual_ns
-        return time.monotonic_ns() - self.machine.boot_ns
+        return lib.xc_system_time(self.machine.core)
 
     def ready(self):
         """The vcpus that can run, in creation order (the C vcpus know)."""
@@ -111,8 +115,6 @@ class Scheduler:
         """Run until nothing can run: returns "idle" (no live domain),
         "blocked" (live domains wait on nothing that can come) or "timeout"."""
         end = None if timeout is None else time.monotonic() + timeout
-        self.machine.core.tsc_mul, self.machine.core.tsc_shift = (
-            (0, 0) if self.deterministic else timekeeping.tsc_scale())
         while True:
             self.machine.completions.run()
             self.wake_expired()

@@ -124,7 +124,7 @@ class Host:
         domain.console = ConsoleBackend(domain, layout.pfn(layout.console))
         builder.build(domain, image, config.cmdline, ramdisk,
                       ports=(domain.store_port, domain.console.port),
-                      wallclock_ns=time.time_ns())
+                      wallclock_ns=self.wallclock_ns())
         domain.store_ring = (domain.page(layout.pfn(layout.xenstore)),
                              lambda: domain.events.set_pending(domain.store_port))
         self.xenstore.connect(domid, *domain.store_ring)
@@ -132,6 +132,11 @@ class Host:
         self.devices.attach(domain, config)
 
     # -- running -------------------------------------------------------------
+
+    def wallclock_ns(self):
+        """The wall clock at system time 0 (shared_info's wc_*): the host's,
+        or in deterministic mode the epoch, so that a run repeats."""
+        return 0 if self.machine.scheduler.deterministic else time.time_ns()
 
     def run(self, timeout=None):
         """Run until every domain has stopped (or timeout seconds)."""

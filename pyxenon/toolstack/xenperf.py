@@ -10,7 +10,6 @@ hypercall trap, the toolstack drains it between slices; a full buffer loses
 records and counts them (``lost``), never blocks the guest or grows.
 """
 import struct
-import time
 
 from pyxenon._core import ffi, lib
 from pyxenon.hypervisor import timekeeping
@@ -21,14 +20,12 @@ TRACE_RECORDS = 1 << 18            # 16 MiB: a 10 ms slice of null hypercalls
 RECORD = struct.Struct("<5QqIHHII")  # struct xc_trec
 RECORD_FIELDS = ("tsc", "nr", "a1", "a2", "a3", "rc", "cycles", "domid", "vcpu_id", "python",
                  "pad")
-_HZ = []
 
 
 def tsc_hz():
-    """The host TSC rate, measured once per process."""
-    if not _HZ:
-        _HZ.append(timekeeping.measure_tsc_hz())
-    return _HZ[0]
+    """The host TSC rate, measured once per process: the one system time's
+    scale comes from (hypervisor/timekeeping.py)."""
+    return timekeeping.tsc_hz()
 
 
 def cycles_to_ns(cycles):
@@ -89,7 +86,7 @@ class TraceBuffer:
         self.raw = ffi.buffer(self.recs)
         self.tbuf = ffi.new("struct xc_tbuf *", {"size": records, "recs": self.recs})
         # TSC -> system time (ns since the machine booted), from one sample now
-        self.tsc0, self.ns0 = lib.xc_host_tsc(), time.monotonic_ns() - machine.boot_ns
+        self.tsc0, self.ns0 = lib.xc_host_tsc(), machine.now()
         self.hz = tsc_hz()
         machine.core.tbuf = self.tbuf
         machine.trace_buffer = self      # C points into it: it lives while attached
