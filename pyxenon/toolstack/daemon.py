@@ -536,12 +536,7 @@ class Daemon(XenStoreOps):
         if self.xenstored is not None:
             self.xenstored.close()
         if self.listener is not None:
-            self.selector.unregister(self.listener)
-            self.listener.close()
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+            protocol.close_listening(self.selector, self.listener, self.path)
         self.host.close()
         if self.audit is not None:
             self.audit.close()

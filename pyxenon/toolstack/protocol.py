@@ -250,6 +250,16 @@ def listening_socket(path):
     return sock
 
 
+def close_listening(selector, sock, path):
+    """Undo listening_socket: stop watching it, close it, remove its file."""
+    selector.unregister(sock)
+    sock.close()
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def send_some(sock, data):
     """What a non-blocking send of data took (0 when the peer is slow), or
     None when the peer is gone."""

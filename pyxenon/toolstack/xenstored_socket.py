@@ -204,9 +204,4 @@ class XenstoredSocket:
     def close(self):
         for client in list(self.clients.values()):
             self.drop(client)
-        self.selector.unregister(self.listener)
-        self.listener.close()
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
+        protocol.close_listening(self.selector, self.listener, self.path)
