@@ -9,9 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyxenon.errors import UserInputError
-from pyxenon.toolstack.elfimage import (
-    PF_R, PF_W, PF_X, KernelImage, Segment, c_integer, load_kernel,
-    parse_features)
+from pyxenon.toolstack.elfimage import PF_R, PF_W, PF_X, KernelImage, Segment, load_kernel
+from pyxenon.toolstack.xennotes import c_integer, parse_features
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("gcc") and shutil.which("ld")),

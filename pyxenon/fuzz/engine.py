@@ -37,7 +37,8 @@ HYPERVISOR = ["pyxenon.hypervisor", "pyxenon.hypercalls", "pyxenon._core"]
 HOST_SIDE = ["pyxenon.toolstack", "pyxenon.backends", "pyxenon.errors"]
 # Imported under instrumentation before the first input: the feeders import
 # these only when called.
-TARGET_MODULES = ("pyxenon.toolstack.elfimage", "pyxenon.toolstack.kernelimage",
+TARGET_MODULES = ("pyxenon.toolstack.xennotes", "pyxenon.toolstack.elfimage",
+                  "pyxenon.toolstack.kernelimage",
                   "pyxenon.toolstack.xlcfg", "pyxenon.toolstack.policy",
                   "pyxenon.toolstack.daemon", "pyxenon.toolstack.protocol",
                   "pyxenon.toolstack.host", "pyxenon.backends.xenstore",

@@ -57,16 +57,16 @@ from elftools.elf.elffile import ELFFile
 
 from pyxenon.errors import UserInputError, read_user_file
 from pyxenon.toolstack.kernelimage import unpack_kernel
+from pyxenon.toolstack.xennotes import (ADDR_LIMIT, BadInput, bitmap_features, file_range,
+                                        parse_features, parse_xen_guest, xen_notes_in)
 
 PAGE_SIZE = 0x1000
 MIB = 1 << 20
-ADDR_LIMIT = 1 << 64
 
 PF_X, PF_W, PF_R = 1, 2, 4
 EHDR_SIZE = 64
 PHDR_SIZE = 56
 SHDR_SIZE = 64
-MAX_NOTES = 65536  # libelf's ELF_MAX_TOTAL_NOTE_COUNT
 
 # Guest virtual addresses an x86_64 PV kernel may occupy: the two canonical
 # halves, minus the slots Xen keeps for itself (L4 slots 256-271).
@@ -133,10 +133,6 @@ class KernelImage:
         return self.virt_kend - self.virt_kstart
 
 
-class _BadInput(Exception):
-    """Internal: a problem found deep down; the caller adds the path."""
-
-
 def load_kernel(path, max_bytes=None):
     """Read, check and lay out the Xen PV kernel at ``path``.
 
@@ -146,7 +142,7 @@ def load_kernel(path, max_bytes=None):
     blob = unpack_kernel(path, _read_file(path, max_bytes), max_bytes).elf
     try:
         return _load(path, blob, max_bytes)
-    except _BadInput as err:
+    except BadInput as err:
         raise UserInputError(path, str(err)) from None
 
 
@@ -181,12 +177,12 @@ def _one_line(text, limit=160):
 
 @contextmanager
 def _elf_errors(what):
-    """Turn pyelftools' exceptions into a one-line _BadInput."""
+    """Turn pyelftools' exceptions into a one-line BadInput."""
     try:
         yield
     except _PARSE_ERRORS as err:
         detail = _one_line(err) or type(err).__name__
-        raise _BadInput(f"malformed ELF file ({what}): {detail}") from None
+        raise BadInput(f"malformed ELF file ({what}): {detail}") from None
 
 
 # ------------------------------------------------------------- header ----
@@ -207,7 +203,7 @@ _IDENT_CHECKS = (
 def _check_ident(blob):
     for failed, problem in _IDENT_CHECKS:
         if failed(blob):
-            raise _BadInput(problem)
+            raise BadInput(problem)
 
 
 def _open_elf(blob):
@@ -227,10 +223,10 @@ def _table_problem(kind, offset, entsize, count, want_size, file_size):
 def _check_header(header, file_size):
     machine, etype = header["e_machine"], header["e_type"]
     if machine != "EM_X86_64":
-        raise _BadInput(f"ELF machine {machine}: only x86_64 (EM_X86_64) "
+        raise BadInput(f"ELF machine {machine}: only x86_64 (EM_X86_64) "
                         "PV kernels are supported")
     if etype != "ET_EXEC":
-        raise _BadInput(f"ELF type {etype}: only executable (ET_EXEC) "
+        raise BadInput(f"ELF type {etype}: only executable (ET_EXEC) "
                         "kernels are supported, as by Xen")
     tables = (("program header", "e_phoff", "e_phentsize", "e_phnum",
                PHDR_SIZE),
@@ -240,7 +236,7 @@ def _check_header(header, file_size):
         problem = _table_problem(kind, header[off], header[ent], header[num],
                                  size, file_size)
         if problem:
-            raise _BadInput(problem)
+            raise BadInput(problem)
 
 
 # ---------------------------------------------------- headers as tuples ----
@@ -283,119 +279,6 @@ def _section_headers(elf):
                 for sec in elf.iter_sections()]
 
 
-def _file_range(blob, offset, size, what):
-    if offset + size > len(blob):
-        raise _BadInput(f"{what} at file offset {offset:#x} (+{size:#x}) "
-                        "runs past the end of the file")
-    return offset, offset + size
-
-
-# ------------------------------------------------------------- notes ----
-
-def _note_str(desc):
-    text = desc.split(b"\0", 1)[0]
-    try:
-        return text.decode("ascii")
-    except UnicodeDecodeError:
-        raise _BadInput("is not ASCII text") from None
-
-
-def _note_num(desc):
-    if len(desc) not in (1, 2, 4, 8):
-        raise _BadInput(f"is a {len(desc)}-byte number "
-                        "(numbers are 1, 2, 4 or 8 bytes)")
-    return int.from_bytes(desc, "little")
-
-
-def _note_bitmap(desc):
-    if not desc or len(desc) % 4:
-        raise _BadInput(f"is {len(desc)} bytes, not 32-bit words")
-    return int.from_bytes(desc, "little")
-
-
-def _note_pairs(desc):
-    if not desc or len(desc) % 16:
-        raise _BadInput(f"is {len(desc)} bytes, not 64-bit (mask, value) "
-                        "pairs")
-    words = struct.unpack(f"<{len(desc) // 8}Q", desc)
-    return tuple(zip(words[0::2], words[1::2]))
-
-
-def _note_raw(desc):
-    return bytes(desc)
-
-
-# type -> (name, decoder), from xen/include/public/elfnote.h, classified as
-# libelf's note_desc[] table does.
-NOTE_TYPES = {
-    0: ("INFO", _note_raw),
-    1: ("ENTRY", _note_num),
-    2: ("HYPERCALL_PAGE", _note_num),
-    3: ("VIRT_BASE", _note_num),
-    4: ("PADDR_OFFSET", _note_num),
-    5: ("XEN_VERSION", _note_str),
-    6: ("GUEST_OS", _note_str),
-    7: ("GUEST_VERSION", _note_str),
-    8: ("LOADER", _note_str),
-    9: ("PAE_MODE", _note_str),
-    10: ("FEATURES", _note_str),
-    11: ("BSD_SYMTAB", _note_str),
-    12: ("HV_START_LOW", _note_num),
-    13: ("L1_MFN_VALID", _note_pairs),
-    14: ("SUSPEND_CANCEL", _note_num),
-    15: ("INIT_P2M", _note_num),
-    16: ("MOD_START_PFN", _note_num),
-    17: ("SUPPORTED_FEATURES", _note_bitmap),
-    18: ("PHYS32_ENTRY", _note_num),
-}
-
-
-def _align4(n):
-    return (n + 3) & ~3
-
-
-def _iter_notes(blob, start, end):
-    """Yield (name, type, desc) for each note in blob[start:end].
-
-    Note fields are 4-byte aligned, as libelf reads them.  Fewer than 12
-    bytes left over at the end are taken as padding.
-    """
-    pos = start
-    while pos + 12 <= end:
-        namesz, descsz, ntype = struct.unpack_from("<III", blob, pos)
-        name_at = pos + 12
-        desc_at = name_at + _align4(namesz)
-        if desc_at + descsz > end:
-            raise _BadInput(f"ELF note at file offset {pos:#x} runs past the "
-                            "end of its segment or section")
-        name = bytes(blob[name_at:name_at + namesz]).split(b"\0", 1)[0]
-        yield name, ntype, blob[desc_at:desc_at + descsz]
-        pos = desc_at + _align4(descsz)
-
-
-def _decode_note(ntype, desc):
-    name, decode = NOTE_TYPES.get(ntype, (f"UNKNOWN_{ntype:#x}", _note_raw))
-    try:
-        return name, decode(desc)
-    except _BadInput as err:
-        raise _BadInput(f"Xen ELF note {name} {err}") from None
-
-
-def _xen_notes_in(blob, regions):
-    """Decode the Xen notes in the (offset, size, what) regions."""
-    notes, count = {}, 0
-    for offset, size, what in regions:
-        start, end = _file_range(blob, offset, size, what)
-        for name, ntype, desc in _iter_notes(blob, start, end):
-            count += 1
-            if count > MAX_NOTES:
-                raise _BadInput("too many ELF notes")
-            if name == b"Xen":
-                key, value = _decode_note(ntype, desc)
-                notes[key] = value
-    return notes
-
-
 def _note_segments(phdrs):
     return [(p.offset, p.filesz, f"PT_NOTE segment {p.index}")
             for p in phdrs if p.type == "PT_NOTE" and p.offset != 0]
@@ -408,138 +291,25 @@ def _note_sections(sections):
 
 def _find_xen_info(elf, blob, phdrs):
     """Return (notes, legacy) with Xen's fall-back order."""
-    notes = _xen_notes_in(blob, _note_segments(phdrs))
+    notes = xen_notes_in(blob, _note_segments(phdrs))
     if notes:
         return notes, False
     sections = _section_headers(elf)
-    notes = _xen_notes_in(blob, _note_sections(sections))
+    notes = xen_notes_in(blob, _note_sections(sections))
     if notes:
         return notes, False
     guest = next((s for s in sections if s.name == "__xen_guest"), None)
     if guest is None:
-        raise _BadInput("no Xen ELF notes: not a Xen PV kernel")
-    return _parse_xen_guest(_section_bytes(blob, guest)), True
+        raise BadInput("no Xen ELF notes: not a Xen PV kernel")
+    return parse_xen_guest(_section_bytes(blob, guest)), True
 
-
-# -------------------------------------------------------- __xen_guest ----
 
 def _section_bytes(blob, section):
     if section.type == "SHT_NOBITS":
-        raise _BadInput(f"section {section.name} has no data in the file")
-    start, end = _file_range(blob, section.offset, section.size,
+        raise BadInput(f"section {section.name} has no data in the file")
+    start, end = file_range(blob, section.offset, section.size,
                              f"section {section.name}")
     return bytes(blob[start:end]).split(b"\0", 1)[0]
-
-
-def c_integer(text):
-    """Parse an unsigned integer as C's strtoull(text, NULL, 0) would,
-    but without ignoring trailing junk: 0x hex, 0 octal, else decimal."""
-    digits, base = text, 10
-    if text[:2].lower() == "0x":
-        digits, base = text[2:], 16
-    elif text.startswith("0") and len(text) > 1:
-        digits, base = text[1:], 8
-    if not digits or not all(c in "0123456789abcdef"[:base] for c in
-                             digits.lower()):
-        raise ValueError(f"bad number {text!r}")
-    return int(digits, base)
-
-
-def _legacy_number(value):
-    try:
-        return c_integer(value) % ADDR_LIMIT
-    except ValueError as err:
-        raise _BadInput(str(err)) from None
-
-
-# __xen_guest key -> (note name, value converter); from libelf's
-# elf_xen_parse_guest_info().  Other keys are kept as strings.
-LEGACY_KEYS = {
-    "LOADER": ("LOADER", str),
-    "GUEST_OS": ("GUEST_OS", str),
-    "GUEST_VER": ("GUEST_VERSION", str),
-    "XEN_VER": ("XEN_VERSION", str),
-    "PAE": ("PAE_MODE", str),
-    "BSD_SYMTAB": ("BSD_SYMTAB", lambda value: "yes"),  # presence is enough
-    "FEATURES": ("FEATURES", str),
-    "VIRT_BASE": ("VIRT_BASE", _legacy_number),
-    "VIRT_ENTRY": ("ENTRY", _legacy_number),
-    "ELF_PADDR_OFFSET": ("PADDR_OFFSET", _legacy_number),
-    "HYPERCALL_PAGE": ("HYPERCALL_PAGE", _legacy_number),
-}
-
-
-def _parse_xen_guest(raw):
-    """Parse "KEY=VALUE,KEY=VALUE,..." into note names and values."""
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError:
-        raise _BadInput("__xen_guest section is not ASCII text") from None
-    notes = {}
-    for item in filter(None, text.split(",")):
-        key, _, value = item.partition("=")
-        name, convert = LEGACY_KEYS.get(key, (key, str))
-        try:
-            notes[name] = convert(value)
-        except _BadInput as err:
-            raise _BadInput(f"__xen_guest {key}: {err}") from None
-    if "HYPERCALL_PAGE" in notes:  # a page number counted from VIRT_BASE
-        page = notes["HYPERCALL_PAGE"]
-        notes["HYPERCALL_PAGE"] = ((page << 12) + notes.get("VIRT_BASE", 0)) \
-            % ADDR_LIMIT
-    return notes
-
-
-# ------------------------------------------------------------ features ----
-
-# Names libelf's elf_xen_parse_features() knows in the FEATURES string.
-LIBELF_FEATURES = {
-    "writable_page_tables": 0,
-    "writable_descriptor_tables": 1,
-    "auto_translated_physmap": 2,
-    "supervisor_mode_kernel": 3,
-    "pae_pgdir_above_4gb": 4,
-    "hvm_callback_vector": 8,
-    "dom0": 11,
-}
-
-# Every XENFEAT_* bit of xen/include/public/features.h, for the
-# SUPPORTED_FEATURES bitmap.
-FEATURE_BITS = {
-    0: "writable_page_tables", 1: "writable_descriptor_tables",
-    2: "auto_translated_physmap", 3: "supervisor_mode_kernel",
-    4: "pae_pgdir_above_4gb", 5: "mmu_pt_update_preserve_ad",
-    6: "highmem_assist", 7: "gnttab_map_avail_bits",
-    8: "hvm_callback_vector", 9: "hvm_safe_pvclock", 10: "hvm_pirqs",
-    11: "dom0", 12: "grant_map_identity", 13: "memory_op_vnode_supported",
-    14: "ARM_SMCCC_supported", 15: "linux_rsdp_unrestricted",
-    16: "not_direct_mapped", 17: "direct_mapped",
-}
-
-
-def parse_features(text):
-    """Parse a '|'-separated FEATURES string as libelf does.
-
-    Returns (supported, required); a required feature is also supported.
-    Unknown names are ignored, unless required ("!name"): that is an error.
-    """
-    supported, required = set(), set()
-    for item in filter(None, text.split("|")):
-        is_required = item.startswith("!")
-        name = item[1:] if is_required else item
-        if name in LIBELF_FEATURES:
-            supported.add(name)
-            if is_required:
-                required.add(name)
-        elif is_required:
-            raise _BadInput(f"kernel requires unknown Xen feature {name!r}")
-    return supported, required
-
-
-def _bitmap_features(bitmap):
-    """Names of the bits of the first 32-bit word (XENFEAT_NR_SUBMAPS 1)."""
-    return {FEATURE_BITS.get(bit, f"bit{bit}") for bit in range(32)
-            if bitmap >> bit & 1}
 
 
 # ---------------------------------------------------------- resolution ----
@@ -555,7 +325,7 @@ class _Parms:
 
 def _resolve_parms(notes, legacy, e_entry):
     if "PADDR_OFFSET" in notes and "VIRT_BASE" not in notes:
-        raise _BadInput("ELF_PADDR_OFFSET is set but VIRT_BASE is not")
+        raise BadInput("ELF_PADDR_OFFSET is set but VIRT_BASE is not")
     virt_base = notes.get("VIRT_BASE", 0)
     paddr_offset = notes.get("PADDR_OFFSET", virt_base if legacy else 0)
     _check_identity(notes)
@@ -570,12 +340,12 @@ def _check_identity(notes):
     loader = notes.get("LOADER", "")
     guest_os = notes.get("GUEST_OS", "")
     if not (loader.startswith("generic") or guest_os.startswith("linux")):
-        raise _BadInput(f"LOADER is {loader!r} and GUEST_OS is {guest_os!r}: "
+        raise BadInput(f"LOADER is {loader!r} and GUEST_OS is {guest_os!r}: "
                         "Xen only loads kernels for the 'generic' loader or "
                         "Linux kernels")
     version = notes.get("XEN_VERSION", "")
     if not version.startswith("xen-3.0"):
-        raise _BadInput(f"XEN_VERSION is {version!r}: Xen only loads kernels "
+        raise BadInput(f"XEN_VERSION is {version!r}: Xen only loads kernels "
                         "built for 'xen-3.0'")
 
 
@@ -589,7 +359,7 @@ def _is_loadable(phdr):
 def _place_segments(blob, phdrs, parms):
     loadable = [p for p in phdrs if _is_loadable(p)]
     if not loadable:
-        raise _BadInput("no loadable (PT_LOAD) segments")
+        raise BadInput("no loadable (PT_LOAD) segments")
     shift = parms.virt_base - parms.paddr_offset
     segments = [_place(blob, p, shift) for p in loadable]
     _check_overlaps(segments, loadable)
@@ -599,9 +369,9 @@ def _place_segments(blob, phdrs, parms):
 def _place(blob, phdr, shift):
     what = f"segment {phdr.index}"
     if phdr.filesz > phdr.memsz:
-        raise _BadInput(f"{what}: file size {phdr.filesz:#x} is larger than "
+        raise BadInput(f"{what}: file size {phdr.filesz:#x} is larger than "
                         f"memory size {phdr.memsz:#x}")
-    start, end = _file_range(blob, phdr.offset, phdr.filesz, what)
+    start, end = file_range(blob, phdr.offset, phdr.filesz, what)
     vaddr = (phdr.paddr + shift) % ADDR_LIMIT
     return Segment(vaddr, phdr.memsz, bytes(blob[start:end]), phdr.flags)
 
@@ -610,7 +380,7 @@ def _check_overlaps(segments, phdrs):
     ordered = sorted(zip(segments, phdrs), key=lambda pair: pair[0].vaddr)
     for (low, low_ph), (high, high_ph) in zip(ordered, ordered[1:]):
         if low.end > high.vaddr:
-            raise _BadInput(f"segments {low_ph.index} and {high_ph.index} "
+            raise BadInput(f"segments {low_ph.index} and {high_ph.index} "
                             f"overlap at {high.vaddr:#x}")
 
 
@@ -620,7 +390,7 @@ def _page_up(addr):
 
 def _make_image(path, parms, segments, notes, legacy):
     supported, required = parse_features(notes.get("FEATURES", ""))
-    supported |= _bitmap_features(notes.get("SUPPORTED_FEATURES", 0))
+    supported |= bitmap_features(notes.get("SUPPORTED_FEATURES", 0))
     return KernelImage(
         path=path, entry=parms.entry, virt_base=parms.virt_base,
         paddr_offset=parms.paddr_offset,
@@ -660,20 +430,20 @@ def _check_segments(image):
     for seg in image.segments:
         problem = _segment_problem(seg, image.virt_base)
         if problem:
-            raise _BadInput(f"segment at {seg.vaddr:#x} (size {seg.memsz:#x}) "
+            raise BadInput(f"segment at {seg.vaddr:#x} (size {seg.memsz:#x}) "
                             f"{problem}")
 
 
 def _check_start(image):
     if image.virt_kstart % PAGE_SIZE:
-        raise _BadInput(f"kernel image starts at {image.virt_kstart:#x}, "
+        raise BadInput(f"kernel image starts at {image.virt_kstart:#x}, "
                         "which is not page aligned")
 
 
 def _check_entry(image):
     if not any(s.executable and s.vaddr <= image.entry < s.end
                for s in image.segments):
-        raise _BadInput(f"entry point {image.entry:#x} is not inside an "
+        raise BadInput(f"entry point {image.entry:#x} is not inside an "
                         "executable segment")
 
 
@@ -682,23 +452,23 @@ def _check_hypercall_page(image):
     if page is None:
         return
     if page % PAGE_SIZE:
-        raise _BadInput(f"HYPERCALL_PAGE {page:#x} is not page aligned")
+        raise BadInput(f"HYPERCALL_PAGE {page:#x} is not page aligned")
     if not image.virt_kstart <= page <= image.virt_kend - PAGE_SIZE:
-        raise _BadInput(f"HYPERCALL_PAGE {page:#x} is outside the kernel "
+        raise BadInput(f"HYPERCALL_PAGE {page:#x} is outside the kernel "
                         f"image {image.virt_kstart:#x}-{image.virt_kend:#x}")
 
 
 def _check_p2m(image):
     p2m = image.init_p2m
     if p2m is not None and image.virt_kstart <= p2m < image.virt_kend:
-        raise _BadInput(f"INIT_P2M {p2m:#x} is inside the kernel image "
+        raise BadInput(f"INIT_P2M {p2m:#x} is inside the kernel image "
                         f"{image.virt_kstart:#x}-{image.virt_kend:#x}")
 
 
 def _check_size(image, max_bytes):
     if max_bytes is not None and image.size > max_bytes:
         need = -(-image.size // MIB)
-        raise _BadInput(f"kernel image needs {need} MiB, the domain has "
+        raise BadInput(f"kernel image needs {need} MiB, the domain has "
                         f"{max_bytes // MIB} MiB")
 
 
