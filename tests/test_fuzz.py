@@ -257,3 +257,23 @@ def test_a_parser_hang_is_cpu_time_not_a_starved_process(monkeypatch):
     monkeypatch.setattr(xlcfg, "parse_cfg", spin)
     outcome, problem = feeders.check_input("xlcfg", given, "/nonexistent")
     assert outcome == "finding" and problem[0] == "hang" and "CPU time" in problem[1]
+
+
+def test_oracle_accepts_xens_continuation_echo(hypercall, guests):
+    """A finding of the random campaign (seed 1402, epoch 163): mmuext_op
+    with a NULL handle and a count of exactly MMU_UPDATE_PREEMPTED returns
+    (int)foreigndom, as Xen's do_mmuext_op does for the old_guest_table
+    continuation; the oracle took it for a bad result.  pyxenon answers as
+    Xen (mmu_update too), and the oracle accepts exactly that value."""
+    from pyxenon.fuzz.common import result_problem
+    from pyxenon.public import xen
+    from pyxenon.toolstack.host import Host
+
+    args = (0, 0x80000000, 0x10, 0xFFFFFFFF80026E10)
+    assert result_problem(xen.HYPERVISOR_mmuext_op, -2147324400, args) is None
+    assert result_problem(xen.HYPERVISOR_mmuext_op, -2147324401, args) is not None
+    assert result_problem(xen.HYPERVISOR_mmuext_op, -2147324400, (0, 1, 0x10, args[3])) is not None
+    with Host(memory_mib=64) as host:
+        dom = host.create(str(guests / "hello.cfg"), paused=True)
+        for nr in (xen.HYPERVISOR_mmuext_op, xen.HYPERVISOR_mmu_update):
+            assert hypercall(dom, nr, *args) == -2147324400

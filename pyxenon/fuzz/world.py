@@ -74,7 +74,7 @@ class ResultCheck:
 
 
 def check_result(sink, nr, args, rc):
-    problem = result_problem(nr, rc)
+    problem = result_problem(nr, rc, args)
     if problem:
         sink(f"{hypercall_name(nr)}({', '.join(f'{a:#x}' for a in args)}) "
              f"returned {rc!r}: {problem}", nr, problem)
