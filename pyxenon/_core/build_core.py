@@ -108,7 +108,7 @@ int xc_run_chain(struct xc_machine *m, uint64_t timeout_us);
 void xc_request_flush(struct xc_machine *m);
 void xc_settle(struct xc_machine *m);
 void xc_frame_written(struct xc_machine *m, uint64_t mfn);
-int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count);
+int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t blocks);
 const char *xc_strerror(int err);
 const char *xc_reg_names(void);
 int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals);

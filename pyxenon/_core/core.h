@@ -309,6 +309,8 @@ struct xc_machine {
     uint8_t *no_exit_request; /* Unicorn's switch for per-access exit checks (exits.c), or NULL */
     int exits_precise;    /* new translations check for a stop after every access */
     int precise_users;    /* hooks that need that (breakpoints) */
+    int counting;         /* the block hook is there for counted runs (exits.c) */
+    uint64_t block_budget; /* blocks the counted run may still begin (0: not counted) */
     int hook_fault;       /* an instruction hook faulted its instruction: hook_ctx holds the registers */
     uc_context *hook_ctx; /* the registers at that instruction */
     struct xc_tbuf *tbuf; /* the hypercall trace buffer (perfc.h); NULL: no trace */

@@ -18,11 +18,12 @@
  * Where that fails, per-access checks stay and the block hook ends slices
  * (watchdog.c), as before.
  *
- * Three things need a stop before the next instruction, and turn the
- * per-access checks back on while they last: the host debugger's and the
- * guest's breakpoint hooks (xc_exits_precise), and counted runs (the
- * deterministic mode, whose slice is a count of instructions).  The
- * switch is read when code is translated, so a change drops translations.
+ * Breakpoint hooks (the host debugger's and the guest's) need a stop
+ * before the next instruction, and turn the per-access checks back on
+ * while they last (xc_exits_precise).  Counted runs (the deterministic
+ * mode, whose slice is a count of blocks) need the block hook only.  The
+ * switch and the hooks are read when code is translated, so a change
+ * drops translations.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -76,15 +77,17 @@ void xc_exits_precise(struct xc_machine *m, int delta)
     m->precise_users += delta;
 }
 
-/* Before a run, outside the engine: the checks this run needs. */
+/* Before a run, outside the engine: the checks and hooks this run needs. */
 void xc_exits_settle(struct xc_machine *m, int counting)
 {
-    int precise = m->precise_users > 0 || counting;
-    if (!m->no_exit_request || precise == m->exits_precise)
+    int precise = m->precise_users > 0 || !m->no_exit_request;
+    if (precise == m->exits_precise && counting == m->counting)
         return;
-    *m->no_exit_request = !precise;
+    if (m->no_exit_request)
+        *m->no_exit_request = !precise;
     __atomic_store_n(&m->exits_precise, precise, __ATOMIC_RELEASE);
-    set_block_hook(m, precise);
+    m->counting = counting;
+    set_block_hook(m, precise || counting);
     uc_ctl_flush_tb(m->uc);
 }
 

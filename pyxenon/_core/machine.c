@@ -548,8 +548,12 @@ static int left_ring3(struct xc_machine *m)
     return 1;
 }
 
-/* Run the current vcpu from its rip until a stop, a timeout or count insns. */
-int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count)
+/* Run the current vcpu from its rip until a stop, a timeout or `blocks`
+ * translated blocks (0: no limit).  A count of blocks, not instructions,
+ * is as reproducible (the same code, entered at the same places, makes the
+ * same blocks) and costs a block hook, where Unicorn's count of
+ * instructions costs a hook on every instruction. */
+int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t blocks)
 {
     uint64_t rip;
     int err;
@@ -561,9 +565,11 @@ int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count)
         flush_tlb(m);
     }
     uc_reg_read(m->uc, UC_X86_REG_RIP, &rip);
-    xc_exits_settle(m, count > 0);
+    xc_exits_settle(m, blocks > 0);
+    m->block_budget = blocks;
     xc_watchdog_arm(m, timeout_us);
-    err = uc_emu_start(m->uc, rip, XC_NEVER, 0, count);
+    err = uc_emu_start(m->uc, rip, XC_NEVER, 0, 0);
+    m->block_budget = 0;
     xc_watchdog_disarm(m);
     xc_fault_in_hook_done(m);
     if (m->tlb_fills > 2 * m->tlb_size)

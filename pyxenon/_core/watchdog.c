@@ -87,14 +87,17 @@ void xc_end_run_at_block(struct xc_machine *m)
                      __ATOMIC_RELEASE);
 }
 
-/* UC_HOOK_BLOCK: the watchdog (or xc_end_run_at_block) asked to end this run. */
+/* UC_HOOK_BLOCK: a counted run's budget of blocks is spent, or the watchdog
+ * (or xc_end_run_at_block) asked to end this run. */
 void xc_hook_block(uc_engine *uc, uint64_t address, uint32_t size, void *data)
 {
     struct xc_machine *m = data;
     uint64_t gen = __atomic_load_n(&m->preempt_gen, __ATOMIC_ACQUIRE);
     (void)address;
     (void)size;
-    if (gen && gen == __atomic_load_n(&m->run_gen, __ATOMIC_RELAXED))   /* runs count from 1 */
+    if (m->block_budget && --m->block_budget == 0)
+        uc_emu_stop(uc);
+    else if (gen && gen == __atomic_load_n(&m->run_gen, __ATOMIC_RELAXED))   /* runs count from 1 */
         uc_emu_stop(uc);
 }
 
