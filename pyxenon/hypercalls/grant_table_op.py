@@ -1,14 +1,16 @@
-"""grant_table_op: grant tables v1.  The rules live in hypervisor/grants.py;
-this module moves the guest's structures.  Each operation of a batch gets
+"""grant_table_op: grant tables v1 and v2.  The rules live in
+hypervisor/grants.py (maps), grants_copy.py (copies) and grants_v2.py (the
+v2 layout, versions, status frames); this module moves the guest's
+structures.  Each operation of a batch gets
 its own GNTST_* status; the hypercall fails only when a structure cannot be
 read or written (-EFAULT) or the command is unknown (-ENOSYS)."""
 import ctypes
 import struct
 
-from pyxenon.hypervisor import grants
+from pyxenon.hypervisor import grants, grants_copy, grants_v2
 from pyxenon._core import lib
 from pyxenon.hypervisor.errors import Continuation, HypercallError, preempt_check, spend, sub_op
-from pyxenon.hypervisor.guestmem import copy_to_guest, read_struct, write_struct
+from pyxenon.hypervisor.guestmem import copy_to_guest, guest_handle_okay, read_struct, write_struct
 from pyxenon.public import errno, grant_table as gt, xen
 
 DOMID_SELF = 0x7FF0
@@ -47,18 +49,17 @@ def with_status(fn):
 
 @with_status
 def map_one(vcpu, op):
-    op.handle = grants.map_grant(vcpu, op.dom, op.ref, op.flags, op.host_addr)
-    op.dev_bus_addr = 0
+    op.handle, op.dev_bus_addr = grants.map_grant(vcpu, op.dom, op.ref, op.flags, op.host_addr)
 
 
 @with_status
 def unmap_one(vcpu, op):
-    grants.unmap_grant(vcpu, op.handle, op.host_addr)
+    grants.unmap_grant(vcpu, op.handle, op.host_addr, op.dev_bus_addr)
 
 
 @with_status
 def copy_one(vcpu, op):
-    grants.grant_copy(vcpu, op)
+    grants_copy.grant_copy(vcpu, op)
 
 
 def own_table(vcpu, domid):
@@ -79,20 +80,67 @@ def query_one(vcpu, op):
     op.nr_frames, op.max_nr_frames = table.nr_frames, table.max_frames
 
 
+def domain_by_any_id(vcpu, domid):
+    """rcu_lock_domain_by_any_id then xsm's XSM_TARGET check: the caller's
+    own table, or None for a domain that does not exist; -EPERM for
+    another domain (domain 0, the toolstack here, exists)."""
+    if domid in (DOMID_SELF, vcpu.domain.domid):
+        return vcpu.domain.grant_table
+    other = vcpu.domain.machine.domains.get(domid)
+    if domid != 0 and (other is None or other.state == "dead"):
+        return None
+    raise HypercallError(errno.EPERM)
+
+
 def gnttab_get_version(vcpu, arg, count):
+    """gnttab_get_version: -ESRCH, then XSM's -EPERM, then the version."""
     op = read_struct(vcpu, arg, gt.gnttab_get_version)
-    if op.dom not in (DOMID_SELF, vcpu.domain.domid):
-        raise HypercallError(errno.EPERM)
-    op.version = 1
+    table = domain_by_any_id(vcpu, op.dom)
+    if table is None:
+        raise HypercallError(errno.ESRCH)
+    op.version = table.version
     write_struct(vcpu, arg, op)
     return 0
 
 
 def gnttab_set_version(vcpu, arg, count):
+    """gnttab_set_version: the version in use is written back whatever
+    the answer."""
     op = read_struct(vcpu, arg, gt.gnttab_set_version)
-    if op.version != 1:
-        raise HypercallError(errno.EINVAL)      # v1 only
+    rc, op.version = grants_v2.set_version(vcpu.domain.grant_table, op.version)
+    write_struct(vcpu, arg, op)
+    return rc
+
+
+def gnttab_get_status_frames(vcpu, arg, count):
+    """gnttab_get_status_frames: one structure only (-EINVAL), its frame
+    list's handle checked (-EFAULT), then a GNTST_* status."""
+    if count != 1:
+        raise HypercallError(errno.EINVAL)
+    op = read_struct(vcpu, arg, gt.gnttab_get_status_frames)
+    if not guest_handle_okay(op.frame_list):
+        raise HypercallError(errno.EFAULT)
+    try:
+        op.status = status_frames(vcpu, op)
+    except HypercallError:
+        op.status = gt.GNTST_permission_denied       # xsm_grant_setup
+    write_struct(vcpu, arg, op)
     return 0
+
+
+def status_frames(vcpu, op):
+    table = domain_by_any_id(vcpu, op.dom)
+    if table is None:
+        return gt.GNTST_bad_domain
+    if op.nr_frames > table.nr_status_frames:
+        return gt.GNTST_general_error
+    status = gt.GNTST_okay
+    for i in range(op.nr_frames):
+        try:
+            copy_to_guest(vcpu, op.frame_list + 8 * i, struct.pack("<Q", table.status_mfn(i)))
+        except HypercallError:
+            status = gt.GNTST_bad_virt_addr
+    return status
 
 
 OPS = {
@@ -103,6 +151,7 @@ OPS = {
     gt.GNTTABOP_query_size: lambda v, a, c: each(v, gt.GNTTABOP_query_size, a, c, gt.gnttab_query_size, query_one),
     gt.GNTTABOP_get_version: gnttab_get_version,
     gt.GNTTABOP_set_version: gnttab_set_version,
+    gt.GNTTABOP_get_status_frames: gnttab_get_status_frames,
 }
 
 

@@ -15,7 +15,7 @@ import struct
 from pyxenon._core import ffi, lib
 
 from .domain import DEAD
-from .grants import MAX_FRAMES
+from .grants import MAX_FRAMES, MAX_STATUS_FRAMES
 from .mm import GNTTAB, PRESENT, RW
 
 MAX_REPORTED = 64
@@ -52,11 +52,13 @@ def held_by_python(machine):
     for domain in machine.domains.values():
         if domain.state == DEAD:
             continue
+        table = domain.grant_table
         first = domain.shared_info_mfn
-        held += [(mfn, 0, 1) for mfn in range(first, first + 1 + domain.grant_table.max_frames)]
+        held += [(mfn, 0, 1) for mfn in range(first, first + 1 + table.max_frames)]
+        held += [(table.status_mfn(i), 0, 1) for i in range(table.nr_status_frames)]
         held += [(v.core.vcpu_info_ma >> 12, 1, 1) for v in domain.vcpus if v.info_registered]
-        for m in domain.grant_table.maptrack.values():
-            held.append((m.mfn, 1, 0 if m.readonly else 1))
+        held += [(m.mfn, *m.refs()) for m in table.maptrack.values()]
+    held += [(m.mfn, *m.refs()) for m in machine.backend_grants.maptrack.values()]
     return held
 
 
@@ -65,6 +67,8 @@ def grant_findings(machine):
     out = []
     for domain in machine.domains.values():
         for handle, m in domain.grant_table.maptrack.items():
+            if m.pte_ma is None:
+                continue          # a device mapping only: no PTE
             entry = struct.unpack_from("<Q", machine.mem, m.pte_ma)[0]
             if not entry & PRESENT or not entry & GNTTAB or (entry >> 12) & ((1 << 40) - 1) != m.mfn:
                 out.append(f"d{domain.domid} grant handle {handle}: its entry at "
@@ -118,7 +122,7 @@ def flat(rows):
 
 def findings(machine):
     """What is wrong with the machine's state now, one line each."""
-    ranges = flat((d.first_mfn, d.nr_pages + 1 + MAX_FRAMES)   # RAM, shared_info, grant frames
+    ranges = flat((d.first_mfn, d.nr_pages + 1 + MAX_FRAMES + MAX_STATUS_FRAMES)  # RAM, Xen's pages
                   for d in machine.domains.values() if d.state != DEAD)
     extra = flat(held_by_python(machine))
     out = ffi.new("struct xc_violation[]", MAX_REPORTED)
