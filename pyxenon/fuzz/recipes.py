@@ -21,8 +21,7 @@ def recipe_grant_map(m, slot):
     ref = m.rng.randrange(16)
     frame = m.scratch_frame(granter)[1] if m.chance(0.7) else m.mfn(granter)
     flags = gt.GTF_permit_access | (gt.GTF_readonly if m.chance(0.3) else 0)
-    entry = struct.pack("<HHI", flags, grantee.domid, frame & 0xFFFFFFFF)
-    yield store_op(granter_slot, granter.grant_table.first_mfn, ref * 8, entry)
+    yield grant_entry_store(m, granter_slot, granter, ref, flags, grantee.domid, frame)
     va = m.scratch_frame(grantee)[0]
     yield call_op(slot, xen.HYPERVISOR_update_va_mapping, [va, 0, xen.UVMF_INVLPG])
     grantee = world.domain(slot)
@@ -33,6 +32,25 @@ def recipe_grant_map(m, slot):
                   dom=granter.domid)
     yield m.buffer_call(grantee, slot, xen.HYPERVISOR_grant_table_op,
                         (gt.GNTTABOP_map_grant_ref,), data=op, tail=(1,))
+
+
+def grant_entry_store(m, slot, granter, ref, flags, domid, frame):
+    """The granter's store of one entry in its table's layout: v1, or v2
+    (now and then a sub-page or transitive grant, which maps refuse)."""
+    table = granter.grant_table
+    if table.version == 1:
+        return store_op(slot, table.first_mfn, ref * 8, struct.pack("<HHI", flags, domid, frame & 0xFFFFFFFF))
+    roll = m.rng.random()
+    if roll < 0.15:
+        mid = m.rng.choice((0, 8, 4095)) | m.rng.choice((8, 4088, 4096)) << 16
+        flags |= gt.GTF_sub_page
+    elif roll < 0.25:
+        flags = flags & ~gt.GTF_type_mask | gt.GTF_transitive
+        mid, frame = m.domid(granter), m.rng.randrange(16)
+    else:
+        mid = 0
+    entry = struct.pack("<HHIQ", flags, domid, mid & 0xFFFFFFFF, frame)
+    return store_op(slot, table.first_mfn, ref * 16, entry)
 
 
 def recipe_grant_map_twice(m, slot):

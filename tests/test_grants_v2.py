@@ -1,0 +1,317 @@
+"""Grant tables v2 and device mappings, as Xen 4.17's common/grant_table.c
+answers them: set_version's rules, status frames, get_status_frames,
+sub-page and transitive grants in copies, GNTMAP_device_map for PV."""
+import struct
+
+import pytest
+
+from pyxenon.hypervisor import audit
+from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
+from pyxenon.public import errno, grant_table as gt, memory, xen
+
+from test_grants import MAP, PAGE, SELF, UNMAP, copy_op, free_pfn, gnttab, map_ref, scratch
+from test_grants import world  # noqa: F401 - the fixture
+from pyxenon.toolstack.host import Host
+from pyxenon.toolstack.policy import parse_policy
+
+TRIO = """
+version = 1
+[labels]
+a = "copies"
+b = "passes a grant on"
+c = "grants"
+""" + "".join(f"""
+[[allow]]
+from = "{x}"
+to = "{y}"
+paths = ["grant_map", "grant_copy"]
+access = "readwrite"
+""" for x in "abc" for y in "abc" if x != y)
+
+STATUS_FRAMES = "<IHhQ"     # nr_frames, dom, status, frame_list
+
+
+def set_version(hypercall, dom, version):
+    rc, out = gnttab(hypercall, dom, gt.GNTTABOP_set_version, "<I", version)
+    return rc, out[0]
+
+
+def grant_v2(dom, ref, grantee, mfn, flags=gt.GTF_permit_access, mid=0):
+    """A v2 entry (16 bytes) in the granter's table frame 0."""
+    ma = dom.grant_table.first_mfn * PAGE + ref * 16
+    struct.pack_into("<HHIQ", dom.machine.mem, ma, flags, grantee.domid, mid, mfn)
+
+
+def status_of(dom, ref):
+    ma = dom.grant_table.status_mfn(0) * PAGE + ref * 2
+    return struct.unpack_from("<H", dom.machine.mem, ma)[0]
+
+
+def v2_header(dom, ref):
+    return struct.unpack_from("<HH", dom.machine.mem, dom.grant_table.first_mfn * PAGE + ref * 16)
+
+
+def make_room(hypercall, dom, n=2):
+    va = scratch(dom, n)
+    hypercall(dom, xen.HYPERVISOR_update_va_mapping, va, 0, 0)
+    return va
+
+
+def test_set_version_switches_layout_and_status_frames(world, hypercall):
+    host, d = world
+    ping = d["ping"]
+    assert set_version(hypercall, ping, 2) == (0, 2)
+    assert gnttab(hypercall, ping, gt.GNTTABOP_get_version, "<HHI", SELF, 0, 0)[1][2] == 2
+    assert ping.grant_table.nr_status_frames == 1        # grant_to_status_frames(1)
+    rc, out = gnttab(hypercall, ping, gt.GNTTABOP_get_status_frames, STATUS_FRAMES, 1, SELF, 0,
+                     scratch(ping) + 512)
+    assert rc == 0 and out[2] == gt.GNTST_okay
+    assert struct.unpack("<Q", copy_from_guest(ping.vcpus[0], scratch(ping) + 512, 8))[0] == \
+        ping.grant_table.status_mfn(0)
+    rc, out = gnttab(hypercall, ping, gt.GNTTABOP_get_status_frames, STATUS_FRAMES, 2, SELF, 0, 0)
+    assert out[2] == gt.GNTST_general_error               # more than nr_status_frames
+    # growing a v2 table populates its status frames (gnttab_grow_table)
+    rc, out = gnttab(hypercall, ping, gt.GNTTABOP_setup_table, "<HxxIhxxxxxxQ", SELF, 9, 0,
+                     scratch(ping) + 512)
+    assert out[2] == gt.GNTST_okay and ping.grant_table.nr_status_frames == 2
+    assert set_version(hypercall, ping, 1) == (0, 1)
+    assert ping.grant_table.nr_status_frames == 0
+    assert set_version(hypercall, ping, 0) == (-errno.EINVAL, 1)
+    audit.check(host.machine)
+
+
+def test_get_status_frames_errors(world, hypercall):
+    _, d = world
+    ping, pong = d["ping"], d["pong"]
+    buf = scratch(ping) + 512
+    rc, out = gnttab(hypercall, ping, gt.GNTTABOP_get_status_frames, STATUS_FRAMES, 1, SELF, 0, buf)
+    assert out[2] == gt.GNTST_general_error               # v1: no status frames
+    rc, out = gnttab(hypercall, ping, gt.GNTTABOP_get_status_frames, STATUS_FRAMES, 0, SELF, 0, buf)
+    assert out[2] == gt.GNTST_okay
+    for dom, status in ((999, gt.GNTST_bad_domain), (pong.domid, gt.GNTST_permission_denied),
+                        (0, gt.GNTST_permission_denied)):
+        rc, out = gnttab(hypercall, ping, gt.GNTTABOP_get_status_frames, STATUS_FRAMES, 0, dom, 0, buf)
+        assert rc == 0 and out[2] == status
+    va = scratch(ping)
+    copy_to_guest(ping.vcpus[0], va, struct.pack(STATUS_FRAMES, 0, SELF, 0, buf))
+    assert hypercall(ping, xen.HYPERVISOR_grant_table_op, gt.GNTTABOP_get_status_frames, va, 2) == -errno.EINVAL
+    copy_to_guest(ping.vcpus[0], va, struct.pack(STATUS_FRAMES, 1, SELF, 0, 0xFFFF800000000000))
+    assert hypercall(ping, xen.HYPERVISOR_grant_table_op, gt.GNTTABOP_get_status_frames, va, 1) == -errno.EFAULT
+    set_version(hypercall, ping, 2)
+    rc, out = gnttab(hypercall, ping, gt.GNTTABOP_get_status_frames, STATUS_FRAMES, 1, SELF, 0, 0x1000)
+    assert out[2] == gt.GNTST_bad_virt_addr               # the list is unmapped
+    assert gnttab(hypercall, ping, gt.GNTTABOP_get_version, "<HHI", 999, 0, 0)[0] == -errno.ESRCH
+    assert gnttab(hypercall, ping, gt.GNTTABOP_get_version, "<HHI", 0, 0, 0)[0] == -errno.EPERM
+
+
+def test_v2_map_keeps_status_apart_and_blocks_switch(world, hypercall):
+    host, d = world
+    ping, pong = d["ping"], d["pong"]
+    set_version(hypercall, ping, 2)
+    pfn = free_pfn(ping)
+    ping.page(pfn)[:2] = b"v2"
+    grant_v2(ping, 9, pong, ping.pfn_to_mfn(pfn))
+    va = make_room(hypercall, pong)
+    status, handle = map_ref(hypercall, pong, ping, 9, va)
+    assert status == gt.GNTST_okay
+    assert copy_from_guest(pong.vcpus[0], va, 2) == b"v2"
+    assert status_of(ping, 9) == gt.GTF_reading | gt.GTF_writing
+    assert v2_header(ping, 9) == (gt.GTF_permit_access, pong.domid)    # flags untouched
+    audit.check(host.machine)
+    assert set_version(hypercall, ping, 1) == (-errno.EBUSY, 2)       # ref 9 >= 8 is pinned
+    rc, out = gnttab(hypercall, pong, gt.GNTTABOP_unmap_grant_ref, UNMAP, va, 0, handle, 0)
+    assert out[3] == gt.GNTST_okay and status_of(ping, 9) == 0
+    assert set_version(hypercall, ping, 1) == (0, 1)
+
+
+def test_reserved_entries_survive_a_switch(world, hypercall):
+    host, d = world
+    ping, pong = d["ping"], d["pong"]
+    mfn = ping.pfn_to_mfn(free_pfn(ping))
+    struct.pack_into("<HHI", ping.machine.mem, ping.grant_table.first_mfn * PAGE + 2 * 8,
+                     gt.GTF_permit_access | gt.GTF_readonly, pong.domid, mfn)
+    va = make_room(hypercall, pong)
+    assert map_ref(hypercall, pong, ping, 2, va, readonly=True)[0] == gt.GNTST_okay
+    assert set_version(hypercall, ping, 2) == (0, 2)       # a pinned reserved entry is allowed
+    assert v2_header(ping, 2) == (gt.GTF_permit_access | gt.GTF_readonly, pong.domid)
+    assert status_of(ping, 2) == gt.GTF_reading
+    assert ping.grant_table.read_entry(2)[2] == mfn
+    grant_v2(ping, 3, pong, 1 << 33)                       # no v1 form
+    assert set_version(hypercall, ping, 1) == (-errno.ERANGE, 2)
+    grant_v2(ping, 3, pong, 0, flags=gt.GTF_transitive)
+    assert set_version(hypercall, ping, 1) == (-errno.ERANGE, 2)
+    grant_v2(ping, 3, pong, 0, flags=0)
+    assert set_version(hypercall, ping, 1) == (0, 1)
+    assert struct.unpack_from("<HHI", ping.machine.mem, ping.grant_table.first_mfn * PAGE + 16) == \
+        (gt.GTF_permit_access | gt.GTF_readonly | gt.GTF_reading, pong.domid, mfn)
+    audit.check(host.machine)
+
+
+def test_mapped_status_frame_blocks_the_switch_back(world, hypercall):
+    host, d = world
+    ping = d["ping"]
+    set_version(hypercall, ping, 2)
+    va = scratch(ping, 3)
+    smfn = ping.grant_table.status_mfn(0)
+    assert hypercall(ping, xen.HYPERVISOR_update_va_mapping, va, smfn << 12 | 0x67, 0) == 0
+    assert set_version(hypercall, ping, 1) == (-errno.EBUSY, 2)    # unpopulate: still referenced
+    assert hypercall(ping, xen.HYPERVISOR_update_va_mapping, va, 0, 0) == 0
+    assert set_version(hypercall, ping, 1) == (0, 1)
+    # Xen's again: the guest cannot map it any more
+    assert hypercall(ping, xen.HYPERVISOR_update_va_mapping, va, smfn << 12 | 0x67, 0) < 0
+    audit.check(host.machine)
+
+
+def test_add_to_physmap_status_index(world, hypercall):
+    _, d = world
+    ping = d["ping"]
+    fmt = "<HHIQQ"         # domid, size, space, idx, gpfn
+    status = memory.XENMAPIDX_grant_table_status
+    rc, _ = gnttab_mem(hypercall, ping, fmt, SELF, 0, memory.XENMAPSPACE_grant_table, status, 0x900)
+    assert rc == -errno.EINVAL                              # v1: no such frame
+    set_version(hypercall, ping, 2)
+    rc, _ = gnttab_mem(hypercall, ping, fmt, SELF, 0, memory.XENMAPSPACE_grant_table, status | 3, 0x900)
+    assert rc == 0 and ping.grant_table.nr_status_frames == 4 and ping.grant_table.nr_frames == 32
+    rc, _ = gnttab_mem(hypercall, ping, fmt, SELF, 0, memory.XENMAPSPACE_grant_table, status | 4, 0x900)
+    assert rc == -errno.EINVAL                              # beyond max_grant_frames' status frames
+
+
+def gnttab_mem(hypercall, dom, fmt, *fields):
+    va = scratch(dom)
+    copy_to_guest(dom.vcpus[0], va, struct.pack(fmt, *fields))
+    return hypercall(dom, xen.HYPERVISOR_memory_op, memory.XENMEM_add_to_physmap, va), None
+
+
+def test_v2_maps_refuse_sub_page_and_transitive(world, hypercall):
+    _, d = world
+    ping, pong = d["ping"], d["pong"]
+    set_version(hypercall, ping, 2)
+    mfn = ping.pfn_to_mfn(free_pfn(ping))
+    grant_v2(ping, 10, pong, mfn, gt.GTF_permit_access | gt.GTF_sub_page, 16 | 32 << 16)
+    grant_v2(ping, 11, pong, 0, gt.GTF_transitive)
+    va = make_room(hypercall, pong)
+    assert map_ref(hypercall, pong, ping, 10, va)[0] == gt.GNTST_general_error
+    assert map_ref(hypercall, pong, ping, 11, va)[0] == gt.GNTST_general_error
+    assert status_of(ping, 10) == status_of(ping, 11) == 0
+
+
+def test_v2_copies_sub_page_and_transitive(world, hypercall):
+    _, d = world
+    ping, pong, reader = d["ping"], d["pong"], d["reader"]
+    set_version(hypercall, ping, 2)
+    pfn = free_pfn(ping)
+    ping.page(pfn)[:64] = bytes(range(64))
+    mine = pong.pfn_to_mfn(free_pfn(pong))
+    grant_v2(ping, 12, pong, ping.pfn_to_mfn(pfn), gt.GTF_permit_access | gt.GTF_sub_page,
+             16 | 32 << 16)                              # bytes 16..47
+    rc, out = copy_op(hypercall, pong, (12, ping.domid, 16), (mine, SELF, 0), 32, gt.GNTCOPY_source_gref)
+    assert out[-1] == gt.GNTST_okay
+    assert bytes(pong.machine.mem[mine * PAGE:mine * PAGE + 32]) == bytes(range(16, 48))
+    rc, out = copy_op(hypercall, pong, (12, ping.domid, 8), (mine, SELF, 0), 32, gt.GNTCOPY_source_gref)
+    assert out[-1] == gt.GNTST_general_error             # "copy source out of bounds"
+
+
+def test_device_map_as_xen_does_for_pv(world, hypercall):
+    host, d = world
+    ping, pong = d["ping"], d["pong"]
+    mfn = ping.pfn_to_mfn(free_pfn(ping))
+    struct.pack_into("<HHI", ping.machine.mem, ping.grant_table.first_mfn * PAGE + 20 * 8,
+                     gt.GTF_permit_access, pong.domid, mfn)
+    frames = host.machine.frame_table.frames
+    count, types = frames[mfn].count, frames[mfn].type_count
+    rc, out = gnttab(hypercall, pong, gt.GNTTABOP_map_grant_ref, MAP, 0, gt.GNTMAP_device_map, 20,
+                     ping.domid, 0, 0, 0)
+    assert rc == 0 and out[4] == gt.GNTST_okay and out[6] == mfn << 12   # dev_bus_addr
+    handle = out[5]
+    assert (frames[mfn].count, frames[mfn].type_count) == (count + 1, types + 1)
+    audit.check(host.machine)
+    rc, out = gnttab(hypercall, pong, gt.GNTTABOP_unmap_grant_ref, UNMAP, 0, 0, handle, 0)
+    assert out[3] == gt.GNTST_okay and handle in pong.grant_table.maptrack   # nothing named
+    rc, out = gnttab(hypercall, pong, gt.GNTTABOP_unmap_grant_ref, UNMAP, 0, (mfn + 1) << 12, handle, 0)
+    assert out[3] == gt.GNTST_bad_dev_addr
+    rc, out = gnttab(hypercall, pong, gt.GNTTABOP_unmap_grant_ref, UNMAP, 0, mfn << 12, handle, 0)
+    assert out[3] == gt.GNTST_okay and handle not in pong.grant_table.maptrack
+    assert (frames[mfn].count, frames[mfn].type_count) == (count, types)
+    # both parts at once: two references, unmapped part by part
+    va = make_room(hypercall, pong)
+    rc, out = gnttab(hypercall, pong, gt.GNTTABOP_map_grant_ref, MAP, va,
+                     gt.GNTMAP_device_map | gt.GNTMAP_host_map | gt.GNTMAP_readonly, 20, ping.domid, 0, 0, 0)
+    assert out[4] == gt.GNTST_okay and frames[mfn].count == count + 2
+    handle = out[5]
+    rc, out = gnttab(hypercall, pong, gt.GNTTABOP_unmap_grant_ref, UNMAP, va, 0, handle, 0)
+    assert out[3] == gt.GNTST_okay and frames[mfn].count == count + 1
+    audit.check(host.machine)
+    assert ping.grant_table.read_entry(20)[0] & gt.GTF_reading
+    rc, out = gnttab(hypercall, pong, gt.GNTTABOP_unmap_grant_ref, UNMAP, 0, mfn << 12, handle, 0)
+    assert out[3] == gt.GNTST_okay and frames[mfn].count == count
+    assert ping.grant_table.read_entry(20)[0] & (gt.GTF_reading | gt.GTF_writing) == 0
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_backends_read_a_v2_table(world, hypercall, readonly):
+    from pyxenon.hypervisor import grants_copy
+    _, d = world
+    ping = d["ping"]
+    set_version(hypercall, ping, 2)
+    mfn = ping.pfn_to_mfn(free_pfn(ping))
+    flags = gt.GTF_permit_access | (gt.GTF_readonly if readonly else 0)
+    struct.pack_into("<HHIQ", ping.machine.mem, ping.grant_table.first_mfn * PAGE + 30 * 16, flags, 0, 0, mfn)
+    assert grants_copy.backend_frame(ping, 30, write=False) == mfn
+    if readonly:
+        with pytest.raises(grants_copy.GrantError):
+            grants_copy.backend_map(ping, 30)
+        return
+    handle, got = grants_copy.backend_map(ping, 30)
+    assert got == mfn and status_of(ping, 30) == gt.GTF_reading | gt.GTF_writing
+    grants_copy.backend_unmap(ping.machine, handle)
+    assert status_of(ping, 30) == 0
+    struct.pack_into("<HHHHQ", ping.machine.mem, ping.grant_table.first_mfn * PAGE + 30 * 16,
+                     flags | gt.GTF_sub_page, 0, 100, 50, mfn)
+    assert grants_copy.backend_frame(ping, 30, False, 100, 50) == mfn
+    with pytest.raises(grants_copy.GrantError):
+        grants_copy.backend_frame(ping, 30, False, 0, 50)
+    with pytest.raises(grants_copy.GrantError):
+        grants_copy.backend_frame(ping, 30, False, 100, 50, mapped=True)
+
+
+@pytest.fixture
+def trio(guests):
+    with Host(memory_mib=512, policy=parse_policy(TRIO, "trio.toml")) as host:
+        yield [host.create(str(guests / "hello.cfg"), overrides=[f'name="{n}"', f'seclabel="{n}"'])
+               for n in "abc"]
+
+
+def test_transitive_copy(trio, hypercall):
+    """c grants a page to b; b passes it to a with a transitive entry; a
+    copies through b's entry (acquire_grant_for_copy, one level)."""
+    a, b, c = trio
+    set_version(hypercall, b, 2)
+    pfn = free_pfn(c)
+    c.page(pfn)[:4] = b"deep"
+    struct.pack_into("<HHI", c.machine.mem, c.grant_table.first_mfn * PAGE + 13 * 8,
+                     gt.GTF_permit_access, b.domid, c.pfn_to_mfn(pfn))
+    mine = a.pfn_to_mfn(free_pfn(a))
+
+    def through(trans_domid, gref=13, ref=14):
+        struct.pack_into("<HHHHI", b.machine.mem, b.grant_table.first_mfn * PAGE + ref * 16,
+                         gt.GTF_transitive, a.domid, trans_domid, 0, gref)
+        return copy_op(hypercall, a, (ref, b.domid, 0), (mine, SELF, 0), 4, gt.GNTCOPY_source_gref)[1][-1]
+
+    assert through(c.domid) == gt.GNTST_okay
+    assert bytes(a.machine.mem[mine * PAGE:mine * PAGE + 4]) == b"deep"
+    assert status_of(b, 14) == 0 and c.grant_table.read_entry(13)[0] == gt.GTF_permit_access
+    assert through(b.domid) == gt.GNTST_general_error          # self-referential
+    assert through(999) == gt.GNTST_general_error              # no such domain
+    assert through(0) == gt.GNTST_general_error                # dom0 grants nothing
+    assert through(c.domid, gref=12) == gt.GNTST_general_error  # c's ref 12 is not b's
+    struct.pack_into("<HHHHI", b.machine.mem, b.grant_table.first_mfn * PAGE + 15 * 16,
+                     gt.GTF_transitive, b.domid, b.domid, 0, 14)
+    assert through(b.domid, gref=15, ref=16) == gt.GNTST_general_error   # two levels
+    va = make_room(hypercall, a)
+    through(c.domid)
+    assert map_ref(hypercall, a, b, 14, va)[0] == gt.GNTST_general_error  # maps refuse it
+    # write through a transitive grant of a read-only grant: refused
+    struct.pack_into("<H", c.machine.mem, c.grant_table.first_mfn * PAGE + 13 * 8,
+                     gt.GTF_permit_access | gt.GTF_readonly)
+    out = copy_op(hypercall, a, (mine, SELF, 0), (14, b.domid, 0), 4, gt.GNTCOPY_dest_gref)[1]
+    assert out[-1] == gt.GNTST_general_error
