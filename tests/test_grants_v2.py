@@ -315,3 +315,38 @@ def test_transitive_copy(trio, hypercall):
                      gt.GTF_permit_access | gt.GTF_readonly)
     out = copy_op(hypercall, a, (mine, SELF, 0), (14, b.domid, 0), 4, gt.GNTCOPY_dest_gref)[1]
     assert out[-1] == gt.GNTST_general_error
+
+
+GNTV2 = """
+version = 1
+[labels]
+gntv2-granter = "grants, switches versions"
+gntv2-mapper = "maps and copies"
+""" + "".join(f"""
+[[allow]]
+from = "{x}"
+to = "{y}"
+paths = ["grant_map", "grant_copy"]
+access = "readwrite"
+""" for x, y in (("gntv2-mapper", "gntv2-granter"), ("gntv2-granter", "gntv2-mapper")))
+
+
+def test_gntv2_guests(guests):
+    """guests/gntv2: two domains, v1 and v2, hostile cases, each answer
+    Xen's (the guests check and say so; the checker holds at the end)."""
+    with Host(memory_mib=256, policy=parse_policy(GNTV2, "gntv2.toml")) as host:
+        doms = [host.create(str(guests / f"gntv2-{role}.cfg")) for role in ("granter", "mapper")]
+        assert [d.domid for d in doms] == [1, 2]
+        host.run(timeout=60)
+        text = "\n".join(d.dmesg_text + (d.crash_report or "") for d in doms)
+        assert "FAILED" not in text, text
+        for dom, role in zip(doms, ("granter", "mapper")):
+            assert f"gntv2: {role}: all " in dom.dmesg_text, text
+            assert dom.shutdown_reason == "poweroff", text
+        for needle in ("set_version 2 with ref 8 mapped (gnttab_set_version): -16 OK",
+                       "set_version 1 with a reserved entry above 32 bits: -34 OK",
+                       "get_status_frames 2 (one more than populated): -1 OK",
+                       "map domain 0's ref 0 (not granted to us): -1 OK",
+                       "copy through the transitive grant: 0 OK",
+                       "map a forged entry (frame not the granter's): -9 OK"):
+            assert needle in text, text

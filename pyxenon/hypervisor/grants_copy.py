@@ -80,7 +80,7 @@ def transitive(granter, ref, grantee, readonly, allow_transitive):
         if trans_domid == granter.domid:
             raise GrantError(gt.GNTST_general_error)    # "cannot be self-referential"
         td = trans_domain(granter, trans_domid)
-        if grantee is not BACKEND:
+        if grantee is not BACKEND and td is not grantee:
             # pyxenon's MSM: the copy is a path from grantee to td as well.
             allowed(grantee, td, "grant_copy", "r" if readonly else "w", "copy")
         return acquire(td, gref, granter, readonly, allow_transitive=False)
