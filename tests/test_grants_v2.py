@@ -350,3 +350,28 @@ def test_gntv2_guests(guests):
                        "copy through the transitive grant: 0 OK",
                        "map a forged entry (frame not the granter's): -9 OK"):
             assert needle in text, text
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_swap_grant_ref(world, hypercall, version):
+    _, d = world
+    ping, pong = d["ping"], d["pong"]
+    set_version(hypercall, ping, version)
+    table = ping.grant_table
+    mfn = ping.pfn_to_mfn(free_pfn(ping))
+    if version == 1:
+        struct.pack_into("<HHI", ping.machine.mem, table.first_mfn * PAGE + 9 * 8, gt.GTF_permit_access,
+                         pong.domid, mfn)
+    else:
+        grant_v2(ping, 9, pong, mfn)
+        table.set_flags(9, gt.GTF_reading)              # a status word travels with its entry
+    swap = "<IIh"
+    rc, out = gnttab(hypercall, ping, gt.GNTTABOP_swap_grant_ref, swap, 9, 10, 0)
+    assert rc == 0 and out[2] == gt.GNTST_okay
+    assert table.read_entry(10)[1:] == (pong.domid, mfn) and table.read_entry(9)[0] == 0
+    assert table.status(10) & gt.GTF_reading == (gt.GTF_reading if version == 2 else 0)
+    table.set_flags(10, clear_bits=gt.GTF_reading)
+    assert gnttab(hypercall, ping, gt.GNTTABOP_swap_grant_ref, swap, 9, 99999, 0)[1][2] == gt.GNTST_bad_gntref
+    va = make_room(hypercall, pong)
+    assert map_ref(hypercall, pong, ping, 10, va)[0] == gt.GNTST_okay
+    assert gnttab(hypercall, ping, gt.GNTTABOP_swap_grant_ref, swap, 10, 11, 0)[1][2] == gt.GNTST_eagain

@@ -62,6 +62,11 @@ def copy_one(vcpu, op):
     grants_copy.grant_copy(vcpu, op)
 
 
+@with_status
+def swap_one(vcpu, op):
+    vcpu.domain.grant_table.swap(op.ref_a, op.ref_b)
+
+
 def own_table(vcpu, domid):
     if domid not in (DOMID_SELF, vcpu.domain.domid):
         raise grants.GrantError(gt.GNTST_permission_denied)
@@ -150,6 +155,7 @@ OPS = {
     gt.GNTTABOP_copy: lambda v, a, c: each(v, gt.GNTTABOP_copy, a, c, gt.gnttab_copy, copy_one),
     gt.GNTTABOP_query_size: lambda v, a, c: each(v, gt.GNTTABOP_query_size, a, c, gt.gnttab_query_size, query_one),
     gt.GNTTABOP_get_version: gnttab_get_version,
+    gt.GNTTABOP_swap_grant_ref: lambda v, a, c: each(v, gt.GNTTABOP_swap_grant_ref, a, c, gt.gnttab_swap_grant_ref, swap_one),
     gt.GNTTABOP_set_version: gnttab_set_version,
     gt.GNTTABOP_get_status_frames: gnttab_get_status_frames,
 }

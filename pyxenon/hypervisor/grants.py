@@ -223,6 +223,20 @@ class GrantTable(Grantee):
         self.pin(ref, not write, parts)
         return act.mfn
 
+    def swap(self, ref_a, ref_b):
+        """swap_grant_ref: both in range, neither pinned (GNTST_eagain);
+        entries swap, and in v2 their status words with them."""
+        off_a, off_b = self.entry_offset(ref_a), self.entry_offset(ref_b)
+        if ref_a == ref_b:
+            return
+        if ref_a in self.active or ref_b in self.active:
+            raise GrantError(gt.GNTST_eagain)
+        swap_bytes(self.domain.machine.mem, off_a, off_b, self.entry_size())
+        if self.version == 2:
+            swap_bytes(self.domain.machine.mem, self.status_offset(ref_a), self.status_offset(ref_b), 2)
+        lib.xc_frame_written(self.domain.machine.core, off_a // PAGE)
+        lib.xc_frame_written(self.domain.machine.core, off_b // PAGE)
+
     def in_use(self, ref, write):
         """Is ref still mapped by anyone (for reading, or for writing)?"""
         act = self.active.get(ref)
@@ -236,6 +250,11 @@ class GrantTable(Grantee):
             act.writers += delta
         if not act.readers and not act.writers:
             del self.active[ref]
+
+
+def swap_bytes(mem, a, b, size):
+    first, second = bytes(mem[a:a + size]), bytes(mem[b:b + size])
+    mem[a:a + size], mem[b:b + size] = second, first
 
 
 class BackendTable(Grantee):
