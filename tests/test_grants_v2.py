@@ -375,3 +375,48 @@ def test_swap_grant_ref(world, hypercall, version):
     va = make_room(hypercall, pong)
     assert map_ref(hypercall, pong, ping, 10, va)[0] == gt.GNTST_okay
     assert gnttab(hypercall, ping, gt.GNTTABOP_swap_grant_ref, swap, 10, 11, 0)[1][2] == gt.GNTST_eagain
+
+
+def test_checker_holds_mappings_to_pins(world, hypercall):
+    """A mapping whose grant lost its pin (or a pin no mapping holds) is a finding."""
+    host, d = world
+    ping, pong = d["ping"], d["pong"]
+    set_version(hypercall, ping, 2)
+    grant_v2(ping, 9, pong, ping.pfn_to_mfn(free_pfn(ping)))
+    va = make_room(hypercall, pong)
+    assert map_ref(hypercall, pong, ping, 9, va)[0] == gt.GNTST_okay
+    assert audit.findings(host.machine) == []
+    ping.grant_table.active[9].writers += 1                  # planted: a pin nobody holds
+    assert any("ref 9: pinned 0r/2w" in f for f in audit.findings(host.machine))
+    act = ping.grant_table.active.pop(9)                     # planted: the pin is gone
+    assert any("has no active entry" in f for f in audit.findings(host.machine))
+    ping.grant_table.active[9] = act
+    act.writers -= 1
+    assert audit.findings(host.machine) == []
+
+
+def test_contains_pte_map_over_a_present_entry(world, hypercall):
+    """create_grant_pv_mapping with GNTMAP_contains_pte: the named L1 entry
+    is replaced and the page it mapped loses that reference; a misaligned
+    or foreign PTE address is GNTST_general_error."""
+    from test_grants import frame_of, grant
+    host, d = world
+    ping, pong = d["ping"], d["pong"]
+    pfn = free_pfn(ping, 1)
+    ping.page(pfn)[:3] = b"pte"
+    grant(ping, 11, pong, pfn)
+    va = scratch(pong, 2)
+    table, index = host.machine.frame_table.l1_slot(pong.vcpus[0].core.cr3, va)
+    old = frame_of(pong, va)
+    frames = host.machine.frame_table.frames
+    count, types = frames[old].count, frames[old].type_count
+    flags = gt.GNTMAP_host_map | gt.GNTMAP_contains_pte
+    for bad in (table * PAGE + index * 8 + 4, ping.grant_table.first_mfn * PAGE):
+        rc, out = gnttab(hypercall, pong, gt.GNTTABOP_map_grant_ref, MAP, bad, flags, 11, ping.domid, 0, 0, 0)
+        assert out[4] == gt.GNTST_general_error
+    rc, out = gnttab(hypercall, pong, gt.GNTTABOP_map_grant_ref, MAP, table * PAGE + index * 8, flags, 11,
+                     ping.domid, 0, 0, 0)
+    assert out[4] == gt.GNTST_okay
+    assert copy_from_guest(pong.vcpus[0], va, 3) == b"pte"
+    assert (frames[old].count, frames[old].type_count) == (count - 1, types - 1)
+    audit.check(host.machine)

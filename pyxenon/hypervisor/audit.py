@@ -79,6 +79,28 @@ def grant_findings(machine):
     return out
 
 
+def pin_findings(machine):
+    """Every mapping holds a pin of a live grant: its granter's active
+    entry serves the grantee, resolved to the mapping's frame, and the
+    entry's pins are exactly the mappings' parts (Xen's act->pin)."""
+    want, out = {}, []
+    tables = [(d.domid, d.grant_table) for d in machine.domains.values()]
+    for domid, table in tables + [(0, machine.backend_grants)]:
+        for handle, m in table.maptrack.items():
+            act = m.granter.grant_table.active.get(m.ref)
+            if act is None or act.domid != domid or act.mfn != m.mfn:
+                out.append(f"d{domid} grant handle {handle}: d{m.granter.domid} ref {m.ref} "
+                           "has no active entry for it")
+            pins = want.setdefault((m.granter.domid, m.ref), [0, 0])
+            pins[0 if m.readonly else 1] += m.refs()[0]
+    for domid, table in tables:
+        for ref, act in table.active.items():
+            if want.get((domid, ref), [0, 0]) != [act.readers, act.writers]:
+                out.append(f"d{domid} ref {ref}: pinned {act.readers}r/{act.writers}w, "
+                           f"mapped {want.get((domid, ref), [0, 0])}")
+    return out
+
+
 OWNER_XEN = 0x7FF2    # _core/core.h: Xen's own frames (GDT page, zero page)
 OWNER_FREE = 0x7FF4   # nobody's (the C half reports a TLB entry of one)
 
@@ -131,7 +153,7 @@ def findings(machine):
     if n < 0:
         raise MemoryError("the checker could not allocate its tables")
     return ([describe(out[i]) for i in range(min(n, MAX_REPORTED))] + grant_findings(machine)
-            + tlb_foreign_findings(machine))
+            + pin_findings(machine) + tlb_foreign_findings(machine))
 
 
 def check(machine):
