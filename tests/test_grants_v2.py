@@ -420,3 +420,11 @@ def test_contains_pte_map_over_a_present_entry(world, hypercall):
     assert copy_from_guest(pong.vcpus[0], va, 3) == b"pte"
     assert (frames[old].count, frames[old].type_count) == (count - 1, types - 1)
     audit.check(host.machine)
+    # its unmap names the PTE the same way (the maptrack keeps GNTMAP_contains_pte)
+    rc, out = gnttab(hypercall, pong, gt.GNTTABOP_unmap_grant_ref, UNMAP, va, 0, out[5], 0)
+    assert out[3] == gt.GNTST_general_error
+    handle = next(iter(pong.grant_table.maptrack))
+    rc, out = gnttab(hypercall, pong, gt.GNTTABOP_unmap_grant_ref, UNMAP, table * PAGE + index * 8, 0,
+                     handle, 0)
+    assert out[3] == gt.GNTST_okay and not pong.grant_table.maptrack
+    audit.check(host.machine)

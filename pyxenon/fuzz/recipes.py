@@ -85,8 +85,12 @@ def recipe_grant_unmap(m, slot):
     if not dom.grant_table.maptrack:
         return
     handle = m.rng.choice(sorted(dom.grant_table.maptrack))
-    host_addr = 0 if m.chance(0.7) else m.va(dom)
-    op = m.struct(dom, gt.gnttab_unmap_grant_ref, handle=handle, host_addr=host_addr)
+    mapping = dom.grant_table.maptrack[handle]
+    # Xen's unmap undoes only the parts it is given an address for
+    host_addr = m.rng.choice((0, m.va(dom), mapping.pte_ma or 0))
+    bus = m.rng.choice((0, mapping.mfn << 12, m.integer()))
+    op = m.struct(dom, gt.gnttab_unmap_grant_ref, handle=handle, host_addr=host_addr,
+                  dev_bus_addr=bus)
     yield m.buffer_call(dom, slot, xen.HYPERVISOR_grant_table_op,
                         (gt.GNTTABOP_unmap_grant_ref,), data=op, tail=(1,))
 

@@ -87,18 +87,23 @@ def pin_findings(machine):
     tables = [(d.domid, d.grant_table) for d in machine.domains.values()]
     for domid, table in tables + [(0, machine.backend_grants)]:
         for handle, m in table.maptrack.items():
-            act = m.granter.grant_table.active.get(m.ref)
-            if act is None or act.domid != domid or act.mfn != m.mfn:
-                out.append(f"d{domid} grant handle {handle}: d{m.granter.domid} ref {m.ref} "
-                           "has no active entry for it")
+            out += unpinned(domid, handle, m)
             pins = want.setdefault((m.granter.domid, m.ref), [0, 0])
             pins[0 if m.readonly else 1] += m.refs()[0]
     for domid, table in tables:
         for ref, act in table.active.items():
-            if want.get((domid, ref), [0, 0]) != [act.readers, act.writers]:
-                out.append(f"d{domid} ref {ref}: pinned {act.readers}r/{act.writers}w, "
-                           f"mapped {want.get((domid, ref), [0, 0])}")
+            held = want.get((domid, ref), [0, 0])
+            if held != [act.readers, act.writers]:
+                out.append(f"d{domid} ref {ref}: pinned {act.readers}r/{act.writers}w, mapped {held}")
     return out
+
+
+def unpinned(domid, handle, m):
+    act = m.granter.grant_table.active.get(m.ref)
+    if act is None or act.domid != domid or act.mfn != m.mfn:
+        return [f"d{domid} grant handle {handle}: d{m.granter.domid} ref {m.ref} "
+                "has no active entry for it"]
+    return []
 
 
 OWNER_XEN = 0x7FF2    # _core/core.h: Xen's own frames (GDT page, zero page)

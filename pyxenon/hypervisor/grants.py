@@ -45,12 +45,14 @@ MFN_MASK = (1 << 40) - 1
 class Mapping:
     """One maptrack entry (Xen's struct grant_mapping): what it holds now
     (flags: GNTMAP_host_map and/or GNTMAP_device_map, each with its own
-    frame reference, and writable type unless read-only)."""
-    __slots__ = ("granter", "ref", "mfn", "pte_ma", "readonly", "flags")
+    frame reference, and writable type unless read-only); by_pte: made
+    with GNTMAP_contains_pte, so an unmap's host_addr is a PTE's address."""
+    __slots__ = ("granter", "ref", "mfn", "pte_ma", "readonly", "flags", "by_pte")
 
     def __init__(self, granter, ref, mfn, pte_ma, readonly, flags=gt.GNTMAP_host_map):
         self.granter, self.ref, self.mfn = granter, ref, mfn
         self.pte_ma, self.readonly, self.flags = pte_ma, readonly, flags
+        self.by_pte = False
 
     def refs(self):
         """(general, type) references this mapping holds on its frame."""
@@ -346,7 +348,7 @@ def map_pinned(vcpu, granter, ref, flags, host_addr):
         if flags & gt.GNTMAP_host_map:
             pte_ma = pte_address(vcpu, host_addr, flags & gt.GNTMAP_contains_pte)
             install_pte(vcpu, granter, pte_ma, mfn, flags)
-            mapping.pte_ma = pte_ma
+            mapping.pte_ma, mapping.by_pte = pte_ma, bool(flags & gt.GNTMAP_contains_pte)
             mapping.flags |= gt.GNTMAP_host_map
     except GrantError:
         drop_refs(vcpu.domain.machine, mapping)
@@ -431,12 +433,12 @@ def unmap_grant(vcpu, handle, host_addr, dev_bus_addr=0):
 
 
 def clear_host_pte(vcpu, mapping, host_addr):
-    """replace_grant_pv_mapping: the entry at host_addr must map the
-    mapping's frame, present and writable as the mapping is; it is
-    cleared.  (Xen does not ask which mapping wrote it: another of the
+    """replace_grant_pv_mapping: the entry at host_addr (a PTE's machine
+    address if the map was GNTMAP_contains_pte) must map the mapping's
+    frame, present and writable as the mapping is; it is cleared.  (Xen does not ask which mapping wrote it: another of the
     grantee's mappings of the same frame swaps entries with this one.)"""
     machine = vcpu.domain.machine
-    ma = pte_address(vcpu, host_addr, False)
+    ma = pte_address(vcpu, host_addr, mapping.by_pte)
     entry = struct.unpack_from("<Q", machine.mem, ma)[0]
     if (not entry & PRESENT or not entry & GNTTAB or entry >> 12 & MFN_MASK != mapping.mfn
             or bool(entry & RW) == mapping.readonly):
