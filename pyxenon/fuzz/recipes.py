@@ -13,10 +13,10 @@ from .ops import call_op, store_op, touch_op
 from .world import SCRATCH_PAGES, SLOTS
 
 
-def recipe_grant_map(m, slot):
+def recipe_grant_map(m, slot, granter_slot=None):
     """A granter writes a grant entry; the grantee unmaps a page and maps the grant there."""
     world = m.world
-    granter_slot = m.rng.randrange(len(SLOTS))
+    granter_slot = m.rng.randrange(len(SLOTS)) if granter_slot is None else granter_slot
     granter, grantee = world.domain(granter_slot), world.domain(slot)
     ref = m.rng.randrange(16)
     frame = m.scratch_frame(granter)[1] if m.chance(0.7) else m.mfn(granter)
@@ -78,6 +78,32 @@ def recipe_grant_map_twice(m, slot):
         op = m.struct(dom, gt.gnttab_unmap_grant_ref, handle=handle, host_addr=0)
         yield m.buffer_call(dom, slot, xen.HYPERVISOR_grant_table_op,
                             (gt.GNTTABOP_unmap_grant_ref,), data=op, tail=(1,))
+
+
+def recipe_grant_v2(m, slot):
+    """A granter switches to v2 (or back), then grants and is mapped, or
+    is copied from (a sub-page or transitive entry reaches only a copy)."""
+    granter_slot = m.rng.randrange(len(SLOTS))
+    granter = m.world.domain(granter_slot)
+    version = struct.pack("<I", 2 if m.chance(0.85) else 1)
+    yield m.buffer_call(granter, granter_slot, xen.HYPERVISOR_grant_table_op,
+                        (gt.GNTTABOP_set_version,), data=version, tail=(1,))
+    if m.chance(0.5):
+        yield from recipe_grant_map(m, slot, granter_slot)
+        return
+    granter, grantee = m.world.domain(granter_slot), m.world.domain(slot)
+    ref = m.rng.randrange(16)
+    flags = gt.GTF_permit_access | (gt.GTF_readonly if m.chance(0.3) else 0)
+    yield grant_entry_store(m, granter_slot, granter, ref, flags, grantee.domid,
+                            m.scratch_frame(granter)[1])
+    grantee = m.world.domain(slot)
+    if grantee is None:
+        return
+    src = struct.pack("<QHH4x", ref, granter.domid, m.rng.choice((0, 8, 100)))
+    dst = struct.pack("<QHH4x", m.scratch_frame(grantee)[1], xen.DOMID_SELF, 0)
+    op = src + dst + struct.pack("<HHh2x", m.rng.choice((8, 40, 4096)), gt.GNTCOPY_source_gref, 0)
+    yield m.buffer_call(grantee, slot, xen.HYPERVISOR_grant_table_op, (gt.GNTTABOP_copy,),
+                        data=op, tail=(1,))
 
 
 def recipe_grant_unmap(m, slot):
@@ -225,6 +251,6 @@ def recipe_long_batch(m, slot):
 
 RECIPES = (recipe_grant_map, recipe_grant_map, recipe_grant_unmap, recipe_evtchn_connect,
            recipe_new_l1) * 2 + (recipe_self_reference, recipe_stale_retype,
-                                 recipe_linear_or_unhook, recipe_grant_map_twice)
+                                 recipe_linear_or_unhook, recipe_grant_map_twice, recipe_grant_v2)
 RECIPE_CHANCE = 0.08          # a step is a recipe
 LONG_BATCH_CHANCE = 0.00002   # a step is recipe_long_batch (each costs up to CALL_LIMIT)
