@@ -428,3 +428,56 @@ def test_contains_pte_map_over_a_present_entry(world, hypercall):
                      handle, 0)
     assert out[3] == gt.GNTST_okay and not pong.grant_table.maptrack
     audit.check(host.machine)
+
+
+def test_unmap_and_replace(world, hypercall):
+    """GNTTABOP_unmap_and_replace: the grant's entry at host_addr takes the
+    entry that mapped new_addr, which is cleared (replace_grant_pv_mapping,
+    steal_linear_address); a contains_pte mapping cannot (general_error)."""
+    from test_grants import frame_of, grant
+    host, d = world
+    ping, pong = d["ping"], d["pong"]
+    grant(ping, 11, pong, free_pfn(ping))
+    va = make_room(hypercall, pong)
+    status, handle = map_ref(hypercall, pong, ping, 11, va)
+    other = scratch(pong, 3)
+    copy_to_guest(pong.vcpus[0], other, b"mine")
+    own = frame_of(pong, other)
+    replace = "<QQIh"          # host_addr, new_addr, handle, status
+    rc, out = gnttab(hypercall, pong, gt.GNTTABOP_unmap_and_replace, replace, va, other, handle + 1, 0)
+    assert out[3] == gt.GNTST_bad_handle
+    rc, out = gnttab(hypercall, pong, gt.GNTTABOP_unmap_and_replace, replace, va, other, handle, 0)
+    assert rc == 0 and out[3] == gt.GNTST_okay and not pong.grant_table.maptrack
+    assert frame_of(pong, va) == own and copy_from_guest(pong.vcpus[0], va, 4) == b"mine"
+    with pytest.raises(Exception):
+        copy_from_guest(pong.vcpus[0], other, 1)
+    assert ping.grant_table.read_entry(11)[0] == gt.GTF_permit_access
+    audit.check(host.machine)
+
+
+def test_cache_flush_as_x86_answers(world, hypercall):
+    """GNTTABOP_cache_flush (_cache_flush, x86's dcache helpers)."""
+    from test_grants import grant
+    _, d = world
+    ping, pong = d["ping"], d["pong"]
+    flush = "<QHHI"            # a (dev_bus_addr), offset, length, op
+    own = pong.pfn_to_mfn(free_pfn(pong)) << 12
+    foreign = ping.pfn_to_mfn(free_pfn(ping)) << 12
+    clean, inval = gt.GNTTAB_CACHE_CLEAN, gt.GNTTAB_CACHE_INVAL
+
+    def cache_flush(addr, offset, length, op):
+        return gnttab(hypercall, pong, gt.GNTTABOP_cache_flush, flush, addr, offset, length, op)[0]
+
+    assert cache_flush(own, 4096, 1, clean) == -errno.EINVAL
+    assert cache_flush(own, 4000, 100, clean) == -errno.EINVAL
+    assert cache_flush(own, 0, 8, gt.GNTTAB_CACHE_SOURCE_GREF | clean) == -errno.EINVAL
+    assert cache_flush(own, 0, 0, clean) == 0
+    assert cache_flush(own, 0, 8, clean) == 0
+    assert cache_flush(own, 0, 8, clean | inval) == 0
+    assert cache_flush(own, 0, 8, inval) == -errno.EOPNOTSUPP
+    assert cache_flush(1 << 52, 0, 8, clean) == -errno.EINVAL          # no such frame
+    assert cache_flush(0x2000, 0, 8, clean) == -errno.EPERM            # Xen's own
+    assert cache_flush(foreign, 0, 8, clean) == -errno.EINVAL          # not mapped by us
+    grant(ping, 11, pong, free_pfn(ping))
+    map_ref(hypercall, pong, ping, 11, make_room(hypercall, pong))
+    assert cache_flush(foreign, 0, 8, clean) == 0

@@ -192,7 +192,8 @@ def table_pages(machine, tables):
 TABLE_WRITERS = (xen.HYPERVISOR_mmu_update, xen.HYPERVISOR_update_va_mapping,
                  xen.HYPERVISOR_update_va_mapping_otherdomain, xen.HYPERVISOR_mmuext_op,
                  xen.HYPERVISOR_multicall)
-GRANT_TABLE_WRITERS = (gt.GNTTABOP_map_grant_ref, gt.GNTTABOP_unmap_grant_ref)
+GRANT_TABLE_WRITERS = (gt.GNTTABOP_map_grant_ref, gt.GNTTABOP_unmap_grant_ref,
+                       gt.GNTTABOP_unmap_and_replace)
 AD_BITS = mm.ACCESSED | mm.DIRTY
 
 

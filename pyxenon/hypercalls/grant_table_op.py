@@ -16,6 +16,7 @@ from pyxenon.public import errno, grant_table as gt, xen
 DOMID_SELF = 0x7FF0
 
 
+PAGE = 4096
 BUDGET = 256     # operations per trap; the rest through a continuation
 
 
@@ -58,6 +59,11 @@ def unmap_one(vcpu, op):
 
 
 @with_status
+def replace_one(vcpu, op):
+    grants.unmap_grant(vcpu, op.handle, op.host_addr, 0, op.new_addr)
+
+
+@with_status
 def copy_one(vcpu, op):
     grants_copy.grant_copy(vcpu, op)
 
@@ -83,6 +89,53 @@ def setup_one(vcpu, op):
 def query_one(vcpu, op):
     table = own_table(vcpu, op.dom)
     op.nr_frames, op.max_nr_frames = table.nr_frames, table.max_frames
+
+
+def cache_flush_one(vcpu, op):
+    """_cache_flush on x86: the range and op checked (-EINVAL; the
+    GNTTAB_CACHE_SOURCE_GREF bit is outside the op mask, so -EINVAL too);
+    nothing to do is 0; then the frame (cache_flush_frame).  A clean (with
+    or without invalidate) is a cache flush, which the engine needs not:
+    0; invalidate alone is -EOPNOTSUPP on x86."""
+    flush = gt.GNTTAB_CACHE_CLEAN | gt.GNTTAB_CACHE_INVAL
+    if op.offset >= PAGE or op.offset + op.length > PAGE or op.op & ~flush:
+        return -errno.EINVAL           # (length > PAGE fails offset + length too)
+    if op.length == 0 or op.op == 0:
+        return 0
+    rc = cache_flush_frame(vcpu, op.a.dev_bus_addr >> 12)
+    return rc or (-errno.EOPNOTSUPP if op.op == gt.GNTTAB_CACHE_INVAL else 0)
+
+
+def cache_flush_frame(vcpu, mfn):
+    """The frame must exist (-EINVAL), belong to a domain (-EPERM) and, if
+    not the caller's, be mapped by the caller through one of its owner's
+    grants (grant_map_exists: -EINVAL)."""
+    machine = vcpu.domain.machine
+    if mfn >= machine.nr_frames:
+        return -errno.EINVAL
+    owner = machine.domains.get(machine.core.frames[mfn].owner)
+    if owner is None or owner.state == "dead":
+        return -errno.EPERM
+    me = vcpu.domain.domid
+    if owner is not vcpu.domain and not any(
+            a.domid == me and a.mfn == mfn for a in owner.grant_table.active.values()):
+        return -errno.EINVAL
+    return 0
+
+
+def gnttab_cache_flush(vcpu, arg, count):
+    """gnttab_cache_flush: the first failure is the hypercall's answer."""
+    size = ctypes.sizeof(gt.gnttab_cache_flush)
+    count &= 0xFFFFFFFF
+    for i in range(min(count, BUDGET)):
+        if i and preempt_check(vcpu):
+            raise Continuation(gt.GNTTABOP_cache_flush, arg + i * size, count - i)
+        rc = cache_flush_one(vcpu, read_struct(vcpu, arg + i * size, gt.gnttab_cache_flush))
+        if rc < 0:
+            return rc
+    if count > BUDGET:
+        raise Continuation(gt.GNTTABOP_cache_flush, arg + BUDGET * size, count - BUDGET)
+    return 0
 
 
 def domain_by_any_id(vcpu, domid):
@@ -151,6 +204,7 @@ def status_frames(vcpu, op):
 OPS = {
     gt.GNTTABOP_map_grant_ref: lambda v, a, c: each(v, gt.GNTTABOP_map_grant_ref, a, c, gt.gnttab_map_grant_ref, map_one),
     gt.GNTTABOP_unmap_grant_ref: lambda v, a, c: each(v, gt.GNTTABOP_unmap_grant_ref, a, c, gt.gnttab_unmap_grant_ref, unmap_one),
+    gt.GNTTABOP_unmap_and_replace: lambda v, a, c: each(v, gt.GNTTABOP_unmap_and_replace, a, c, gt.gnttab_unmap_and_replace, replace_one),
     gt.GNTTABOP_setup_table: lambda v, a, c: each(v, gt.GNTTABOP_setup_table, a, c, gt.gnttab_setup_table, setup_one),
     gt.GNTTABOP_copy: lambda v, a, c: each(v, gt.GNTTABOP_copy, a, c, gt.gnttab_copy, copy_one),
     gt.GNTTABOP_query_size: lambda v, a, c: each(v, gt.GNTTABOP_query_size, a, c, gt.gnttab_query_size, query_one),
@@ -158,6 +212,7 @@ OPS = {
     gt.GNTTABOP_swap_grant_ref: lambda v, a, c: each(v, gt.GNTTABOP_swap_grant_ref, a, c, gt.gnttab_swap_grant_ref, swap_one),
     gt.GNTTABOP_set_version: gnttab_set_version,
     gt.GNTTABOP_get_status_frames: gnttab_get_status_frames,
+    gt.GNTTABOP_cache_flush: gnttab_cache_flush,
 }
 
 

@@ -414,9 +414,10 @@ def put_ref(machine, mfn, readonly):
         lib.xc_put_page_and_type(machine.core, ffi.NULL, mfn, 0)
 
 
-def unmap_grant(vcpu, handle, host_addr, dev_bus_addr=0):
+def unmap_grant(vcpu, handle, host_addr, dev_bus_addr=0, new_addr=0):
     """unmap_common: the host part if host_addr names it, the device part
-    if dev_bus_addr does; the handle goes when neither part is left."""
+    if dev_bus_addr does; the handle goes when neither part is left.
+    new_addr: GNTTABOP_unmap_and_replace's entry to move in."""
     table = vcpu.domain.grant_table
     mapping = table.maptrack.get(handle)
     if mapping is None:
@@ -425,31 +426,65 @@ def unmap_grant(vcpu, handle, host_addr, dev_bus_addr=0):
         raise GrantError(gt.GNTST_bad_dev_addr)
     done = 0
     if host_addr and mapping.flags & gt.GNTMAP_host_map:
-        clear_host_pte(vcpu, mapping, host_addr)
+        clear_host_pte(vcpu, mapping, host_addr, new_addr)
         done |= gt.GNTMAP_host_map
     if dev_bus_addr and mapping.flags & gt.GNTMAP_device_map:
         done |= gt.GNTMAP_device_map
     release_parts(vcpu.domain.machine, table, handle, done)
 
 
-def clear_host_pte(vcpu, mapping, host_addr):
+def clear_host_pte(vcpu, mapping, host_addr, new_addr=0):
     """replace_grant_pv_mapping: the entry at host_addr (a PTE's machine
     address if the map was GNTMAP_contains_pte) must map the mapping's
-    frame, present and writable as the mapping is; it is cleared.  (Xen does not ask which mapping wrote it: another of the
-    grantee's mappings of the same frame swaps entries with this one.)"""
-    machine = vcpu.domain.machine
-    ma = pte_address(vcpu, host_addr, mapping.by_pte)
-    entry = struct.unpack_from("<Q", machine.mem, ma)[0]
-    if (not entry & PRESENT or not entry & GNTTAB or entry >> 12 & MFN_MASK != mapping.mfn
-            or bool(entry & RW) == mapping.readonly):
+    frame, present and writable as the mapping is; it is cleared, or
+    with new_addr takes the entry that mapped new_addr, which is cleared
+    (steal_linear_address; a contains_pte mapping cannot: general_error).
+    When the check fails after the steal, the stolen entry's references
+    go (put_page_from_l1e), as Xen's.  Xen does not ask which mapping
+    wrote the entry: another of the grantee's mappings of the same frame
+    swaps entries with this one."""
+    if new_addr and mapping.by_pte:
         raise GrantError(gt.GNTST_general_error)
+    stolen = steal_linear_address(vcpu, new_addr) if new_addr else (None, 0)
+    try:
+        ma = grant_pte_of(vcpu, mapping, host_addr)
+    except GrantError:
+        put_replaced(vcpu, stolen[1])
+        raise
+    move_pte(vcpu.domain.grant_table, mapping, ma, stolen[0])
+    struct.pack_into("<Q", vcpu.domain.machine.mem, ma, stolen[1])
+    lib.xc_request_flush(vcpu.domain.machine.core)
+
+
+def move_pte(table, mapping, ma, stolen_ma):
+    """The maptrack follows the entries: mapping's is the one at ma (the
+    mapping that had ma gets mapping's), and a stolen grant entry's
+    mapping now lives at ma."""
     if ma != mapping.pte_ma:
-        for other in vcpu.domain.grant_table.maptrack.values():
+        for other in table.maptrack.values():
             if other.pte_ma == ma:
                 other.pte_ma = mapping.pte_ma
         mapping.pte_ma = ma
-    struct.pack_into("<Q", machine.mem, ma, 0)
-    lib.xc_request_flush(machine.core)
+    for other in table.maptrack.values():
+        if stolen_ma is not None and other.pte_ma == stolen_ma:
+            other.pte_ma = ma
+
+
+def grant_pte_of(vcpu, mapping, host_addr):
+    ma = pte_address(vcpu, host_addr, mapping.by_pte)
+    entry = struct.unpack_from("<Q", vcpu.domain.machine.mem, ma)[0]
+    if (not entry & PRESENT or not entry & GNTTAB or entry >> 12 & MFN_MASK != mapping.mfn
+            or bool(entry & RW) == mapping.readonly):
+        raise GrantError(gt.GNTST_general_error)
+    return ma
+
+
+def steal_linear_address(vcpu, linear):
+    """(machine address, entry) of the L1 entry mapping linear, now cleared."""
+    ma = pte_address(vcpu, linear, False)
+    entry = struct.unpack_from("<Q", vcpu.domain.machine.mem, ma)[0]
+    struct.pack_into("<Q", vcpu.domain.machine.mem, ma, 0)
+    return ma, entry
 
 
 def release_parts(machine, table, handle, done):

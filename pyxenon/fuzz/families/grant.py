@@ -23,6 +23,7 @@ GNTTAB_STRUCTS = {
     gt.GNTTABOP_get_status_frames: gt.gnttab_get_status_frames,
     gt.GNTTABOP_get_version: gt.gnttab_get_version,
     gt.GNTTABOP_swap_grant_ref: gt.gnttab_swap_grant_ref,
+    gt.GNTTABOP_cache_flush: gt.gnttab_cache_flush,
 }
 GNTMAP_FLAGS = (gt.GNTMAP_host_map, gt.GNTMAP_host_map | gt.GNTMAP_readonly,
                 gt.GNTMAP_host_map | gt.GNTMAP_contains_pte, gt.GNTMAP_device_map,
