@@ -386,12 +386,12 @@ def test_checker_holds_mappings_to_pins(world, hypercall):
     va = make_room(hypercall, pong)
     assert map_ref(hypercall, pong, ping, 9, va)[0] == gt.GNTST_okay
     assert audit.findings(host.machine) == []
-    ping.grant_table.active[9].writers += 1                  # planted: a pin nobody holds
+    ping.grant_table.active[9].counts[gt.GNTMAP_host_map, False] += 1   # planted: a pin nobody holds
     assert any("ref 9: pinned 0r/2w" in f for f in audit.findings(host.machine))
     act = ping.grant_table.active.pop(9)                     # planted: the pin is gone
     assert any("has no active entry" in f for f in audit.findings(host.machine))
     ping.grant_table.active[9] = act
-    act.writers -= 1
+    act.counts[gt.GNTMAP_host_map, False] -= 1
     assert audit.findings(host.machine) == []
 
 
@@ -481,3 +481,22 @@ def test_cache_flush_as_x86_answers(world, hypercall):
     grant(ping, 11, pong, free_pfn(ping))
     map_ref(hypercall, pong, ping, 11, make_room(hypercall, pong))
     assert cache_flush(foreign, 0, 8, clean) == 0
+
+
+def test_pin_counters_are_byte_wide(world, hypercall):
+    """map_grant_ref refuses a map whose pin counter (device read-only here)
+    has reached 128 (GNTPIN_incr2oflow_mask): GNTST_general_error; the
+    other counters are apart."""
+    from test_grants import grant
+    host, d = world
+    ping, pong = d["ping"], d["pong"]
+    grant(ping, 11, pong, free_pfn(ping))
+
+    def device_map():
+        return gnttab(hypercall, pong, gt.GNTTABOP_map_grant_ref, MAP, 0,
+                      gt.GNTMAP_device_map | gt.GNTMAP_readonly, 11, ping.domid, 0, 0, 0)[1][4]
+
+    assert [device_map() for _ in range(128)] == [gt.GNTST_okay] * 128
+    assert device_map() == gt.GNTST_general_error
+    assert map_ref(hypercall, pong, ping, 11, make_room(hypercall, pong), readonly=True)[0] == gt.GNTST_okay
+    audit.check(host.machine)

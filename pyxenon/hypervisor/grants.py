@@ -60,13 +60,30 @@ class Mapping:
         return n, 0 if self.readonly else n
 
 
+PARTS = (gt.GNTMAP_host_map, gt.GNTMAP_device_map)
+PIN_LIMIT = 128     # GNTPIN_incr2oflow_mask: a byte-wide counter's top bit
+
+
 class Active:
     """Xen's active_grant_entry: the grantee a pinned ref serves, the frame
-    it resolved to, and its pins (readers, writers)."""
-    __slots__ = ("domid", "mfn", "readers", "writers")
+    it resolved to, and its pins: a count per (part, read-only), Xen's
+    hstw/hstr/devw/devr bytes."""
+    __slots__ = ("domid", "mfn", "counts")
 
     def __init__(self, domid, mfn):
-        self.domid, self.mfn, self.readers, self.writers = domid, mfn, 0, 0
+        self.domid, self.mfn = domid, mfn
+        self.counts = {(part, ro): 0 for part in PARTS for ro in (False, True)}
+
+    @property
+    def readers(self):
+        return sum(n for (_, ro), n in self.counts.items() if ro)
+
+    @property
+    def writers(self):
+        return sum(n for (_, ro), n in self.counts.items() if not ro)
+
+    def would_overflow(self, parts, readonly):
+        return any(self.counts[part, readonly] >= PIN_LIMIT for part in PARTS if parts & part)
 
 
 class Grantee:
@@ -207,11 +224,12 @@ class GrantTable(Grantee):
 
     def pin_for_map(self, ref, grantee, write, parts):
         """map_grant_ref's part under the granter's lock: check ref and pin
-        it for grantee, once per part (host, device); returns the frame."""
+        it for grantee, once per part (GNTMAP_host_map, GNTMAP_device_map);
+        returns the frame."""
         act = self.active.get(ref)
         if act is None:
             self.entry_offset(ref)                            # GNTST_bad_gntref first
-        elif act.domid != grantee.domid:
+        elif act.domid != grantee.domid or act.would_overflow(parts, not write):
             raise GrantError(gt.GNTST_general_error)
         if act is None or (write and not act.writers):
             self.set_status(ref, grantee, write, mapflag=True)
@@ -222,7 +240,7 @@ class GrantTable(Grantee):
                     self.reduce_status(ref, not write)
                     raise
                 self.active[ref] = act
-        self.pin(ref, not write, parts)
+        self.pin(ref, not write, parts, +1)
         return act.mfn
 
     def swap(self, ref_a, ref_b):
@@ -244,13 +262,12 @@ class GrantTable(Grantee):
         act = self.active.get(ref)
         return bool(act) and (act.writers > 0 if write else act.readers + act.writers > 0)
 
-    def pin(self, ref, readonly, delta):
+    def pin(self, ref, readonly, parts, delta):
         act = self.active[ref]
-        if readonly:
-            act.readers += delta
-        else:
-            act.writers += delta
-        if not act.readers and not act.writers:
+        for part in PARTS:
+            if parts & part:
+                act.counts[part, readonly] += delta
+        if not any(act.counts.values()):
             del self.active[ref]
 
 
@@ -339,7 +356,7 @@ def map_pinned(vcpu, granter, ref, flags, host_addr):
     readonly = bool(flags & gt.GNTMAP_readonly)
     parts = flags & (gt.GNTMAP_host_map | gt.GNTMAP_device_map)
     table = granter.grant_table
-    mfn = table.pin_for_map(ref, vcpu.domain, not readonly, bin(parts).count("1"))
+    mfn = table.pin_for_map(ref, vcpu.domain, not readonly, parts)
     mapping = Mapping(granter, ref, mfn, None, readonly, 0)
     try:
         if flags & gt.GNTMAP_device_map:
@@ -352,7 +369,7 @@ def map_pinned(vcpu, granter, ref, flags, host_addr):
             mapping.flags |= gt.GNTMAP_host_map
     except GrantError:
         drop_refs(vcpu.domain.machine, mapping)
-        table.pin(ref, readonly, -bin(parts).count("1"))
+        table.pin(ref, readonly, parts, -1)
         table.reduce_status(ref, readonly)
         raise
     return mapping
@@ -502,7 +519,7 @@ def release_parts(machine, table, handle, done):
     if not m.flags:
         del table.maptrack[handle]
         table.free_handle(handle)
-    m.granter.grant_table.pin(m.ref, m.readonly, -bin(done).count("1"))
+    m.granter.grant_table.pin(m.ref, m.readonly, done, -1)
     if m.granter.state != "dead":
         m.granter.grant_table.reduce_status(m.ref, m.readonly)
     lib.xc_request_flush(machine.core)

@@ -34,9 +34,7 @@ def acquire(granter, ref, grantee, readonly, allow_transitive=True):
     granter's ref gives grantee, or GrantError."""
     table = granter.grant_table
     off = table.entry_offset(ref)                         # GNTST_bad_gntref
-    act = table.active.get(ref)
-    if act is not None and act.domid != grantee.domid:
-        raise GrantError(gt.GNTST_general_error)
+    act = usable_active(table, ref, grantee, readonly)
     flags = struct.unpack_from("<H", granter.machine.mem, off)[0]
     if table.version == 2 and flags & gt.GTF_type_mask == gt.GTF_transitive:
         return transitive(granter, ref, grantee, readonly, allow_transitive)
@@ -50,6 +48,15 @@ def acquire(granter, ref, grantee, readonly, allow_transitive=True):
         return own_span(table, ref, flags)
     finally:
         table.reduce_status(ref, readonly)
+
+
+def usable_active(table, ref, grantee, readonly):
+    """ref's active entry, if pinned: for grantee, its counter not full."""
+    act = table.active.get(ref)
+    if act is not None and (act.domid != grantee.domid
+                            or act.would_overflow(gt.GNTMAP_host_map, readonly)):
+        raise GrantError(gt.GNTST_general_error)
+    return act
 
 
 def own_span(table, ref, flags):
@@ -155,10 +162,10 @@ def backend_map(granter, ref):
     if granter.state == "dead":
         raise GrantError(gt.GNTST_bad_domain)
     table = granter.grant_table
-    mfn = table.pin_for_map(ref, BACKEND, True, 1)
+    mfn = table.pin_for_map(ref, BACKEND, True, gt.GNTMAP_device_map)
     machine = granter.machine
     if lib.xc_get_page_and_type(machine.core, ffi.NULL, mfn, granter.domid, WRITABLE, 0) != 0:
-        table.pin(ref, False, -1)
+        table.pin(ref, False, gt.GNTMAP_device_map, -1)
         table.reduce_status(ref, False)
         raise GrantError(gt.GNTST_general_error)
     backends = machine.backend_grants
