@@ -500,3 +500,17 @@ def test_pin_counters_are_byte_wide(world, hypercall):
     assert device_map() == gt.GNTST_general_error
     assert map_ref(hypercall, pong, ping, 11, make_room(hypercall, pong), readonly=True)[0] == gt.GNTST_okay
     audit.check(host.machine)
+
+
+def test_grant_table_op_arguments(world, hypercall):
+    """do_grant_table_op: (int)count < 0 and progress bits on a command
+    other than cache_flush are -EINVAL; an unknown command -ENOSYS."""
+    _, d = world
+    ping = d["ping"]
+    va = scratch(ping)
+    op = xen.HYPERVISOR_grant_table_op
+    assert hypercall(ping, op, gt.GNTTABOP_query_size, va, 0x80000000) == -errno.EINVAL
+    assert hypercall(ping, op, gt.GNTTABOP_query_size | 1 << 12, va, 1) == -errno.EINVAL
+    assert hypercall(ping, op, gt.GNTTABOP_cache_flush | 1 << 12, va, 0) == 0
+    assert hypercall(ping, op, gt.GNTTABOP_dump_table, va, 1) == -errno.ENOSYS
+    assert hypercall(ping, op, 13, va, 1) == -errno.ENOSYS

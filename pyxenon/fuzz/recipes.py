@@ -244,7 +244,7 @@ def recipe_long_batch(m, slot):
     dom = m.world.domain(slot)
     region = dom.layout.stack + PAGE * (SCRATCH_PAGES + 1)
     cmd = m.rng.choice((gt.GNTTABOP_query_size, gt.GNTTABOP_setup_table, gt.GNTTABOP_copy))
-    entry = struct.pack("<QQ6Q", xen.HYPERVISOR_grant_table_op, 0, cmd, region, 0xFFFFFFFF,
+    entry = struct.pack("<QQ6Q", xen.HYPERVISOR_grant_table_op, 0, cmd, region, 0x7FFFFFFF,
                         0, 0, 0)
     yield m.buffer_call(dom, slot, xen.HYPERVISOR_multicall, (), data=entry * 16, tail=(16,))
 

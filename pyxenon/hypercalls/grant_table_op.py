@@ -216,8 +216,20 @@ OPS = {
 }
 
 
+# Xen's own (common/grant_table.c, not public): cmd's bits above the
+# command carry a continuation's progress, for cache_flush only.
+GNTTABOP_CMD_MASK = (1 << 12) - 1
+
+
 def do_grant_table_op(vcpu, cmd, arg, count, *_):
-    return sub_op(OPS, cmd)(vcpu, arg, count)
+    """do_grant_table_op: a negative (int) count and progress bits on any
+    command but cache_flush are -EINVAL, before the command is looked at."""
+    cmd, count = cmd & 0xFFFFFFFF, count & 0xFFFFFFFF
+    if count >= 1 << 31:
+        raise HypercallError(errno.EINVAL)
+    if cmd & ~GNTTABOP_CMD_MASK and cmd & GNTTABOP_CMD_MASK != gt.GNTTABOP_cache_flush:
+        raise HypercallError(errno.EINVAL)
+    return sub_op(OPS, cmd & GNTTABOP_CMD_MASK)(vcpu, arg, count)
 
 
 HYPERCALLS = {xen.HYPERVISOR_grant_table_op: do_grant_table_op}
