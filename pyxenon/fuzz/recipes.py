@@ -14,7 +14,8 @@ from .world import SCRATCH_PAGES, SLOTS
 
 
 def recipe_grant_map(m, slot, granter_slot=None):
-    """A granter writes a grant entry; the grantee unmaps a page and maps the grant there."""
+    """A granter writes a grant entry; the grantee unmaps a page and maps
+    the grant there.  Returns that address (for an unmap to name)."""
     world = m.world
     granter_slot = m.rng.randrange(len(SLOTS)) if granter_slot is None else granter_slot
     granter, grantee = world.domain(granter_slot), world.domain(slot)
@@ -32,6 +33,7 @@ def recipe_grant_map(m, slot, granter_slot=None):
                   dom=granter.domid)
     yield m.buffer_call(grantee, slot, xen.HYPERVISOR_grant_table_op,
                         (gt.GNTTABOP_map_grant_ref,), data=op, tail=(1,))
+    return va
 
 
 def grant_entry_store(m, slot, granter, ref, flags, domid, frame):
@@ -56,8 +58,7 @@ def grant_entry_store(m, slot, granter, ref, flags, domid, frame):
 def recipe_grant_map_twice(m, slot):
     """One grant mapped twice, then one mapping ended: the in-use bits Xen
     keeps in the granter's entry must stay while the other one lives."""
-    for op in recipe_grant_map(m, slot):
-        yield op
+    first_va = yield from recipe_grant_map(m, slot)
     dom = m.world.domain(slot)
     if dom is None or not dom.grant_table.maptrack:
         return
@@ -75,7 +76,9 @@ def recipe_grant_map_twice(m, slot):
                         data=op, tail=(1,))
     dom = m.world.domain(slot)
     if dom is not None and handle in dom.grant_table.maptrack:
-        op = m.struct(dom, gt.gnttab_unmap_grant_ref, handle=handle, host_addr=0)
+        # Xen's unmap undoes the host mapping it is given the address of
+        op = m.struct(dom, gt.gnttab_unmap_grant_ref, handle=handle, host_addr=first_va or 0,
+                      dev_bus_addr=0)
         yield m.buffer_call(dom, slot, xen.HYPERVISOR_grant_table_op,
                             (gt.GNTTABOP_unmap_grant_ref,), data=op, tail=(1,))
 
