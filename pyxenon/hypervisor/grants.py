@@ -184,16 +184,19 @@ class GrantTable(Grantee):
         off = self.status_offset(ref)
         mem = self.domain.machine.mem
         flags = struct.unpack_from("<H", mem, off)[0]
-        struct.pack_into("<H", mem, off, (flags | set_bits) & ~clear_bits)
-        lib.xc_frame_written(self.domain.machine.core, off // PAGE)   # code there is stale
+        if (flags | set_bits) & ~clear_bits != flags:
+            struct.pack_into("<H", mem, off, (flags | set_bits) & ~clear_bits)
+            lib.xc_frame_written(self.domain.machine.core, off // PAGE)   # code there is stale
 
     # -- checking a grant --------------------------------------------------------------
 
-    def set_status(self, ref, grantee, write, mapflag):
+    def set_status(self, ref, grantee, write, mapflag, mark=True):
         """_set_status_v1/_v2: unless ref is pinned, the entry must permit
         grantee (a map also refuses a sub-page grant; a copy in v2 takes a
         transitive one); a write needs an entry without GTF_readonly.  Sets
-        the in-use bits; returns the entry's flags."""
+        the in-use bits (mark: a copy, over before the guest runs again,
+        leaves only what reduce_status makes of them); returns the entry's
+        flags."""
         flags, domid = struct.unpack_from("<HH", self.domain.machine.mem, self.entry_offset(ref))
         mask = gt.GTF_type_mask | (gt.GTF_sub_page if mapflag else 0)
         kinds = (gt.GTF_permit_access,) if mapflag or self.version == 1 else \
@@ -202,7 +205,8 @@ class GrantTable(Grantee):
             raise GrantError(gt.GNTST_general_error)
         if write and flags & gt.GTF_readonly:
             raise GrantError(gt.GNTST_general_error)     # "write-pin a r/o grant entry"
-        self.set_flags(ref, gt.GTF_reading | (gt.GTF_writing if write else 0))
+        if mark:
+            self.set_flags(ref, gt.GTF_reading | (gt.GTF_writing if write else 0))
         return flags
 
     def reduce_status(self, ref, readonly):

@@ -43,7 +43,7 @@ def acquire(granter, ref, grantee, readonly, allow_transitive=True):
         if not granter.machine.frame_table.owned(act.mfn, granter):
             raise GrantError(gt.GNTST_bad_domain)
         return Span(act.mfn)
-    flags = table.set_status(ref, grantee, not readonly, mapflag=False)
+    flags = table.set_status(ref, grantee, not readonly, mapflag=False, mark=False)
     try:
         return own_span(table, ref, flags)
     finally:
@@ -79,7 +79,7 @@ def transitive(granter, ref, grantee, readonly, allow_transitive):
     table = granter.grant_table
     if ref in table.active:
         raise GrantError(gt.GNTST_general_error)
-    table.set_status(ref, grantee, not readonly, mapflag=False)
+    table.set_status(ref, grantee, not readonly, mapflag=False, mark=False)
     try:
         if not allow_transitive:
             raise GrantError(gt.GNTST_general_error)
