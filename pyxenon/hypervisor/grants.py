@@ -198,16 +198,21 @@ class GrantTable(Grantee):
         leaves only what reduce_status makes of them); returns the entry's
         flags."""
         flags, domid = struct.unpack_from("<HH", self.domain.machine.mem, self.entry_offset(ref))
-        mask = gt.GTF_type_mask | (gt.GTF_sub_page if mapflag else 0)
-        kinds = (gt.GTF_permit_access,) if mapflag or self.version == 1 else \
-            (gt.GTF_permit_access, gt.GTF_transitive)
-        if ref not in self.active and (flags & mask not in kinds or domid != grantee.domid):
+        if ref not in self.active and (not self.grants_kind(flags, mapflag) or domid != grantee.domid):
             raise GrantError(gt.GNTST_general_error)
         if write and flags & gt.GTF_readonly:
             raise GrantError(gt.GNTST_general_error)     # "write-pin a r/o grant entry"
         if mark:
             self.set_flags(ref, gt.GTF_reading | (gt.GTF_writing if write else 0))
         return flags
+
+    def grants_kind(self, flags, mapflag):
+        """The entry's type is one this use takes: permit_access (without
+        GTF_sub_page for a map), or for a v2 copy also transitive."""
+        mask = gt.GTF_type_mask | (gt.GTF_sub_page if mapflag else 0)
+        kinds = (gt.GTF_permit_access,) if mapflag or self.version == 1 else \
+            (gt.GTF_permit_access, gt.GTF_transitive)
+        return flags & mask in kinds
 
     def reduce_status(self, ref, readonly):
         """reduce_status_for_pin: drop the in-use bits no pin needs any more."""
