@@ -11,6 +11,7 @@ import ctypes
 import struct
 
 from pyxenon._core import ffi, lib
+from pyxenon.public import arch_x86
 
 from .errors import GuestFault
 
@@ -104,3 +105,9 @@ def read_u64s(vcpu, va, count):
 
 def read_u32s(vcpu, va, count):
     return struct.unpack(f"<{count}I", copy_from_guest(vcpu, va, 4 * count))
+
+
+def guest_handle_okay(va):
+    """access_ok (x86_64/uaccess.h __addr_ok): the handle starts outside
+    Xen's reserved range and below the non-canonical hole."""
+    return va < 1 << 47 or va >= arch_x86.HYPERVISOR_VIRT_END
