@@ -55,6 +55,7 @@ def held_by_python(machine):
         first = domain.shared_info_mfn
         held += [(mfn, 0, 1) for mfn in range(first, first + 1 + domain.grant_table.max_frames)]
         held += [(v.core.vcpu_info_ma >> 12, 1, 1) for v in domain.vcpus if v.info_registered]
+        held += domain.events.fifo.held_frames() if domain.events.fifo else []
         for m in domain.grant_table.maptrack.values():
             held.append((m.mfn, 1, 0 if m.readonly else 1))
     return held
