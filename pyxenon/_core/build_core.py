@@ -17,7 +17,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c", "ptlevels.c", "audit.c", "fast.c",
-           "events.c", "mmu.c", "sched.c", "watchdog.c", "cpuid.c", "io.c", "debug.c", "time.c"]
+           "events.c", "mmu.c", "sched.c", "watchdog.c", "cpuid.c", "io.c", "debug.c", "time.c", "exits.c"]
 
 CDEF = """
 #define PGT_NONE 0
@@ -144,6 +144,7 @@ int xc_tlb_probe(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write
 int xc_audit(struct xc_machine *m, const uint64_t *ranges, uint32_t nr_ranges,
              const uint64_t *extra, uint64_t n_extra, struct xc_violation *out, int max);
 void xc_stop(struct xc_machine *m);
+int xc_exits_at_blocks(struct xc_machine *m);
 int xc_set_cr0(struct xc_machine *m, struct xc_vcpu *v, uint64_t cr0);
 uint64_t xc_get_cr0(struct xc_machine *m, struct xc_vcpu *v);
 uint64_t xc_host_tsc(void);

@@ -41,8 +41,14 @@ def _in_c(translate, va, size):
     return translate is GUEST_WALK and size > 0 and 0 <= va and va + size <= 1 << 64
 
 
+def _live(vcpu):
+    if vcpu.core == ffi.NULL:    # its domain was destroyed: its frames are gone too
+        raise ValueError(f"vcpu {vcpu.vcpu_id} of a destroyed domain")
+
+
 def copy_from_guest(vcpu, va, size, translate=GUEST_WALK):
     """Bytes at guest virtual address va, or GuestFault."""
+    _live(vcpu)
     if _in_c(translate, va, size):
         out = bytearray(size)
         machine = vcpu.domain.machine
@@ -55,6 +61,7 @@ def copy_from_guest(vcpu, va, size, translate=GUEST_WALK):
 def copy_to_guest(vcpu, va, data, translate=GUEST_WALK):
     """Write data at guest virtual address va, or GuestFault (nothing partial
     is undone: Xen's copy_to_guest does not roll back either)."""
+    _live(vcpu)
     if _in_c(translate, va, len(data)):
         machine = vcpu.domain.machine
         if lib.xc_copy_to_guest(machine.core, vcpu.core, va, ffi.from_buffer(data), len(data)) == 0:
