@@ -234,3 +234,22 @@ def test_ports_stop_at_the_domains_limit_on_fifo(pair):
     results = [op(ping, ev.EVTCHNOP_alloc_unbound, "<HHI", SELF, 0, 0) for _ in range(1100)]
     failed = {rc for rc, _ in results if rc}
     assert failed == {-errno.ENOSPC} and len(ping.events.ports) == ping.events.limit
+
+
+def test_a_new_priority_applies_to_the_next_event(pair):
+    """evtchn_fifo_set_priority(): a linked event stays on its old queue;
+    raised again after the guest consumed it, it goes to the new one, and
+    the old queue's tail forgets it (fifo_lastq)."""
+    _, ping, _, _, _ = pair
+    fifo = Fifo(ping)
+    a, b = bind_ipi(ping), bind_ipi(ping)
+    fifo.set_word(a, 0)
+    fifo.set_word(b, 0)
+    send(ping, a)
+    assert set_priority(ping, a, 3) == 0
+    assert fifo.queue(7) == [a] and fifo.queue(3) == []
+    fifo.set_word(a, 0)                                     # consumed
+    send(ping, a)
+    assert fifo.head(3) == a and fifo.ready() & (1 << 3)
+    send(ping, b)                                           # queue 7's tail was a: now empty
+    assert fifo.head(7) == b and fifo.word(a) & LINK_MASK == 0
