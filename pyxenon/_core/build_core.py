@@ -49,7 +49,7 @@ struct xc_vcpu {
     uint64_t hypercalls; uint64_t call_digest; uint64_t fault_rip;
     uint64_t gdt_mfn[14]; uint32_t gdt_frames;
     uint32_t vector; uint32_t error_code; int32_t stop; uint32_t handle;
-    uint16_t domid; uint16_t vcpu_id; uint32_t kernel_mode;
+    uint16_t domid; uint16_t vcpu_id; uint32_t kernel_mode; uint32_t evtchn_fifo;
     uint64_t event_callback; uint64_t vcpu_info_ma;
     int32_t blocked; uint32_t poll_port; uint64_t wake_at; uint64_t timer_at; uint32_t max_ports;
     int32_t domain_running;

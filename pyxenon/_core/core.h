@@ -217,7 +217,7 @@ struct xc_vcpu {
     uint16_t domid;
     uint16_t vcpu_id;
     uint32_t kernel_mode; /* guest kernel (1) or guest user (0) mode */
-    uint32_t pad0;
+    uint32_t evtchn_fifo; /* its domain is on the FIFO event ABI: events.c declines */
     uint64_t event_callback; /* the guest's event callback address (0: none) */
     uint64_t vcpu_info_ma;   /* machine address of this vcpu's vcpu_info */
     int32_t blocked;      /* blocked or polling: the scheduler passes it by */

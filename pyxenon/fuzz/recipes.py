@@ -149,6 +149,33 @@ def recipe_evtchn_connect(m, slot):
                             (m.rng.choice((ev.EVTCHNOP_send, ev.EVTCHNOP_close)),), data=send)
 
 
+def recipe_fifo(m, slot):
+    """The FIFO event ABI: a control block and an event array page in
+    scratch frames (their words as the guest left them, or all MASKED, as
+    Linux writes them), then a port's priority, a send and an unmask on it."""
+    dom = m.world.domain(slot)
+    offset = m.rng.choice((0, 8, 64, 4024)) if m.chance(0.8) else m.rng.randrange(4096)
+    init = m.struct(dom, ev.evtchn_init_control, control_gfn=m.scratch_frame(dom)[1],
+                    offset=offset, vcpu=0 if m.chance(0.9) else m.small())
+    yield m.buffer_call(dom, slot, xen.HYPERVISOR_event_channel_op, (ev.EVTCHNOP_init_control,),
+                        data=init)
+    array = m.scratch_frame(dom)[1]
+    if m.chance(0.5):
+        yield store_op(slot, array, 0, struct.pack("<I", 1 << ev.EVTCHN_FIFO_MASKED) * (PAGE // 4))
+    for cmd, data in fifo_port_ops(m, dom, array):
+        if m.world.domain(slot) is None:
+            return
+        yield m.buffer_call(dom, slot, xen.HYPERVISOR_event_channel_op, (cmd,), data=data)
+
+
+def fifo_port_ops(m, dom, array):
+    port = m.port(dom)
+    return ((ev.EVTCHNOP_expand_array, struct.pack("<Q", array)),
+            (ev.EVTCHNOP_set_priority, struct.pack("<II", port, m.rng.choice((0, 2, 7, 15, 16)))),
+            (ev.EVTCHNOP_send, struct.pack("<I", port)),
+            (ev.EVTCHNOP_unmask, struct.pack("<I", port)))
+
+
 def read_back_u32(world, slot, va):
     """A u32 the hypervisor wrote into the guest's buffer (as the guest reads it)."""
     dom = world.domain(slot)
@@ -254,6 +281,7 @@ def recipe_long_batch(m, slot):
 
 RECIPES = (recipe_grant_map, recipe_grant_map, recipe_grant_unmap, recipe_evtchn_connect,
            recipe_new_l1) * 2 + (recipe_self_reference, recipe_stale_retype,
-                                 recipe_linear_or_unhook, recipe_grant_map_twice, recipe_grant_v2)
+                                 recipe_linear_or_unhook, recipe_grant_map_twice, recipe_grant_v2,
+                                 recipe_fifo)
 RECIPE_CHANCE = 0.08          # a step is a recipe
 LONG_BATCH_CHANCE = 0.00002   # a step is recipe_long_batch (each costs up to CALL_LIMIT)

@@ -57,6 +57,7 @@ def held_by_python(machine):
         held += [(mfn, 0, 1) for mfn in range(first, first + 1 + table.max_frames)]
         held += [(table.status_mfn(i), 0, 1) for i in range(table.nr_status_frames)]
         held += [(v.core.vcpu_info_ma >> 12, 1, 1) for v in domain.vcpus if v.info_registered]
+        held += domain.events.fifo.held_frames() if domain.events.fifo else []
         held += [(m.mfn, *m.refs()) for m in table.maptrack.values()]
     held += [(m.mfn, *m.refs()) for m in machine.backend_grants.maptrack.values()]
     return held
