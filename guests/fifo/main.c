@@ -141,7 +141,7 @@ static unsigned long other_domains_frame(void)
     for ( pfn = 1; pfn < start_info->nr_pages; pfn++ )
         if ( pfn_to_mfn(pfn) < lowest )
             lowest = pfn_to_mfn(pfn);
-    return lowest - 1;              /* below the guest's first frame: not its own */
+    return lowest - 1;              /* below the guest's first frame: not its own (hello's, or Xen's) */
 }
 
 static void before_the_switch(unsigned long cb_mfn, unsigned long l4_mfn, evtchn_port_t ipi)
