@@ -25,6 +25,12 @@ class Session:
     def close(self):
         self.world.close()
 
+    def reset(self):
+        """The fresh world's state again (World.reset), checked as a new one is."""
+        self.world.reset()
+        self.invariants = Invariants(self.world)
+        self.invariants.check()
+
     def perform(self, op, limit=None):
         world = self.world
         limit = limit or CALL_LIMIT
