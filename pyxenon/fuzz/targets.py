@@ -14,6 +14,7 @@ import tempfile
 import time
 
 from .common import GUESTS, Finding
+from .parsers import gdb
 from .parsers.feeders import check_input
 from .parsers.inputs import INPUTS
 from .records import known_signatures, save_finding, slug
@@ -159,6 +160,7 @@ class ParserTarget(Target):
 def make_target(name, guests=GUESTS, plant=None, **kwargs):
     if name == "hypercalls":
         return HypercallTarget(guests, plant, **kwargs)
+    gdb.set_guests(pathlib.Path(guests))
     return ParserTarget(name, **kwargs)
 
 

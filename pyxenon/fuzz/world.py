@@ -237,13 +237,7 @@ class World:
         return 0
 
     def run(self, rounds):
-        """Scheduler.run's loop with a budget of rounds instead of wall-clock
-        time, so a run is the same on every machine (time is virtual)."""
-        scheduler = self.machine.scheduler
-        for _ in range(rounds):
-            scheduler.wake_expired()
-            if not scheduler.round() and not scheduler.wait_for_timer(None):
-                break
+        run_rounds(self.machine, rounds)
         return 0
 
     # -- after each op --
@@ -264,3 +258,13 @@ class World:
             for log in (dom.console_log, dom.dmesg_log):
                 if len(log) > CONSOLE_KEEP:
                     del log[:]
+
+
+def run_rounds(machine, rounds):
+    """Scheduler.run's loop with a budget of rounds instead of wall-clock
+    time, so a run is the same on every machine (time is virtual)."""
+    scheduler = machine.scheduler
+    for _ in range(rounds):
+        scheduler.wake_expired()
+        if not scheduler.round() and not scheduler.wait_for_timer(None):
+            break
