@@ -119,7 +119,7 @@ class World:
         all the time), the domid counter, virtual time, the machine's
         counters and a new XenStore as a new Host has them, then the slots
         filled again.  Equivalence with a fresh world (the same domids,
-        frames, memory, results) is tested (tests/test_fuzz_reset.py);
+        frames, memory, results) is tested (tests/test_fuzz_throughput.py);
         a world a problem was found in is not reset but replaced."""
         host, machine = self.host, self.machine
         host.devices.close()
