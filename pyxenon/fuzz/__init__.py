@@ -51,7 +51,10 @@ The parser campaign
     load_cfg, overrides), the policy file (parse_policy, load_policy), the
     XenStore wire protocol (requests through a ring page and XenStore's
     on_event, and the host API), and the daemon's socket protocol
-    (protocol.decode, daemon.check_request, Connection.pop).  Each input must
+    (protocol.decode, daemon.check_request, Connection.pop), and the GDB
+    stub (a client's bytes to gdbserver/gdbstub serving a held domain:
+    replies well framed, buffers bounded, refused writes writing nothing,
+    the hypervisor's state whole).  Each input must
     be accepted or refused with the module's error type (UserInputError with
     one line for files; XenStoreError, ValueError, RequestError,
     ToolstackError for the others; nothing at all out of XenStore.on_event)
@@ -61,5 +64,6 @@ Modules: common (limits, findings), ops, world, structs and values (what
 arguments are drawn from), families/ (one generator module per hypercall
 family), recipes, generator, oracle and policy_oracle, session (apply,
 check, replay, shrink), campaign, records (saved findings), parsers/ (the
-parser targets and their campaign), cli.
+parser targets and their campaign), cli; targets, engine, shard, scale and
+report (coverage-guided campaigns).
 """

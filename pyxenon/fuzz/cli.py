@@ -44,7 +44,7 @@ def add_engine_options(g):
                    help="a coverage-guided campaign (atheris) instead of the random one")
     g.add_argument("--target", default="hypercalls",
                    help="hypercalls, or a parser: elf, xlcfg, policy, protocol, xenstore, "
-                        "xenstored-socket")
+                        "xenstored-socket, gdb")
     g.add_argument("--corpus", metavar="DIR",
                    help="the shared corpus (default: ~/.cache/pyxenon/fuzz-corpus/TARGET)")
     g.add_argument("--jobs", type=int, default=1, metavar="N", help="shards run at once")
