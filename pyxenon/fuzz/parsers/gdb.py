@@ -87,6 +87,8 @@ class Selector:
 
 
 def fuzzed_server_class():
+    from pyxenon.hypervisor.debugger import DebugError
+    from pyxenon.toolstack.gdbpacket import PacketError
     from pyxenon.toolstack.gdbserver import GdbServer
 
     class FuzzedServer(GdbServer):
@@ -106,7 +108,7 @@ def fuzzed_server_class():
                 return None
             try:
                 addr, length = session.address_range(payload[1:].split(b":", 1)[0])
-            except Exception:  # noqa: BLE001 - a malformed packet writes nothing
+            except (PacketError, DebugError):     # a malformed packet writes nothing
                 return None
             where = (addr, min(length, 1 << 15))
             return where, self.snapshot(*where)
@@ -119,7 +121,7 @@ def fuzzed_server_class():
                 n = min(end - addr, 4096 - (addr & 4095))
                 try:
                     out.append(self.debugger.read_memory(addr, n))
-                except Exception:  # noqa: BLE001 - unmapped: nothing to compare
+                except DebugError:                 # unmapped: nothing to compare
                     out.append(None)
                 addr += n
             return out
