@@ -116,3 +116,19 @@ def test_a_grant_pte_with_no_mapping_is_found_anywhere_in_an_l1(guests, index):
         assert "grant-pte-unknown" in rules, rules
     finally:
         session.close()
+
+
+def test_a_finding_a_fresh_world_does_not_repeat_is_the_resets(guests, monkeypatch):
+    """A new problem on a reset world is replayed on a fresh one; if it is
+    not there, the reset leaked state: reported as reset-divergence."""
+    from pyxenon.fuzz import targets
+
+    target = HypercallTarget(guests)
+    data = inputs(1)[0]
+    target(data, atheris.FuzzedDataProvider(data))       # leaves a clean world to reuse
+    kept = target.session
+    monkeypatch.setattr(kept, "perform", lambda op: (None, [("bad-result", "bad-result:new", "x")]))
+    monkeypatch.setattr(targets, "reproduces", lambda *args, **kwargs: False)
+    with pytest.raises(targets.FuzzFinding, match="reset-divergence:bad-result:new"):
+        target(data, atheris.FuzzedDataProvider(data))
+    assert target.session is None
