@@ -23,7 +23,8 @@ The hypercall campaign (host-driven)
     After every call: the result is an int64 that is a valid result or
     -errno (pyxenon.public.errno); no domain crashed with "hypervisor error"
     (dispatch's net for handler bugs); nothing raised in the C-to-Python
-    callback; nothing took longer than CALL_LIMIT seconds; and the
+    callback; nothing took longer than CALL_LIMIT seconds of CPU time (or
+    STALL_FACTOR times that of wall-clock time); and the
     invariants hold (oracle.py, over the C checker hypervisor/audit.py, and
     policy_oracle.py): page tables are never writable,
     every present entry of a validated table names a frame the domain owns
