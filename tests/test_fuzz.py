@@ -259,6 +259,32 @@ def test_a_parser_hang_is_cpu_time_not_a_starved_process(monkeypatch):
     assert outcome == "finding" and problem[0] == "hang" and "CPU time" in problem[1]
 
 
+def test_an_op_hang_is_cpu_time_or_a_long_stall(guests, monkeypatch):
+    """A 1M-call campaign on a loaded machine reported a guest run of 0.8
+    CPU-s as a hang (10 s of wall-clock time): an op's limit counts CPU
+    time, and wall-clock time only at STALL_FACTOR times it."""
+    import time
+
+    naps = {"s": 0.5}
+
+    def slow(vcpu, arg):
+        end = time.process_time() + naps.get("spin", 0)
+        while time.process_time() < end:
+            pass
+        time.sleep(naps["s"])
+        return 0
+    monkeypatch.setitem(xen_version.OPS, version.XENVER_changeset, slow)
+    op = ops.call_op(0, 17, [version.XENVER_changeset, 0])
+    world = session.Session(guests)
+    try:
+        assert world.perform(op, limit=0.2)[1] == []                  # a stall of 0.5 s: no hang
+        naps.update(s=0, spin=1.0)
+        _, problems = world.perform(op, limit=0.2)                       # 1 CPU-s: a hang
+        assert problems and problems[0][0] == "hang" and "CPU time" in problems[0][2], problems
+    finally:
+        world.close()
+
+
 def test_oracle_accepts_xens_continuation_echo(hypercall, guests):
     """A finding of the random campaign (seed 1402, epoch 163): mmuext_op
     with a NULL handle and a count of exactly MMU_UPDATE_PREEMPTED returns

@@ -266,14 +266,20 @@ def check_xen_pages(view):
 
 def check_grant_ptes(view, table):
     """Every grant PTE of an L1 (the C checker follows maptrack to the PTE;
-    this goes the other way)."""
-    entries = ENTRIES.unpack_from(view.world.machine.mem, table * PAGE)
-    for i, e in enumerate(entries):
+    this goes the other way).  The candidates, entries with the grant bit,
+    are found at C speed in the column of the bytes that hold it."""
+    mem = view.world.machine.mem
+    column = bytes(mem[table * PAGE + GNTTAB_BYTE:(table + 1) * PAGE:8]).translate(GNTTAB_SET)
+    for found in NONZERO.finditer(column):
+        i = found.start()
+        e = int.from_bytes(mem[table * PAGE + i * 8:table * PAGE + i * 8 + 8], "little")
         if e & GRANT_PTE == GRANT_PTE:
             check_grant_pte(view, table, i, e)
 
 
 GRANT_PTE = mm.PRESENT | mm.GNTTAB
+GNTTAB_BYTE = (mm.GNTTAB.bit_length() - 1) // 8           # the entry's byte with the grant bit
+GNTTAB_SET = bytes(1 if i & (mm.GNTTAB >> 8 * GNTTAB_BYTE) else 0 for i in range(256))
 
 
 def check_grant_pte(view, table, index, entry):

@@ -84,8 +84,10 @@ def debug_read(vcpu, va, size):
 
 
 def debug_write(vcpu, va, data):
-    """Every page is checked before any byte is written."""
-    for _ in _chunks(vcpu, va, len(data), 0, lib.xc_dbg_translate):
+    """Every page is checked, as a write, before any byte is written: a
+    write the debugger may not make (a page table, another domain's frame)
+    changes nothing, even when the pages before it were writable."""
+    for _ in _chunks(vcpu, va, len(data), 1, lib.xc_dbg_translate):
         pass
     copy_to_guest(vcpu, va, data, lib.xc_dbg_translate)
 
