@@ -26,9 +26,10 @@ def pingpong(guests, rounds):
     return elapsed
 
 
-def pairs(guests, k, rounds):
-    """k ping-pong pairs at once (2k domains), rounds round trips in all."""
-    with Host(memory_mib=64 + 40 * k, policy=POLICY, audit=lambda record: None) as host:
+def pairs(guests, k, rounds, idle=0):
+    """k ping-pong pairs at once (2k domains), rounds round trips in all,
+    beside idle domains that block at once and are never woken."""
+    with Host(memory_mib=64 + 40 * k + 20 * idle, policy=POLICY, audit=lambda record: None) as host:
         doms = []
         for i in range(k):
             doms.append(host.create(str(guests / "ping.cfg"), overrides=[
@@ -36,6 +37,8 @@ def pairs(guests, k, rounds):
             doms.append(host.create(str(guests / "pong.cfg"),
                                     overrides=[f'name="pong{i}"',
                                                f'extra="peer=ping{i} peer-domid={2 * i + 1}"']))
+        for i in range(idle):
+            host.create(str(guests / "nullcall.cfg"), overrides=[f'name="idle{i}"', 'cmdline="idle=1"'])
         start = time.perf_counter()
         host.run(timeout=300)
         elapsed = time.perf_counter() - start
