@@ -76,3 +76,12 @@ def test_domain_switch_by_yield(best, guests, results):
     switches: the two boots and poweroffs cancel out."""
     empty = min(yields(guests, 0) for _ in range(3))
     results["domain_switch_yield"] = max(best(yields, guests, ROUNDS) - empty, 1e-9) / (2 * ROUNDS)
+
+
+def test_event_channel_beside_idle_domains(best, guests, results):
+    """One ping-pong pair beside 98 idle domains (blocked, never woken):
+    Xen's scheduler never looks at a blocked vcpu, so the round trip should
+    cost what it costs alone (evtchn_round_trip_2_domains)."""
+    empty = min(pairs(guests, 1, 1, idle=98) for _ in range(2))
+    results["evtchn_round_trip_98_idle_domains"] = max(
+        best(pairs, guests, 1, ROUNDS, 98) - empty, 1e-9) / ROUNDS
