@@ -61,7 +61,7 @@ struct xc_vcpu {
     uint64_t dbg_addr; uint64_t dbg_skip_pc; uint32_t dbg_kind; uint32_t dbg_skip;
     uint32_t dbg_steps; uint32_t dbg_pending;
     uint32_t cpuid_faulting; uint32_t noncanonical; uint32_t seq;
-    uint64_t gs_base_other;
+    uint64_t gs_base_other; uint32_t tsc_aux;
     ...;
 };
 #define XC_PERFC_NR 64

@@ -257,6 +257,8 @@ struct xc_vcpu {
     uint32_t heap_pos;    /* its place in the deadline heap (runq.c), or none */
     uint64_t deadline;    /* the deadline it is in the heap for (0: none) */
     uint64_t gs_base_other; /* the GS base of the guest mode not running (Xen's gs_base_user) */
+    uint32_t tsc_aux;     /* MSR_TSC_AUX (guest_wrmsr's msrs->tsc_aux) */
+    uint32_t tsc_aux_stale; /* written while not running: the engine's is old (msr.c) */
 };
 
 /* A domain's port I/O state Xen keeps in struct arch_domain, shared by its
@@ -379,6 +381,7 @@ uint64_t xc_guest_tsc(struct xc_machine *m, struct xc_vcpu *v);
 int xc_msr_read(struct xc_machine *m, struct xc_vcpu *v, uint32_t index, uint64_t *value);
 int xc_msr_write(struct xc_machine *m, struct xc_vcpu *v, uint32_t index, uint64_t value);
 int xc_emulate_msr(struct xc_machine *m, struct xc_vcpu *v);
+void xc_load_tsc_aux(struct xc_machine *m, struct xc_vcpu *v);
 
 /* sched.c */
 void xc_vcpu_link(struct xc_machine *m, struct xc_vcpu *v);

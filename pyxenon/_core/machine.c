@@ -455,6 +455,8 @@ static void switch_to(struct xc_machine *m, struct xc_vcpu *v)
         uc_context_save(m->uc, m->current->ctx);
     uc_context_restore(m->uc, v->ctx);
     m->current = v;
+    if (v->tsc_aux_stale)
+        xc_load_tsc_aux(m, v);
     tlb_flushed(m);
 }
 

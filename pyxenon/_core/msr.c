@@ -20,6 +20,8 @@
 #define MSR_FS_BASE 0xC0000100
 #define MSR_GS_BASE 0xC0000101
 #define MSR_SHADOW_GS_BASE 0xC0000102
+#define MSR_TSC_AUX 0xC0000103
+#define MSR_UCODE_REV 0x8B
 #define MSR_HYPERCALL_PAGE 0x40000000   /* CPUID leaf 0x40000002 names it */
 
 #define EFER_VALUE 0xD01                 /* guest_efer: SCE LME LMA NXE */
@@ -42,7 +44,6 @@ static const struct { uint32_t index; uint64_t value; } fixed[] = {
     {0x277, XEN_MSR_PAT},       /* CR_PAT */
     {0x1A0, 1 | 1UL << 11 | 1UL << 12 | 1UL << 23},  /* guest_misc_enable: BTS/PEBS unavailable, xTPR off */
     {0x345, 0},                 /* PERF_CAPABILITIES: none */
-    {0xC0000103, 0},            /* TSC_AUX (rdtscp is in the policy) */
     {MSR_EFER, EFER_VALUE},
 };
 
@@ -108,6 +109,9 @@ static int per_vcpu(struct xc_machine *m, struct xc_vcpu *v, uint32_t index, uin
     case MSR_INTEL_MISC_FEATURES_ENABLES:
         *value = v->cpuid_faulting;
         return 1;
+    case MSR_TSC_AUX:            /* guest_rdmsr: msrs->tsc_aux (rdtscp is in the policy) */
+        *value = v->tsc_aux;
+        return 1;
     }
     return 0;
 }
@@ -145,6 +149,29 @@ static int write_base(struct xc_machine *m, struct xc_vcpu *v, uint32_t index, u
     return XC_MSR_DONE;
 }
 
+/* The engine's TSC_AUX (what rdtscp reads) is the running vcpu's: its
+ * saved context keeps it, but only the engine can write it. */
+void xc_load_tsc_aux(struct xc_machine *m, struct xc_vcpu *v)
+{
+    uc_x86_msr msr = {MSR_TSC_AUX, v->tsc_aux};
+    uc_reg_write(m->uc, UC_X86_REG_MSR, &msr);
+    v->tsc_aux_stale = 0;
+}
+
+/* guest_wrmsr's TSC_AUX: 32 bits, the vcpu's, and the CPU's while it runs
+ * (wrmsr_tsc_aux); a vcpu not running gets it when it is next entered. */
+static int write_tsc_aux(struct xc_machine *m, struct xc_vcpu *v, uint64_t value)
+{
+    if (value >> 32)
+        return XC_MSR_GP;
+    v->tsc_aux = (uint32_t)value;
+    if (m->current == v)
+        xc_load_tsc_aux(m, v);
+    else
+        v->tsc_aux_stale = 1;
+    return XC_MSR_DONE;
+}
+
 /* Writes Xen drops: MCG_STATUS, the banks, the vPMU's counters. */
 static int dropped(uint32_t index)
 {
@@ -170,6 +197,10 @@ int xc_msr_write(struct xc_machine *m, struct xc_vcpu *v, uint32_t index, uint64
         return XC_MSR_DONE;
     case MSR_EFER:                          /* unchanged, or a #GP */
         return value == EFER_VALUE ? XC_MSR_DONE : XC_MSR_GP;
+    case MSR_UCODE_REV:    /* Intel's "write 0, cpuid, read": 0 only (guest_wrmsr) */
+        return value ? XC_MSR_GP : XC_MSR_DONE;
+    case MSR_TSC_AUX:
+        return write_tsc_aux(m, v, value);
     }
     return dropped(index) ? XC_MSR_DONE : XC_MSR_GP;
 }
