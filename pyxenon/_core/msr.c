@@ -179,29 +179,38 @@ static int dropped(uint32_t index)
     return index == MSR_MCG_STATUS || vpmu(index) || mc_bank(index, &ignored);
 }
 
-/* wrmsr of index: XC_MSR_DONE, XC_MSR_GP (Xen's #GP), or XC_MSR_PYTHON
- * for the hypercall page. */
-int xc_msr_write(struct xc_machine *m, struct xc_vcpu *v, uint32_t index, uint64_t value)
+/* The writes that change the vcpu's state: the answer, or -1 for others. */
+static int write_state(struct xc_machine *m, struct xc_vcpu *v, uint32_t index, uint64_t value)
 {
     switch (index) {
     case MSR_FS_BASE:
     case MSR_GS_BASE:
     case MSR_SHADOW_GS_BASE:
         return write_base(m, v, index, value);
-    case MSR_HYPERCALL_PAGE:
-        return XC_MSR_PYTHON;
     case MSR_INTEL_MISC_FEATURES_ENABLES:   /* PLATFORM_INFO offers faulting: the one bit */
         if (value & ~(uint64_t)MISC_FEATURES_CPUID_FAULTING)
             return XC_MSR_GP;
         v->cpuid_faulting = (uint32_t)value;
         return XC_MSR_DONE;
-    case MSR_EFER:                          /* unchanged, or a #GP */
-        return value == EFER_VALUE ? XC_MSR_DONE : XC_MSR_GP;
-    case MSR_UCODE_REV:    /* Intel's "write 0, cpuid, read": 0 only (guest_wrmsr) */
-        return value ? XC_MSR_GP : XC_MSR_DONE;
     case MSR_TSC_AUX:
         return write_tsc_aux(m, v, value);
     }
+    return -1;
+}
+
+/* wrmsr of index: XC_MSR_DONE, XC_MSR_GP (Xen's #GP), or XC_MSR_PYTHON
+ * for the hypercall page. */
+int xc_msr_write(struct xc_machine *m, struct xc_vcpu *v, uint32_t index, uint64_t value)
+{
+    int answer = write_state(m, v, index, value);
+    if (answer >= 0)
+        return answer;
+    if (index == MSR_HYPERCALL_PAGE)
+        return XC_MSR_PYTHON;
+    if (index == MSR_EFER)                  /* unchanged, or a #GP */
+        return value == EFER_VALUE ? XC_MSR_DONE : XC_MSR_GP;
+    if (index == MSR_UCODE_REV)   /* Intel's "write 0, cpuid, read": 0 only (guest_wrmsr) */
+        return value ? XC_MSR_GP : XC_MSR_DONE;
     return dropped(index) ? XC_MSR_DONE : XC_MSR_GP;
 }
 
