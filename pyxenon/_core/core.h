@@ -472,6 +472,8 @@ int xc_audit(struct xc_machine *m, const uint64_t *ranges, uint32_t nr_ranges,
 const char *xc_reg_names(void);
 int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals);
 int xc_set_rip(struct xc_machine *m, struct xc_vcpu *v, uint64_t rip);
+uint64_t xc_vcpu_reg(struct xc_machine *m, struct xc_vcpu *v, int id);
+int xc_vcpu_set_reg(struct xc_machine *m, struct xc_vcpu *v, int id, uint64_t value);
 uint64_t xc_get_cr0(struct xc_machine *m, struct xc_vcpu *v);
 int xc_set_cr0(struct xc_machine *m, struct xc_vcpu *v, uint64_t cr0);
 uint64_t xc_host_tsc(void);

@@ -70,24 +70,6 @@ static int vpmu(uint32_t index)
            (index >= 0x309 && index < 0x30C) || (index >= 0x38D && index < 0x391);
 }
 
-static uint64_t reg(struct xc_machine *m, struct xc_vcpu *v, int id)
-{
-    uint64_t value = 0;
-    if (m->current == v)
-        uc_reg_read(m->uc, id, &value);
-    else
-        uc_context_reg_read(v->ctx, id, &value);
-    return value;
-}
-
-static void set_reg(struct xc_machine *m, struct xc_vcpu *v, int id, uint64_t value)
-{
-    if (m->current == v)
-        uc_reg_write(m->uc, id, &value);
-    else
-        uc_context_reg_write(v->ctx, id, &value);
-}
-
 static int per_vcpu(struct xc_machine *m, struct xc_vcpu *v, uint32_t index, uint64_t *value)
 {
     switch (index) {
@@ -98,10 +80,10 @@ static int per_vcpu(struct xc_machine *m, struct xc_vcpu *v, uint32_t index, uin
         *value = APIC_BASE | (v->vcpu_id ? 0 : APIC_BASE_BSP);
         return 1;
     case MSR_FS_BASE:
-        *value = reg(m, v, UC_X86_REG_FS_BASE);
+        *value = xc_vcpu_reg(m, v, UC_X86_REG_FS_BASE);
         return 1;
     case MSR_GS_BASE:
-        *value = reg(m, v, UC_X86_REG_GS_BASE);
+        *value = xc_vcpu_reg(m, v, UC_X86_REG_GS_BASE);
         return 1;
     case MSR_SHADOW_GS_BASE:     /* Xen's arch.pv.gs_base_user, in kernel mode */
         *value = v->gs_base_other;
@@ -145,7 +127,7 @@ static int write_base(struct xc_machine *m, struct xc_vcpu *v, uint32_t index, u
     if (index == MSR_SHADOW_GS_BASE)
         v->gs_base_other = value;
     else
-        set_reg(m, v, index == MSR_FS_BASE ? UC_X86_REG_FS_BASE : UC_X86_REG_GS_BASE, value);
+        xc_vcpu_set_reg(m, v, index == MSR_FS_BASE ? UC_X86_REG_FS_BASE : UC_X86_REG_GS_BASE, value);
     return XC_MSR_DONE;
 }
 
