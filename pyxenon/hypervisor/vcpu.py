@@ -36,6 +36,7 @@ class Vcpu:
         self.sched_update()
         self._poll_set = None   # a poll's ports, when the C vcpu cannot hold them
         self.core.max_ports = domain.events.max_ports   # one vcpu: C may unmask
+        self.core.evtchn_fifo = domain.events.fifo is not None   # C knows 2-level only
         self.core.io = domain.io
         domain.perfc.attach(self.core)
         self.info = domain.shared_info.vcpu_info[vcpu_id]   # until register_vcpu_info
