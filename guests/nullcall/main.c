@@ -9,6 +9,9 @@
  *   gntcopy=N N GNTTABOP_copy calls, each a page from grant gntref=R
  *             (default 0) of domain gntdom=D (default 1) into a padding
  *             page of its own
+ *   idle=1    block (SCHEDOP_block) until an event comes, which none does:
+ *             an idle domain beside others' work (the scheduler must pass
+ *             it by at no cost); it powers off only if woken
  * then powers off.
  */
 #include "lib.h"
@@ -118,5 +121,7 @@ void guest_main(start_info_t *si)
     for ( n = param(cmdline, "yield"); n; n-- )
         HYPERVISOR_sched_op(SCHEDOP_yield, NULL);
     gntcopy(si, param(cmdline, "gntcopy"), param(cmdline, "gntdom") ?: 1, param(cmdline, "gntref"));
+    if ( param(cmdline, "idle") )
+        HYPERVISOR_sched_op(SCHEDOP_block, NULL);
     xen_shutdown(SHUTDOWN_poweroff);
 }

@@ -17,7 +17,8 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c", "ptlevels.c", "audit.c", "fast.c",
-           "events.c", "mmu.c", "sched.c", "watchdog.c", "cpuid.c", "io.c", "debug.c", "time.c", "exits.c"]
+           "events.c", "mmu.c", "sched.c", "runq.c", "msr.c", "watchdog.c", "cpuid.c", "io.c", "debug.c",
+           "time.c", "exits.c"]
 
 CDEF = """
 #define PGT_NONE 0
@@ -60,7 +61,8 @@ struct xc_vcpu {
     struct xc_perfc *perfc;
     uint64_t dbg_addr; uint64_t dbg_skip_pc; uint32_t dbg_kind; uint32_t dbg_skip;
     uint32_t dbg_steps; uint32_t dbg_pending;
-    uint32_t cpuid_faulting; uint32_t noncanonical;
+    uint32_t cpuid_faulting; uint32_t noncanonical; uint32_t seq;
+    uint64_t gs_base_other; uint32_t tsc_aux;
     ...;
 };
 #define XC_PERFC_NR 64
@@ -69,7 +71,10 @@ struct xc_perfc_call {
     uint64_t calls; uint64_t python; uint64_t py_cycles; uint64_t fast_timed;
     uint64_t fast_cycles;
 };
-struct xc_perfc { struct xc_perfc_call calls[65]; uint64_t events_sent; uint64_t tick; };
+struct xc_perfc {
+    struct xc_perfc_call calls[65]; uint64_t events_sent; uint64_t tick; uint64_t msr[2];
+    uint64_t msr_python[2];
+};
 struct xc_trec {
     uint64_t tsc; uint64_t nr; uint64_t a1; uint64_t a2; uint64_t a3; int64_t rc;
     uint32_t cycles; uint16_t domid; uint16_t vcpu_id; uint32_t python; uint32_t pad;
@@ -92,7 +97,7 @@ struct xc_machine {
     uint64_t boot_tsc; uint64_t slice_stime; int vtsc; uint64_t py_calls; uint64_t slices; uint64_t chain_ns;
     uint32_t tlbflush_clock; uint64_t work; uint64_t work_budget; uint32_t plant;
     uint32_t tsc_mul; int32_t tsc_shift; uint64_t tlb_fills; uint64_t tlb_misses; uint64_t tlb_size; int watchdog_parked;
-    struct xc_tbuf *tbuf;
+    struct xc_tbuf *tbuf; uint64_t sched_visits; uint32_t slot_cap;
     ...;
 };
 struct xc_machine *xc_machine_new(uint64_t nr_frames, uint64_t hv_frames);
@@ -104,6 +109,15 @@ void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v);
 int xc_enter(struct xc_machine *m, struct xc_vcpu *v, uint64_t system_time);
 int xc_ready(struct xc_machine *m, uint32_t *handles, int max);
 int xc_due(struct xc_machine *m, uint64_t now);
+int xc_due_list(struct xc_machine *m, uint64_t now, uint32_t *handles, int max);
+uint64_t xc_next_wake(struct xc_machine *m);
+void xc_sched_update(struct xc_machine *m, struct xc_vcpu *v);
+struct xc_vcpu *xc_runq_next(struct xc_machine *m, struct xc_vcpu *v);
+#define XC_MSR_GP 0
+#define XC_MSR_DONE 1
+#define XC_MSR_PYTHON 2
+int xc_msr_read(struct xc_machine *m, struct xc_vcpu *v, uint32_t index, uint64_t *value);
+int xc_msr_write(struct xc_machine *m, struct xc_vcpu *v, uint32_t index, uint64_t value);
 int xc_run_chain(struct xc_machine *m, uint64_t timeout_us);
 void xc_request_flush(struct xc_machine *m);
 void xc_settle(struct xc_machine *m);

@@ -177,6 +177,8 @@ struct xc_perfc {
     struct xc_perfc_call calls[XC_PERFC_NR + 1];
     uint64_t events_sent; /* EVTCHNOP_send traps that returned 0 */
     uint64_t tick;        /* the sampling count */
+    uint64_t msr[2];      /* rdmsr, wrmsr the guest kernel made that C answered (msr.c) */
+    uint64_t msr_python[2]; /* and those hypervisor/emulate.py answered */
 };
 
 /* The trace buffer (Xen's t_buf): one record per hypercall trap. */
@@ -251,6 +253,12 @@ struct xc_vcpu {
     uint32_t noncanonical; /* the #GP just noted is a non-canonical data access (mm.c) */
     uc_context *ctx;      /* registers while the vcpu is not running */
     struct xc_perfc *perfc; /* its domain's hypercall statistics (perfc.h); NULL: none */
+    uint32_t seq;         /* its creation slot: its bit in the run queue (runq.c) */
+    uint32_t heap_pos;    /* its place in the deadline heap (runq.c), or none */
+    uint64_t deadline;    /* the deadline it is in the heap for (0: none) */
+    uint64_t gs_base_other; /* the GS base of the guest mode not running (Xen's gs_base_user) */
+    uint32_t tsc_aux;     /* MSR_TSC_AUX (guest_wrmsr's msrs->tsc_aux) */
+    uint32_t tsc_aux_stale; /* written while not running: the engine's is old (msr.c) */
 };
 
 /* A domain's port I/O state Xen keeps in struct arch_domain, shared by its
@@ -314,6 +322,15 @@ struct xc_machine {
     int hook_fault;       /* an instruction hook faulted its instruction: hook_ctx holds the registers */
     uc_context *hook_ctx; /* the registers at that instruction */
     struct xc_tbuf *tbuf; /* the hypercall trace buffer (perfc.h); NULL: no trace */
+    /* runq.c: the vcpus by creation slot, a bit for each that can run (and
+     * a bit for each word that has one), the heap of deadlines */
+    struct xc_vcpu **slots;
+    uint64_t *ready, *ready_summary;
+    struct xc_vcpu **heap, **due;
+    uint32_t *due_stack;
+    uint32_t slot_cap, nr_slots, nr_live, heap_len;
+    uint64_t sched_visits;  /* run-queue words and heap entries the scheduler's
+                               questions read (runq.c): its work, for tests */
 };
 
 /* machine.c: the interface the Python side uses (see build_core.py) */
@@ -364,12 +381,30 @@ void xc_set_tsc_hz(struct xc_machine *m, uint64_t hz);
 int xc_set_vtsc(struct xc_machine *m);
 uint64_t xc_guest_tsc(struct xc_machine *m, struct xc_vcpu *v);
 
+/* msr.c: xc_msr_write's answers */
+#define XC_MSR_GP 0
+#define XC_MSR_DONE 1
+#define XC_MSR_PYTHON 2
+int xc_msr_read(struct xc_machine *m, struct xc_vcpu *v, uint32_t index, uint64_t *value);
+int xc_msr_write(struct xc_machine *m, struct xc_vcpu *v, uint32_t index, uint64_t value);
+int xc_emulate_msr(struct xc_machine *m, struct xc_vcpu *v);
+void xc_load_tsc_aux(struct xc_machine *m, struct xc_vcpu *v);
+
 /* sched.c */
 void xc_vcpu_link(struct xc_machine *m, struct xc_vcpu *v);
 void xc_vcpu_unlink(struct xc_machine *m, struct xc_vcpu *v);
+int xc_run_chain(struct xc_machine *m, uint64_t timeout_us);
+
+/* runq.c */
 int xc_ready(struct xc_machine *m, uint32_t *handles, int max);
 int xc_due(struct xc_machine *m, uint64_t now);
-int xc_run_chain(struct xc_machine *m, uint64_t timeout_us);
+int xc_due_list(struct xc_machine *m, uint64_t now, uint32_t *handles, int max);
+uint64_t xc_next_wake(struct xc_machine *m);
+struct xc_vcpu *xc_runq_next(struct xc_machine *m, struct xc_vcpu *v);
+void xc_sched_update(struct xc_machine *m, struct xc_vcpu *v);
+int xc_sched_add(struct xc_machine *m, struct xc_vcpu *v);
+void xc_sched_remove(struct xc_machine *m, struct xc_vcpu *v);
+void xc_sched_free(struct xc_machine *m);
 
 void xc_hook_block(uc_engine *uc, uint64_t address, uint32_t size, void *data);
 /* exits.c */
@@ -451,6 +486,8 @@ int xc_audit(struct xc_machine *m, const uint64_t *ranges, uint32_t nr_ranges,
 const char *xc_reg_names(void);
 int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals);
 int xc_set_rip(struct xc_machine *m, struct xc_vcpu *v, uint64_t rip);
+uint64_t xc_vcpu_reg(struct xc_machine *m, struct xc_vcpu *v, int id);
+int xc_vcpu_set_reg(struct xc_machine *m, struct xc_vcpu *v, int id, uint64_t value);
 uint64_t xc_get_cr0(struct xc_machine *m, struct xc_vcpu *v);
 int xc_set_cr0(struct xc_machine *m, struct xc_vcpu *v, uint64_t cr0);
 uint64_t xc_host_tsc(void);

@@ -37,11 +37,12 @@ static int wakes_on(const struct xc_vcpu *v, uint32_t port, int masked)
     return v->poll_port == port || (!masked && v->poll_port == 0);
 }
 
-static void wake(struct xc_vcpu *v)
+static void wake(struct xc_machine *m, struct xc_vcpu *v)
 {
     v->blocked = 0;
     v->poll_port = 0;
     v->wake_at = 0;
+    xc_sched_update(m, v);
 }
 
 /* Raise the upcall for a pending, unmasked port: the selector bit and
@@ -65,7 +66,7 @@ static void set_pending(struct xc_machine *m, const struct xc_link *l)
     if (!masked)
         mark_upcall(m, l->peer, l->peer_port);
     if (wakes_on(l->peer, l->peer_port, masked))
-        wake(l->peer);
+        wake(m, l->peer);
 }
 
 /* EVTCHNOP_send: arg is the guest address of struct evtchn_send { port }. */
@@ -100,6 +101,7 @@ int xc_fast_poll(struct xc_machine *m, struct xc_vcpu *v, uint64_t arg, int64_t 
     v->blocked = 1;
     v->poll_port = port;
     v->wake_at = poll.timeout;
+    xc_sched_update(m, v);
     v->stop = XC_STOP_HYPERCALL;
     return 1;
 }

@@ -48,9 +48,11 @@ static int fast_event_channel_op(struct xc_machine *m, struct xc_vcpu *v, const 
 
 /* set_timer_op: an absolute system time (ns); 0 cancels; a past time fires
  * at the scheduler's next look. */
-static int fast_set_timer_op(struct xc_vcpu *v, uint64_t timeout, int64_t *rc)
+static int fast_set_timer_op(struct xc_machine *m, struct xc_vcpu *v, uint64_t timeout,
+                             int64_t *rc)
 {
     v->timer_at = timeout;
+    xc_sched_update(m, v);
     *rc = 0;
     return 1;
 }
@@ -121,7 +123,7 @@ int xc_fast_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a
     case HYPERVISOR_event_channel_op:
         return fast_event_channel_op(m, v, a, rc);
     case HYPERVISOR_set_timer_op:
-        return fast_set_timer_op(v, a[1], rc);
+        return fast_set_timer_op(m, v, a[1], rc);
     case HYPERVISOR_update_va_mapping:
         return xc_fast_update_va_mapping(m, v, a, rc);
     case HYPERVISOR_mmuext_op:

@@ -325,6 +325,7 @@ void xc_machine_free(struct xc_machine *m)
     if (m->hook_ctx)
         uc_context_free(m->hook_ctx);
     xc_shadow_enable(m, 0);      /* the checker's TLB shadow (audit.c), if it was on */
+    xc_sched_free(m);
     if (m->uc)
         uc_close(m->uc);
     if (m->mem)
@@ -390,6 +391,12 @@ struct xc_vcpu *xc_vcpu_new(struct xc_machine *m, uint16_t domid, uint16_t vcpu_
     if (was)
         uc_context_restore(m->uc, was->ctx);
     xc_vcpu_link(m, v);
+    if (xc_sched_add(m, v)) {
+        xc_vcpu_unlink(m, v);
+        uc_context_free(v->ctx);
+        free(v);
+        return NULL;
+    }
     return v;
 }
 
@@ -397,6 +404,7 @@ void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v)
 {
     if (m->current == v)
         m->current = NULL;
+    xc_sched_remove(m, v);
     xc_vcpu_unlink(m, v);
     uc_context_free(v->ctx);
     free(v);
@@ -448,6 +456,8 @@ static void switch_to(struct xc_machine *m, struct xc_vcpu *v)
         uc_context_save(m->uc, m->current->ctx);
     uc_context_restore(m->uc, v->ctx);
     m->current = v;
+    if (v->tsc_aux_stale)
+        xc_load_tsc_aux(m, v);
     tlb_flushed(m);
 }
 

@@ -58,23 +58,34 @@ int xc_set_rip(struct xc_machine *m, struct xc_vcpu *v, uint64_t rip)
     return uc_context_reg_write(v->ctx, UC_X86_REG_RIP, &rip);
 }
 
+/* One register of v: from the engine when v is running, else its context. */
+uint64_t xc_vcpu_reg(struct xc_machine *m, struct xc_vcpu *v, int id)
+{
+    uint64_t value = 0;
+    if (m->current == v)
+        uc_reg_read(m->uc, id, &value);
+    else
+        uc_context_reg_read(v->ctx, id, &value);
+    return value;
+}
+
+int xc_vcpu_set_reg(struct xc_machine *m, struct xc_vcpu *v, int id, uint64_t value)
+{
+    if (m->current == v)
+        return uc_reg_write(m->uc, id, &value);
+    return uc_context_reg_write(v->ctx, id, &value);
+}
+
 /* CR0 of a vcpu: the guest's virtual TS flag lives in the real one, so
  * FPU use with TS set raises #NM as it would on hardware. */
 uint64_t xc_get_cr0(struct xc_machine *m, struct xc_vcpu *v)
 {
-    uint64_t cr0 = 0;
-    if (m->current == v)
-        uc_reg_read(m->uc, UC_X86_REG_CR0, &cr0);
-    else
-        uc_context_reg_read(v->ctx, UC_X86_REG_CR0, &cr0);
-    return cr0;
+    return xc_vcpu_reg(m, v, UC_X86_REG_CR0);
 }
 
 int xc_set_cr0(struct xc_machine *m, struct xc_vcpu *v, uint64_t cr0)
 {
-    if (m->current == v)
-        return uc_reg_write(m->uc, UC_X86_REG_CR0, &cr0);
-    return uc_context_reg_write(v->ctx, UC_X86_REG_CR0, &cr0);
+    return xc_vcpu_set_reg(m, v, UC_X86_REG_CR0, cr0);
 }
 
 /* The TSC a guest's rdtsc reads: Unicorn passes the host's through. */

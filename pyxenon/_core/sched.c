@@ -1,8 +1,8 @@
 /*
- * The scheduler's questions, answered from the C vcpus in one call each
- * (hypervisor/scheduler.py asks them before every slice): who can run, and
- * is any deadline due.  The answers use only what C holds: blocking,
- * deadlines and whether the domain runs.
+ * The vcpu list, and the chain of slices C runs on its own.  The
+ * scheduler's questions (who can run, is any deadline due) are answered
+ * from the run queue and the deadline heap (runq.c), which use only what
+ * C holds: blocking, deadlines and whether the domain runs.
  */
 #include "core.h"
 
@@ -29,39 +29,12 @@ void xc_vcpu_unlink(struct xc_machine *m, struct xc_vcpu *v)
         m->last = v->prev;
 }
 
-/* The handles of the vcpus that can run, in creation order; how many. */
-int xc_ready(struct xc_machine *m, uint32_t *handles, int max)
-{
-    int n = 0;
-    for (struct xc_vcpu *v = m->first; v && n < max; v = v->next)
-        if (!v->blocked && v->domain_running)
-            handles[n++] = v->handle;
-    return n;
-}
-
-/* 1 when a timer has expired, or a running domain's block or poll timed out. */
-int xc_due(struct xc_machine *m, uint64_t now)
-{
-    for (struct xc_vcpu *v = m->first; v; v = v->next) {
-        if (v->timer_at && v->timer_at <= now)
-            return 1;
-        if (v->blocked && v->domain_running && v->wake_at && v->wake_at <= now)
-            return 1;
-    }
-    return 0;
-}
-
 /* The next vcpu after v (round robin) that can run and that C can enter:
  * an upcall due in guest user mode needs hypervisor/bounce.py. */
 static struct xc_vcpu *next_ready(struct xc_machine *m, struct xc_vcpu *v)
 {
-    struct xc_vcpu *n = v;
-    do {
-        n = n->next ? n->next : m->first;
-        if (!n->blocked && n->domain_running)
-            return xc_upcall_ready(m, n) && !n->kernel_mode ? NULL : n;
-    } while (n != v);
-    return NULL;
+    struct xc_vcpu *n = xc_runq_next(m, v);
+    return n && xc_upcall_ready(m, n) && !n->kernel_mode ? NULL : n;
 }
 
 /* The slice that just ended needs nothing from Python: it stopped in a C

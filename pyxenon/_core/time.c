@@ -107,12 +107,12 @@ static int rdtsc_length(struct xc_machine *m, struct xc_vcpu *v, uint64_t rip)
 
 /*
  * A #GP with the TSC emulated: if rdtsc or rdtscp raised it, answer as
- * Xen's emulator does (edx:eax the TSC; rdtscp's ecx TSC_AUX, which is 0
- * here) and let the guest go on after it.  1 if it was one of them.
+ * Xen's emulator does (edx:eax the TSC; rdtscp's ecx TSC_AUX, the vcpu's
+ * as msr.c keeps it) and let the guest go on after it.  1 if it was one of them.
  */
 int xc_emulate_rdtsc(struct xc_machine *m, struct xc_vcpu *v)
 {
-    uint64_t rip = 0, tsc, lo, hi, aux = 0;
+    uint64_t rip = 0, tsc, lo, hi, aux = v->tsc_aux;
     int len;
     uc_reg_read(m->uc, UC_X86_REG_RIP, &rip);
     len = rdtsc_length(m, v, rip);

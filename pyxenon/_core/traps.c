@@ -209,10 +209,16 @@ static int software_int(struct xc_machine *m, struct xc_vcpu *v, uint32_t intno)
     return !xc_copy_from_guest(m, v, insn, rip - 2, 2) && insn[0] == 0xCD && insn[1] == intno;
 }
 
+static int emulated_in_c(struct xc_machine *m, struct xc_vcpu *v)
+{
+    return (m->vtsc && xc_emulate_rdtsc(m, v)) || xc_emulate_msr(m, v);
+}
+
 /*
  * Any CPU exception other than a page fault (those come from the TLB fill).
- * A #GP from rdtsc with the TSC emulated is answered here (time.c) and the
- * guest goes on.  Unicorn leaves rip at the faulting instruction for faults and after it for
+ * A #GP from rdtsc with the TSC emulated is answered here (time.c), one
+ * from a guest kernel's rdmsr/wrmsr the MSR policy answers too (msr.c),
+ * and the guest goes on.  Unicorn leaves rip at the faulting instruction for faults and after it for
  * traps (int3, into), which is what a bounce frame needs.  Unicorn gives no
  * error code here; xc_clear_exception reads the CPU's (the selector's for
  * a faulting segment load, far transfer or iret).
@@ -221,7 +227,7 @@ void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data)
 {
     struct xc_machine *m = data;
     struct xc_vcpu *v = m->current;
-    if (v && intno == 13 && m->vtsc && v->stop != XC_STOP_EXCEPTION && xc_emulate_rdtsc(m, v))
+    if (v && intno == 13 && v->stop != XC_STOP_EXCEPTION && emulated_in_c(m, v))
         return;
     if (v && v->stop != XC_STOP_EXCEPTION) {
         v->vector = intno | (software_int(m, v, intno) ? XC_VECTOR_SOFT : 0);

@@ -83,6 +83,7 @@ class Domain:
         for vcpu in getattr(self, "vcpus", ()):
             if vcpu.core != ffi.NULL:
                 vcpu.core.domain_running = running
+                vcpu.sched_update()
 
     # -- memory -------------------------------------------------------------
 

@@ -3,7 +3,7 @@ emulates them for PV guests (its emul-priv-op): control and debug
 registers, the MSRs a PV guest may see, clts, wbinvd.  Anything else that
 faulted stays a #GP for the guest (in/out are answered in C, `_core/io.c`).
 """
-from pyxenon._core import lib
+from pyxenon._core import ffi, lib
 from pyxenon.public import errno
 
 from . import debugreg
@@ -17,10 +17,6 @@ CR0_TS = 0x8
 # PAE, MCE, OSFXSR and OSXMMEXCPT.
 CR4_GUEST_MASK = 0x4 | 0x8
 CR4_XEN_VISIBLE = 0x20 | 0x40 | 0x200 | 0x400
-MSR_EFER, EFER_VALUE = 0xC0000080, 0xD01
-MSR_FS_BASE, MSR_GS_BASE, MSR_SHADOW_GS_BASE = 0xC0000100, 0xC0000101, 0xC0000102
-MSR_HYPERCALL_PAGE = 0x40000000  # CPUID leaf 0x40000002 names it
-MSR_INTEL_MISC_FEATURES_ENABLES, MISC_FEATURES_CPUID_FAULTING = 0x140, 1
 MASK64 = (1 << 64) - 1
 
 _DISASM = None
@@ -133,92 +129,28 @@ RETRY = "retry"     # emulated, but the instruction must run again
 
 
 # -- MSRs ---------------------------------------------------------------------------
-
-# Xen's read_msr (pv/emul-priv-op.c) after guest_rdmsr (msr.c) for a PV
-# domU with an Intel policy: fixed answers, by MSR.
-XEN_MSR_PAT = 0x050100070406
-APIC_BASE = 0xFEE00000 | 0x800            # APIC_DEFAULT_PHYS_BASE | ENABLE
-GUEST_MCG_CAP = 1 << 24 | 1 << 11 | 1 << 10 | 2   # SER_P TES_P CMCI_P, 2 banks
-FIXED_MSRS = {
-    0x3A: 1,                    # FEATURE_CONTROL: locked, nothing enabled
-    0x17: 0,                    # PLATFORM_ID (the host's; none here)
-    0x8B: 0,                    # UCODE_REV: Xen's last microcode load (none)
-    0xCE: 1 << 31,              # PLATFORM_INFO: CPUID faulting (bit 31), as on an Intel host
-    0x179: GUEST_MCG_CAP, 0x17A: 0, 0x17B: 0,   # vmce: MCG_CAP, MCG_STATUS, MCG_CTL
-    0x0: 0, 0x1: 0,             # P5_MC_ADDR/TYPE: vmce, not banks
-    0x198: 0, 0x199: 0, 0x19C: 0,   # PERF_STATUS, PERF_CTL, THERM_STATUS: read as zero
-    0x277: XEN_MSR_PAT,
-    0x1A0: 1 | 1 << 11 | 1 << 12 | 1 << 23,  # guest_misc_enable: BTS/PEBS unavail, xTPR off
-    0x345: 0,                   # PERF_CAPABILITIES
-    0xC0000103: 0,              # TSC_AUX (rdtscp is in the policy)
-}
-
-
-def mc_bank_msr(index):
-    """vmce_rdmsr's banks: MCi_CTL2 (0x280+), MCi_CTL/STATUS/ADDR/MISC (0x400+);
-    MCi_CTL of the guest's two banks reads all-ones, everything else 0."""
-    if 0x280 <= index < 0x2A0:
-        return 0
-    if 0x400 <= index < 0x480:
-        return MASK64 if index % 4 == 0 and (index - 0x400) // 4 < 2 else 0
-    return None
-
-
-def vpmu_msr(index):
-    """The Intel PMU counters: vpmu_do_rdmsr with the vPMU off reads 0."""
-    ranges = ((0xC1, 0xC9), (0x186, 0x18A), (0x309, 0x30C), (0x38D, 0x391))
-    return 0 if any(lo <= index < hi for lo, hi in ranges) else None
-
+# The policy is C's (_core/msr.c), which answers a guest kernel's rdmsr and
+# wrmsr at its #GP; these are the same answers for an instruction decoded
+# here (prefixed forms, fast paths off), and the hypercall page.
 
 def read_msr(vcpu, index):
-    if index == 0x10:     # IA32_TSC: what rdtsc reads (the host's, or time.c's emulated one)
-        return lib.xc_guest_tsc(vcpu.domain.machine.core, vcpu.core)
-    regs = vcpu.regs()
-    values = {MSR_FS_BASE: regs["fs_base"], MSR_GS_BASE: regs["gs_base"],
-              MSR_SHADOW_GS_BASE: vcpu.gs_base_other, MSR_EFER: EFER_VALUE,
-              0x1B: APIC_BASE | (0x100 if vcpu.vcpu_id == 0 else 0),   # BSP
-              MSR_INTEL_MISC_FEATURES_ENABLES: vcpu.core.cpuid_faulting}
-    if index in values:
-        return values[index]
-    if index in FIXED_MSRS:
-        return FIXED_MSRS[index]
-    value = mc_bank_msr(index)
-    return value if value is not None else vpmu_msr(index)
+    value = ffi.new("uint64_t *")
+    if not lib.xc_msr_read(vcpu.domain.machine.core, vcpu.core, index, value):
+        return None
+    return value[0]
 
 
 def write_msr(vcpu, index, value):
-    if index in (MSR_FS_BASE, MSR_GS_BASE, MSR_SHADOW_GS_BASE) and not canonical(value):
-        return False
-    if index == MSR_FS_BASE:
-        vcpu.set_regs(fs_base=value)
-    elif index == MSR_GS_BASE:
-        vcpu.set_regs(gs_base=value)
-    elif index == MSR_SHADOW_GS_BASE:
-        vcpu.gs_base_other = value
-    elif index == MSR_HYPERCALL_PAGE:
+    answer = lib.xc_msr_write(vcpu.domain.machine.core, vcpu.core, index, value)
+    if answer == lib.XC_MSR_PYTHON:
         return install_hypercall_page(vcpu, value)
-    elif index == MSR_INTEL_MISC_FEATURES_ENABLES:
-        return set_cpuid_faulting(vcpu, value)
-    else:
-        return ignored_write(index, value)
-    return True
+    return answer == lib.XC_MSR_DONE
 
 
-def set_cpuid_faulting(vcpu, value):
-    """guest_wrmsr (msr.c): PLATFORM_INFO offers CPUID faulting, so its bit
-    is the only one not reserved (a reserved bit is a #GP)."""
-    if value & ~MISC_FEATURES_CPUID_FAULTING:
-        return False
-    vcpu.core.cpuid_faulting = value
-    return True
-
-
-def ignored_write(index, value):
-    """Writes Xen accepts and drops for a PV domU: EFER unchanged, the vPMU's
-    counters (vpmu off: a nop), vmce's MCG_STATUS and bank registers."""
-    if index == MSR_EFER:
-        return value == EFER_VALUE
-    return index == 0x17A or vpmu_msr(index) is not None or mc_bank_msr(index) is not None
+def count_msr(vcpu, write):
+    perfc = vcpu.core.perfc
+    if perfc != ffi.NULL:
+        perfc.msr_python[write] += 1
 
 
 def install_hypercall_page(vcpu, gpa):
@@ -269,6 +201,7 @@ def emu_mov(vcpu, ops, regs):
 
 
 def emu_rdmsr(vcpu, ops, regs):
+    count_msr(vcpu, 0)
     value = read_msr(vcpu, regs["rcx"] & 0xFFFFFFFF)
     if value is None:
         return False
@@ -277,6 +210,7 @@ def emu_rdmsr(vcpu, ops, regs):
 
 
 def emu_wrmsr(vcpu, ops, regs):
+    count_msr(vcpu, 1)
     value = (regs["rdx"] & 0xFFFFFFFF) << 32 | (regs["rax"] & 0xFFFFFFFF)
     return write_msr(vcpu, regs["rcx"] & 0xFFFFFFFF, value)
 

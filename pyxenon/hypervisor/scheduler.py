@@ -98,18 +98,22 @@ class Scheduler:
             return self.ready()
         return [vcpu_by_handle(h) for h in handles[0:n]]
 
-    def sleepers(self):
-        """Vcpus a deadline will wake: a block/poll timeout or a timer."""
-        return [v for d in self.machine.domains.values() if d.state == RUNNING
-                for v in d.vcpus if not v.runnable and (v.wake_at or v.timer_at) is not None]
+    def due(self, now):
+        """The vcpus whose timer or block deadline is due, in creation order
+        (the deadline heap knows: no other vcpu is looked at)."""
+        handles = self._handles
+        n = lib.xc_due_list(self.machine.core, now, handles, len(handles))
+        if n > len(handles):
+            self._handles = ffi.new("uint32_t[]", 2 * n)
+            return self.due(now)
+        return [vcpu_by_handle(h) for h in handles[0:n]]
 
-    def fire_timers(self, now):
+    def fire_timers(self, now, due=None):
         """An expired timer raises VIRQ_TIMER (which may wake the vcpu)."""
-        for domain in list(self.machine.domains.values()):
-            for vcpu in domain.vcpus:
-                if vcpu.timer_at is not None and vcpu.timer_at <= now:
-                    vcpu.timer_at = now + vcpu.timer_period if vcpu.timer_period else None
-                    domain.events.raise_virq(VIRQ_TIMER, vcpu.vcpu_id)
+        for vcpu in self.due(now) if due is None else due:
+            if vcpu.timer_at is not None and vcpu.timer_at <= now:
+                vcpu.timer_at = now + vcpu.timer_period if vcpu.timer_period else None
+                vcpu.domain.events.raise_virq(VIRQ_TIMER, vcpu.vcpu_id)
 
     def run(self, timeout=None):
         """Run until nothing can run: returns "idle" (no live domain),
@@ -162,27 +166,29 @@ class Scheduler:
     def wake_expired(self):
         """Fire timers, end timed-out blocks and polls, act on watchdogs."""
         now = self.now()
-        if not lib.xc_due(self.machine.core, now) and not self.machine.watchdogs_armed():
+        armed = self.machine.watchdogs_armed()
+        if not lib.xc_due(self.machine.core, now) and not armed:
             return
-        self.fire_timers(now)
+        due = self.due(now)
+        self.fire_timers(now, due)
+        if armed:
+            self.fire_watchdogs(now)
+        for vcpu in due:
+            wake_at = vcpu.wake_at
+            if vcpu.domain.state == RUNNING and wake_at is not None and wake_at <= now:
+                vcpu.wake()
+
+    def fire_watchdogs(self, now):
         for domain in list(self.machine.domains.values()):
-            if domain.state != RUNNING:
-                continue
-            if domain.watchdogs and min(domain.watchdogs.values()) <= now:
+            if domain.state == RUNNING and domain.watchdogs and min(domain.watchdogs.values()) <= now:
                 domain.watchdogs.clear()
                 domain.shutdown(SHUTDOWN_watchdog)
-                continue
-            for vcpu in domain.vcpus:
-                wake_at = vcpu.wake_at
-                if wake_at is not None and wake_at <= now:
-                    vcpu.wake()
 
     def wait_for_timer(self, end):
         """Sleep (or jump virtual time) to the next timer; False if none."""
-        sleepers = self.sleepers()
-        if not sleepers:
+        wake = lib.xc_next_wake(self.machine.core)   # the earliest deadline of a running domain
+        if not wake:
             return False
-        wake = min(t for v in sleepers for t in (v.wake_at, v.timer_at) if t is not None)
         if wake > TIME_MAX:
             return False          # a deadline past the end of system time never comes
         if self.deterministic:

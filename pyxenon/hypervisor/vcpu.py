@@ -33,6 +33,7 @@ class Vcpu:
         self.core.vcpu_info_ma = domain.shared_info_mfn * 4096 + vcpu_id * 64
         self.core.shared_ma = domain.shared_info_mfn * 4096
         self.core.domain_running = domain.state == "running"
+        self.sched_update()
         self._poll_set = None   # a poll's ports, when the C vcpu cannot hold them
         self.core.max_ports = domain.events.max_ports   # one vcpu: C may unmask
         self.core.evtchn_fifo = domain.events.fifo is not None   # C knows 2-level only
@@ -49,7 +50,6 @@ class Vcpu:
         self.callbacks = {}       # CALLBACKTYPE_* -> (address, flags)
         self.kernel_ss = 0        # stack_switch: guest kernel stack
         self.kernel_sp = 0
-        self.gs_base_other = 0    # the GS base of the mode not running
         self.debugreg = debugreg.reset_values()   # dr0-7 as set_debugreg keeps them
         self.dr7_emul = 0         # I/O breakpoint enables (Xen's pv.dr7_emul)
         self.cr4 = emulate_cr4()  # guest-visible CR4 (Xen's pv.ctrlreg[4])
@@ -120,6 +120,12 @@ class Vcpu:
     @runnable.setter
     def runnable(self, value):
         self.core.blocked = 0 if value else 1
+        self.sched_update()
+
+    def sched_update(self):
+        """The run queue and the deadline heap follow the C vcpu's fields
+        (_core/runq.c): every change of them ends here."""
+        lib.xc_sched_update(self.domain.machine.core, self.core)
 
     @property
     def wake_at(self):
@@ -141,6 +147,15 @@ class Vcpu:
         return self.core.runstate
 
     @property
+    def gs_base_other(self):
+        """The GS base of the guest mode not running (C's: msr.c reads it)."""
+        return self.core.gs_base_other
+
+    @gs_base_other.setter
+    def gs_base_other(self, value):
+        self.core.gs_base_other = value
+
+    @property
     def timer_at(self):
         """set_timer_op / singleshot timer deadline (ns), or None."""
         return self.core.timer_at or None
@@ -150,6 +165,7 @@ class Vcpu:
         # 0 means "no timer" in C: a deadline of 0 (long past) fires as 1 would;
         # one past 2**64 ns (now + a huge period) is as good as never
         self.core.timer_at = 0 if value is None else min(max(value, 1), (1 << 64) - 1)
+        self.sched_update()
 
     def block(self, wake_at=None, ports=None):
         """Sleep until an event (ports None) or one of ports is pending, or wake_at."""
@@ -163,6 +179,7 @@ class Vcpu:
             core.poll_port = one
         else:
             core.poll_port, self._poll_set = lib.XC_POLL_SET, set(ports)
+        self.sched_update()
         self.stop()
 
     def wake_if_pending(self):
@@ -186,6 +203,7 @@ class Vcpu:
         self.core.poll_port = 0
         self.core.wake_at = 0
         self._poll_set = None
+        self.sched_update()
 
 
 def vcpu_by_handle(handle):

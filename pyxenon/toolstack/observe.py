@@ -35,13 +35,20 @@ def stats_lines(name, domid, snapshot):
     lines = [f"domain {name} (d{domid}): {s['hypercalls']} hypercalls ({s['c']} in C, "
              f"{s['python']} in Python), {s['ns'] / 1e6:.3f} ms in the hypervisor; "
              f"{s['events_sent']} events sent; {s['faults_bounced']} faults bounced"
-             + bounced_text(s["bounced"]),
+             + bounced_text(s["bounced"]) + msr_text(s.get("msr")),
              f"  {'hypercall':<20} {'calls':>10} {'C':>10} {'Python':>10} "
              f"{'time(ms)':>10} {'ns/call':>9}"]
     for call, row in sorted(s["calls"].items(), key=lambda kv: -kv[1]["ns"]):
         lines.append(f"  {call:<20} {row['calls']:>10} {row['c']:>10} {row['python']:>10} "
                      f"{row['ns'] / 1e6:>10.3f} {row['ns'] // max(row['calls'], 1):>9}")
     return lines
+
+
+def msr_text(msr):
+    if not msr or not msr["rdmsr"] + msr["wrmsr"]:
+        return ""
+    return (f"; {msr['rdmsr']} rdmsr, {msr['wrmsr']} wrmsr "
+            f"({msr['rdmsr_python']} and {msr['wrmsr_python']} in Python)")
 
 
 def bounced_text(bounced):

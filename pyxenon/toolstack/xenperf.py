@@ -62,7 +62,18 @@ def snapshot(perfc):
             "events_sent": perfc.core.events_sent if perfc.core != ffi.NULL else 0,
             "faults_bounced": sum(perfc.bounced.values()),
             "bounced": {str(v): n for v, n in sorted(perfc.bounced.items())},
+            "msr": msr_counts(perfc),
             "calls": rows}
+
+
+def msr_counts(perfc):
+    """The guest kernel's rdmsr and wrmsr, by who answered (_core/msr.c in
+    the #GP hook, or hypervisor/emulate.py)."""
+    if perfc.core == ffi.NULL:
+        return {"rdmsr": 0, "wrmsr": 0, "rdmsr_python": 0, "wrmsr_python": 0}
+    c, py = perfc.core.msr, perfc.core.msr_python
+    return {"rdmsr": c[0] + py[0], "wrmsr": c[1] + py[1],
+            "rdmsr_python": py[0], "wrmsr_python": py[1]}
 
 
 def call_row(c):
