@@ -99,7 +99,7 @@ class Machine:
 
     # -- domains ------------------------------------------------------------
 
-    def create_domain(self, name, nr_pages, label=None):
+    def create_domain(self, name, nr_pages, label=None, max_vcpus=1):
         """A new domain: nr_pages of RAM, then its shared_info frame and its
         grant-table frames (Xen's pages, owned by the domain)."""
         total = nr_pages + EXTRA_FRAMES
@@ -113,7 +113,12 @@ class Machine:
             self.m2p[first + pfn] = pfn
         for mfn in range(first + nr_pages, first + total):
             self.m2p[mfn] = INVALID_M2P
-        domain = Domain(self, domid, name, first, nr_pages, label)
+        try:
+            domain = Domain(self, domid, name, first, nr_pages, label, max_vcpus)
+        except ValueError:
+            lib.xc_frames_release(self.core, first, total)
+            self._free_frames(first, total)
+            raise
         self.domains[domid] = domain
         return domain
 

@@ -99,9 +99,11 @@ class Scheduler:
         return [vcpu_by_handle(h) for h in handles[0:n]]
 
     def sleepers(self):
-        """Vcpus a deadline will wake: a block/poll timeout or a timer."""
+        """Vcpus a deadline will wake: a block/poll timeout or a timer (a
+        vcpu that is down waits for VCPUOP_up, whatever its timers do)."""
         return [v for d in self.machine.domains.values() if d.state == RUNNING
-                for v in d.vcpus if not v.runnable and (v.wake_at or v.timer_at) is not None]
+                for v in d.vcpus if v.up and not v.runnable
+                and (v.wake_at or v.timer_at) is not None]
 
     def fire_timers(self, now):
         """An expired timer raises VIRQ_TIMER (which may wake the vcpu)."""
