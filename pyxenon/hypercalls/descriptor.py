@@ -51,7 +51,10 @@ def pv_set_gdt(vcpu, mfns, entries):
     if entries > arch_x86.FIRST_RESERVED_GDT_ENTRY:
         raise HypercallError(errno.EINVAL)
     frames = vcpu.domain.machine.frame_table
-    taken = take_frames(vcpu, frames, mfns)
+    try:
+        taken = take_frames(vcpu, frames, mfns)
+    except HypercallError:
+        raise HypercallError(errno.EINVAL) from None   # any frame refused: its "fail"
     release_gdt(vcpu, frames)
     vcpu.gdt_frames = taken
     for i in range(arch_x86.FIRST_RESERVED_GDT_PAGE):
