@@ -262,3 +262,67 @@ def test_vcpus_share_the_engine_fairly(guests):
 
 def test_vcpu_guest_context_is_xens_size():
     assert ctypes.sizeof(arch_x86.vcpu_guest_context) == 5168
+
+
+# -- TLB flushes naming vcpus (one engine TLB: only the running vcpu's) ----------------
+
+def flushes(host, call):
+    """Did call leave a flush pending (the engine's TLB emptied before the
+    guest's next instruction)?"""
+    core = host.machine.core
+    lib_settle(host)
+    rc = call()
+    pending = bool(core.flush_pending)
+    return rc, pending
+
+
+def lib_settle(host):
+    from pyxenon._core import lib
+
+    lib.xc_settle(host.machine.core)
+
+
+def mask_at(dom, value, n=4):
+    va = scratch(dom, n)
+    copy_to_guest(dom.vcpus[0], va, struct.pack("<Q", value))
+    return va
+
+
+@pytest.mark.parametrize("cmd", [xen.MMUEXT_TLB_FLUSH_MULTI, xen.MMUEXT_INVLPG_MULTI])
+def test_flush_multi_flushes_exactly_when_the_running_vcpu_is_named(quad, hypercall, cmd):
+    """Every switch of vcpu empties the engine's TLB, so a vcpu not running
+    holds no translation: naming it needs nothing; naming the caller flushes."""
+    host, dom = quad
+    ops = scratch(dom, 5)
+
+    def multi(mask):
+        copy_to_guest(dom.vcpus[0], ops, struct.pack("<IIQQ", cmd, 0, dom.layout.virt_base,
+                                                     mask_at(dom, mask)))
+        return hypercall(dom, xen.HYPERVISOR_mmuext_op, ops, 1, 0, 0x7FF0)
+
+    assert flushes(host, lambda: multi(0b1110)) == (0, False)
+    assert flushes(host, lambda: multi(0b0001)) == (0, True)
+    assert flushes(host, lambda: multi(1 << 40)) == (0, False)   # past max_vcpus: ignored
+    copy_to_guest(dom.vcpus[0], ops, struct.pack("<IIQQ", cmd, 0, 0, 0x10))
+    assert hypercall(dom, xen.HYPERVISOR_mmuext_op, ops, 1, 0, 0x7FF0) == EINVAL
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_update_va_mapping_vcpumask(guests, hypercall, fast):
+    """UVMF_MULTI: the bitmap's pointer ORed into flags; an unreadable one
+    is -EFAULT after the entry changed (__do_update_va_mapping)."""
+    with Host(memory_mib=256, fast_paths=fast) as host:
+        dom = host.create(str(guests / "hello.cfg"), overrides=["maxvcpus=2"])
+        va = scratch(dom, 3)
+        ft = dom.machine.frame_table
+        table, index = ft.l1_slot(dom.vcpus[0].core.cr3, va)
+        pte = ft.read_entry(table, index)
+
+        def uvm(flags):
+            return hypercall(dom, xen.HYPERVISOR_update_va_mapping, va, pte, flags)
+
+        assert flushes(host, lambda: uvm(xen.UVMF_INVLPG | mask_at(dom, 0b10))) == (0, False)
+        assert flushes(host, lambda: uvm(xen.UVMF_TLB_FLUSH | mask_at(dom, 0b11))) == (0, True)
+        assert flushes(host, lambda: uvm(xen.UVMF_TLB_FLUSH | xen.UVMF_ALL)) == (0, True)
+        assert uvm(xen.UVMF_TLB_FLUSH | 0x1000) == -14
+        assert ft.read_entry(table, index) == pte

@@ -8,6 +8,8 @@
 #include "core.h"
 
 #define UVMF_FLUSHTYPE_MASK 3UL
+#define UVMF_LOCAL 0UL
+#define UVMF_ALL (1UL << 2)
 #define MMUEXT_TLB_FLUSH_LOCAL 6
 #define MMUEXT_INVLPG_LOCAL 7
 #define MMUEXT_TLB_FLUSH_ALL 10
@@ -48,7 +50,9 @@ static int l1_slot(struct xc_machine *m, uint64_t cr3, uint64_t va, uint64_t *ta
 int xc_fast_update_va_mapping(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a,
                               int64_t *rc)
 {
-    uint64_t va = a[1], table;
+    uint64_t va = a[1], table, bmap = a[3] & ~UVMF_FLUSHTYPE_MASK;
+    if ((a[3] & UVMF_FLUSHTYPE_MASK) && bmap != UVMF_LOCAL && bmap != UVMF_ALL)
+        return 0;                /* a vcpu bitmap (UVMF_MULTI): hypercalls/mmu.py reads it */
     *rc = -EINVAL;
     if (va >= HYPERVISOR_VIRT_START && va < HYPERVISOR_VIRT_END)
         return 1;
