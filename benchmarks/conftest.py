@@ -38,6 +38,9 @@ RATIOS = [
      "8 MiB read-modify-write, a new page each access: pyxenon / natively"),
     ("evtchn_round_trip", "domain_switch_yield",
      "one ping-pong round trip / one domain switch"),
+    ("ipi_round_trip", "evtchn_round_trip_same_run",
+     "an IPI round trip between two vcpus of one domain / an event-channel round trip "
+     "between two domains"),
     ("grant_copy_4k", "host_copy_4k", "GNTTABOP_copy of 4 KiB / a host copy of 4 KiB"),
     ("domain_create", "null_hypercall_python", "creating a domain / null hypercall"),
     ("hello_boot_to_poweroff", "null_hypercall_python", "hello boot to poweroff / null hypercall"),

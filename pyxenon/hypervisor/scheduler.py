@@ -19,12 +19,14 @@ from .vcpu import vcpu_by_handle
 SHUTDOWN_watchdog = 4
 VIRQ_TIMER = 0
 
+STOP_HYPERCALL = 1
 STOP_EXCEPTION = 2
 STOP_DEBUG = 3
 DET_SLICE_INSNS = 200_000      # instructions per slice in deterministic mode
 DET_NS_PER_SLICE = 1_000_000   # virtual time a deterministic slice advances
 TIME_MAX = (1 << 63) - 1       # Xen's system time is a signed 64-bit count of ns
 CHAIN_NS = 1_000_000           # how long C may switch between vcpus before Python looks
+RIP_RESUMES = 8                # runs one slice may take, each ended by an iret's rip
 
 
 class Completions:
@@ -135,11 +137,26 @@ class Scheduler:
         return bool(ready)
 
     def run_slice(self, vcpu):
+        """A slice for vcpu.  An iret's new rip needs the engine stopped
+        (vcpu.py set_regs); the vcpu then goes on in the same slice, up to
+        RIP_RESUMES times: ended there, a vcpu whose timer interrupt comes
+        round by its next slice -- a round of several busy vcpus is longer
+        than Linux's tick -- would only ever run its handler (Xen returns
+        from the iret hypercall to the guest at once)."""
+        started = time.monotonic()
+        for _ in range(RIP_RESUMES):    # deterministic mode: by count alone
+            vcpu, resume = self.run_once(vcpu)
+            if not resume or (not self.deterministic and
+                              time.monotonic() - started >= self.slice_us / 1e6):
+                return
+
+    def run_once(self, vcpu):
+        """(the vcpu that ran last, whether it stopped only for a rip to apply)."""
         machine, start = self.machine, self.now()
         if lib.xc_enter(machine.core, vcpu.core, start):   # switched; an upcall is due
             traps.deliver_upcall(vcpu)
             if not vcpu.runnable or vcpu.domain.state != RUNNING:
-                return
+                return vcpu, False
         machine.in_engine = True
         if self.deterministic:
             err = lib.xc_run(machine.core, 0, DET_SLICE_INSNS)
@@ -150,8 +167,15 @@ class Scheduler:
             err = lib.xc_run_chain(machine.core, self.slice_us)
             vcpu = vcpu_by_handle(machine.core.current.handle)
         machine.in_engine = False
-        vcpu.apply_pending_rip()
+        moved = vcpu.apply_pending_rip()
         stop = vcpu.core.stop
+        self.after_run(vcpu, err, stop)
+        resume = moved and not err and stop == STOP_HYPERCALL and vcpu.runnable and \
+            vcpu.up and vcpu.domain.state == RUNNING and not vcpu.domain.debug_paused
+        return vcpu, resume
+
+    def after_run(self, vcpu, err, stop):
+        machine = self.machine
         if stop == STOP_EXCEPTION:
             traps.on_exception(vcpu)
         elif err:

@@ -119,9 +119,12 @@ class Vcpu:
             lib.xc_set_rip(machine.core, self.core, rip & 0xFFFFFFFFFFFFFFFF)
 
     def apply_pending_rip(self):
-        if self.pending_rip is not None:
-            lib.xc_set_rip(self.domain.machine.core, self.core, self.pending_rip)
-            self.pending_rip = None
+        """Set the rip a handler chose; True if there was one."""
+        if self.pending_rip is None:
+            return False
+        lib.xc_set_rip(self.domain.machine.core, self.core, self.pending_rip)
+        self.pending_rip = None
+        return True
 
     def hypercall(self, nr, *args):
         """Hypercall nr with up to five arguments, entered as this vcpu's
