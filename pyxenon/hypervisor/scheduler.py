@@ -170,9 +170,7 @@ class Scheduler:
         moved = vcpu.apply_pending_rip()
         stop = vcpu.core.stop
         self.after_run(vcpu, err, stop)
-        resume = moved and not err and stop == STOP_HYPERCALL and vcpu.runnable and \
-            vcpu.up and vcpu.domain.state == RUNNING and not vcpu.domain.debug_paused
-        return vcpu, resume
+        return vcpu, moved and not err and stop == STOP_HYPERCALL and may_go_on(vcpu)
 
     def after_run(self, vcpu, err, stop):
         machine = self.machine
@@ -229,6 +227,12 @@ class Scheduler:
             return self.machine.completions.wait(None)
         left = end - time.monotonic()
         return left > 0 and self.machine.completions.wait(left)
+
+def may_go_on(vcpu):
+    """Still runnable, up, and its domain running and not held by a debugger."""
+    domain = vcpu.domain
+    return vcpu.runnable and vcpu.up and domain.state == RUNNING and not domain.debug_paused
+
 
 def on_debug_stop(vcpu):
     """A debugger's hook stopped vcpu (hypervisor/debugger.py decides)."""
