@@ -10,7 +10,8 @@ from test_kernelimage import debian_vmlinuz  # noqa: F401  (the session fixture)
 from linux_demo import boot_linux, linux_cfg
 
 VCPUS = 4
-BOOT_TIMEOUT = 400       # a boot takes ~1 min with 4 vcpus (one engine runs them all)
+BOOT_TIMEOUT = 400       # wall clock: a boot takes ~1 min with 4 vcpus (one engine runs them all)
+DET_BOOT_TIMEOUT = 900   # deterministic: ~5 min each (virtual time, every slice counted)
 
 
 def smp_cfg(kernel, folder):
@@ -28,7 +29,7 @@ def wallclock(debian_vmlinuz, tmp_path_factory):  # noqa: F811
 @pytest.fixture(scope="module")
 def deterministic(debian_vmlinuz, tmp_path_factory):  # noqa: F811
     cfg = smp_cfg(debian_vmlinuz, tmp_path_factory.mktemp("linux-smp-det"))
-    return [boot_linux(cfg, timeout=BOOT_TIMEOUT, deterministic=True) for _ in range(2)]
+    return [boot_linux(cfg, timeout=DET_BOOT_TIMEOUT, deterministic=True) for _ in range(2)]
 
 
 def sees_four_cpus(boot):
