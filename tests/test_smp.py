@@ -193,7 +193,7 @@ def test_down_is_xens_the_last_vcpu_down_powers_off(quad, hypercall):
     """common/domain.c VCPUOP_down: another vcpu up -> this one goes down
     (vcpu 0 too); none -> SHUTDOWN_poweroff and the vcpu stays up."""
     _, dom = quad
-    assert vcpu_op(hypercall, dom, vc.VCPUOP_down, 1) == 0   # the never-initialised vcpu 1 was up
+    assert vcpu_op(hypercall, dom, vc.VCPUOP_down, 1) == 0   # vcpu 1 (never initialised) is down already: 0
     assert [v.up for v in dom.vcpus] == [True, False, False, False]
     assert initialise(hypercall, dom, context(dom)) == 0
     assert vcpu_op(hypercall, dom, vc.VCPUOP_up, 1) == 0
@@ -326,3 +326,26 @@ def test_update_va_mapping_vcpumask(guests, hypercall, fast):
         assert flushes(host, lambda: uvm(xen.UVMF_TLB_FLUSH | xen.UVMF_ALL)) == (0, True)
         assert uvm(xen.UVMF_TLB_FLUSH | 0x1000) == -14
         assert ft.read_entry(table, index) == pte
+
+
+def test_the_whole_state_checker_holds_after_every_slice_of_the_smp_guest(guests):
+    """Every vcpu's base pointers, GDT frames and vcpu_info are references
+    the checker (_core/audit.c, hypervisor/audit.py) accounts for: after
+    every slice of the smp guest -- secondaries initialised, refused, downed
+    -- counts, types and the TLB shadow agree (a Violation would end run())."""
+    from pyxenon.hypervisor import audit
+
+    with Host(memory_mib=256) as host:
+        machine, checks = host.machine, []
+        audit.shadow_tlb(machine)
+        inner = machine.scheduler.run_slice
+
+        def run_slice(vcpu):
+            inner(vcpu)
+            audit.check(machine)
+            checks.append(vcpu.vcpu_id)
+        machine.scheduler.run_slice = run_slice
+        dom = host.create(str(guests / "smp.cfg"), overrides=['extra="rounds=50"'])
+        host.run(timeout=60)
+        assert f"smp: {SMP_ATTEMPTS}/{SMP_ATTEMPTS} attempts refused" in dom.dmesg_text, story(dom)
+        assert {0, 1} <= set(checks)     # (vcpu 2 may run only within a chain of slices)
