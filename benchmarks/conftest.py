@@ -46,6 +46,11 @@ RATIOS = [
      "one round trip of 50 pairs at once / of one pair"),
     ("evtchn_round_trip_100_domains_cpu", "evtchn_round_trip_2_domains_cpu",
      "the same, by the engine thread's CPU time"),
+    ("ipi_round_trip", "evtchn_round_trip_same_run",
+     "an IPI round trip between two vcpus of one domain / an event-channel round trip "
+     "between two domains"),
+    ("linux_boot_4_vcpus", "linux_boot_1_vcpu",
+     "Debian Linux boot to poweroff with 4 vcpus / with 1 (one engine runs every vcpu)"),
     ("grant_copy_4k", "host_copy_4k", "GNTTABOP_copy of 4 KiB / a host copy of 4 KiB"),
     ("domain_create", "null_hypercall_python", "creating a domain / null hypercall"),
     ("hello_boot_to_poweroff", "null_hypercall_python", "hello boot to poweroff / null hypercall"),

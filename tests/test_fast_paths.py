@@ -9,7 +9,7 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from pyxenon._core import lib
+from pyxenon._core import ffi, lib
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
 from pyxenon.public import event_channel as ev, sched, xen
 from pyxenon.toolstack.host import Host
@@ -45,12 +45,13 @@ def poll(dom, ports, timeout):
 class Pair:
     """ping and pong, built and joined by one channel, never run."""
 
-    def __init__(self, guests, fast):
+    def __init__(self, guests, fast, pong_vcpus=1):
         self.host = Host(memory_mib=256, policy=parse_policy(POLICY, "test.toml"),
                          fast_paths=fast, audit=lambda record: None)
         self.doms = [self.host.create(str(guests / "hello.cfg"),
-                                      overrides=[f'name="{n}"', f'seclabel="{n}"'])
-                     for n in ("ping", "pong")]
+                                      overrides=[f'name="{n}"', f'seclabel="{n}"',
+                                                 f"maxvcpus={v}"])
+                     for n, v in (("ping", 1), ("pong", pong_vcpus))]
         a, b = self.doms
         assert with_struct(a, xen.HYPERVISOR_event_channel_op, ev.EVTCHNOP_alloc_unbound,
                            "<HHI", SELF, b.domid, 0) == 0
@@ -173,6 +174,12 @@ class Pair:
         dom.shared_info.evtchn_pending[word] &= ~(1 << bit)
         dom.vcpu_info(0).evtchn_upcall_pending = 0
 
+    def op_bind_vcpu(self, dom, side, choice):
+        """EVTCHNOP_bind_vcpu of the channel's port to vcpu 0 or 1 (1 exists
+        only in a two-vcpu pong)."""
+        return with_struct(dom, xen.HYPERVISOR_event_channel_op, ev.EVTCHNOP_bind_vcpu, "<II",
+                           self.ports[side], choice % 2)
+
     def op_wake(self, dom, side, choice):
         dom.vcpus[0].wake()
 
@@ -185,11 +192,11 @@ class Pair:
     def state(self):
         out = []
         for dom in self.doms:
-            info, vcpu = dom.vcpu_info(0), dom.vcpus[0]
+            vcpus = [(dom.vcpu_info(v.vcpu_id).evtchn_upcall_pending,
+                      dom.vcpu_info(v.vcpu_id).evtchn_pending_sel, v.runnable,
+                      v.poll_ports, v.wake_at, v.timer_at) for v in dom.vcpus]
             out.append((list(dom.shared_info.evtchn_pending[:2]), list(dom.shared_info.evtchn_mask[:2]),
-                        info.evtchn_upcall_pending, info.evtchn_pending_sel, vcpu.runnable,
-                        vcpu.poll_ports, vcpu.wake_at, vcpu.timer_at,
-                        [(p.state, p.remote_port) for p in dom.events.ports],
+                        vcpus, [(p.state, p.remote_port, p.vcpu) for p in dom.events.ports],
                         self.memory_state(dom)))
         core = self.host.machine.core
         return out, core.flush_pending, core.code_flush_pending
@@ -220,8 +227,8 @@ def built(guests):
     return guests
 
 
-def same_outcome(guests, ops):
-    fast, slow = Pair(guests, True), Pair(guests, False)
+def same_outcome(guests, ops, pong_vcpus=1):
+    fast, slow = Pair(guests, True, pong_vcpus), Pair(guests, False, pong_vcpus)
     try:
         assert fast.state() == slow.state()
         for op in ops:
@@ -236,6 +243,37 @@ def same_outcome(guests, ops):
 @given(ops=st.lists(OPS, max_size=25))
 def test_fast_paths_do_what_the_python_handlers_do(built, ops):
     same_outcome(built, ops)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.one_of(OPS, st.tuples(st.just("bind_vcpu"), st.integers(0, 1),
+                                             st.integers(0, 1))), max_size=25))
+def test_fast_paths_with_a_two_vcpu_domain_do_what_python_does(built, ops):
+    """pong has two vcpus: events to it, its unmasks and its rebinding
+    (bind_vcpu) give the same bitmaps and vcpu_info flags on every vcpu."""
+    same_outcome(built, ops, pong_vcpus=2)
+
+
+def test_the_event_fast_paths_decline_a_multi_vcpu_domain(built):
+    """C may notify only a one-vcpu domain's vcpu (a poller on another vcpu
+    of the domain must wake too) and may unmask only for one: a send to
+    two-vcpu pong and pong's unmask go to Python, a send to one-vcpu ping
+    stays in C."""
+    pair = Pair(built, True, pong_vcpus=2)
+    try:
+        ping, pong = pair.doms
+        links = ping.events.links      # none at all: no channel of ping's has a C target
+        assert links is None or links[pair.ports[0]].peer == ffi.NULL
+        assert pong.events.links[pair.ports[1]].peer == ping.vcpus[0].core
+        assert pong.vcpus[0].core.max_ports == 0 and ping.vcpus[0].core.max_ports > 0
+        before = [d.vcpus[0].core.perfc.calls[xen.HYPERVISOR_event_channel_op].python
+                  for d in pair.doms]
+        assert pair.apply(("send", 0, 0)) == 0 and pair.apply(("send", 1, 0)) == 0
+        after = [d.vcpus[0].core.perfc.calls[xen.HYPERVISOR_event_channel_op].python
+                 for d in pair.doms]
+        assert [a - b for a, b in zip(after, before)] == [1, 0]
+    finally:
+        pair.close()
 
 
 # The cases the semantics turn on, each from a quiet start (nothing pending).

@@ -319,3 +319,25 @@ def test_xl_symlink_same_answers_under_a_policy(xl, guests, tmp_path):
     assert as_xl("list", "-v", "hello").stdout.rstrip().endswith("ping")
     assert as_xl("daemon", "status").stdout == xl("daemon", "status").stdout
     assert as_xl("dmesg").stdout.splitlines()[:2] == xl("dmesg").stdout.splitlines()[:2]
+
+
+def test_vcpu_list_set_and_pin(xl, guests):
+    """Every vcpu listed (one down shows '-' and --p); vcpu-set writes the
+    cpu/N/availability nodes a PV guest watches; vcpu-pin records an
+    affinity on the one host cpu and refuses another cpu."""
+    xl("create", "-q", cfg(guests, "nullcall"), 'cmdline="loops=1000000000"', "vcpus=2",
+       "maxvcpus=3")
+    rows = xl("vcpu-list", "nullcall").stdout.splitlines()[1:]
+    assert [r.split()[2:5] for r in rows][2] == ["2", "-", "--p"]
+    assert [r.split()[2] for r in rows] == ["0", "1", "2"]
+    xl("vcpu-set", "nullcall", "3")
+    assert xl("xenstore", "read", "/local/domain/1/cpu/2/availability").stdout == "online\n"
+    xl("vcpu-set", "nullcall", "1")
+    assert xl("xenstore", "read", "/local/domain/1/cpu/1/availability").stdout == "offline\n"
+    bad = xl("vcpu-set", "nullcall", "4", check=False)
+    assert bad.returncode == 1 and "however maxcpus is 3" in bad.stderr
+    xl("vcpu-pin", "nullcall", "1", "0")
+    assert xl("vcpu-list", "nullcall").stdout.splitlines()[2].endswith("0 / all")
+    bad = xl("vcpu-pin", "nullcall", "all", "1", check=False)
+    assert bad.returncode == 1 and "not a host cpu" in bad.stderr
+    xl("destroy", "nullcall")

@@ -8,6 +8,8 @@
 #include "core.h"
 
 #define UVMF_FLUSHTYPE_MASK 3UL
+#define UVMF_LOCAL 0UL
+#define UVMF_ALL (1UL << 2)
 #define MMUEXT_TLB_FLUSH_LOCAL 6
 #define MMUEXT_INVLPG_LOCAL 7
 #define MMUEXT_TLB_FLUSH_ALL 10
@@ -44,11 +46,20 @@ static int l1_slot(struct xc_machine *m, uint64_t cr3, uint64_t va, uint64_t *ta
     return mfn < m->nr_frames ? 0 : -1;
 }
 
+/* A flush of the vcpus in a bitmap whose address is ORed into flags (UVMF_MULTI). */
+static int flushes_vcpu_bitmap(uint64_t flags)
+{
+    uint64_t bmap = flags & ~UVMF_FLUSHTYPE_MASK;
+    return (flags & UVMF_FLUSHTYPE_MASK) && bmap != UVMF_LOCAL && bmap != UVMF_ALL;
+}
+
 /* update_va_mapping(va, val, flags): a[1], a[2], a[3]. */
 int xc_fast_update_va_mapping(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a,
                               int64_t *rc)
 {
     uint64_t va = a[1], table;
+    if (flushes_vcpu_bitmap(a[3]))
+        return 0;                /* hypercalls/mmu.py reads the bitmap */
     *rc = -EINVAL;
     if (va >= HYPERVISOR_VIRT_START && va < HYPERVISOR_VIRT_END)
         return 1;

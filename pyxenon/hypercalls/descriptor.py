@@ -40,15 +40,26 @@ def do_set_gdt(vcpu, frame_list, entries, *_):
         raise HypercallError(errno.EINVAL)
     count = -(-entries // ENTRIES_PER_PAGE)
     mfns = read_u64s(vcpu, frame_list, count) if count else ()
+    pv_set_gdt(vcpu, mfns, entries)
+    lib.xc_request_flush(vcpu.domain.machine.core)
+    return 0
+
+
+def pv_set_gdt(vcpu, mfns, entries):
+    """Xen's pv_set_gdt: every frame the domain's and a descriptor page,
+    or none is taken; then the old GDT goes (set_gdt, VCPUOP_initialise)."""
+    if entries > arch_x86.FIRST_RESERVED_GDT_ENTRY:
+        raise HypercallError(errno.EINVAL)
     frames = vcpu.domain.machine.frame_table
-    taken = take_frames(vcpu, frames, mfns)
+    try:
+        taken = take_frames(vcpu, frames, mfns)
+    except HypercallError:
+        raise HypercallError(errno.EINVAL) from None   # any frame refused: its "fail"
     release_gdt(vcpu, frames)
     vcpu.gdt_frames = taken
     for i in range(arch_x86.FIRST_RESERVED_GDT_PAGE):
         vcpu.core.gdt_mfn[i] = taken[i] if i < len(taken) else 0
     vcpu.core.gdt_frames = len(taken)
-    lib.xc_request_flush(vcpu.domain.machine.core)
-    return 0
 
 
 def do_update_descriptor(vcpu, maddr, desc, *_):

@@ -5,7 +5,7 @@ import struct
 from pyxenon._core import lib
 from pyxenon.hypervisor.errors import (Continuation, GuestFault, HypercallError, preempt_check,
                                        spend, sub_op)
-from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
+from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest, read_u64s
 from pyxenon.hypervisor.mm import ERESTART, L1, WRITABLE
 from pyxenon.public import errno, xen
 
@@ -154,9 +154,27 @@ def do_mmu_update(vcpu, reqs, count, done, foreigndom, *_):
 
 # -- update_va_mapping --------------------------------------------------------------
 
+def names_running_vcpu(vcpu, vcpumask):
+    """Xen's vcpumask_to_pcpumask, for one engine: the bitmap is read a
+    word at a time while the words cover max_vcpus (one word here: at most
+    32 vcpus), so an unreadable one is refused; bits past max_vcpus are
+    ignored.  The engine's TLB holds only the running vcpu's translations
+    (every switch of vcpu flushes it, _core/machine.c switch_to), so the
+    vcpus a mask names need a flush exactly when the caller is one of
+    them: a vcpu not running has nothing left to flush."""
+    mask = read_u64s(vcpu, vcpumask, 1)[0]
+    return bool(mask >> vcpu.vcpu_id & 1)
+
+
 def flush_after(vcpu, flags, va):
-    if flags & xen.UVMF_FLUSHTYPE_MASK:
-        lib.xc_request_flush(vcpu.domain.machine.core)
+    """__do_update_va_mapping's flush: UVMF_LOCAL, UVMF_ALL, or a pointer
+    to a vcpu bitmap (UVMF_MULTI), whose fault is -EFAULT after the update."""
+    if not flags & xen.UVMF_FLUSHTYPE_MASK:
+        return
+    bmap = flags & ~xen.UVMF_FLUSHTYPE_MASK
+    if bmap not in (xen.UVMF_LOCAL, xen.UVMF_ALL) and not names_running_vcpu(vcpu, bmap):
+        return
+    lib.xc_request_flush(vcpu.domain.machine.core)
 
 
 def do_update_va_mapping(vcpu, va, val, flags, *_):
@@ -201,8 +219,13 @@ def ext_flush(vcpu, arg1, arg2):
 
 
 def ext_flush_multi(vcpu, arg1, vcpumask):
-    copy_from_guest(vcpu, vcpumask, 8)  # the mask must be readable
-    ext_flush(vcpu, arg1, vcpumask)
+    """MMUEXT_TLB_FLUSH_MULTI / INVLPG_MULTI: an unreadable mask is -EINVAL."""
+    try:
+        named = names_running_vcpu(vcpu, vcpumask)
+    except HypercallError:
+        raise HypercallError(errno.EINVAL) from None
+    if named:
+        ext_flush(vcpu, arg1, vcpumask)
 
 
 def ext_set_ldt(vcpu, linear_addr, nr_ents):

@@ -19,7 +19,7 @@ SHUTDOWN_NAMES = {0: "poweroff", 1: "reboot", 2: "suspend", 3: "crash", 4: "watc
 
 
 class Domain:
-    def __init__(self, machine, domid, name, first_mfn, nr_pages, label=None):
+    def __init__(self, machine, domid, name, first_mfn, nr_pages, label=None, max_vcpus=1):
         self.machine = machine
         self.debugger = None    # hypervisor/debugger.py's Debugger, while one is attached
         self._debug_paused = False
@@ -47,7 +47,12 @@ class Domain:
         self.grant_table = GrantTable(self, self.shared_info_mfn + 1)
         self.share_xen_pages()
         self.perfc = Perfc(on=machine.perfc)           # hypercall statistics (perfc.py)
-        self.vcpus = [Vcpu(self, 0)]
+        if not 1 <= max_vcpus <= len(self.shared_info.vcpu_info):
+            raise ValueError(f"a domain has 1 to {len(self.shared_info.vcpu_info)} vcpus")
+        self.vcpus = [Vcpu(self, i) for i in range(max_vcpus)]
+        if max_vcpus > 1:
+            for vcpu in self.vcpus:   # C's unmask marks the caller: one vcpu only
+                vcpu.core.max_ports = 0
         from pyxenon.hypercalls import dispatch  # the handler table
 
         self.dispatch = dispatch
@@ -64,7 +69,7 @@ class Domain:
     @state.setter
     def state(self, value):
         self._state = value
-        self._sync_running()
+        self.sync_running()
 
     @property
     def debug_paused(self):
@@ -75,14 +80,15 @@ class Domain:
     @debug_paused.setter
     def debug_paused(self, value):
         self._debug_paused = bool(value)
-        self._sync_running()
+        self.sync_running()
 
-    def _sync_running(self):
-        """The C vcpus know whether their domain runs: an event may wake only those."""
+    def sync_running(self):
+        """The C vcpus know whether they may run (their domain runs and
+        they are up): an event may wake only those."""
         running = self._state == RUNNING and not self._debug_paused
         for vcpu in getattr(self, "vcpus", ()):
             if vcpu.core != ffi.NULL:
-                vcpu.core.domain_running = running
+                vcpu.core.domain_running = running and vcpu.up
                 vcpu.sched_update()
 
     # -- memory -------------------------------------------------------------

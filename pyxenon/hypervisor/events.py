@@ -194,8 +194,10 @@ class EventChannels:
         return 0
 
     def bind_vcpu(self, port, vcpu_id):
-        p = self.lookup(port)
+        """Xen's evtchn_bind_vcpu: the vcpu first (-ENOENT), then the port;
+        only global virqs, unbound and interdomain ports move (-EINVAL)."""
         self.check_vcpu(vcpu_id)
+        p = self.lookup(port)
         if p.state == IPI or (p.state == VIRQ and p.virq not in GLOBAL_VIRQS):
             raise HypercallError(errno.EINVAL)
         p.vcpu = vcpu_id
@@ -258,8 +260,7 @@ class EventChannels:
         shared.evtchn_pending[word] |= mask
         if not shared.evtchn_mask[word] & mask:
             self.mark_upcall(port, word)
-        else:
-            self.wake_pollers(port)   # a poll waits on the port, masked or not
+        self.wake_pollers(port)   # evtchn_check_pollers: any vcpu polling it, masked or not
 
     def wake_pollers(self, port):
         for vcpu in self.domain.vcpus:

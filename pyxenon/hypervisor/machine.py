@@ -101,7 +101,7 @@ class Machine:
 
     # -- domains ------------------------------------------------------------
 
-    def create_domain(self, name, nr_pages, label=None):
+    def create_domain(self, name, nr_pages, label=None, max_vcpus=1):
         """A new domain: nr_pages of RAM, then its shared_info frame and its
         grant-table frames (Xen's pages, owned by the domain)."""
         total = nr_pages + EXTRA_FRAMES
@@ -114,7 +114,12 @@ class Machine:
         # the m2p of RAM is 0..nr_pages-1; Xen's own frames map to no pfn
         ffi.buffer(self.m2p + first, total * 8)[:] = array.array(
             "Q", itertools.chain(range(nr_pages), itertools.repeat(INVALID_M2P, EXTRA_FRAMES)))
-        domain = Domain(self, domid, name, first, nr_pages, label)
+        try:
+            domain = Domain(self, domid, name, first, nr_pages, label, max_vcpus)
+        except ValueError:
+            lib.xc_frames_release(self.core, first, total)
+            self._free_frames(first, total)
+            raise
         self.domains[domid] = domain
         return domain
 

@@ -19,12 +19,14 @@ from .vcpu import vcpu_by_handle
 SHUTDOWN_watchdog = 4
 VIRQ_TIMER = 0
 
+STOP_HYPERCALL = 1
 STOP_EXCEPTION = 2
 STOP_DEBUG = 3
 DET_SLICE_BLOCKS = 40_000      # translated blocks per slice in deterministic mode (~200,000 instructions)
 DET_NS_PER_SLICE = 1_000_000   # virtual time a deterministic slice advances
 TIME_MAX = (1 << 63) - 1       # Xen's system time is a signed 64-bit count of ns
 CHAIN_NS = 1_000_000           # how long C may switch between vcpus before Python looks
+RIP_RESUMES = 8                # runs one slice may take, each ended by an iret's rip
 
 
 class Completions:
@@ -137,11 +139,26 @@ class Scheduler:
         return bool(ready)
 
     def run_slice(self, vcpu):
+        """A slice for vcpu.  An iret's new rip needs the engine stopped
+        (vcpu.py set_regs); the vcpu then goes on in the same slice, up to
+        RIP_RESUMES times: ended there, a vcpu whose timer interrupt comes
+        round by its next slice -- a round of several busy vcpus is longer
+        than Linux's tick -- would only ever run its handler (Xen returns
+        from the iret hypercall to the guest at once)."""
+        started = time.monotonic()
+        for _ in range(RIP_RESUMES):    # deterministic mode: by count alone
+            vcpu, resume = self.run_once(vcpu)
+            if not resume or (not self.deterministic and
+                              time.monotonic() - started >= self.slice_us / 1e6):
+                return
+
+    def run_once(self, vcpu):
+        """(the vcpu that ran last, whether it stopped only for a rip to apply)."""
         machine, start = self.machine, self.now()
         if lib.xc_enter(machine.core, vcpu.core, start):   # switched; an upcall is due
             traps.deliver_upcall(vcpu)
             if not vcpu.runnable or vcpu.domain.state != RUNNING:
-                return
+                return vcpu, False
         machine.in_engine = True
         if self.deterministic:
             err = lib.xc_run(machine.core, 0, DET_SLICE_BLOCKS)
@@ -152,8 +169,13 @@ class Scheduler:
             err = lib.xc_run_chain(machine.core, self.slice_us)
             vcpu = vcpu_by_handle(machine.core.current.handle)
         machine.in_engine = False
-        vcpu.apply_pending_rip()
+        moved = vcpu.apply_pending_rip()
         stop = vcpu.core.stop
+        self.after_run(vcpu, err, stop)
+        return vcpu, moved and not err and stop == STOP_HYPERCALL and may_go_on(vcpu)
+
+    def after_run(self, vcpu, err, stop):
+        machine = self.machine
         if stop == STOP_EXCEPTION:
             traps.on_exception(vcpu)
         elif err:
@@ -209,6 +231,12 @@ class Scheduler:
             return self.machine.completions.wait(None)
         left = end - time.monotonic()
         return left > 0 and self.machine.completions.wait(left)
+
+def may_go_on(vcpu):
+    """Still runnable, up, and its domain running and not held by a debugger."""
+    domain = vcpu.domain
+    return vcpu.runnable and vcpu.up and domain.state == RUNNING and not domain.debug_paused
+
 
 def on_debug_stop(vcpu):
     """A debugger's hook stopped vcpu (hypervisor/debugger.py decides)."""

@@ -32,7 +32,13 @@ class Vcpu:
             raise MemoryError("no memory for a vcpu")
         self.core.vcpu_info_ma = domain.shared_info_mfn * 4096 + vcpu_id * 64
         self.core.shared_ma = domain.shared_info_mfn * 4096
-        self.core.domain_running = domain.state == "running"
+        # Xen's toolstack leaves a PV domain's other vcpus down and not
+        # initialised: the guest brings them up (VCPUOP_initialise, _up)
+        self._up = vcpu_id == 0
+        self.initialised = vcpu_id == 0   # the builder sets vcpu 0 up
+        self.offline_ns = 0               # RUNSTATE_offline time, before _down_since
+        self._down_since = 0 if self._up else domain.machine.now()
+        self.core.domain_running = domain.state == "running" and self._up
         self.sched_update()
         self._poll_set = None   # a poll's ports, when the C vcpu cannot hold them
         self.core.max_ports = domain.events.max_ports   # one vcpu: C may unmask
@@ -55,6 +61,26 @@ class Vcpu:
         self.cr4 = emulate_cr4()  # guest-visible CR4 (Xen's pv.ctrlreg[4])
         self.ldt = (0, 0)         # (linear address, entries)
         self.gdt_frames = []      # frames installed by set_gdt
+
+    @property
+    def up(self):
+        """Not _VPF_down: the scheduler may run it (domain permitting)."""
+        return self._up
+
+    @up.setter
+    def up(self, value):
+        now = self.domain.machine.now()
+        if self._up and not value:
+            self._down_since = now
+        elif value and not self._up:
+            self.offline_ns += now - self._down_since
+        self._up = bool(value)
+        self.domain.sync_running()
+
+    def offline_time(self):
+        """ns spent down (RUNSTATE_offline), up to now."""
+        down = 0 if self._up else self.domain.machine.now() - self._down_since
+        return self.offline_ns + down
 
     def free(self):
         lib.xc_vcpu_free(self.domain.machine.core, self.core)
@@ -94,9 +120,12 @@ class Vcpu:
             lib.xc_set_rip(machine.core, self.core, rip & 0xFFFFFFFFFFFFFFFF)
 
     def apply_pending_rip(self):
-        if self.pending_rip is not None:
-            lib.xc_set_rip(self.domain.machine.core, self.core, self.pending_rip)
-            self.pending_rip = None
+        """Set the rip a handler chose; True if there was one."""
+        if self.pending_rip is None:
+            return False
+        lib.xc_set_rip(self.domain.machine.core, self.core, self.pending_rip)
+        self.pending_rip = None
+        return True
 
     def hypercall(self, nr, *args):
         """Hypercall nr with up to five arguments, entered as this vcpu's

@@ -35,6 +35,7 @@ from pyxenon.hypervisor.domain import DEAD, RUNNING
 from . import gdbserver, protocol, xenperf, xlinfo
 from .daemon_clients import MAX_OUTPUT, Client  # noqa: F401 - MAX_OUTPUT: the tests'
 from .daemon_consoles import CONSOLE_BACKLOG, ConsoleOps
+from .daemon_vcpus import VcpuOps
 from .daemon_logs import AuditLog, Dmesg
 from .daemon_requests import RequestError, check_request
 from .daemon_xenstore import XenStoreOps, fit
@@ -50,7 +51,7 @@ TIMEOUT_ENV = "PYXENON_CLIENT_TIMEOUT"
 PAGES_PER_MIB = xlinfo.PAGES_PER_MIB
 
 
-class Daemon(XenStoreOps, ConsoleOps):
+class Daemon(XenStoreOps, ConsoleOps, VcpuOps):
     def __init__(self, folder, host=None, policy=None, console_log=None):
         """policy: a compiled Policy (or a path), or None; used when the
         daemon makes its own Host, which then audits to audit.log.
@@ -67,6 +68,7 @@ class Daemon(XenStoreOps, ConsoleOps):
         self.started = {}                        # domid -> monotonic creation time
         self.known = {}                          # domid -> Domain, as last seen
         self.cpu_ns = collections.Counter()      # (domid, vcpu_id) -> ns on the engine
+        self.affinity = {}                       # (domid, vcpu_id) -> (hard, soft): vcpu-pin
         self.pending_input = {}                  # domid -> bytes not yet in in[]
         self.clients = {}
         self.client_timeout = client_timeout()
@@ -369,10 +371,6 @@ class Daemon(XenStoreOps, ConsoleOps):
             rows = [self.host_row()] + [self.domain_row(d) for _, d in
                                         sorted(self.machine.domains.items())]
         return {"ok": True, "domains": rows}
-
-    def op_vcpu_list(self, client, domain=None):
-        rows = self.op_list(client, domain)["domains"]
-        return {"ok": True, "vcpus": [v for row in rows for v in row["vcpu_info"]]}
 
     def op_pause(self, client, domain):
         self.guest(domain, "pause").pause()

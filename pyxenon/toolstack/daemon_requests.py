@@ -11,6 +11,8 @@ SCHEMAS = {
     "ping": {}, "info": {}, "stop": {},
     "list": {"domain": str},
     "vcpu_list": {"domain": str},
+    "vcpu_set": {"domain": str, "count": int},
+    "vcpu_pin": {"domain": str, "vcpu": str, "hard": str, "soft": str},
     "create": {"cfg": str, "overrides": list, "paused": bool, "cwd": str, "console": bool},
     "pause": {"domain": str}, "unpause": {"domain": str},
     "destroy": {"domain": str}, "shutdown": {"domain": str}, "reboot": {"domain": str},
@@ -31,6 +33,8 @@ REQUIRED = {op: ("domain",) for op in ("pause", "unpause", "destroy", "shutdown"
 REQUIRED.update({op: ("path",) for op in ("xenstore_read", "xenstore_ls", "xenstore_rm",
                                           "xenstore_watch")})
 REQUIRED["xenstore_write"] = ("path", "value")
+REQUIRED["vcpu_set"] = ("domain", "count")
+REQUIRED["vcpu_pin"] = ("domain", "vcpu", "hard")
 
 
 def check_request(message):

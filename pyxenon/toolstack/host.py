@@ -102,7 +102,8 @@ class Host:
             image = load_kernel(config.kernel, max_bytes=config.memory_mib << 20)
         ramdisk = read_ramdisk(config.ramdisk, config.memory_mib << 20)
         domain = self.machine.create_domain(config.name, config.memory_mib * PAGES_PER_MIB,
-                                            label=config.seclabel)
+                                            label=config.seclabel,
+                                            max_vcpus=config.max_vcpus or config.vcpus)
         domain.config = config
         domain.handle = uuid.UUID(config.uuid).bytes   # xen_domain_handle_t
         try:
@@ -188,13 +189,15 @@ def populate_store(xs, domain, layout):
     nodes = {
         "name": domain.name, "domid": str(domain.domid),
         "memory/target": str(domain.nr_pages * 4), "memory/static-max": str(domain.nr_pages * 4),
-        "cpu/0/availability": "online",
         "console/ring-ref": str(domain.pfn_to_mfn(layout.pfn(layout.console))),
         "console/port": str(domain.console.port), "console/type": "xenconsoled",
         "console/limit": "1048576", "console/backend-id": "0",
         "store/ring-ref": str(domain.pfn_to_mfn(layout.pfn(layout.xenstore))),
         "store/port": str(domain.store_port),
     }
+    online = getattr(getattr(domain, "config", None), "vcpus", 1)
+    for vcpu in domain.vcpus:   # libxl's cpu/N/availability: Linux's cpu_hotplug reads it
+        nodes[f"cpu/{vcpu.vcpu_id}/availability"] = "online" if vcpu.vcpu_id < online else "offline"
     for key, value in nodes.items():
         xs.write(f"{home}/{key}", value)
     for key in ("control", "device", "data", "drivers", "feature", "attr", "error"):

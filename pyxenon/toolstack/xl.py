@@ -4,6 +4,7 @@
     console [-t pv] DOMAIN    pause|unpause|destroy|reboot DOMAIN
     shutdown [-w] DOMAIN      info [FIELD]     dmesg [-c]     domid NAME
     domname ID                vcpu-list [DOMAIN]              uptime [DOMAIN]
+    vcpu-set DOMAIN N         vcpu-pin DOMAIN VCPU|all CPUS [CPUS]   (xl_vcpu.py)
     daemon start|stop|status|run [--policy FILE] [--console-log]
     top [-b] [-d DELAY] [-i N]   (xentop; top.py)
 
@@ -25,7 +26,7 @@ import time
 
 from pyxenon.errors import HostLimitError, UserInputError
 
-from . import protocol, terminal, top
+from . import protocol, terminal, top, xl_vcpu
 from .xlcfg import ignored_warning, load_cfg
 from .protocol import ToolstackError, request
 from .own_commands import add_audit, add_xenstore, positive
@@ -227,16 +228,6 @@ def list_line(row, verbose):
         line += f" {row['uuid']} {'-' if code is None else format(code, 'x'):>8}"
         line += f" {row['ssid_label'] or '-':>16}"
     return line
-
-
-def cmd_vcpu_list(args):
-    vcpus = request("vcpu_list", domain=args.domain)["vcpus"]
-    print(f"{'Name':<32} {'ID':>5} {'VCPU':>5} {'CPU':>5} {'State':>5} {'Time(s)':>9} "
-          "Affinity (Hard / Soft)")
-    for v in vcpus:
-        print(f"{v['name']:<32} {v['domid']:5d} {v['vcpu']:5d} {0:5d} {v['state']:>5} "
-              f"{v['cpu_time']:9.1f}  all / all")
-    return EXIT_OK
 
 
 def cmd_uptime(args):
@@ -459,7 +450,7 @@ def add_queries(sub):
     sub.choices["domid"].set_defaults(func=cmd_domid)
     sub.add_parser("domname", help="a domain's name").add_argument("domid")
     sub.choices["domname"].set_defaults(func=cmd_domname)
-    for name, func in (("vcpu-list", cmd_vcpu_list), ("uptime", cmd_uptime)):
+    for name, func in (("vcpu-list", xl_vcpu.cmd_vcpu_list), ("uptime", cmd_uptime)):
         p = sub.add_parser(name, help=f"{name} for every domain or one")
         p.add_argument("domain", nargs="?")
         p.set_defaults(func=func)
@@ -494,6 +485,7 @@ def parser(prog, extra=False):
     add_create(sub)
     add_queries(sub)
     add_lifecycle(sub)
+    xl_vcpu.add_vcpu_commands(sub, positive)
     top.add_top(sub, positive)
     if extra:
         add_xenstore(sub)
@@ -503,7 +495,8 @@ def parser(prog, extra=False):
 
 
 COMMANDS = ("create", "list", "console", "pause", "unpause", "destroy", "shutdown", "reboot",
-            "info", "dmesg", "domid", "domname", "vcpu-list", "uptime", "daemon", "top")
+            "info", "dmesg", "domid", "domname", "vcpu-list", "vcpu-set", "vcpu-pin", "uptime",
+            "daemon", "top")
 PYXENON_COMMANDS = ("xenstore", "audit", "stats")   # pyxenon's, through the daemon; not xl's
 
 

@@ -56,7 +56,8 @@ class DomainConfig:
     cmdline: str = ""
     memory_mib: int = DEFAULT_MEMORY_MIB
     maxmem_mib: Optional[int] = None  # None: the same as memory_mib
-    vcpus: int = 1
+    vcpus: int = 1                    # online at start (xl's avail_vcpus)
+    max_vcpus: Optional[int] = None   # maxvcpus; None: the same as vcpus
     on_poweroff: str = "destroy"
     on_reboot: str = "restart"
     on_crash: str = "destroy"
@@ -444,6 +445,7 @@ CONVERTERS = {
     "memory": _positive_int,
     "maxmem": _positive_int,
     "vcpus": _positive_int,
+    "maxvcpus": _positive_int,
     "on_poweroff": _action,
     "on_reboot": _action,
     "on_crash": _action,
@@ -500,6 +502,26 @@ def _resolve_file(values, settings, key, path):
     return os.path.normpath(os.path.join(folder, values[key]))
 
 
+MAX_VCPUS = 32   # XEN_LEGACY_MAX_VCPUS: each vcpu has its vcpu_info slot in shared_info
+
+
+def _vcpus(values, settings):
+    """vcpus (online at start) and maxvcpus, as xl reads them; libxl
+    refuses fewer maximum vcpus than available ones."""
+    vcpus = values.get("vcpus", 1)
+    most = values.get("maxvcpus", vcpus)
+    key = "maxvcpus" if "maxvcpus" in values else "vcpus"
+    if most < vcpus:
+        setting = settings["maxvcpus"]
+        raise UserInputError(setting.source, f"maxvcpus ({most}) is less than vcpus ({vcpus})",
+                             line=setting.line)
+    if most > MAX_VCPUS:
+        setting = settings[key]
+        raise UserInputError(setting.source, f"{key} ({most}) is more than pyxenon's "
+                             f"{MAX_VCPUS}", line=setting.line)
+    return vcpus, most
+
+
 def _memory(values, settings):
     memory = values.get("memory", DEFAULT_MEMORY_MIB)
     maxmem = values.get("maxmem", memory)
@@ -541,6 +563,7 @@ def _build(settings, path):
     disks, vifs = _devices(values, settings, path)
     _check_required(values, path)
     memory, maxmem = _memory(values, settings)
+    vcpus, max_vcpus = _vcpus(values, settings)
     actions = {key: values.get(key, default)
                for key, default in ACTION_DEFAULTS.items()}
     return DomainConfig(
@@ -549,7 +572,7 @@ def _build(settings, path):
         ramdisk=_resolve_file(values, settings, "ramdisk", path),
         cmdline=command_line(values),
         memory_mib=memory, maxmem_mib=maxmem,
-        vcpus=values.get("vcpus", 1),
+        vcpus=vcpus, max_vcpus=max_vcpus,
         seclabel=values.get("seclabel"),
         **({"uuid": values["uuid"]} if "uuid" in values else {}),
         gdb=values.get("gdb"),

@@ -53,12 +53,14 @@ def domain_row(domain, cpu_ns, started):
 
 
 def vcpu_row(domain, vcpu, ns):
+    """xl vcpu-list's columns; a vcpu that is down shows "--p" and no cpu,
+    as xl's print_vcpuinfo shows one not online."""
     running = domain.state == RUNNING and vcpu.runnable
     blocked = domain.state == RUNNING and not vcpu.runnable
     state = ("r" if running else "-") + ("b" if blocked else "-") + \
             ("p" if domain.state == PAUSED else "-")
     return {"name": domain.name, "domid": domain.domid, "vcpu": vcpu.vcpu_id,
-            "state": state, "cpu_time": ns / 1e9}
+            "online": vcpu.up, "state": state if vcpu.up else "--p", "cpu_time": ns / 1e9}
 
 
 def state_letters(domain):
@@ -75,7 +77,7 @@ def run_letters(domain, paused):
     """xl's first two columns: running or blocked, for a domain that runs."""
     if domain.state != RUNNING or paused:
         return "--"
-    return "r-" if any(v.runnable for v in domain.vcpus) else "-b"
+    return "r-" if any(v.up and v.runnable for v in domain.vcpus) else "-b"
 
 
 def uuid_text(handle):
