@@ -1,6 +1,5 @@
 """How a hypercall handler reports failure (raise, and the guest gets
 -errno) and when it must stop and continue later (its trap's budget)."""
-from pyxenon._core import lib
 from pyxenon.public import errno
 
 

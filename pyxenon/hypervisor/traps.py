@@ -6,7 +6,6 @@ the guest sees.  A guest without a handler for the fault is crashed with a
 report, as Xen's domain_crash() would; the host itself never faults.
 """
 from pyxenon._core import ffi, lib
-from pyxenon.public import arch_x86
 
 from . import emulate, faults
 from .bounce import bounce
