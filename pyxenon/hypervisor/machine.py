@@ -53,6 +53,8 @@ class Machine:
         self.backend_grants = grants.BackendTable()   # dom0's backends' ring mappings
         self.completions = Completions(synchronous=deterministic)
         self.next_domid = 1
+        # Debug mode: the whole-state checker after every slice (hypervisor/audit.py).
+        self.check_state = os.environ.get("PYXENON_CHECK_STATE") == "1"
         self.scheduler = Scheduler(self, slice_ms=slice_ms, deterministic=deterministic)
         # MSM decisions, unless an audit sink is given: the newest AUDIT_KEPT
         # only, so a guest repeating a checked operation cannot grow the host.
@@ -62,8 +64,6 @@ class Machine:
         self.shutdown_listeners = []  # f(domain), called outside the engine
         self.shutdown_queue = []
         self.destroy_listeners = []   # f(domain), before its memory goes
-        # Debug mode: the whole-state checker after every slice (hypervisor/audit.py).
-        self.check_state = os.environ.get("PYXENON_CHECK_STATE") == "1"
         if self.check_state:
             checker.shadow_tlb(self)
 

@@ -75,7 +75,8 @@ class Scheduler:
         self.slice_us = int(slice_ms * 1000)
         self.deterministic = deterministic
         self.virtual_ns = 0
-        machine.core.chain_ns = 0 if deterministic else CHAIN_NS
+        # C chains slices without Python only when nothing must look between them
+        machine.core.chain_ns = 0 if deterministic or machine.check_state else CHAIN_NS
         if deterministic:
             lib.xc_set_vtsc(machine.core)      # an emulated TSC, virtual time
         else:
@@ -182,8 +183,8 @@ class Scheduler:
             traps.on_engine_error(vcpu, err)
         elif stop == STOP_DEBUG:
             on_debug_stop(vcpu)
-        if machine.shutdown_queue:
-            machine.after_slice()
+        if machine.shutdown_queue or machine.check_state:
+            machine.after_slice()     # with the checker on: after every slice, as audit.py says
 
     def wake_expired(self):
         """Fire timers, end timed-out blocks and polls, act on watchdogs."""
