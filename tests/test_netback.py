@@ -97,3 +97,36 @@ def test_vif_nodes_and_features(guests):
         assert xs.read("/local/domain/1/device/vif/0/backend") == be.encode()
         assert xs.read(be + "/state") == b"2"
         dom.shutdown(0)
+
+
+def test_intruder_frontend_is_refused_and_the_backend_survives(guests):
+    """mode=intrude: another domain's vif, forged ring refs and ports at
+    connect, forged rx grants, tx and rx producer indices a ring ahead."""
+    with Host(memory_mib=128, policy=parse_policy(POLICY, "p.toml")) as h:
+        pong = guest(h, guests, "pong", "b", "mode=pong")
+        dom = guest(h, guests, "intruder", "a", f"mode=intrude peer={pong.domid}")
+        backend = h.devices.find(dom, 0, kind="vif")
+        h.run(timeout=90)
+        out, errors = console(dom), list(backend.errors)
+        # the host goes on: a new pair on the same bridge is served
+        after = guest(h, guests, "pong2", "b", "mode=pong")
+        ping = guest(h, guests, "ping", "a", "mode=ping count=3")
+        h.run(timeout=60)
+    assert "ACCEPTED" not in out and "FAIL" not in out, out
+    for what in ("write to another domain's vif", "ring-ref written into another domain's vif",
+                 "read of another domain's backend", "write to its own backend's state",
+                 "rx into a page never granted", "rx into a read-only grant"):
+        assert f"netfront: refused {what} (status -1)" in out, what
+    for what in ("tx-ring-ref never granted", "rx-ring-ref granted to another domain",
+                 "tx-ring-ref granted read-only", "rx-ring-ref out of the table",
+                 "event-channel bound to the store", "event-channel out of range"):
+        assert f"netfront: refused {what} (backend closing)" in out, what
+    assert "netfront: PASS pong after forged rx requests" in out
+    assert "netfront: PASS pong after reconnecting" in out
+    for what in ("tx producer index a ring ahead", "rx producer index a ring ahead"):
+        assert f"netfront: refused {what} (no answer)" in out, what
+    assert "netfront: done, 0 failures" in out
+    assert any("mapping ring-ref" in e for e in errors)
+    assert any("binding event-channel" in e for e in errors)
+    assert sum("vif disabled" in e for e in errors) == 2 and any("rx" in e for e in errors)
+    assert "netfront: 3 of 3 replies" in console(ping) and "answered 3" in console(after)
