@@ -130,3 +130,45 @@ def test_intruder_frontend_is_refused_and_the_backend_survives(guests):
     assert any("binding event-channel" in e for e in errors)
     assert sum("vif disabled" in e for e in errors) == 2 and any("rx" in e for e in errors)
     assert "netfront: 3 of 3 replies" in console(ping) and "answered 3" in console(after)
+
+
+def rfc1071(data):
+    """The Internet checksum, byte pair by byte pair (RFC 1071's loop)."""
+    data += b"\0" * (len(data) % 2)
+    total = 0
+    for i in range(0, len(data), 2):
+        total += data[i] << 8 | data[i + 1]
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def ipv4_frame(proto, payload, check_at):
+    segment = bytearray(payload)
+    segment[check_at:check_at + 2] = b"\xab\xcd"                    # what a blank one holds
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(segment), 1, 0, 64, proto, 0,
+                         bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+    return b"\x00\x16\x3e\x00\x00\x02\x00\x16\x3e\x00\x00\x01\x08\x00" + header + bytes(segment)
+
+
+@pytest.mark.parametrize("proto, check_at", [(6, 16), (17, 6)])
+def test_a_blank_checksum_is_filled_for_a_receiver_without_offload(proto, check_at):
+    from pyxenon.backends.netback import Netback
+    from pyxenon.backends.netchecksum import fill_checksum
+    from pyxenon.public import netif as n
+
+    payload = bytes(range(7, 7 + 20)) + b"some data, odd length"
+    frame = ipv4_frame(proto, payload, check_at)
+    filled = fill_checksum(frame)
+    segment = filled[34:]
+    pseudo = bytes([10, 0, 0, 1, 10, 0, 0, 2, 0, proto]) + struct.pack("!H", len(segment))
+    assert filled[:34 + check_at] == frame[:34 + check_at]
+    assert rfc1071(pseudo + segment) == 0                # the filled checksum verifies
+    assert fill_checksum(frame[:40]) is None             # total length past the frame
+    assert fill_checksum(b"\xff" * 12 + b"\x86\xdd" + bytes(60)) is None     # not IPv4
+    vif = Netback.__new__(Netback)
+    vif.rx_csum = True
+    assert vif.checksum_for_rx(frame, n.NETTXF_csum_blank) == (
+        frame, n.NETRXF_csum_blank | n.NETRXF_data_validated)
+    assert vif.checksum_for_rx(frame, n.NETTXF_data_validated) == (frame, n.NETRXF_data_validated)
+    vif.rx_csum = False
+    assert vif.checksum_for_rx(frame, n.NETTXF_csum_blank) == (filled, 0)

@@ -94,7 +94,7 @@ def tree(busybox, extra=()):
     /bin/netup, then extra's."""
     return [("bin", S_IFDIR | 0o755, b""), ("dev", S_IFDIR | 0o755, b""),
             ("proc", S_IFDIR | 0o755, b""), ("sys", S_IFDIR | 0o755, b""),
-            ("bin/busybox", S_IFREG | 0o755, busybox),
+            ("mnt", S_IFDIR | 0o755, b""), ("bin/busybox", S_IFREG | 0o755, busybox),
             ("bin/sh", S_IFLNK | 0o777, b"busybox"),
             ("bin/netup", S_IFREG | 0o755, NETUP),
             ("init", S_IFREG | 0o755, INIT), *extra]
@@ -117,11 +117,16 @@ def build_initramfs(busybox, extra=()):
     return gzip.compress(archive + b"\0" * (-len(archive) % 512), mtime=0)
 
 
-def make_root_disk(path, busybox, size_mib=64):
-    """An ext4 image of the busybox tree (mke2fs -d, e2fsprogs)."""
+def make_root_disk(path, busybox, size_mib=64, extra=()):
+    """An ext4 image of the busybox tree and extra (mke2fs -d, e2fsprogs)."""
+    return make_ext4(path, tree(busybox, extra), size_mib)
+
+
+def make_ext4(path, entries, size_mib):
+    """An ext4 image holding entries (path, mode, data), made by mke2fs -d."""
     with tempfile.TemporaryDirectory() as tmp:
         root = pathlib.Path(tmp)
-        for name, mode, data in tree(busybox):
+        for name, mode, data in entries:
             target = root / name
             if mode & S_IFDIR == S_IFDIR:
                 target.mkdir(exist_ok=True)
