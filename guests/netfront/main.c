@@ -156,12 +156,9 @@ static void build(const unsigned char *dst, const char *text)
     memcpy(txbuf + 14, text, n + 1);
 }
 
-/* The next frame received (its payload in text, sender in from); 0, or 1 at deadline. */
-static int receive(char *text, size_t size, unsigned char *from, uint64_t deadline)
+/* The next rx response (consumed), or NULL at deadline. */
+static struct rx_rsp *next_rx(uint64_t deadline)
 {
-    struct rx_rsp *r;
-    unsigned char *frame;
-
     for ( ;; )
     {
         rx->rsp_event = rx_cons + 1;
@@ -169,12 +166,21 @@ static int receive(char *text, size_t size, unsigned char *from, uint64_t deadli
         if ( rx->rsp_prod != rx_cons )
             break;
         if ( evtchn_poll(port, deadline) )
-            return 1;
+            return NULL;
         evtchn_consume(port);
     }
     mb();
-    r = &rx->ring[rx_cons & 255].rsp;
-    rx_cons++;
+    return &rx->ring[rx_cons++ & 255].rsp;
+}
+
+/* The next frame received (its payload in text, sender in from); 0, or 1 at deadline. */
+static int receive(char *text, size_t size, unsigned char *from, uint64_t deadline)
+{
+    struct rx_rsp *r = next_rx(deadline);
+    unsigned char *frame;
+
+    if ( !r )
+        return 1;
     frame = rxbuf[r->id % NR_RX] + r->offset;
     if ( r->status > 14 )
     {
@@ -392,21 +398,11 @@ static void forged_connect(const char *what, uint32_t tx_ref, uint32_t rx_ref, e
 /* The next rx response's status, its slot posted again (1: none by deadline). */
 static int rx_status(uint64_t deadline)
 {
-    struct rx_rsp *r;
+    struct rx_rsp *r = next_rx(deadline);
     int status;
 
-    for ( ;; )
-    {
-        rx->rsp_event = rx_cons + 1;
-        mb();
-        if ( rx->rsp_prod != rx_cons )
-            break;
-        if ( evtchn_poll(port, deadline) )
-            return 1;
-        evtchn_consume(port);
-    }
-    mb();
-    r = &rx->ring[rx_cons++ & 255].rsp;
+    if ( !r )
+        return 1;
     status = r->status;
     post_rx(r->id % NR_RX);
     evtchn_send(port);
