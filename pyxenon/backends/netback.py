@@ -55,10 +55,12 @@ class BadFrame(Exception):
 class Netback(XenbusBackend):
     kind = "vif"
 
-    def __init__(self, xenstore, domain, spec, bridge):
+    def __init__(self, xenstore, domain, spec, bridge, completions):
         super().__init__(xenstore, domain, spec.devid)
         self.spec = spec
         self.bridge = bridge
+        self.completions = completions
+        self.queued = False
         self.tx = self.rx = None
         self.port = None
         self.handles = []
@@ -133,6 +135,18 @@ class Netback(XenbusBackend):
     # -- tx: the guest sends ----------------------------------------------------------
 
     def kick(self):
+        """The frontend notified: its tx ring is read between slices, not
+        inside its EVTCHNOP_send, as netback's NAPI poll runs after
+        xenvif_interrupt.  Linux's netfront collects tx responses itself
+        right after its send (xennet_start_xmit's xennet_tx_buf_gc): an
+        answer already there would make the event that follows spurious,
+        and netfront's lateeoi holds its port masked longer after each."""
+        if not self.queued:
+            self.queued = True
+            self.completions.defer(self.poll)
+
+    def poll(self):
+        self.queued = False
         if self.tx is None or self.disabled:
             return
         try:
