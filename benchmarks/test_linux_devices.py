@@ -83,12 +83,13 @@ def guest_figures(kernel, out):
             out / f"{side}.cfg", kernel, ramdisk, f"sh /{side}.sh", memory=128, name=side,
             lines=(f'seclabel = "{side}"', "vif = [ 'bridge=lan' ]") + extra)))
             for side, extra in (("a", (disk,)), ("b", ()))]
-        h.run(timeout=300)
+        h.run(timeout=600)             # some 60 s on a quiet machine
     text = doms[0].console_text.replace("\r\n", "\n")
     marks = {m[0]: float(m[1]) for m in re.findall(r"^mark (\w+) ([0-9.]+)$", text, re.M)}
     rtt = re.search(r"round-trip min/avg/max = [0-9.]+/([0-9.]+)/", text)
     if len(marks) != 6 or rtt is None:
-        pytest.fail(f"the guests did not finish: {text[-2000:]}")
+        pytest.fail("the guests did not finish:\n" + "\n".join(
+            f"{d.name}: {d.shutdown_reason}\n{d.console_text[-1500:]}" for d in doms))
     span = {what: marks[what + "1"] - marks[what + "0"] for what in ("write", "read", "net")}
     return {"linux_disk_write_per_mib": span["write"] / DISK_MIB,
             "linux_disk_read_per_mib": span["read"] / DISK_MIB,
@@ -133,7 +134,7 @@ def loopback_http(box, out):
         for _ in range(100):
             start = time.perf_counter()
             if subprocess.run([box, "wget", "-q", "-O", "/dev/null",
-                               f"http://127.0.0.1:{port}/f"]).returncode == 0:
+                               f"http://127.0.0.1:{port}/f"], capture_output=True).returncode == 0:
                 return time.perf_counter() - start
             time.sleep(0.05)
         pytest.fail("busybox httpd on the host's loopback never answered")
