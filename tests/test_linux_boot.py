@@ -83,3 +83,11 @@ def test_device_demo_cfgs_and_root_disk(tmp_path):
     listing = subprocess.run(["debugfs", "-R", "cat /init", str(tmp_path / "root.img")],
                              capture_output=True, timeout=60).stdout
     assert listing.startswith(b"#!/bin/busybox sh")
+
+
+def test_linux_takes_the_fifo_event_path(linux):
+    """Linux's events_fifo.c: init_control succeeded, so every event of the
+    boot went through the FIFO queues (its event array pages are held)."""
+    dom, _ = linux
+    assert dom.events.fifo is not None and dom.events.fifo.pages
+    assert any(f.control_block is not None for f in dom.events.fifo.vcpus.values())

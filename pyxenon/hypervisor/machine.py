@@ -24,7 +24,7 @@ HV_FRAMES = 256  # the low 1 MiB: the hypervisor's frames and, as on Xen, DOMID_
 AUDIT_KEPT = 10_000    # decisions kept in memory when no audit sink is given
 INVALID_M2P = 0xFFFFFFFFFFFFFFFF
 DOMID_SELF = 0x7FF0
-EXTRA_FRAMES = 1 + grants.MAX_FRAMES   # shared_info, grant table
+EXTRA_FRAMES = 1 + grants.MAX_FRAMES + grants.MAX_STATUS_FRAMES   # shared_info, grant table, v2 status
 
 
 class Machine:
