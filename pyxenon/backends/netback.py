@@ -143,7 +143,8 @@ class Netback(XenbusBackend):
         and netfront's lateeoi holds its port masked longer after each."""
         if not self.queued:
             self.queued = True
-            self.completions.defer(self.poll)
+            self.completions.start()           # work handed over and done at once
+            self.completions.post(self.poll)
 
     def poll(self):
         self.queued = False

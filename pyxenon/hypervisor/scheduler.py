@@ -51,13 +51,6 @@ class Completions:
             self.in_flight -= 1
             self.cond.notify()
 
-    def defer(self, work):
-        """Run work between slices, asked on the engine's thread: a
-        backend answering a notification after the guest's hypercall has
-        returned, as Linux's backends answer from a thread of their own."""
-        with self.cond:
-            self.done.append(work)
-
     def run(self):
         while self.done:
             self.done.popleft()()
