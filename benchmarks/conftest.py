@@ -71,6 +71,15 @@ RATIOS = [
      "Debian Linux from the command to its poweroff: pyxenon run / QEMU TCG"),
     ("linux_boot_cpu_pyxenon", "linux_boot_cpu_qemu",
      "Debian Linux boot to poweroff, CPU time of the program: pyxenon run / QEMU TCG"),
+    ("linux_disk_write_per_mib", "host_disk_write_per_mib",
+     "Linux dd write through xen-blkfront / the host's dd on the same image, time per MiB"),
+    ("linux_disk_read_per_mib", "host_disk_read_per_mib",
+     "Linux dd read through xen-blkfront / the host's dd on the same image, time per MiB"),
+    ("linux_net_http_per_mib", "host_loopback_http_per_mib",
+     "wget from httpd between two Linux guests on a bridge / over the host's loopback, "
+     "time per MiB"),
+    ("linux_net_ping_rtt", "host_loopback_ping_rtt",
+     "ping round trip between two Linux guests / ping over the host's loopback"),
 ]
 
 

@@ -124,7 +124,8 @@ def test_hostile_frontend_gets_errors_and_the_host_survives(guests, image):
         again = run(h, guests, image, "mode=check seed=9", name="after")
         h.run(timeout=60)
     assert "ACCEPTED" not in out, out
-    for what in ("12 segments", "4000 indirect segments", "last_sect past the page",
+    for what in ("write to its backend's sectors", "write to its backend's mode",
+                 "12 segments", "4000 indirect segments", "last_sect past the page",
                  "sectors past the end", "sector wrapping 2^64", "grant ref never granted",
                  "grant ref granted to another domain", "read into a read-only grant",
                  "grant ref out of the table", "indirect flush"):

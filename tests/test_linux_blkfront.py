@@ -1,30 +1,40 @@
 """Debian's Linux reads and writes disks through its own xen-blkfront
 (a module of the cloud kernel: taken from the same kernel package, put in
-the initramfs) and pyxenon's block backend.  Slow (a boot): skipped when the
-kernel or the module cannot be had."""
-import gzip
-import io
+the initramfs, whose /init loads it) and pyxenon's block backend, booted
+once: its root is an ext4 image made by `mke2fs -t ext4 -d` from the
+busybox tree (/init switches to root=/dev/xvda); files it writes there
+are in the image after poweroff (debugfs shows them, e2fsck finds it
+clean); a raw disk is written and flushed sector by sector; a read-only
+ext4 disk mounts read-only and refuses writes.  Slow (a boot): skipped
+when the kernel, the module or e2fsprogs cannot be had."""
+import hashlib
+import shutil
 import subprocess
-import tarfile
 import time
 
 import pytest
 
-from test_kernelimage import _apt, cache_dir, debian_vmlinuz  # noqa: F401
+from test_kernelimage import debian_vmlinuz  # noqa: F401  (the fixture)
+from linux_demo import busybox, devices_initramfs
 from test_linux_boot import make_initramfs
 from pyxenon.toolstack.host import Host
 from pyxenon.toolstack.policy import parse_policy
 from pyxenon.toolstack.xldevices import parse_disk
 
-ATTEMPTS = 3                    # Linux's boot here is not yet always sure (test_linux_boot)
 MIB = 1 << 20
 POLICY = """\
 version = 1
 [labels]
 linux = "the Linux guest"
 [storage]
-work = "its writable disk"
-base = "a read-only one"
+root = "its ext4 root disk"
+work = "its writable raw disk"
+base = "a read-only ext4 disk"
+[[allow]]
+from = "linux"
+to = "root"
+paths = ["block"]
+access = "readwrite"
 [[allow]]
 from = "linux"
 to = "work"
@@ -35,102 +45,84 @@ from = "linux"
 to = "base"
 paths = ["block"]
 """
-# run as a script: the kernel takes at most 32 words for init
-SCRIPT = b"""insmod /xen-blkfront.ko; sleep 1; cat /sys/block/xvda/size /sys/block/xvdb/ro
-dd if=/dev/xvda bs=512 count=1 2>/dev/null | head -c 20; echo
-echo WRITTEN-BY-LINUX | dd of=/dev/xvda bs=512 seek=1 conv=sync 2>/dev/null
+# on the root disk (the kernel takes at most 32 words for init)
+SCRIPT = b"""cat /sys/block/xvdc/size /sys/block/xvdb/ro
+cat /from-host.txt
+echo WRITTEN-BY-LINUX > /by-guest.txt && mkdir /guest-dir && cp /bin/busybox /guest-dir/
+echo root write $?
+dd if=/dev/xvdc bs=512 count=1 2>/dev/null | head -c 20; echo
+echo WRITTEN-BY-LINUX | dd of=/dev/xvdc bs=512 seek=1 conv=sync 2>/dev/null
 echo wrote $?
-dd if=/dev/xvda of=/dev/xvda bs=512 count=1 conv=notrunc,fsync 2>/dev/null
+dd if=/dev/xvdc of=/dev/xvdc bs=512 count=1 conv=notrunc,fsync 2>/dev/null
 echo flushed $?
 echo X | dd of=/dev/xvdb bs=512 conv=sync,fsync 2>/dev/null
 echo ro write $?
-dd if=/dev/xvda of=/dev/null bs=1M count=8
+mount /dev/xvdb /mnt; grep xvdb /proc/mounts; cat /mnt/base.txt
+touch /mnt/new; echo ro touch $?
+umount /mnt
+dd if=/dev/xvdc of=/dev/null bs=1M count=8
 """
 
 
-def tool():
-    return make_initramfs()
+def debugfs(image, command):
+    return subprocess.run(["debugfs", "-R", command, str(image)], capture_output=True,
+                          timeout=60).stdout
 
 
 @pytest.fixture(scope="module")
-def blkfront_module(debian_vmlinuz):  # noqa: F811
-    """xen-blkfront.ko of the cached kernel's own package, cached beside it."""
-    release = debian_vmlinuz.name.removeprefix("vmlinuz-")
-    cached = cache_dir() / f"xen-blkfront-{release}.ko"
-    if not cached.exists():
-        folder = cache_dir()
-        package = f"linux-image-{release}"
-        _apt(["apt-get", "download", "-q", package], cwd=folder)
-        deb = next(folder.glob(f"{package}_*.deb"), None)
-        if deb is None:
-            pytest.skip(f"apt-get download {package} gave no .deb")
-        try:
-            cached.write_bytes(module_of(deb))
-        finally:
-            deb.unlink()
-    return cached
-
-
-def module_of(deb):
-    tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True,
-                         check=True, timeout=300).stdout
-    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
-        for member in archive.getmembers():
-            if member.name.endswith("/drivers/block/xen-blkfront.ko"):
-                return archive.extractfile(member).read()
-    pytest.skip(f"{deb.name} has no xen-blkfront.ko")
-
-
-def initramfs_with(module, busybox):
-    """make_initramfs's archive with /xen-blkfront.ko and /disk.sh added."""
-    m = tool()
-    raw = gzip.decompress(m.build_initramfs(busybox))
-    end = raw.rindex(b"TRAILER!!!") - 110                # busybox itself holds the name
-    extra = m.cpio_entry(90, "xen-blkfront.ko", m.S_IFREG | 0o644, module)
-    extra += m.cpio_entry(91, "disk.sh", m.S_IFREG | 0o755, SCRIPT)
-    return gzip.compress(raw[:end] + extra + m.cpio_entry(0, "TRAILER!!!", 0) + bytes(512),
-                         mtime=0)
-
-
-def test_linux_reads_and_writes_through_xen_blkfront(debian_vmlinuz, blkfront_module,  # noqa: F811
-                                                     tmp_path):
-    try:
-        busybox = tool().fetch_busybox(cache_dir())
-    except (SystemExit, OSError, StopIteration) as err:
-        pytest.skip(f"busybox-static could not be fetched: {err}")
-    ramdisk = tmp_path / "initrd.gz"
-    ramdisk.write_bytes(initramfs_with(blkfront_module.read_bytes(), busybox.read_bytes()))
-    work, base = tmp_path / "work.img", tmp_path / "base.img"
-    base.write_bytes(b"READ-ONLY".ljust(MIB, b"\0"))
-    for attempt in range(ATTEMPTS):
-        work.write_bytes(b"BOOTSECTOR-FROM-HOST".ljust(512, b".") + bytes(16 * MIB))
-        dom, stats, seconds = boot(debian_vmlinuz, ramdisk, work, base)
-        if dom.shutdown_reason == "poweroff":
-            break
-    out = dom.console_text
-    assert dom.shutdown_reason == "poweroff", out[-3000:]
-    out = out.replace("\r\n", "\n")
-    assert "\n32769\n1\n" in out and "BOOTSECTOR-FROM-HOST" in out
-    assert "wrote 0" in out and "flushed 0" in out and "ro write 1" in out
-    assert work.read_bytes()[512:529] == b"WRITTEN-BY-LINUX\n"
-    assert base.read_bytes()[:9] == b"READ-ONLY"
-    assert stats["write"] >= 1 and stats["error"] == 0
-    start = time.monotonic()
-    host_bytes = len(work.read_bytes()[:8 * MIB])
-    host_seconds = time.monotonic() - start
-    guest = [line for line in out.splitlines() if "copied" in line]
-    print(f"\nLinux boot + disk test: {seconds:.1f} s, backend {stats}; guest dd: {guest}; "
-          f"host read of the same 8 MiB: {host_bytes / MIB / max(host_seconds, 1e-9):.0f} MiB/s")
-
-
-def boot(vmlinuz, ramdisk, work, base):
-    disks = (parse_disk(f"format=raw, vdev=xvda, access=rw, seclabel=work, target={work}", "/"),
-             parse_disk(f"format=raw, vdev=xvdb, access=r, seclabel=base, target={base}", "/"))
+def booted(debian_vmlinuz, tmp_path_factory):  # noqa: F811
+    if shutil.which("mke2fs") is None or shutil.which("debugfs") is None:
+        pytest.skip("Linux disk test: no mke2fs/debugfs (apt-get install e2fsprogs)")
+    out = tmp_path_factory.mktemp("linux-blk")
+    tool = make_initramfs()
+    ramdisk = devices_initramfs(debian_vmlinuz, out, {})
+    box = busybox()
+    root, work, base = out / "root.img", out / "work.img", out / "base.img"
+    tool.make_root_disk(root, box, 32, [("disk.sh", tool.S_IFREG | 0o755, SCRIPT),
+                                        ("from-host.txt", tool.S_IFREG | 0o644,
+                                         b"WRITTEN-BY-THE-HOST\n")])
+    tool.make_ext4(base, [("base.txt", tool.S_IFREG | 0o644, b"READ-ONLY-EXT4\n")], 8)
+    work.write_bytes(b"BOOTSECTOR-FROM-HOST".ljust(512, b".") + bytes(16 * MIB))
+    before = hashlib.sha256(base.read_bytes()).hexdigest()
+    disks = tuple(parse_disk(spec, "/") for spec in (
+        f"format=raw, vdev=xvda, access=rw, seclabel=root, target={root}",
+        f"format=raw, vdev=xvdb, access=r, seclabel=base, target={base}",
+        f"format=raw, vdev=xvdc, access=rw, seclabel=work, target={work}"))
     start = time.monotonic()
     with Host(policy=parse_policy(POLICY, "linux.toml")) as h:
-        dom = h.create(kernel=str(vmlinuz), ramdisk=str(ramdisk), memory=256, name="linux",
-                       seclabel="linux", cmdline="console=hvc0 quiet -- sh /disk.sh",
-                       disks=disks)
-        stats = h.devices.find(dom, 51712).stats
-        h.run(timeout=150)
-    return dom, stats, time.monotonic() - start
+        dom = h.create(kernel=str(debian_vmlinuz), ramdisk=str(ramdisk), memory=256,
+                       name="linux", seclabel="linux", disks=disks,
+                       cmdline="console=hvc0 quiet root=/dev/xvda -- sh /disk.sh")
+        stats = {vdev: h.devices.find(dom, devid).stats
+                 for vdev, devid in (("xvda", 51712), ("xvdb", 51728), ("xvdc", 51744))}
+        h.run(timeout=600)             # some 20 s on a quiet machine
+    out_text = dom.console_text.replace("\r\n", "\n")
+    assert dom.shutdown_reason == "poweroff", out_text[-3000:]
+    print(f"\nLinux boot + disk test: {time.monotonic() - start:.1f} s, backends {stats}")
+    return out_text, stats, (root, work, base), before, box
+
+
+def test_linux_boots_from_an_ext4_disk_and_its_files_are_in_the_image(booted):
+    out, stats, (root, _, _), _, box = booted
+    assert "init: root /dev/xvda" in out and "\nWRITTEN-BY-THE-HOST\n" in out
+    assert "root write 0" in out
+    assert debugfs(root, "cat /by-guest.txt") == b"WRITTEN-BY-LINUX\n"
+    assert debugfs(root, "cat /guest-dir/busybox") == box
+    fsck = subprocess.run(["e2fsck", "-fn", str(root)], capture_output=True, timeout=60)
+    assert fsck.returncode == 0, fsck.stdout[-1000:]       # unmounted cleanly at poweroff
+    assert stats["xvda"]["write"] >= 1 and stats["xvda"]["error"] == 0
+
+
+def test_linux_writes_and_flushes_a_raw_disk(booted):
+    out, stats, (_, work, _), _, _ = booted
+    assert "\n32769\n1\n" in out and "BOOTSECTOR-FROM-HOST" in out
+    assert "wrote 0" in out and "flushed 0" in out
+    assert work.read_bytes()[512:529] == b"WRITTEN-BY-LINUX\n"
+    assert stats["xvdc"]["write"] >= 1 and stats["xvdc"]["error"] == 0
+
+
+def test_a_read_only_disk_refuses_writes(booted):
+    out, _, (_, _, base), before, _ = booted
+    assert "ro write 1" in out and "ro touch 1" in out
+    assert "/dev/xvdb /mnt ext4 ro" in out and "\nREAD-ONLY-EXT4\n" in out
+    assert hashlib.sha256(base.read_bytes()).hexdigest() == before

@@ -56,6 +56,35 @@ def test_linux_runs_the_command_and_powers_off(linux):
     assert dom.shutdown_reason == "poweroff" and dom.crash_report is None
 
 
+def test_device_demo_cfgs_and_root_disk(tmp_path):
+    """make_initramfs --devices' pieces, without a boot: the cfgs load as
+    the toolstack reads them, the initramfs carries the modules, the root
+    disk is ext4 with the busybox tree."""
+    import gzip
+    import shutil
+    import subprocess
+
+    from pyxenon.toolstack.xlcfg import load_cfg
+
+    if shutil.which("mke2fs") is None or shutil.which("debugfs") is None:
+        pytest.skip("no mke2fs/debugfs (apt-get install e2fsprogs)")
+    tool = make_initramfs()
+    kernel = tmp_path / "vmlinuz-6.1.0-0-cloud-amd64"
+    kernel.write_bytes(b"kernel")
+    cfgs = tool.write_device_demo(tmp_path, kernel, b"\x7fELF busybox",
+                                  {"xen-blkfront": b"BLK", "xen-netfront": b"NET"})
+    archive = gzip.decompress((tmp_path / "initramfs-devices.cpio.gz").read_bytes())
+    assert b"lib/modules/xen-netfront.ko\0" in archive and b"initramfs\0" in archive
+    root, net_a, net_b = (load_cfg(str(cfg)) for cfg in cfgs)
+    assert "root=/dev/xvda" in root.cmdline and root.disks[0].vdev == "xvda"
+    assert root.disks[0].seclabel == "root" and "netup 10.0.0.1" in net_a.cmdline
+    assert [v.bridge for v in net_a.vifs + net_b.vifs] == ["lan", "lan"]
+    assert (net_a.seclabel, net_b.seclabel) == ("linux-a", "linux-b")
+    listing = subprocess.run(["debugfs", "-R", "cat /init", str(tmp_path / "root.img")],
+                             capture_output=True, timeout=60).stdout
+    assert listing.startswith(b"#!/bin/busybox sh")
+
+
 def test_linux_takes_the_fifo_event_path(linux):
     """Linux's events_fifo.c: init_control succeeded, so every event of the
     boot went through the FIFO queues (its event array pages are held)."""

@@ -97,3 +97,78 @@ def test_vif_nodes_and_features(guests):
         assert xs.read("/local/domain/1/device/vif/0/backend") == be.encode()
         assert xs.read(be + "/state") == b"2"
         dom.shutdown(0)
+
+
+def test_intruder_frontend_is_refused_and_the_backend_survives(guests):
+    """mode=intrude: another domain's vif, forged ring refs and ports at
+    connect, forged rx grants, tx and rx producer indices a ring ahead."""
+    with Host(memory_mib=128, policy=parse_policy(POLICY, "p.toml")) as h:
+        pong = guest(h, guests, "pong", "b", "mode=pong")
+        dom = guest(h, guests, "intruder", "a", f"mode=intrude peer={pong.domid}")
+        backend = h.devices.find(dom, 0, kind="vif")
+        h.run(timeout=90)
+        out, errors = console(dom), list(backend.errors)
+        # the host goes on: a new pair on the same bridge is served
+        after = guest(h, guests, "pong2", "b", "mode=pong")
+        ping = guest(h, guests, "ping", "a", "mode=ping count=3")
+        h.run(timeout=60)
+    assert "ACCEPTED" not in out and "FAIL" not in out, out
+    for what in ("write to another domain's vif", "ring-ref written into another domain's vif",
+                 "read of another domain's backend", "write to its own backend's state",
+                 "rx into a page never granted", "rx into a read-only grant"):
+        assert f"netfront: refused {what} (status -1)" in out, what
+    for what in ("tx-ring-ref never granted", "rx-ring-ref granted to another domain",
+                 "tx-ring-ref granted read-only", "rx-ring-ref out of the table",
+                 "event-channel bound to the store", "event-channel out of range"):
+        assert f"netfront: refused {what} (backend closing)" in out, what
+    assert "netfront: PASS pong after forged rx requests" in out
+    assert "netfront: PASS pong after reconnecting" in out
+    for what in ("tx producer index a ring ahead", "rx producer index a ring ahead"):
+        assert f"netfront: refused {what} (no answer)" in out, what
+    assert "netfront: done, 0 failures" in out
+    assert any("mapping ring-ref" in e for e in errors)
+    assert any("binding event-channel" in e for e in errors)
+    assert sum("vif disabled" in e for e in errors) == 2 and any("rx" in e for e in errors)
+    assert "netfront: 3 of 3 replies" in console(ping) and "answered 3" in console(after)
+
+
+def rfc1071(data):
+    """The Internet checksum, byte pair by byte pair (RFC 1071's loop)."""
+    data += b"\0" * (len(data) % 2)
+    total = 0
+    for i in range(0, len(data), 2):
+        total += data[i] << 8 | data[i + 1]
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def ipv4_frame(proto, payload, check_at):
+    segment = bytearray(payload)
+    segment[check_at:check_at + 2] = b"\xab\xcd"                    # what a blank one holds
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(segment), 1, 0, 64, proto, 0,
+                         bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+    return b"\x00\x16\x3e\x00\x00\x02\x00\x16\x3e\x00\x00\x01\x08\x00" + header + bytes(segment)
+
+
+@pytest.mark.parametrize("proto, check_at", [(6, 16), (17, 6)])
+def test_a_blank_checksum_is_filled_for_a_receiver_without_offload(proto, check_at):
+    from pyxenon.backends.netback import Netback
+    from pyxenon.backends.netchecksum import fill_checksum
+    from pyxenon.public import netif as n
+
+    payload = bytes(range(7, 7 + 20)) + b"some data, odd length"
+    frame = ipv4_frame(proto, payload, check_at)
+    filled = fill_checksum(frame)
+    segment = filled[34:]
+    pseudo = bytes([10, 0, 0, 1, 10, 0, 0, 2, 0, proto]) + struct.pack("!H", len(segment))
+    assert filled[:34 + check_at] == frame[:34 + check_at]
+    assert rfc1071(pseudo + segment) == 0                # the filled checksum verifies
+    assert fill_checksum(frame[:40]) is None             # total length past the frame
+    assert fill_checksum(b"\xff" * 12 + b"\x86\xdd" + bytes(60)) is None     # not IPv4
+    vif = Netback.__new__(Netback)
+    vif.rx_csum = True
+    assert vif.checksum_for_rx(frame, n.NETTXF_csum_blank) == (
+        frame, n.NETRXF_csum_blank | n.NETRXF_data_validated)
+    assert vif.checksum_for_rx(frame, n.NETTXF_data_validated) == (frame, n.NETRXF_data_validated)
+    vif.rx_csum = False
+    assert vif.checksum_for_rx(frame, n.NETTXF_csum_blank) == (filled, 0)

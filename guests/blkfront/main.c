@@ -293,6 +293,11 @@ static void attack(int readonly)
         result("read of a read-only disk", rw(BLKIF_OP_READ, 0, 1, both, 0, 7) == 0);
         return;
     }
+    /* the backend's nodes are dom0's: a frontend cannot grow its disk or make it writable */
+    snprintf(path, sizeof(path), "%s/sectors", be);
+    refused("write to its backend's sectors", xs_write(path, "999999999") == -XEN_EACCES ? -1 : 0, -1);
+    snprintf(path, sizeof(path), "%s/mode", be);
+    refused("write to its backend's mode", xs_write(path, "w") == -XEN_EACCES ? -1 : 0, -1);
     refused("12 segments", rw(BLKIF_OP_READ, 0, 12, both, 0, 7), -1);
     refused("255 segments", rw(BLKIF_OP_WRITE, 0, 255, both, 0, 7), -1);
     refused("no segments", rw(BLKIF_OP_READ, 0, 0, both, 0, 7), -1);

@@ -14,6 +14,16 @@
  *   mode=attack: a runt frame and a frame in a page never granted (each
  *     must be answered NETIF_RSP_ERROR), then a slot crossing its page,
  *     which must stop the vif ("refused ... (no answer)").
+ *   mode=intrude peer=D: an intruder's attempts on the backend, each
+ *     reported "refused ..." or "ACCEPTED ...": XenStore writes to domain
+ *     D's vif and to its own backend's nodes, and a read of D's backend;
+ *     connects with forged ring grant refs and event channels (the
+ *     backend must go to Closing; the frontend then closes and starts
+ *     again); once connected, rx requests naming a page never granted and
+ *     a read-only one (answered NETIF_RSP_ERROR; "ping I" frames to a
+ *     mode=pong D make the traffic), then a tx producer index a ring ahead
+ *     (the vif stops); it reconnects on fresh rings, gets a pong again, and
+ *     ends with an rx producer index a ring ahead (D's next pong stops it).
  */
 #include "lib.h"
 #include "mm.h"
@@ -44,6 +54,8 @@ _Static_assert(sizeof(struct tx_sring) <= 4096 && sizeof(struct rx_sring) <= 409
 #define REF_TXBUF   (GNTTAB_NR_RESERVED_ENTRIES + 2)
 #define REF_NONE    (GNTTAB_NR_RESERVED_ENTRIES + 3)
 #define REF_RXBUF   (GNTTAB_NR_RESERVED_ENTRIES + 4)   /* 16 of them */
+#define REF_OTHER   (GNTTAB_NR_RESERVED_ENTRIES + 20)  /* granted to domain 77 */
+#define REF_HUGE    0xFFFFFFF0u
 
 #define mb() __asm__ __volatile__("mfence" ::: "memory")
 
@@ -86,14 +98,19 @@ static int hexval(char c)
     return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
 }
 
-static void post_rx(uint16_t id)
+static void post_rx_ref(uint16_t id, uint32_t gref)
 {
     struct rx_req *r = &rx->ring[rx_pvt & 255].req;
 
     r->id = id;
-    r->gref = REF_RXBUF + id;
+    r->gref = gref;
     mb();
     rx->req_prod = ++rx_pvt;
+}
+
+static void post_rx(uint16_t id)
+{
+    post_rx_ref(id, REF_RXBUF + id);
 }
 
 /* One frame of len bytes from txbuf, in one slot or two (split at 14). */
@@ -139,12 +156,9 @@ static void build(const unsigned char *dst, const char *text)
     memcpy(txbuf + 14, text, n + 1);
 }
 
-/* The next frame received (its payload in text, sender in from); 0, or 1 at deadline. */
-static int receive(char *text, size_t size, unsigned char *from, uint64_t deadline)
+/* The next rx response (consumed), or NULL at deadline. */
+static struct rx_rsp *next_rx(uint64_t deadline)
 {
-    struct rx_rsp *r;
-    unsigned char *frame;
-
     for ( ;; )
     {
         rx->rsp_event = rx_cons + 1;
@@ -152,12 +166,21 @@ static int receive(char *text, size_t size, unsigned char *from, uint64_t deadli
         if ( rx->rsp_prod != rx_cons )
             break;
         if ( evtchn_poll(port, deadline) )
-            return 1;
+            return NULL;
         evtchn_consume(port);
     }
     mb();
-    r = &rx->ring[rx_cons & 255].rsp;
-    rx_cons++;
+    return &rx->ring[rx_cons++ & 255].rsp;
+}
+
+/* The next frame received (its payload in text, sender in from); 0, or 1 at deadline. */
+static int receive(char *text, size_t size, unsigned char *from, uint64_t deadline)
+{
+    struct rx_rsp *r = next_rx(deadline);
+    unsigned char *frame;
+
+    if ( !r )
+        return 1;
     frame = rxbuf[r->id % NR_RX] + r->offset;
     if ( r->status > 14 )
     {
@@ -245,7 +268,57 @@ static void attack(void)
     }
 }
 
-static long connect(unsigned long me)
+/* Fresh rings (indices at 0), 16 rx pages posted; forged: the first two
+ * rx requests name a page never granted and a read-only one instead. */
+static void reset_rings(int forged)
+{
+    unsigned int i;
+
+    memset(tx, 0, PAGE_SIZE);
+    memset(rx, 0, PAGE_SIZE);
+    tx_pvt = tx_cons = rx_pvt = rx_cons = 0;
+    tx->req_event = tx->rsp_event = rx->req_event = rx->rsp_event = 1;
+    if ( forged )
+    {
+        post_rx_ref(NR_RX, REF_NONE);
+        post_rx_ref(NR_RX + 1, REF_TXBUF);
+    }
+    for ( i = 0; i < NR_RX; i++ )
+        post_rx(i);
+}
+
+static void grant_rings(void)
+{
+    unsigned int i;
+
+    tx = padding_alloc();
+    rx = padding_alloc();
+    txbuf = padding_alloc();
+    gnttab_grant(REF_TX, 0, virt_to_mfn(tx), 0);
+    gnttab_grant(REF_RX, 0, virt_to_mfn(rx), 0);
+    gnttab_grant(REF_TXBUF, 0, virt_to_mfn(txbuf), 1);
+    for ( i = 0; i < NR_RX; i++ )
+    {
+        rxbuf[i] = padding_alloc();
+        gnttab_grant(REF_RXBUF + i, 0, virt_to_mfn(rxbuf[i]), 0);
+    }
+    gnttab_grant(REF_OTHER, 77, virt_to_mfn(rxbuf[0]), 0);
+}
+
+/* The frontend's keys and Connected (talk_to_netback). */
+static long offer(uint32_t tx_ref, uint32_t rx_ref, evtchn_port_t p)
+{
+    long rc;
+
+    if ( (rc = fe_write("tx-ring-ref", tx_ref)) || (rc = fe_write("rx-ring-ref", rx_ref)) ||
+         (rc = fe_write("event-channel", p)) || (rc = fe_write("request-rx-copy", 1)) ||
+         (rc = fe_write("feature-rx-notify", 1)) || (rc = fe_write("state", 4)) )
+        return rc;
+    return 0;
+}
+
+/* The backend directory, the MAC, InitWait, the rings and the port. */
+static long prepare(unsigned long me, int forged)
 {
     unsigned int i;
     long rc;
@@ -261,31 +334,157 @@ static long connect(unsigned long me)
         mac[i] = hexval(value[3 * i]) << 4 | hexval(value[3 * i + 1]);
     if ( wait_backend(2) )
         return -XEN_EIO;
-    tx = padding_alloc();
-    rx = padding_alloc();
-    txbuf = padding_alloc();
-    memset(tx, 0, PAGE_SIZE);
-    memset(rx, 0, PAGE_SIZE);
-    tx->req_event = tx->rsp_event = rx->req_event = rx->rsp_event = 1;
-    gnttab_grant(REF_TX, 0, virt_to_mfn(tx), 0);
-    gnttab_grant(REF_RX, 0, virt_to_mfn(rx), 0);
-    gnttab_grant(REF_TXBUF, 0, virt_to_mfn(txbuf), 1);
-    for ( i = 0; i < NR_RX; i++ )
-    {
-        rxbuf[i] = padding_alloc();
-        gnttab_grant(REF_RXBUF + i, 0, virt_to_mfn(rxbuf[i]), 0);
-        post_rx(i);
-    }
-    if ( (rc = evtchn_alloc_unbound(0, &port)) )
-        return rc;
-    if ( (rc = fe_write("tx-ring-ref", REF_TX)) || (rc = fe_write("rx-ring-ref", REF_RX)) ||
-         (rc = fe_write("event-channel", port)) || (rc = fe_write("request-rx-copy", 1)) ||
-         (rc = fe_write("feature-rx-notify", 1)) || (rc = fe_write("state", 4)) )
+    grant_rings();
+    reset_rings(forged);
+    return evtchn_alloc_unbound(0, &port);
+}
+
+static long connect(void)
+{
+    long rc;
+
+    if ( (rc = offer(REF_TX, REF_RX, port)) )
         return rc;
     if ( wait_backend(4) )
         return -XEN_EIO;
-    printk("netfront: connected to %s as %s\n", be, value);
+    printk("netfront: connected to %s\n", be);
     return 0;
+}
+
+/* -- mode=intrude ---------------------------------------------------------- */
+
+static void xs_refused(const char *what, long rc)
+{
+    expect(what, rc == -XEN_EACCES ? -1 : (int)rc, -1);
+}
+
+/* Another domain's device and our own backend's nodes are not ours. */
+static void intrude_xenstore(unsigned long me, unsigned long peer)
+{
+    char p[128];
+
+    snprintf(p, sizeof(p), "/local/domain/%lu/device/vif/0/state", peer);
+    xs_refused("write to another domain's vif", xs_write(p, "5"));
+    snprintf(p, sizeof(p), "/local/domain/%lu/device/vif/0/tx-ring-ref", peer);
+    xs_refused("ring-ref written into another domain's vif", xs_write(p, "8"));
+    snprintf(p, sizeof(p), "/local/domain/0/backend/vif/%lu/0/mac", peer);
+    xs_refused("read of another domain's backend", xs_read(p, value, sizeof(value)));
+    snprintf(p, sizeof(p), "/local/domain/0/backend/vif/%lu/0/state", me);
+    xs_refused("write to its own backend's state", xs_write(p, "4"));
+}
+
+/* Closed, then Initialising: the backend back at InitWait (0) or not. */
+static int restart(void)
+{
+    if ( fe_write("state", 6) || wait_backend(6) || fe_write("state", 1) )
+        return -1;
+    return wait_backend(2);
+}
+
+static void forged_connect(const char *what, uint32_t tx_ref, uint32_t rx_ref, evtchn_port_t p)
+{
+    int closing = !offer(tx_ref, rx_ref, p) && !wait_backend(5);
+
+    printk("netfront: %s %s (backend %s)\n", closing ? "refused" : "ACCEPTED", what,
+           closing ? "closing" : "connected");
+    failures += !closing;
+    if ( restart() )
+    {
+        printk("netfront: FAIL restart after %s\n", what);
+        failures++;
+    }
+}
+
+/* The next rx response's status, its slot posted again (1: none by deadline). */
+static int rx_status(uint64_t deadline)
+{
+    struct rx_rsp *r = next_rx(deadline);
+    int status;
+
+    if ( !r )
+        return 1;
+    status = r->status;
+    post_rx(r->id % NR_RX);
+    evtchn_send(port);
+    return status;
+}
+
+/* "ping I" to everyone; the status of the rx response its pong fills. */
+static int ping_status(unsigned long i)
+{
+    char text[16];
+
+    snprintf(text, sizeof(text), "ping %lu", i);
+    build(broadcast, text);
+    if ( send_frame(REF_TXBUF, 0, 60, 0) != 0 )
+        return 0;
+    return rx_status(now_ns() + SECONDS(2));
+}
+
+static void pong_again(const char *when, unsigned long i)
+{
+    int status = ping_status(i);
+
+    printk("netfront: %s pong %s (status %d)\n", status > 14 ? "PASS" : "FAIL", when, status);
+    failures += status <= 14;
+}
+
+/* The vif stopped: no answer to a forged index, nor to a frame after it. */
+static void ring_ahead(const char *what, int rx_side)
+{
+    uint32_t answered = tx->rsp_prod;
+    int quiet;
+
+    if ( rx_side )
+    {
+        rx->req_prod = rx_pvt + 1000;
+        quiet = ping_status(99) == 1;
+    }
+    else
+    {
+        tx->req_prod = tx_pvt + 1000;
+        mb();
+        evtchn_send(port);
+        sleep_ns(SECONDS(1));
+        quiet = tx->rsp_prod == answered;
+        tx->req_prod = tx_pvt;
+        quiet = quiet && send_frame(REF_TXBUF, 0, 60, 0) == 1;
+    }
+    printk("netfront: %s %s (no answer)\n", quiet ? "refused" : "ACCEPTED", what);
+    failures += !quiet;
+}
+
+static void intrude(unsigned long me, unsigned long peer)
+{
+    evtchn_port_t store = start_info->store_evtchn;
+
+    intrude_xenstore(me, peer);
+    forged_connect("tx-ring-ref never granted", REF_NONE, REF_RX, port);
+    forged_connect("rx-ring-ref granted to another domain", REF_TX, REF_OTHER, port);
+    forged_connect("tx-ring-ref granted read-only", REF_TXBUF, REF_RX, port);
+    forged_connect("rx-ring-ref out of the table", REF_TX, REF_HUGE, port);
+    forged_connect("event-channel bound to the store", REF_TX, REF_RX, store);
+    forged_connect("event-channel out of range", REF_TX, REF_RX, 100000);
+    if ( connect() )
+    {
+        printk("netfront: FAIL connect after forged ones\n");
+        failures++;
+        return;
+    }
+    expect("rx into a page never granted", ping_status(0), -1);
+    expect("rx into a read-only grant", ping_status(1), -1);
+    pong_again("after forged rx requests", 2);
+    ring_ahead("tx producer index a ring ahead", 0);
+    reset_rings(0);
+    /* the backend closed our port when it disconnected: a new one, as netfront */
+    if ( restart() || evtchn_alloc_unbound(0, &port) || connect() )
+    {
+        printk("netfront: FAIL reconnect after the vif stopped\n");
+        failures++;
+        return;
+    }
+    pong_again("after reconnecting", 3);
+    ring_ahead("rx producer index a ring ahead", 1);
 }
 
 void guest_main(start_info_t *si)
@@ -300,9 +499,13 @@ void guest_main(start_info_t *si)
         goto out;
     if ( (rc = xs_read("domid", value, sizeof(value))) < 0 )
         goto out;
-    if ( (rc = connect(parse_num(value))) )
+    if ( (rc = prepare(parse_num(value), !memcmp(mode, "intrude", 8))) )
         goto out;
-    if ( !memcmp(mode, "pong", 5) )
+    if ( !memcmp(mode, "intrude", 8) )
+        intrude(parse_num(value), cmdline_num("peer", 0));
+    else if ( (rc = connect()) )
+        goto out;
+    else if ( !memcmp(mode, "pong", 5) )
         pong();
     else if ( !memcmp(mode, "attack", 7) )
         attack();

@@ -16,12 +16,20 @@ rx (bridge -> guest): the frontend posts granted pages on the rx ring; a
 frame is copied into the next one (grant copy, as netback's rx path; the
 grant checked for writing) and answered with its length.  No posted page:
 the frame is dropped and counted.
+
+Checksums: Linux's netfront always offloads IPv4 TCP/UDP checksums
+(NETTXF_csum_blank).  As netback, the state travels with the frame
+(xenvif_tx_submit's CHECKSUM_PARTIAL / CHECKSUM_UNNECESSARY) and reaches
+the receiver as NETRXF_csum_blank|NETRXF_data_validated (xenvif_rx_data_slot);
+a receiver that wrote feature-no-csum-offload gets the checksum filled in,
+as the stack's skb_checksum_help does for a device without offload.
 """
 import struct
 
 from pyxenon.hypervisor import grants, grants_copy
 from pyxenon.public import netif as n
 
+from .netchecksum import fill_checksum
 from .ring import BackRing, RingOverflow
 from .xenbus import DeviceError, XenbusBackend
 
@@ -33,6 +41,7 @@ TX_RSP = struct.Struct("<Hh")
 RX_REQ = struct.Struct("<HHI")         # id, pad, gref
 RX_RSP = struct.Struct("<HHHh")        # id, offset, flags, status
 EXTRA = struct.Struct("<BB")           # type, flags
+CHECKSUM_FLAGS = n.NETTXF_csum_blank | n.NETTXF_data_validated
 
 
 class FatalTx(Exception):
@@ -46,15 +55,18 @@ class BadFrame(Exception):
 class Netback(XenbusBackend):
     kind = "vif"
 
-    def __init__(self, xenstore, domain, spec, bridge):
+    def __init__(self, xenstore, domain, spec, bridge, completions):
         super().__init__(xenstore, domain, spec.devid)
         self.spec = spec
         self.bridge = bridge
+        self.completions = completions
+        self.queued = False
         self.tx = self.rx = None
         self.port = None
         self.handles = []
         self.generation = 0
         self.disabled = None
+        self.rx_csum = True
         self.stats = {"tx": 0, "rx": 0, "rx_dropped": 0, "tx_error": 0}
 
     def backend_nodes(self):
@@ -85,6 +97,8 @@ class Netback(XenbusBackend):
                               "receivers are served")
         if self.frontend_number("feature-rx-notify", default=0) != 1:
             raise DeviceError("EINVAL", "feature-rx-notify is mandatory")
+        # read_xenbus_vif_flags: vif->ip_csum
+        self.rx_csum = self.frontend_number("feature-no-csum-offload", default=0) == 0
         tx_ref, rx_ref = self.frontend_number("tx-ring-ref"), self.frontend_number("rx-ring-ref")
         port = self.frontend_number("event-channel")
         self.tx = self._map(tx_ref, TX_REQ.size)
@@ -121,6 +135,19 @@ class Netback(XenbusBackend):
     # -- tx: the guest sends ----------------------------------------------------------
 
     def kick(self):
+        """The frontend notified: its tx ring is read between slices, not
+        inside its EVTCHNOP_send, as netback's NAPI poll runs after
+        xenvif_interrupt.  Linux's netfront collects tx responses itself
+        right after its send (xennet_start_xmit's xennet_tx_buf_gc): an
+        answer already there would make the event that follows spurious,
+        and netfront's lateeoi holds its port masked longer after each."""
+        if not self.queued:
+            self.queued = True
+            self.completions.start()           # work handed over and done at once
+            self.completions.post(self.poll)
+
+    def poll(self):
+        self.queued = False
         if self.tx is None or self.disabled:
             return
         try:
@@ -151,7 +178,7 @@ class Netback(XenbusBackend):
             return
         self.respond_tx(slots, n.NETIF_RSP_OKAY)
         self.stats["tx"] += 1
-        self.bridge.transmit(self, frame)
+        self.bridge.transmit(self, frame, first[2] & CHECKSUM_FLAGS)
 
     def skip_extras(self, rp):
         """xenvif_get_extras: each extra slot answered NETIF_RSP_NULL."""
@@ -205,9 +232,11 @@ class Netback(XenbusBackend):
 
     # -- rx: the bridge delivers --------------------------------------------------------
 
-    def receive(self, frame):
-        """A frame for this guest: into its next posted rx page, or dropped."""
-        if self.rx is None or self.disabled or len(frame) > min(PAGE, self.spec.mtu + 18):
+    def receive(self, frame, flags=0):
+        """A frame for this guest (flags: the sender's NETTXF checksum
+        flags): into its next posted rx page, or dropped."""
+        frame, rx_flags = self.checksum_for_rx(frame, flags)
+        if frame is None or self.rx is None or self.disabled or len(frame) > min(PAGE, self.spec.mtu + 18):
             self.stats["rx_dropped"] += 1
             return
         try:
@@ -219,9 +248,18 @@ class Netback(XenbusBackend):
             self.stats["rx_dropped"] += 1
             return
         req_id, _, gref = RX_REQ.unpack(raw)
-        self.rx.respond(RX_RSP.pack(req_id, 0, 0, self.copy_in(gref, frame)))
+        self.rx.respond(RX_RSP.pack(req_id, 0, rx_flags, self.copy_in(gref, frame)))
         self.stats["rx"] += 1
         self.notify(self.rx)
+
+    def checksum_for_rx(self, frame, flags):
+        """(frame, NETRXF flags) as xenvif_rx_data_slot sets them; a blank
+        checksum filled for a receiver without offload (None: unparseable)."""
+        if flags & n.NETTXF_csum_blank:
+            if self.rx_csum:
+                return frame, n.NETRXF_csum_blank | n.NETRXF_data_validated
+            return fill_checksum(frame), 0
+        return frame, n.NETRXF_data_validated if flags & n.NETTXF_data_validated else 0
 
     def copy_in(self, gref, frame):
         try:

@@ -59,8 +59,9 @@ class Bridge:
         self.pcap.write(PCAP_HEADER)
         self.pcap.flush()
 
-    def transmit(self, port, frame):
-        """A frame port sent (at least an Ethernet header)."""
+    def transmit(self, port, frame, flags=0):
+        """A frame port sent (at least an Ethernet header), with its
+        NETTXF_csum_blank/data_validated flags (its checksum's state)."""
         self.record(frame)
         src, dst = frame[6:12], frame[0:6]
         if not src[0] & 1 and (src in self.macs or len(self.macs) < MAX_MACS):
@@ -71,7 +72,7 @@ class Bridge:
                 continue
             if self.may.get((port, other)):
                 self.forwarded += 1
-                other.receive(frame)
+                other.receive(frame, flags)
             else:
                 self.refused += 1
 

@@ -58,7 +58,7 @@ class Devices:
             except (OSError, ValueError) as err:
                 raise UserInputError(cfg_path, f"vif {spec.devid}: pcap: "
                                      f"{getattr(err, 'strerror', None) or err}") from None
-        backend = Netback(self.xenstore, domain, spec, bridge)
+        backend = Netback(self.xenstore, domain, spec, bridge, self.machine.completions)
         self.vifs.setdefault(domain.domid, []).append(backend)
         backend.start()
         return backend
