@@ -61,6 +61,9 @@ struct xc_vcpu {
     uint64_t dbg_addr; uint64_t dbg_skip_pc; uint32_t dbg_kind; uint32_t dbg_skip;
     uint32_t dbg_steps; uint32_t dbg_pending;
     uint32_t cpuid_faulting; uint32_t noncanonical;
+    uint32_t db_status; uint32_t db_pending; uint32_t db_hooked; uint32_t db_skip;
+    uint64_t db_skip_pc; uint64_t db_prev_pc; uint64_t db_io_port[4]; uint32_t db_io_len[4];
+    uint32_t db_io;
     ...;
 };
 #define XC_PERFC_NR 64
@@ -161,7 +164,13 @@ int xc_code64(struct xc_machine *m, struct xc_vcpu *v);
 #define XC_DBG_ACCESS 4
 #define XC_DBG_STEP 5
 #define XC_DBG_BOUNDARY 6
+#define XC_DBG_GUEST_X 7
+#define XC_DBG_GUEST_W 8
+#define XC_DBG_GUEST_RW 9
+#define XC_DBG_GUEST_BOUNDARY 10
 struct xc_dbg_point;
+struct xc_dbg_point *xc_dbg_insert_guest(struct xc_machine *m, struct xc_vcpu *v, int kind,
+                                         int bp, uint64_t va, uint64_t ma, uint64_t len);
 struct xc_dbg_point *xc_dbg_insert(struct xc_machine *m, struct xc_vcpu *v, int kind,
                                    uint64_t va, uint64_t ma, uint64_t len);
 void xc_dbg_remove(struct xc_machine *m, struct xc_dbg_point *p);

@@ -57,12 +57,37 @@ static uint64_t digest(uint64_t h, uint64_t word)
     return h;
 }
 
+/*
+ * What a 64-bit guest kernel's CS and SS are after a hypercall: Xen's
+ * lstar_enter frame holds FLAT_KERNEL_CS64 and FLAT_KERNEL_SS whatever the
+ * guest ran with, and restore_all_guest returns by sysretq, which loads
+ * the same two from MSR_STAR (FLAT_RING3_CS32 + 16 and + 8, RPL 3).  The
+ * descriptors are Xen's flat ring-3 ones (machine.c's GDT page), so only
+ * the selectors differ from a guest's own flat 64-bit segments; Unicorn
+ * keeps the descriptor it has, and a guest in 32-bit code keeps its own.
+ */
+#define FLAT_KERNEL_CS64 0xe033
+#define FLAT_KERNEL_SS 0xe02b
+
+static void lstar_selectors(struct xc_machine *m, struct xc_vcpu *v, uint64_t cs, uint64_t ss)
+{
+    uint64_t flat_cs = FLAT_KERNEL_CS64, flat_ss = FLAT_KERNEL_SS;
+    if ((cs & 0xFFFF) == flat_cs && (ss & 0xFFFF) == flat_ss)
+        return;
+    if (!xc_code64(m, v))
+        return;
+    uc_reg_write(m->uc, UC_X86_REG_CS, &flat_cs);
+    uc_reg_write(m->uc, UC_X86_REG_SS, &flat_ss);
+}
+
 void xc_hook_syscall(uc_engine *uc, void *data)
 {
     struct xc_machine *m = data;
     struct xc_vcpu *v = m->current;
-    uint64_t a[6];
+    uint64_t a[6], sel[2] = {0, 0};
     void *ptrs[6] = {&a[0], &a[1], &a[2], &a[3], &a[4], &a[5]};
+    void *sel_ptrs[2] = {&sel[0], &sel[1]};
+    static const int sel_regs[2] = {UC_X86_REG_CS, UC_X86_REG_SS};
     int64_t rc;
     int two;
     struct xc_observed o;
@@ -90,6 +115,10 @@ void xc_hook_syscall(uc_engine *uc, void *data)
     }
     xc_observe_end(m, v, a, rc, &o);
     uc_reg_write(uc, UC_X86_REG_RAX, &rc);
+    if (a[0] != HYPERVISOR_iret) {    /* do_iret loads the frame's own */
+        uc_reg_read_batch(uc, (int *)sel_regs, sel_ptrs, 2);
+        lstar_selectors(m, v, sel[0], sel[1]);
+    }
     v->call_digest = digest(digest(digest(digest(v->call_digest, a[0]), a[1]), a[2]), (uint64_t)rc);
     if (v->stop == XC_STOP_NONE && xc_upcall_ready(m, v))
         v->stop = XC_STOP_HYPERCALL;   /* deliver the event before the guest goes on */
@@ -267,8 +296,11 @@ uint32_t xc_hook_in(uc_engine *uc, uint32_t port, int size, void *data)
     uint64_t rax = 0;
     int ok = 0;
     uint32_t value = m->current ? xc_io_read(m, m->current, port, size, &ok) : 0;
-    if (ok)
+    if (ok) {
+        if (m->current->db_io)      /* emul-priv-op.c's check_guest_io_breakpoint */
+            xc_db_io_check(m->current, port, size);
         return value;
+    }
     uc_reg_read(uc, UC_X86_REG_RAX, &rax);
     io_fault(uc, m);
     return (uint32_t)rax;
@@ -279,6 +311,8 @@ void xc_hook_out(uc_engine *uc, uint32_t port, int size, uint32_t value, void *d
     struct xc_machine *m = data;
     if (!m->current || !xc_io_write(m, m->current, port, size, value))
         io_fault(uc, m);
+    else if (m->current->db_io)
+        xc_db_io_check(m->current, port, size);
 }
 
 /* An opcode the CPU does not know: #UD for the guest (Unicorn reports it

@@ -6,7 +6,7 @@ faulted stays a #GP for the guest (in/out are answered in C, `_core/io.c`).
 from pyxenon._core import lib
 from pyxenon.public import errno
 
-from . import debugreg
+from . import debugreg, debugtrap
 from .errors import GuestFault, HypercallError
 from .hypercall_page import hypercall_page_bytes
 from .guestmem import copy_from_guest
@@ -106,6 +106,7 @@ def write_cr(vcpu, n, value):
         return write_cr3(vcpu, (value >> 12) & ((1 << 40) - 1))
     if n == 4:
         vcpu.cr4 = fixup_guest_cr4(value)
+        debugtrap.rearm(vcpu)      # CR4.DE arms or disarms I/O breakpoints
         return True
     return False
 

@@ -8,7 +8,7 @@ report, as Xen's domain_crash() would; the host itself never faults.
 from pyxenon._core import ffi, lib
 from pyxenon.public import arch_x86
 
-from . import emulate, faults
+from . import debugtrap, emulate, faults
 from .bounce import bounce
 from .errors import GuestFault
 from .guestmem import copy_from_guest
@@ -200,5 +200,5 @@ def crash_report(vcpu, vector, error_code, reason=None):
     return "\n".join(lines + format_registers(regs))
 
 
-SPECIAL = {SYSCALL: syscall_from_user, 6: emulate_forced, 13: privileged,
+SPECIAL = {SYSCALL: syscall_from_user, 1: debugtrap.on_debug, 6: emulate_forced, 13: privileged,
            14: emulate.emulate_ptwr}
