@@ -78,7 +78,7 @@ def test_forced_cpuid_answers_every_leaf_from_the_policy(dom):
     r = vcpu.regs()
     assert r["rip"] == va + 7
     assert (r["rax"], r["rbx"], r["rcx"], r["rdx"]) == traps.cpuid(vcpu, 7, 0)
-    assert not r["rbx"] & 1             # FSGSBASE hidden (CR4.FSGSBASE cannot be set)
+    assert r["rbx"] & 1                 # FSGSBASE offered, as Xen offers it a PV guest
 
 
 # -- port I/O: guest_io_okay, guest_io_read/write ----------------------------------------
@@ -211,11 +211,14 @@ MOV_CR4_RAX, MOV_RAX_CR4 = b"\x0f\x22\xe0", b"\x0f\x20\xe0"
 
 
 def test_cr4_writes_keep_the_guest_bits(dom):
-    """pv_fixup_guest_cr4: TSD and DE are the guest's; PGE, PSE, OSXSAVE are not."""
+    """pv_fixup_guest_cr4: TSD, DE and FSGSBASE are the guest's (its policy
+    has them); PGE, PSE and OSXSAVE (no XSAVE in the policy) are not."""
     assert emulate(dom, MOV_RAX_CR4)["rax"] == 0x660
     r = emulate(dom, MOV_CR4_RAX, rax=0x6A0 | 0x8 | 0x10 | 1 << 18)
     assert r["rip"] == scratch(dom) + 3 and dom.vcpus[0].cr4 == 0x668
     assert emulate(dom, MOV_RAX_CR4)["rax"] == 0x668
+    emulate(dom, MOV_CR4_RAX, rax=0x4 | 1 << 16)
+    assert dom.vcpus[0].cr4 == 0x660 | 0x4 | 1 << 16
 
 
 def test_cli_sti_need_iopl(dom):

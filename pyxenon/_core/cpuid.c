@@ -12,10 +12,12 @@
  * APIC id in leaf 1 is 0 (guest_cpuid's "res->b &= 0x00ffffff"), and
  * Xen's own leaves follow cpuid_hypervisor_leaves (arch/x86/traps.c).
  *
- * Deliberately narrower than Xen: XSAVE, OSXSAVE, AVX (which needs XSAVE),
- * FSGSBASE and leaf 0xD are hidden, because the emulated vcpu cannot have
- * its XCR0 or CR4.FSGSBASE set from ring 3 (Xen emulates xsetbv and keeps
- * the guest's CR4 in hardware); a guest offered them would take #UD.
+ * Deliberately narrower than Xen: XSAVE, OSXSAVE, AVX (which needs XSAVE)
+ * and leaf 0xD are hidden, because the emulated vcpu cannot have its XCR0
+ * set from ring 3 (Xen emulates xsetbv); a guest offered them would take
+ * #UD.  FSGSBASE is offered as Xen offers it: the guest may set
+ * CR4.FSGSBASE (hypervisor/emulate.py fixup_guest_cr4, from this table)
+ * and RD/WR{FS,GS}BASE then work (emulate_fsgsbase).
  */
 #include "core.h"
 
@@ -34,7 +36,7 @@ static const struct cpuid_entry policy[] = {
     {0x00000002, ANY_SUBLEAF, 0x00000001, 0x00000000, 0x00000000, 0x002c307d},
     {0x00000004, 0, 0x00000121, 0x01c0003f, 0x0000003f, 0x00000001},
     {0x00000004, 1, 0x00000122, 0x01c0003f, 0x0000003f, 0x00000001},
-    {0x00000007, 0, 0x00000000, 0x00000308, 0x00000000, 0x00000000},       /* BMI1 BMI2 ERMS */
+    {0x00000007, 0, 0x00000000, 0x00000309, 0x00000000, 0x00000000},       /* FSGSBASE BMI1 BMI2 ERMS */
     {0x80000000, ANY_SUBLEAF, 0x80000008, 0x756e6547, 0x6c65746e, 0x49656e69},
     {0x80000001, ANY_SUBLEAF, 0x000306c4, 0x00000000, 0x00000021, 0x28100800},
     {0x80000002, ANY_SUBLEAF, 0x65746e49, 0x6f43206c, 0x50206572, 0x65636f72},

@@ -13,10 +13,10 @@ _WRITABLE = set(REG_NAMES[:18] + ["fs_base", "gs_base"])
 _VCPUS = []
 
 
-def emulate_cr4():
+def emulate_cr4(machine_core):
     from .emulate import fixup_guest_cr4   # pv_vcpu_initialise: pv_fixup_guest_cr4(v, 0)
 
-    return fixup_guest_cr4(0)
+    return fixup_guest_cr4(machine_core, 0)
 _FREE_HANDLES = []
 
 
@@ -54,7 +54,7 @@ class Vcpu:
         self.debugreg = debugreg.reset_values()   # dr0-7 as set_debugreg keeps them
         self.dr7_emul = 0         # I/O breakpoint enables (Xen's pv.dr7_emul)
         self.db_armed = ((), [])  # what the engine's hooks for them arm (debugtrap)
-        self.cr4 = emulate_cr4()  # guest-visible CR4 (Xen's pv.ctrlreg[4])
+        self.cr4 = emulate_cr4(domain.machine.core)  # guest-visible CR4 (Xen's pv.ctrlreg[4])
         self.ldt = (0, 0)         # (linear address, entries)
         self.gdt_frames = []      # frames installed by set_gdt
 

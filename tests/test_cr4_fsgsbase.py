@@ -1,0 +1,64 @@
+"""The guest-controllable CR4 bits (pv_fixup_guest_cr4, pv/domain.c) and
+RD/WR{FS,GS}BASE with the guest's CR4.FSGSBASE (pv_make_cr4 puts it in
+the CPU), checked by the fsgsbase guest; the emulation's edges here."""
+import re
+
+import pytest
+from test_linux_xen_abi import emulate, scratch
+
+from pyxenon.hypervisor import emulate as emul, traps
+
+CR4_FSGSBASE = 1 << 16
+WRGSBASE_RAX, RDFSBASE_RCX = b"\xf3\x48\x0f\xae\xd8", b"\xf3\x48\x0f\xae\xc1"
+
+
+@pytest.fixture
+def dom(guests, host):
+    return host.create(str(guests / "hello.cfg"))
+
+
+def test_fsgsbase_guest_sees_xen_answers(guests, host):
+    dom = host.create(str(guests / "fsgsbase.cfg"))
+    host.run(timeout=60)
+    text = dom.dmesg_text
+    assert dom.shutdown_reason == "poweroff", dom.crash_report
+    lines = [line for line in text.splitlines() if re.match(r"fsgsbase: \[", line)]
+    summary = re.search(r"fsgsbase: (\d+)/(\d+) as on Xen", text)
+    assert summary and int(summary[2]) == len(lines) == 12
+    assert int(summary[1]) == len(lines), "\n".join(l for l in lines if "NOT" in l)
+
+
+def ud(dom, code, **regs):
+    """code raised #UD in the guest kernel, as the engine reports it."""
+    vcpu, va = dom.vcpus[0], scratch(dom)
+    from pyxenon.hypervisor.guestmem import copy_to_guest
+
+    copy_to_guest(vcpu, va, code)
+    vcpu.set_regs(rip=va, rsp=scratch(dom, 3), **regs)
+    vcpu.core.vector, vcpu.core.error_code, vcpu.core.stop = 6, 0, 2
+    traps.on_exception(vcpu)
+    return vcpu.regs()
+
+
+def test_without_cr4_fsgsbase_the_ud_stands(dom):
+    ud(dom, WRGSBASE_RAX, rax=0x1000)
+    assert dom.crash_report and "unhandled #UD" in dom.crash_report
+
+
+def test_with_it_the_base_changes_and_a_bad_one_is_gp(dom):
+    dom.vcpus[0].cr4 |= CR4_FSGSBASE
+    r = ud(dom, WRGSBASE_RAX, rax=0x1000)
+    assert r["gs_base"] == 0x1000 and r["rip"] == scratch(dom) + 5
+    r = ud(dom, RDFSBASE_RCX, rcx=5)
+    assert r["rcx"] == r["fs_base"] and r["rip"] == scratch(dom) + 5
+    ud(dom, WRGSBASE_RAX, rax=1 << 63)
+    assert dom.crash_report and "unhandled #GP" in dom.crash_report
+    assert dom.vcpus[0].regs()["gs_base"] == 0x1000
+
+
+def test_cr4_bits_follow_the_policy(dom):
+    """A bit the policy does not offer (OSXSAVE: no XSAVE) is discarded."""
+    core = dom.machine.core
+    assert emul.fixup_guest_cr4(core, CR4_FSGSBASE | 1 << 18 | 0x8) == 0x660 | CR4_FSGSBASE | 0x8
+    emulate(dom, b"\x0f\x22\xe0", rax=CR4_FSGSBASE)          # mov %rax, %cr4
+    assert dom.vcpus[0].cr4 & CR4_FSGSBASE
