@@ -1,12 +1,11 @@
 """The guest-controllable CR4 bits (pv_fixup_guest_cr4, pv/domain.c) and
 RD/WR{FS,GS}BASE with the guest's CR4.FSGSBASE (pv_make_cr4 puts it in
 the CPU), checked by the fsgsbase guest; the emulation's edges here."""
-import re
-
 import pytest
+from conformance import run_conformance_guest
 from test_linux_xen_abi import emulate, scratch
 
-from pyxenon.hypervisor import emulate as emul, traps
+from pyxenon.hypervisor import emulate as emul
 
 CR4_FSGSBASE = 1 << 16
 WRGSBASE_RAX, RDFSBASE_RCX = b"\xf3\x48\x0f\xae\xd8", b"\xf3\x48\x0f\xae\xc1"
@@ -18,26 +17,11 @@ def dom(guests, host):
 
 
 def test_fsgsbase_guest_sees_xen_answers(guests, host):
-    dom = host.create(str(guests / "fsgsbase.cfg"))
-    host.run(timeout=60)
-    text = dom.dmesg_text
-    assert dom.shutdown_reason == "poweroff", dom.crash_report
-    lines = [line for line in text.splitlines() if re.match(r"fsgsbase: \[", line)]
-    summary = re.search(r"fsgsbase: (\d+)/(\d+) as on Xen", text)
-    assert summary and int(summary[2]) == len(lines) == 12
-    assert int(summary[1]) == len(lines), "\n".join(l for l in lines if "NOT" in l)
+    run_conformance_guest(guests, host, "fsgsbase", 12)
 
 
 def ud(dom, code, **regs):
-    """code raised #UD in the guest kernel, as the engine reports it."""
-    vcpu, va = dom.vcpus[0], scratch(dom)
-    from pyxenon.hypervisor.guestmem import copy_to_guest
-
-    copy_to_guest(vcpu, va, code)
-    vcpu.set_regs(rip=va, rsp=scratch(dom, 3), **regs)
-    vcpu.core.vector, vcpu.core.error_code, vcpu.core.stop = 6, 0, 2
-    traps.on_exception(vcpu)
-    return vcpu.regs()
+    return emulate(dom, code, vector=6, **regs)      # #UD, as the engine reports it
 
 
 def test_without_cr4_fsgsbase_the_ud_stands(dom):

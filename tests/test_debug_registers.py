@@ -3,9 +3,8 @@ x86emul_read_dr keep them: reset values, masking, validation, and the
 same rules for `mov %drN` in the guest kernel (#UD for -ENODEV, #GP
 otherwise); the #DB they raise (do_debug) checked by the debugtrap guest,
 with engine hooks only while a breakpoint is armed (hypervisor/debugtrap.py)."""
-import re
-
 import pytest
+from conformance import run_conformance_guest
 from test_linux_xen_abi import emulate   # a #GP of guest kernel mode, as the engine reports it
 
 from pyxenon.hypervisor.guestmem import copy_to_guest
@@ -81,14 +80,7 @@ def test_mov_dr4_with_cr4_de_is_ud(dom):
 
 
 def test_debugtrap_guest_sees_xen_debug_exceptions(guests, host):
-    dom = host.create(str(guests / "debugtrap.cfg"))
-    host.run(timeout=60)
-    text = dom.dmesg_text
-    assert dom.shutdown_reason == "poweroff", dom.crash_report
-    lines = [line for line in text.splitlines() if re.match(r"debugtrap: \[", line)]
-    summary = re.search(r"debugtrap: (\d+)/(\d+) as on Xen", text)
-    assert summary and int(summary[2]) == len(lines) == 15
-    assert int(summary[1]) == len(lines), "\n".join(l for l in lines if "NOT" in l)
+    run_conformance_guest(guests, host, "debugtrap", 15)
 
 
 def test_hooks_only_while_a_breakpoint_is_armed(dom, hypercall):

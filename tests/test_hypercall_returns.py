@@ -3,10 +3,10 @@ the batch (pv_do_multicall_call's mc_exit, do_multicall), a call that
 leaves guest kernel mode preempts it (mc_preempt), and the guest kernel
 resumes with FLAT_KERNEL_CS64/FLAT_KERNEL_SS (lstar_enter's frame, sysretq;
 the hcreturn guest)."""
-import re
 import struct
 
 import pytest
+from conformance import run_conformance_guest
 
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
 from pyxenon.public import arch_x86, xen
@@ -79,11 +79,4 @@ def test_a_call_that_leaves_kernel_mode_preempts_the_batch(dom, hypercall, monke
 
 
 def test_hcreturn_guest_sees_xen_returns(guests, host):
-    dom = host.create(str(guests / "hcreturn.cfg"))
-    host.run(timeout=60)
-    text = dom.dmesg_text
-    assert dom.shutdown_reason == "poweroff", dom.crash_report
-    lines = [line for line in text.splitlines() if re.match(r"hcreturn: \[", line)]
-    summary = re.search(r"hcreturn: (\d+)/(\d+) as on Xen", text)
-    assert summary and int(summary[2]) == len(lines) == 6
-    assert int(summary[1]) == len(lines), "\n".join(l for l in lines if "NOT" in l)
+    run_conformance_guest(guests, host, "hcreturn", 6)

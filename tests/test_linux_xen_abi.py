@@ -174,11 +174,13 @@ def test_physdev_bad_pointer_is_efault(dom, hypercall):
 
 # -- privileged instructions: MSRs, CR4, cli/sti --------------------------------------
 
-def emulate(dom, code, **regs):
+def emulate(dom, code, vector=13, **regs):
+    """code raised vector (#GP(0) unless told) in the guest kernel, as the
+    engine reports it; the registers after the exception path."""
     vcpu, va = dom.vcpus[0], scratch(dom)
     copy_to_guest(vcpu, va, code)
     vcpu.set_regs(rip=va, rsp=scratch(dom, 3), **regs)
-    vcpu.core.vector, vcpu.core.error_code, vcpu.core.stop = 13, 0, 2
+    vcpu.core.vector, vcpu.core.error_code, vcpu.core.stop = vector, 0, 2
     traps.on_exception(vcpu)
     return vcpu.regs()
 
