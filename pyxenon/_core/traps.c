@@ -11,6 +11,10 @@ static const int arg_regs[6] = {
     UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_REG_RSI,
     UC_X86_REG_RDX, UC_X86_REG_R10, UC_X86_REG_R8,
 };
+/* What a trap reads first: the number, two arguments, the selectors. */
+static const int entry_regs[5] = {
+    UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_CS, UC_X86_REG_SS,
+};
 
 /* An event is pending, unmasked, and the guest has somewhere to take it:
  * evtchn_upcall_pending and evtchn_upcall_mask are vcpu_info's first bytes. */
@@ -85,9 +89,7 @@ void xc_hook_syscall(uc_engine *uc, void *data)
     struct xc_machine *m = data;
     struct xc_vcpu *v = m->current;
     uint64_t a[6], sel[2] = {0, 0};
-    void *ptrs[6] = {&a[0], &a[1], &a[2], &a[3], &a[4], &a[5]};
-    void *sel_ptrs[2] = {&sel[0], &sel[1]};
-    static const int sel_regs[2] = {UC_X86_REG_CS, UC_X86_REG_SS};
+    void *ptrs[8] = {&a[0], &a[1], &a[2], &sel[0], &sel[1], &a[3], &a[4], &a[5]};
     int64_t rc;
     int two;
     struct xc_observed o;
@@ -103,22 +105,20 @@ void xc_hook_syscall(uc_engine *uc, void *data)
     }
     /* The hot calls take two arguments: read the other three registers
      * only when their fast path did not answer. */
-    uc_reg_read_batch(uc, (int *)arg_regs, ptrs, 3);
+    uc_reg_read_batch(uc, (int *)entry_regs, ptrs, 5);
     v->hypercalls++;
     m->work = 0;          /* a new trap: preemptible work starts over */
     xc_observe_start(m, v, &o);
     two = xc_fast_two_args(a[0]);
     if (!two || !xc_fast_hypercall(m, v, a, &rc)) {
-        uc_reg_read_batch(uc, (int *)arg_regs + 3, ptrs + 3, 3);
+        uc_reg_read_batch(uc, (int *)arg_regs + 3, ptrs + 5, 3);
         /* a two-argument call its fast path declined is not tried again */
         rc = two ? xc_python(m, v, a[0], a[1], a[2], a[3], a[4], a[5]) : dispatch(m, v, a);
     }
     xc_observe_end(m, v, a, rc, &o);
     uc_reg_write(uc, UC_X86_REG_RAX, &rc);
-    if (a[0] != HYPERVISOR_iret) {    /* do_iret loads the frame's own */
-        uc_reg_read_batch(uc, (int *)sel_regs, sel_ptrs, 2);
+    if (a[0] != HYPERVISOR_iret)      /* do_iret loads the frame's own */
         lstar_selectors(m, v, sel[0], sel[1]);
-    }
     v->call_digest = digest(digest(digest(digest(v->call_digest, a[0]), a[1]), a[2]), (uint64_t)rc);
     if (v->stop == XC_STOP_NONE && xc_upcall_ready(m, v))
         v->stop = XC_STOP_HYPERCALL;   /* deliver the event before the guest goes on */
