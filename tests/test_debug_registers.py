@@ -80,7 +80,7 @@ def test_mov_dr4_with_cr4_de_is_ud(dom):
 
 
 def test_debugtrap_guest_sees_xen_debug_exceptions(guests, host):
-    run_conformance_guest(guests, host, "debugtrap", 15)
+    run_conformance_guest(guests, host, "debugtrap", 16)
 
 
 def test_hooks_only_while_a_breakpoint_is_armed(dom, hypercall):

@@ -10,7 +10,8 @@
  * instruction that follows the popf or iret that set TF, TF in the frame);
  * the MOV SS shadow deferring both a single step and a data breakpoint by
  * one instruction; an I/O breakpoint, refused (-EPERM) without CR4.DE and
- * firing after the `in` with it.  %dr6 accumulates (do_debug's
+ * firing after the `in` with it; a single-stepped store that hits a data
+ * breakpoint raises one #DB with both BS and B1.  %dr6 accumulates (do_debug's
  * `dr6 |= hw & ~X86_DR6_DEFAULT`); the handler resets it with set_debugreg.
  *
  * One line per check, "debugtrap: [ n] what: as on Xen", then
@@ -46,6 +47,7 @@ volatile uint16_t ss_value;
 /* The instructions under test, each at a label the checks compare with. */
 extern char insn_target[], store_after[], read_after[], step_second[];
 extern char movss_tf_after[], movss_db_after[], iret_tf_after[], io_after[];
+extern char step_store_after[];
 asm ( ".text\n"
       "insn_target: incq %rax\n\tret\n"
       "store_fn: movl $1, watched(%rip)\n"
@@ -61,6 +63,9 @@ asm ( ".text\n"
       "movss_db_after: nop\n\tret\n"
       "iret_tf_fn: int3\n\tnop\n"
       "iret_tf_after: nop\n\tret\n"
+      "step_store_fn: pushfq\n\torq $0x100, (%rsp)\n\tpopfq\n"
+      "\tmovl $2, watched(%rip)\n"
+      "step_store_after: nop\n\tret\n"
       "io_fn: inb $0x80, %al\n"
       "io_after: nop\n\tret\n" );
 
@@ -186,6 +191,13 @@ static void single_step(void)
     CALL(movss_tf_fn);
     check(db.hits == 1 && db.rip == (unsigned long)movss_tf_after,
           "single step over mov %ss: deferred one instruction");
+
+    arm(1, (unsigned long)&watched, DR7_L(1) | DR7_RW(1, RW_W) | DR7_LEN(1, LEN_4));
+    CALL(step_store_fn);
+    set_dr(7, 0);
+    check(db.hits == 1 && db.rip == (unsigned long)step_store_after &&
+          (db.dr6 & (DR6_BS | 0xf)) == (DR6_BS | 2),
+          "a single-stepped store hitting a breakpoint: one #DB, BS and B1");
 
     asm volatile ( "movw %%ss, %0" : "=m" (ss_value) );
     arm(3, (unsigned long)&ss_value, DR7_L(3) | DR7_RW(3, RW_RW) | DR7_LEN(3, LEN_2));

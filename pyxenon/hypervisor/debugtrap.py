@@ -104,8 +104,8 @@ def on_debug(vcpu):
     core = vcpu.core
     status = core.db_status & 0xF
     if not core.db_hooked:
-        status |= DR_STEP
-    core.db_status = core.db_hooked = 0
+        status |= DR_STEP        # a data hit of the stepped instruction joins it
+    core.db_status = core.db_hooked = core.db_pending = 0
     vcpu.debugreg[6] |= status
     return False                 # deliver it (traps.deliver)
 
