@@ -63,7 +63,7 @@ struct xc_vcpu {
     uint32_t cpuid_faulting; uint32_t noncanonical;
     uint32_t db_status; uint32_t db_pending; uint32_t db_hooked; uint32_t db_skip;
     uint64_t db_skip_pc; uint64_t db_prev_pc; uint64_t db_io_port[4]; uint32_t db_io_len[4];
-    uint32_t db_io;
+    uint32_t db_io; uint32_t fsgsbase;
     ...;
 };
 #define XC_PERFC_NR 64

@@ -260,6 +260,7 @@ struct xc_vcpu {
     uint64_t db_io_port[4]; /* I/O breakpoints (dr7_emul's R/W = 10): port and length */
     uint32_t db_io_len[4];
     uint32_t db_io;       /* which of dr0-3 are armed I/O breakpoints */
+    uint32_t fsgsbase;    /* the guest's CR4.FSGSBASE (emulate.py's write_cr) */
     uc_context *ctx;      /* registers while the vcpu is not running */
     struct xc_perfc *perfc; /* its domain's hypercall statistics (perfc.h); NULL: none */
 };

@@ -17,7 +17,7 @@
  * set from ring 3 (Xen emulates xsetbv); a guest offered them would take
  * #UD.  FSGSBASE is offered as Xen offers it: the guest may set
  * CR4.FSGSBASE (hypervisor/emulate.py fixup_guest_cr4, from this table)
- * and RD/WR{FS,GS}BASE then work (emulate_fsgsbase).
+ * and RD/WR{FS,GS}BASE then work (traps.c, emulate.py emulate_fsgsbase).
  */
 #include "core.h"
 

@@ -239,6 +239,70 @@ static int software_int(struct xc_machine *m, struct xc_vcpu *v, uint32_t intno)
 }
 
 /*
+ * RD/WR{FS,GS}BASE (F3 [REX] 0F AE /0-/3, a register operand) with the
+ * guest's CR4.FSGSBASE set: the CPU runs them on Xen (pv_make_cr4 puts the
+ * guest's bit in CR4), here the engine's CPU model has no FSGSBASE and
+ * its #UD is answered at once, as rdtsc's #GP is.  A non-canonical base (#GP(0)
+ * on the CPU, which QEMU's own wr*base would not raise) and anything else
+ * go to hypervisor/emulate.py's emulate_fsgsbase.
+ */
+static const int gpr[16] = {
+    UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RBX,
+    UC_X86_REG_RSP, UC_X86_REG_RBP, UC_X86_REG_RSI, UC_X86_REG_RDI,
+    UC_X86_REG_R8, UC_X86_REG_R9, UC_X86_REG_R10, UC_X86_REG_R11,
+    UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15,
+};
+
+/* The instruction's length (0: not one of the four), op and register. */
+static int fsgsbase_decode(struct xc_machine *m, struct xc_vcpu *v, uint64_t rip,
+                           int *op, int *reg, int *wide)
+{
+    uint8_t b[5] = {0}, *p = b + 1, rex = 0;
+    uint64_t in_page = PAGE_SIZE - (rip & (PAGE_SIZE - 1));
+    if (xc_copy_from_guest(m, v, b, rip, 5) &&
+        (in_page >= 5 || xc_copy_from_guest(m, v, b, rip, in_page)))
+        return 0;
+    if ((*p & 0xF0) == 0x40)
+        rex = *p++;
+    if (b[0] != 0xF3 || p[0] != 0x0F || p[1] != 0xAE || p[2] >> 6 != 3)
+        return 0;
+    *op = p[2] >> 3 & 7;
+    *reg = (p[2] & 7) | (rex & 1) << 3;
+    *wide = rex >> 3 & 1;
+    return *op < 4 ? (int)(p + 3 - b) : 0;
+}
+
+static int emulate_fsgsbase(struct xc_machine *m, struct xc_vcpu *v)
+{
+    uint64_t rip = 0, value = 0;
+    int op, reg, wide, len, base;
+    uc_reg_read(m->uc, UC_X86_REG_RIP, &rip);
+    len = v->fsgsbase ? fsgsbase_decode(m, v, rip, &op, &reg, &wide) : 0;
+    if (!len)
+        return 0;
+    base = op & 1 ? UC_X86_REG_GS_BASE : UC_X86_REG_FS_BASE;
+    uc_reg_read(m->uc, op < 2 ? base : gpr[reg], &value);
+    if (!wide)
+        value &= 0xFFFFFFFFUL;
+    if (op >= 2 && (uint64_t)((int64_t)value << 16 >> 16) != value)
+        return 0;                       /* non-canonical: #GP(0), in Python */
+    xc_clear_exception(m);              /* taken here, never delivered */
+    uc_reg_write(m->uc, op < 2 ? gpr[reg] : base, &value);
+    rip += len;
+    uc_reg_write(m->uc, UC_X86_REG_RIP, &rip);   /* last: Unicorn may leave the hook here */
+    return 1;
+}
+
+/* An exception the guest never sees: rdtsc's #GP with the TSC emulated,
+ * RD/WR{FS,GS}BASE's #UD with the guest's CR4.FSGSBASE. */
+static int answered_here(struct xc_machine *m, struct xc_vcpu *v, uint32_t intno)
+{
+    if (intno == 13)
+        return m->vtsc && xc_emulate_rdtsc(m, v);
+    return intno == 6 && emulate_fsgsbase(m, v);
+}
+
+/*
  * Any CPU exception other than a page fault (those come from the TLB fill).
  * A #GP from rdtsc with the TSC emulated is answered here (time.c) and the
  * guest goes on.  Unicorn leaves rip at the faulting instruction for faults and after it for
@@ -250,7 +314,7 @@ void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data)
 {
     struct xc_machine *m = data;
     struct xc_vcpu *v = m->current;
-    if (v && intno == 13 && m->vtsc && v->stop != XC_STOP_EXCEPTION && xc_emulate_rdtsc(m, v))
+    if (v && v->stop != XC_STOP_EXCEPTION && answered_here(m, v, intno))
         return;
     if (v && v->stop != XC_STOP_EXCEPTION) {
         v->vector = intno | (software_int(m, v, intno) ? XC_VECTOR_SOFT : 0);
@@ -321,6 +385,8 @@ bool xc_hook_invalid(uc_engine *uc, void *data)
 {
     struct xc_machine *m = data;
     struct xc_vcpu *v = m->current;
+    if (v && v->stop != XC_STOP_EXCEPTION && emulate_fsgsbase(m, v))
+        return true;        /* the engine's CPU model has no FSGSBASE: decoded here */
     if (v) {
         v->vector = 6;
         v->error_code = 0;

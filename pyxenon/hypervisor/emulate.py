@@ -111,6 +111,7 @@ def write_cr(vcpu, n, value):
         return write_cr3(vcpu, (value >> 12) & ((1 << 40) - 1))
     if n == 4:
         vcpu.cr4 = fixup_guest_cr4(vcpu.domain.machine.core, value)
+        vcpu.core.fsgsbase = 1 if vcpu.cr4 & X86_CR4_FSGSBASE else 0   # traps.c answers them
         debugtrap.rearm(vcpu)      # CR4.DE arms or disarms I/O breakpoints
         return True
     return False
@@ -349,9 +350,9 @@ def emulate_fsgsbase(vcpu):
     """RD/WR{FS,GS}BASE as the CPU runs them for a PV guest on Xen, whose
     CR4.FSGSBASE follows the guest's (pv_make_cr4): with it clear a #UD
     (False here), with it set the base read or written, a non-canonical
-    one being #GP(0).  The engine's CR4.FSGSBASE stays clear, so every one
-    comes here: QEMU's wr*base would take a non-canonical base.  A
-    32-bit operand zero-extends.  The base is the running mode's, which
+    one being #GP(0).  The engine has no FSGSBASE: _core/traps.c answers
+    the plain cases in the trap, this the rest (and the host's own calls).
+    A 32-bit operand zero-extends.  The base is the running mode's, which
     toggle_guest_mode swaps with the other mode's (gs_base_other)."""
     regs = vcpu.regs()
     insn = decode(vcpu, regs["rip"])
