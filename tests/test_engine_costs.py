@@ -7,6 +7,10 @@ is right (the guest checks that every word it touched was added to once
 per pass and no other changed)."""
 import pathlib
 
+import pytest
+
+from pyxenon._core import lib
+
 from pyxenon.toolstack.host import Host
 
 GUESTS = pathlib.Path(__file__).resolve().parent.parent / "guests"
@@ -63,14 +67,27 @@ def test_idle_host_parks_its_watchdog_and_wakes_it_for_a_run():
     assert slices_after_idle(60_000_000) >= slices_after_idle(0) + 3
 
 
-def test_a_slice_never_ends_inside_an_instruction():
+def test_runs_end_at_block_starts_on_this_unicorn():
+    """exits.c finds Unicorn's switch for its per-access exit checks in the
+    pinned Unicorn (pyproject.toml): guest memory accesses pay no exit check."""
+    with Host(memory_mib=16) as host:
+        assert lib.xc_exits_at_blocks(host.machine.core) == 1
+
+
+@pytest.mark.parametrize("checks", ["at_block_starts", "every_access"])
+def test_a_slice_never_ends_inside_an_instruction(monkeypatch, checks):
     """Slices that end while read-modify-write instructions run (incq,
     addq to memory, lock xaddq: memwalk's incs=N) neither repeat nor lose
     one.  Unicorn restarts the instruction in flight when an asynchronous
     stop is noticed after its store, so the watchdog must end slices only
     between blocks (watchdog.c, xc_hook_block); with 1 ms slices this run
-    ends some hundreds of them mid-loop."""
+    ends some hundreds of them mid-loop.  Both ways exits.c may end a run:
+    at block starts only, and (where Unicorn's switch is not found) with
+    every access checked and the block hook ending slices."""
+    if checks == "every_access":
+        monkeypatch.setenv("PYXENON_EXIT_EVERY_ACCESS", "1")
     with Host(memory_mib=128, slice_ms=1) as host:
+        assert lib.xc_exits_at_blocks(host.machine.core) == (checks == "at_block_starts")
         dom = host.create(str(GUESTS / "memwalk.cfg"),
                           overrides=['extra="mib=2 passes=0 incs=40000000"'])
         host.run(timeout=120)

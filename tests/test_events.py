@@ -322,3 +322,20 @@ def test_alloc_unbound_is_enospc_at_the_domains_limit(trio, hypercall):
     assert failed and set(failed) == {-errno.ENOSPC}
     assert max(p for rc, p in results if rc == 0) == limit - 1     # port 0 is never given
     assert len(ping.events.ports) == limit
+
+
+@pytest.mark.parametrize("pending", [True, False])
+def test_an_event_that_came_while_paused_ends_the_block_at_unpause(guests, pending):
+    """Xen unblocks a paused domain's vcpu when an event comes (vcpu_unblock)
+    and it runs once unpaused; the C paths wake only a running domain's
+    vcpus, so unpause looks again (there was a lost wake-up here)."""
+    with Host(memory_mib=32) as host:
+        dom = host.create(str(guests / "hello.cfg"))
+        vcpu = dom.vcpus[0]
+        dom.pause()
+        vcpu.block()
+        info = dom.vcpu_info(0)
+        info.evtchn_upcall_mask = 0
+        info.evtchn_upcall_pending = 1 if pending else 0
+        dom.unpause()
+        assert vcpu.runnable == pending

@@ -119,13 +119,13 @@ def test_finds_a_result_that_is_not_an_int(guests, monkeypatch):
 def test_finds_a_broken_invariant(guests, monkeypatch):
     """Releasing a grant mapping forgets the general reference it held on
     the granter's frame: the counts drift."""
-    real = grants.release
+    real = grants.release_parts
 
-    def release(machine, table, handle):
+    def release_parts(machine, table, handle, done):
         mfn = table.maptrack[handle].mfn
-        real(machine, table, handle)
+        real(machine, table, handle, done)
         machine.frame_table.frames[mfn].count += 1
-    monkeypatch.setattr(grants, "release", release)
+    monkeypatch.setattr(grants, "release_parts", release_parts)
     found = campaign.Campaign(1, guests, shrink_budget=0).run(2000)
     # the C checker (audit) counts the references; the fuzzer keeps no count of its own
     assert planted(found, "invariant", "audit"), \
@@ -135,7 +135,7 @@ def test_finds_a_broken_invariant(guests, monkeypatch):
 def test_finds_in_use_bits_cleared_too_soon(guests, monkeypatch):
     """Unmapping a grant clears GTF_reading/GTF_writing even while other
     mappings of the same reference remain."""
-    monkeypatch.setattr(grants, "clear_in_use_bits", lambda table, ref: table.set_flags(
+    monkeypatch.setattr(grants.GrantTable, "reduce_status", lambda table, ref, readonly: table.set_flags(
         ref, clear_bits=gt.GTF_reading | gt.GTF_writing))
     found = campaign.Campaign(1, guests, known=REGRESSIONS, shrink_budget=0).run(4000)
     assert planted(found, "invariant", "grant-in-use-bits"), [f.signature for f in found]
@@ -257,6 +257,32 @@ def test_a_parser_hang_is_cpu_time_not_a_starved_process(monkeypatch):
     monkeypatch.setattr(xlcfg, "parse_cfg", spin)
     outcome, problem = feeders.check_input("xlcfg", given, "/nonexistent")
     assert outcome == "finding" and problem[0] == "hang" and "CPU time" in problem[1]
+
+
+def test_an_op_hang_is_cpu_time_or_a_long_stall(guests, monkeypatch):
+    """A 1M-call campaign on a loaded machine reported a guest run of 0.8
+    CPU-s as a hang (10 s of wall-clock time): an op's limit counts CPU
+    time, and wall-clock time only at STALL_FACTOR times it."""
+    import time
+
+    naps = {"s": 0.5}
+
+    def slow(vcpu, arg):
+        end = time.process_time() + naps.get("spin", 0)
+        while time.process_time() < end:
+            pass
+        time.sleep(naps["s"])
+        return 0
+    monkeypatch.setitem(xen_version.OPS, version.XENVER_changeset, slow)
+    op = ops.call_op(0, 17, [version.XENVER_changeset, 0])
+    world = session.Session(guests)
+    try:
+        assert world.perform(op, limit=0.2)[1] == []                  # a stall of 0.5 s: no hang
+        naps.update(s=0, spin=1.0)
+        _, problems = world.perform(op, limit=0.2)                       # 1 CPU-s: a hang
+        assert problems and problems[0][0] == "hang" and "CPU time" in problems[0][2], problems
+    finally:
+        world.close()
 
 
 def test_oracle_accepts_xens_continuation_echo(hypercall, guests):

@@ -140,3 +140,39 @@ def test_jobs_on_a_local_ray_instance(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
     assert "pyxenon fuzz: 1 shards" in done.stdout and "findings 0" in done.stdout
     assert any((tmp_path / "corpus").iterdir())
+
+
+class FakePool:
+    """Shards that each report 10 inputs and 30 ops, and random shards."""
+
+    jobs = 2
+
+    def __init__(self):
+        self.rounds = 0
+
+    def map(self, specs, job=None):
+        if job is not None:
+            return [{"calls": 100, "cpu": 0.5, "findings": []} for _ in specs]
+        self.rounds += 1
+        return [fake_result([bytes([self.rounds, i])], []) for i, _ in enumerate(specs)]
+
+
+def test_an_ops_budget_runs_rounds_until_it_is_spent_then_reports(tmp_path):
+    import argparse
+
+    from pyxenon.fuzz.report import final_report, measure_baseline
+
+    campaign = ScaledCampaign("hypercalls", tmp_path / "corpus", progress=lambda line: None)
+    campaign.corpus.mkdir()
+    pool = FakePool()
+    totals = campaign.run(pool, 1 << 62, 1, ops=150)
+    assert pool.rounds == 3 and totals.ops == 180      # 60 ops a round: 3 rounds reach 150
+    assert campaign.run(FakePool(), 2, 1, ops=10 ** 9) and campaign.totals.shards == 10
+    args = argparse.Namespace(seed=1, baseline=100, json=str(tmp_path / "report.json"))
+    baseline = measure_baseline(FakePool(), args, tmp_path)
+    assert baseline["calls"] == 200 and baseline["rate"] == 200
+    report = final_report(args, campaign, baseline)
+    assert "300 ops" in report and "per core: 15 ops/s, 5.0 execs/s" in report
+    assert "the random campaign, same run: 200 ops/s per core" in report
+    assert "findings: 0" in report
+    assert json.loads((tmp_path / "report.json").read_text())["ops"] == 300

@@ -54,3 +54,11 @@ def test_linux_runs_the_command_and_powers_off(linux):
     assert "\nhello from linux" in dom.console_text, dom.console_text[-3000:]
     assert "init: exit status 0" in dom.console_text
     assert dom.shutdown_reason == "poweroff" and dom.crash_report is None
+
+
+def test_linux_takes_the_fifo_event_path(linux):
+    """Linux's events_fifo.c: init_control succeeded, so every event of the
+    boot went through the FIFO queues (its event array pages are held)."""
+    dom, _ = linux
+    assert dom.events.fifo is not None and dom.events.fifo.pages
+    assert any(f.control_block is not None for f in dom.events.fifo.vcpus.values())

@@ -92,6 +92,21 @@ def test_io_without_iopl_is_gp(host, dom):
     assert "in al, 0x42" in dom.crash_report and r["rax"] == 0x1234
 
 
+@pytest.mark.parametrize("insn", [IN_AL_42, b"\xe6\x80"], ids=["in", "out"])
+def test_io_fault_is_exact_when_more_of_its_block_follows(guests, host, insn):
+    """Unicorn completes a hooked in/out and runs on to the end of its
+    block; the #GP must still leave every later register and store undone
+    (exits.c, xc_fault_in_hook)."""
+    later = b"\x48\x89\x1f" + b"\x48\xff\xc1" + b"\x48\x89\x4f\x08"  # mov [rdi],rbx; inc rcx; mov [rdi+8],rcx
+    dom = host.create(str(guests / "hello.cfg"), overrides=['on_crash="preserve"'])
+    target = scratch(dom, 2)
+    copy_to_guest(dom.vcpus[0], target, bytes(16))
+    r = run(host, dom, insn + later, rax=0x1234, rbx=0x5678, rcx=7, rdi=target)
+    assert "in al, 0x42" in dom.crash_report or "out 0x80, al" in dom.crash_report, dom.crash_report
+    assert (r["rax"], r["rcx"], r["rip"]) == (0x1234, 7, scratch(dom))
+    assert copy_from_guest(dom.vcpus[0], target, 16) == bytes(16)
+
+
 def test_io_with_iopl_reads_all_ones(host, dom):
     assert iopl(dom, 1) == 0             # Linux's xen_start_kernel asks for 1
     r = run(host, dom, IN_AL_42 + b"\x66" + IN_EAX_DX, rax=0x1234, rdx=0x61)

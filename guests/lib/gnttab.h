@@ -1,7 +1,8 @@
 /*
  * gnttab.h - grant tables v1: granting our frames (the table from
  * GNTTABOP_setup_table, mapped writable), ending grants by Xen's protocol,
- * mapping, unmapping and copying others' grants.  Linked into the guests
+ * mapping, unmapping and copying others' grants; the v2 layout and
+ * operations for the guests that switch (guests/gntv2).  Linked into the guests
  * that name lib/gnttab.o (it needs lib/mm.o).
  *
  * ABI from Xen's public grant_table.h.
@@ -18,6 +19,9 @@ typedef uint32_t grant_handle_t;
 #define GNTTABOP_unmap_grant_ref    1
 #define GNTTABOP_setup_table        2
 #define GNTTABOP_copy               5
+#define GNTTABOP_set_version        8
+#define GNTTABOP_get_status_frames  9
+#define GNTTABOP_get_version        10
 
 /* grant_entry_v1.flags */
 #define GTF_invalid         0
@@ -26,6 +30,8 @@ typedef uint32_t grant_handle_t;
 #define GTF_readonly        (1 << 2)
 #define GTF_reading         (1 << 3)    /* set by Xen while mapped/copied from */
 #define GTF_writing         (1 << 4)    /* set by Xen while mapped writable */
+#define GTF_transitive      3           /* v2: a grant passed on from another domain */
+#define GTF_sub_page        (1 << 8)    /* v2: only page_off..page_off+length, copy only */
 
 /* gnttab_map_grant_ref.flags */
 #define GNTMAP_device_map   (1 << 0)
@@ -57,6 +63,53 @@ typedef struct grant_entry_v1 {
     domid_t domid;                      /* who may use the grant */
     uint32_t frame;                     /* the granted machine frame */
 } grant_entry_v1_t;
+
+/* v2 entries (16 bytes); their in-use bits live in the status frames. */
+typedef struct grant_entry_header {
+    uint16_t flags;
+    domid_t domid;
+} grant_entry_header_t;
+
+typedef union grant_entry_v2 {
+    grant_entry_header_t hdr;
+    struct {
+        grant_entry_header_t hdr;
+        uint32_t pad0;
+        uint64_t frame;
+    } full_page;
+    struct {
+        grant_entry_header_t hdr;
+        uint16_t page_off;
+        uint16_t length;
+        uint64_t frame;
+    } sub_page;
+    struct {
+        grant_entry_header_t hdr;
+        domid_t trans_domid;
+        uint16_t pad0;
+        grant_ref_t gref;
+    } transitive;
+    uint32_t __spacer[4];
+} grant_entry_v2_t;
+
+typedef uint16_t grant_status_t;
+
+struct gnttab_set_version {
+    uint32_t version;                   /* IN: 1 or 2; OUT: the version in use */
+};
+
+struct gnttab_get_status_frames {
+    uint32_t nr_frames;                 /* IN */
+    domid_t dom;                        /* IN */
+    int16_t status;                     /* OUT */
+    uint64_t *frame_list;               /* OUT: the status frames (MFNs) */
+};
+
+struct gnttab_get_version {
+    domid_t dom;                        /* IN */
+    uint16_t pad;
+    uint32_t version;                   /* OUT */
+};
 
 struct gnttab_setup_table {
     domid_t dom;                        /* IN: DOMID_SELF */
@@ -99,6 +152,8 @@ struct gnttab_copy {
 };
 
 _Static_assert(sizeof(grant_entry_v1_t) == 8, "grant_entry_v1");
+_Static_assert(sizeof(grant_entry_v2_t) == 16, "grant_entry_v2");
+_Static_assert(sizeof(struct gnttab_get_status_frames) == 16, "gnttab_get_status_frames");
 _Static_assert(sizeof(struct gnttab_setup_table) == 24, "gnttab_setup_table");
 _Static_assert(sizeof(struct gnttab_map_grant_ref) == 32, "gnttab_map_grant_ref");
 _Static_assert(__builtin_offsetof(struct gnttab_map_grant_ref, status) == 18,

@@ -17,7 +17,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ["machine.c", "mm.c", "traps.c", "regs.c", "pagetype.c", "ptlevels.c", "audit.c", "fast.c",
-           "events.c", "mmu.c", "sched.c", "watchdog.c", "cpuid.c", "io.c", "debug.c", "time.c"]
+           "events.c", "mmu.c", "sched.c", "watchdog.c", "cpuid.c", "io.c", "debug.c", "time.c", "exits.c"]
 
 CDEF = """
 #define PGT_NONE 0
@@ -49,7 +49,7 @@ struct xc_vcpu {
     uint64_t hypercalls; uint64_t call_digest; uint64_t fault_rip;
     uint64_t gdt_mfn[14]; uint32_t gdt_frames;
     uint32_t vector; uint32_t error_code; int32_t stop; uint32_t handle;
-    uint16_t domid; uint16_t vcpu_id; uint32_t kernel_mode;
+    uint16_t domid; uint16_t vcpu_id; uint32_t kernel_mode; uint32_t evtchn_fifo;
     uint64_t event_callback; uint64_t vcpu_info_ma;
     int32_t blocked; uint32_t poll_port; uint64_t wake_at; uint64_t timer_at; uint32_t max_ports;
     int32_t domain_running;
@@ -111,7 +111,7 @@ int xc_run_chain(struct xc_machine *m, uint64_t timeout_us);
 void xc_request_flush(struct xc_machine *m);
 void xc_settle(struct xc_machine *m);
 void xc_frame_written(struct xc_machine *m, uint64_t mfn);
-int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count);
+int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t blocks);
 const char *xc_strerror(int err);
 const char *xc_reg_names(void);
 int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals);
@@ -147,6 +147,7 @@ int xc_tlb_probe(struct xc_machine *m, struct xc_vcpu *v, uint64_t va, int write
 int xc_audit(struct xc_machine *m, const uint64_t *ranges, uint32_t nr_ranges,
              const uint64_t *extra, uint64_t n_extra, struct xc_violation *out, int max);
 void xc_stop(struct xc_machine *m);
+int xc_exits_at_blocks(struct xc_machine *m);
 int xc_set_cr0(struct xc_machine *m, struct xc_vcpu *v, uint64_t cr0);
 uint64_t xc_get_cr0(struct xc_machine *m, struct xc_vcpu *v);
 uint64_t xc_host_tsc(void);

@@ -218,7 +218,7 @@ struct xc_vcpu {
     uint16_t domid;
     uint16_t vcpu_id;
     uint32_t kernel_mode; /* guest kernel (1) or guest user (0) mode */
-    uint32_t pad0;
+    uint32_t evtchn_fifo; /* its domain is on the FIFO event ABI: events.c declines */
     uint64_t event_callback; /* the guest's event callback address (0: none) */
     uint64_t vcpu_info_ma;   /* machine address of this vcpu's vcpu_info */
     int32_t blocked;      /* blocked or polling: the scheduler passes it by */
@@ -318,6 +318,13 @@ struct xc_machine {
     uint32_t tsc_mul;     /* TSC to ns: vcpu_time_info's tsc_to_system_mul */
     int32_t tsc_shift;    /* and its tsc_shift */
     uc_hook hooks[8];
+    uint8_t *no_exit_request; /* Unicorn's switch for per-access exit checks (exits.c), or NULL */
+    int exits_precise;    /* new translations check for a stop after every access */
+    int precise_users;    /* hooks that need that (breakpoints) */
+    int counting;         /* the block hook is there for counted runs (exits.c) */
+    uint64_t block_budget; /* blocks the counted run may still begin (0: not counted) */
+    int hook_fault;       /* an instruction hook faulted its instruction: hook_ctx holds the registers */
+    uc_context *hook_ctx; /* the registers at that instruction */
     struct xc_tbuf *tbuf; /* the hypercall trace buffer (perfc.h); NULL: no trace */
 };
 
@@ -385,6 +392,13 @@ int xc_due(struct xc_machine *m, uint64_t now);
 int xc_run_chain(struct xc_machine *m, uint64_t timeout_us);
 
 void xc_hook_block(uc_engine *uc, uint64_t address, uint32_t size, void *data);
+/* exits.c */
+void xc_exits_init(struct xc_machine *m);
+void xc_exits_precise(struct xc_machine *m, int delta);
+void xc_exits_settle(struct xc_machine *m, int counting);
+int xc_exits_at_blocks(struct xc_machine *m);
+void xc_fault_in_hook(struct xc_machine *m, uint32_t vector, uint32_t error_code);
+void xc_fault_in_hook_done(struct xc_machine *m);
 void xc_end_run_at_block(struct xc_machine *m);
 /* watchdog.c */
 int xc_watchdog_start(struct xc_machine *m);

@@ -96,18 +96,14 @@ void xc_cpuid(struct xc_machine *m, uint32_t leaf, uint32_t subleaf, uint32_t *r
  * With CPUID faulting on, cpuid outside guest kernel mode is a #GP(0):
  * x86_emulate's cpuid case reads MSR_INTEL_MISC_FEATURES_ENABLES unless at
  * ring 0, and Xen's PV read_segment gives a guest kernel's SS DPL 0
- * (pv/emul-priv-op.c).  Unicorn completes the instruction after this hook,
- * so the fault is reported at the cpuid's own rip.
+ * (pv/emul-priv-op.c), delivered at the cpuid itself (exits.c).
  */
-static int cpuid_faults(uc_engine *uc, struct xc_vcpu *v)
+static int cpuid_faults(struct xc_machine *m)
 {
+    struct xc_vcpu *v = m->current;
     if (!v || !v->cpuid_faulting || v->kernel_mode)
         return 0;
-    uc_reg_read(uc, UC_X86_REG_RIP, &v->fault_rip);
-    v->vector = 13;
-    v->error_code = 0;
-    v->stop = XC_STOP_EXCEPTION;
-    uc_emu_stop(uc);
+    xc_fault_in_hook(m, 13, 0);
     return 1;
 }
 
@@ -116,7 +112,7 @@ int xc_hook_cpuid(uc_engine *uc, void *data)
 {
     uint64_t rax = 0, rcx = 0;
     uint32_t r[4];
-    if (cpuid_faults(uc, ((struct xc_machine *)data)->current))
+    if (cpuid_faults(data))
         return 1;
     uc_reg_read(uc, UC_X86_REG_RAX, &rax);
     uc_reg_read(uc, UC_X86_REG_RCX, &rcx);

@@ -277,6 +277,7 @@ static struct xc_dbg_point *insert(struct xc_machine *m, struct xc_vcpu *v, int 
         free(p);
         return NULL;
     }
+    xc_exits_precise(m, 1);      /* its stops come before the next instruction */
     drop_translations(m);
     return p;
 }
@@ -304,6 +305,7 @@ void xc_dbg_remove(struct xc_machine *m, struct xc_dbg_point *p)
 {
     uc_hook_del(m->uc, p->hook);
     free(p);
+    xc_exits_precise(m, -1);
     drop_translations(m);
 }
 

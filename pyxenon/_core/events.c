@@ -4,7 +4,9 @@
  * makes per message), and EVTCHNOP_unmask.  hypervisor/events.py and
  * hypercalls/sched_op.py implement the same semantics and handle every
  * other case: these return 0 ("not handled") before changing anything
- * whenever the case is not the plain one.
+ * whenever the case is not the plain one.  They know the 2-level ABI
+ * only: a domain on FIFO event channels (xc_vcpu.evtchn_fifo, set by
+ * hypervisor/events.py set_port_ops) is always Python's.
  */
 #include <errno.h>
 #include "core.h"
@@ -74,7 +76,8 @@ int xc_fast_evtchn_send(struct xc_machine *m, struct xc_vcpu *v, uint64_t arg, i
     if (xc_copy_from_guest(m, v, &port, arg, sizeof(port)) || port >= v->nr_links)
         return 0;
     l = &v->links[port];
-    if (!l->peer || (l->peer->blocked && l->peer->poll_port == XC_POLL_SET))
+    if (!l->peer || l->peer->evtchn_fifo ||
+        (l->peer->blocked && l->peer->poll_port == XC_POLL_SET))
         return 0;
     set_pending(m, l);
     *rc = 0;
@@ -87,7 +90,7 @@ int xc_fast_poll(struct xc_machine *m, struct xc_vcpu *v, uint64_t arg, int64_t 
 {
     struct sched_poll poll;
     uint32_t port;
-    if (xc_copy_from_guest(m, v, &poll, arg, sizeof(poll)) || poll.nr_ports != 1 ||
+    if (v->evtchn_fifo || xc_copy_from_guest(m, v, &poll, arg, sizeof(poll)) || poll.nr_ports != 1 ||
         xc_copy_from_guest(m, v, &port, poll.ports, sizeof(port)) ||
         port == 0 || port >= v->nr_links)
         return 0;
@@ -106,7 +109,7 @@ int xc_fast_poll(struct xc_machine *m, struct xc_vcpu *v, uint64_t arg, int64_t 
 int xc_fast_evtchn_unmask(struct xc_machine *m, struct xc_vcpu *v, uint64_t arg, int64_t *rc)
 {
     uint32_t port;
-    if (!v->max_ports || xc_copy_from_guest(m, v, &port, arg, sizeof(port)))
+    if (!v->max_ports || v->evtchn_fifo || xc_copy_from_guest(m, v, &port, arg, sizeof(port)))
         return 0;
     *rc = 0;
     if (port == 0 || port >= v->max_ports) {

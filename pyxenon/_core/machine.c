@@ -251,8 +251,6 @@ static int add_hooks(struct xc_machine *m)
         return -1;
     if (uc_hook_add(uc, &m->hooks[6], UC_HOOK_INSN, xc_hook_cpuid, m, 1, 0, UC_X86_INS_CPUID))
         return -1;
-    if (uc_hook_add(uc, &m->hooks[7], UC_HOOK_BLOCK, xc_hook_block, m, 1, 0))
-        return -1;
     return uc_hook_add(uc, &m->hooks[4], UC_HOOK_INSN, xc_hook_out, m, 1, 0, UC_X86_INS_OUT) ? -1 : 0;
 }
 
@@ -312,6 +310,7 @@ struct xc_machine *xc_machine_new(uint64_t nr_frames, uint64_t hv_frames)
         xc_machine_free(m);
         return NULL;
     }
+    xc_exits_init(m);
     return m;
 }
 
@@ -323,6 +322,8 @@ void xc_machine_free(struct xc_machine *m)
         xc_watchdog_stop(m);
     if (m->ring3)
         uc_context_free(m->ring3);
+    if (m->hook_ctx)
+        uc_context_free(m->hook_ctx);
     xc_shadow_enable(m, 0);      /* the checker's TLB shadow (audit.c), if it was on */
     if (m->uc)
         uc_close(m->uc);
@@ -547,8 +548,12 @@ static int left_ring3(struct xc_machine *m)
     return 1;
 }
 
-/* Run the current vcpu from its rip until a stop, a timeout or count insns. */
-int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count)
+/* Run the current vcpu from its rip until a stop, a timeout or `blocks`
+ * translated blocks (0: no limit).  A count of blocks, not instructions,
+ * is as reproducible (the same code, entered at the same places, makes the
+ * same blocks) and costs a block hook, where Unicorn's count of
+ * instructions costs a hook on every instruction. */
+int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t blocks)
 {
     uint64_t rip;
     int err;
@@ -560,9 +565,13 @@ int xc_run(struct xc_machine *m, uint64_t timeout_us, uint64_t count)
         flush_tlb(m);
     }
     uc_reg_read(m->uc, UC_X86_REG_RIP, &rip);
+    xc_exits_settle(m, blocks > 0);
+    m->block_budget = blocks;
     xc_watchdog_arm(m, timeout_us);
-    err = uc_emu_start(m->uc, rip, XC_NEVER, 0, count);
+    err = uc_emu_start(m->uc, rip, XC_NEVER, 0, 0);
+    m->block_budget = 0;
     xc_watchdog_disarm(m);
+    xc_fault_in_hook_done(m);
     if (m->tlb_fills > 2 * m->tlb_size)
         tlb_flushed(m);      /* thrashing: let the engine's TLB grow */
     if (m->current->stop == XC_STOP_EXCEPTION) {

@@ -243,6 +243,8 @@ bool xc_tlb_fill(uc_engine *uc, uint64_t va, uc_mem_type type,
 {
     struct xc_machine *m = data;
     int mapped;
+    if (m->hook_fault)
+        return false;      /* the run ends at an instruction that faulted (exits.c) */
     if ((uint64_t)((int64_t)(va << 16) >> 16) != va) {
         note_fault(m, 13, va, 0);   /* non-canonical: #GP(0), not #PF */
         if (m->current)             /* or #SS(0) through SS: hypervisor/faults.py */

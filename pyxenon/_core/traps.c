@@ -339,19 +339,11 @@ void xc_raise(struct xc_machine *m, uint32_t vector, uint32_t error_code)
 /*
  * in/out: emulated as Xen's PV emulation does (io.c); a port the guest may
  * not touch is a #GP.  Unicorn does not fault them at ring 3 and completes
- * the instruction after this hook, so on a fault keep the register
- * unchanged and report the fault at the instruction's own rip.
+ * the instruction after this hook: xc_fault_in_hook (exits.c) undoes it.
  */
 static void io_fault(uc_engine *uc, struct xc_machine *m)
 {
-    struct xc_vcpu *v = m->current;
-    if (!v)
-        return;
-    uc_reg_read(uc, UC_X86_REG_RIP, &v->fault_rip);
-    v->vector = 13;
-    v->error_code = 0;
-    v->stop = XC_STOP_EXCEPTION;
-    uc_emu_stop(uc);
+    xc_fault_in_hook(m, 13, 0);
 }
 
 uint32_t xc_hook_in(uc_engine *uc, uint32_t port, int size, void *data)

@@ -67,26 +67,37 @@ static void check_deadline(struct xc_machine *m)
     uint64_t deadline = __atomic_load_n(&m->deadline_ns, __ATOMIC_ACQUIRE);
     if (deadline && now_ns() >= deadline &&
         __atomic_compare_exchange_n(&m->stopped_gen, &(uint64_t){gen - 1}, gen, 0,
-                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-        __atomic_store_n(&m->preempt_gen, gen, __ATOMIC_RELEASE);
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        if (xc_exits_at_blocks(m))
+            uc_emu_stop(m->uc);   /* lands at a block start (exits.c) */
+        else
+            __atomic_store_n(&m->preempt_gen, gen, __ATOMIC_RELEASE);
+    }
 }
 
 /* End the current run at the next block boundary (the engine's own thread,
  * inside an instruction, where uc_emu_stop would restart it). */
 void xc_end_run_at_block(struct xc_machine *m)
 {
+    if (xc_exits_at_blocks(m)) {
+        uc_emu_stop(m->uc);
+        return;
+    }
     __atomic_store_n(&m->preempt_gen, __atomic_load_n(&m->run_gen, __ATOMIC_RELAXED),
                      __ATOMIC_RELEASE);
 }
 
-/* UC_HOOK_BLOCK: the watchdog (or xc_end_run_at_block) asked to end this run. */
+/* UC_HOOK_BLOCK: a counted run's budget of blocks is spent, or the watchdog
+ * (or xc_end_run_at_block) asked to end this run. */
 void xc_hook_block(uc_engine *uc, uint64_t address, uint32_t size, void *data)
 {
     struct xc_machine *m = data;
     uint64_t gen = __atomic_load_n(&m->preempt_gen, __ATOMIC_ACQUIRE);
     (void)address;
     (void)size;
-    if (gen && gen == __atomic_load_n(&m->run_gen, __ATOMIC_RELAXED))   /* runs count from 1 */
+    if (m->block_budget && --m->block_budget == 0)
+        uc_emu_stop(uc);
+    else if (gen && gen == __atomic_load_n(&m->run_gen, __ATOMIC_RELAXED))   /* runs count from 1 */
         uc_emu_stop(uc);
 }
 

@@ -16,14 +16,14 @@ turned into I/O on the disk's thread (blkio.Worker):
   reconnects ("Frontend provided bogus ring requests", __do_block_io_op).
 
 Data moves by grant: each granted frame is checked by the hypervisor's
-grant code (grants.backend_frame) when it is copied -- for a read, again
+grant code (grants_copy.backend_frame) when it is copied -- for a read, again
 when the data comes back, so a grant ended meanwhile fails the request
 rather than landing in a frame no longer the disk's.  Only the ring page is
-held mapped (grants.backend_map), as Linux's backend maps its ring.
+held mapped (grants_copy.backend_map), as Linux's backend maps its ring.
 """
 import struct
 
-from pyxenon.hypervisor import grants
+from pyxenon.hypervisor import grants, grants_copy
 from pyxenon.public import blkif as b
 
 from . import blkio
@@ -113,7 +113,7 @@ class Blkback(XenbusBackend):
 
     def _map_ring(self, ref, port):
         try:
-            self.ring_handle, mfn = grants.backend_map(self.domain, ref)
+            self.ring_handle, mfn = grants_copy.backend_map(self.domain, ref)
         except grants.GrantError as err:
             raise DeviceError("EINVAL", f"mapping ring-ref {ref} port {port} "
                               f"(grant status {err.status})") from None
@@ -127,7 +127,7 @@ class Blkback(XenbusBackend):
         self.generation += 1
         self.close_port()
         if self.ring_handle is not None:
-            grants.backend_unmap(self.domain.machine, self.ring_handle)
+            grants_copy.backend_unmap(self.domain.machine, self.ring_handle)
             self.ring_handle = None
         self.ring, self.halted = None, None
 
@@ -199,8 +199,10 @@ class Blkback(XenbusBackend):
             raise BadRequest("sectors out of range")
 
     def frame(self, ref, write):
+        """A segment's frame, checked as blkback's grant map checks it
+        (a whole-page grant: no sub-page or transitive one)."""
         try:
-            return grants.backend_frame(self.domain, ref, write)
+            return grants_copy.backend_frame(self.domain, ref, write, mapped=True)
         except grants.GrantError:
             raise BadRequest(f"grant {ref} not usable") from None
 
@@ -346,7 +348,7 @@ def indirect_segments(domain, refs, nseg):
     found = []
     for page in range(pages):
         try:
-            mfn = grants.backend_frame(domain, refs[page], write=False)
+            mfn = grants_copy.backend_frame(domain, refs[page], write=False, mapped=True)
         except grants.GrantError:
             raise BadRequest(f"indirect grant {refs[page]} not usable") from None
         count = min(SEGS_PER_INDIRECT_FRAME, nseg - page * SEGS_PER_INDIRECT_FRAME)

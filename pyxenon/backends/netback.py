@@ -9,7 +9,7 @@ Ethernet header is answered NETIF_RSP_ERROR; a slot crossing its page, a
 later slot bigger than what is left of the frame, more than
 XEN_NETBK_LEGACY_SLOTS_MAX slots, or a chain past req_prod is a fatal
 error: the vif stops (xenvif_fatal_tx_err), as does a producer index a ring
-ahead.  Every slot's grant is checked (grants.backend_frame) as it is
+ahead.  Every slot's grant is checked (grants_copy.backend_frame) as it is
 copied; an unusable one fails its frame.
 
 rx (bridge -> guest): the frontend posts granted pages on the rx ring; a
@@ -19,7 +19,7 @@ the frame is dropped and counted.
 """
 import struct
 
-from pyxenon.hypervisor import grants
+from pyxenon.hypervisor import grants, grants_copy
 from pyxenon.public import netif as n
 
 from .ring import BackRing, RingOverflow
@@ -94,7 +94,7 @@ class Netback(XenbusBackend):
 
     def _map(self, ref, entry):
         try:
-            handle, mfn = grants.backend_map(self.domain, ref)
+            handle, mfn = grants_copy.backend_map(self.domain, ref)
         except grants.GrantError as err:
             raise DeviceError("EINVAL", f"mapping ring-ref {ref} (grant status "
                               f"{err.status})") from None
@@ -107,7 +107,7 @@ class Netback(XenbusBackend):
         self.bridge.detach(self)
         self.close_port()
         for handle in self.handles:
-            grants.backend_unmap(self.domain.machine, handle)
+            grants_copy.backend_unmap(self.domain.machine, handle)
         self.handles, self.tx, self.rx, self.disabled = [], None, None, None
 
     def notify(self, ring):
@@ -192,7 +192,7 @@ class Netback(XenbusBackend):
             if offset + size > PAGE:
                 raise FatalTx(f"cross page boundary, txreq.offset: {offset}, size: {size}")
             try:
-                mfn = grants.backend_frame(self.domain, gref, write=False)
+                mfn = grants_copy.backend_frame(self.domain, gref, False, offset, size)
             except grants.GrantError:
                 raise BadFrame(f"grant {gref}") from None
             start = mfn * PAGE + offset
@@ -225,7 +225,7 @@ class Netback(XenbusBackend):
 
     def copy_in(self, gref, frame):
         try:
-            mfn = grants.backend_frame(self.domain, gref, write=True)
+            mfn = grants_copy.backend_frame(self.domain, gref, True, 0, len(frame))
         except grants.GrantError:
             return n.NETIF_RSP_ERROR
         machine = self.domain.machine

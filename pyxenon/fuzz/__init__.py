@@ -23,7 +23,8 @@ The hypercall campaign (host-driven)
     After every call: the result is an int64 that is a valid result or
     -errno (pyxenon.public.errno); no domain crashed with "hypervisor error"
     (dispatch's net for handler bugs); nothing raised in the C-to-Python
-    callback; nothing took longer than CALL_LIMIT seconds; and the
+    callback; nothing took longer than CALL_LIMIT seconds of CPU time (or
+    STALL_FACTOR times that of wall-clock time); and the
     invariants hold (oracle.py, over the C checker hypervisor/audit.py, and
     policy_oracle.py): page tables are never writable,
     every present entry of a validated table names a frame the domain owns
@@ -51,7 +52,10 @@ The parser campaign
     load_cfg, overrides), the policy file (parse_policy, load_policy), the
     XenStore wire protocol (requests through a ring page and XenStore's
     on_event, and the host API), and the daemon's socket protocol
-    (protocol.decode, daemon.check_request, Connection.pop).  Each input must
+    (protocol.decode, daemon.check_request, Connection.pop), and the GDB
+    stub (a client's bytes to gdbserver/gdbstub serving a held domain:
+    replies well framed, buffers bounded, refused writes writing nothing,
+    the hypervisor's state whole).  Each input must
     be accepted or refused with the module's error type (UserInputError with
     one line for files; XenStoreError, ValueError, RequestError,
     ToolstackError for the others; nothing at all out of XenStore.on_event)
@@ -61,5 +65,6 @@ Modules: common (limits, findings), ops, world, structs and values (what
 arguments are drawn from), families/ (one generator module per hypercall
 family), recipes, generator, oracle and policy_oracle, session (apply,
 check, replay, shrink), campaign, records (saved findings), parsers/ (the
-parser targets and their campaign), cli.
+parser targets and their campaign), cli; targets, engine, shard, scale and
+report (coverage-guided campaigns).
 """

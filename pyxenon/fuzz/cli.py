@@ -44,12 +44,17 @@ def add_engine_options(g):
                    help="a coverage-guided campaign (atheris) instead of the random one")
     g.add_argument("--target", default="hypercalls",
                    help="hypercalls, or a parser: elf, xlcfg, policy, protocol, xenstore, "
-                        "xenstored-socket")
+                        "xenstored-socket, gdb")
     g.add_argument("--corpus", metavar="DIR",
                    help="the shared corpus (default: ~/.cache/pyxenon/fuzz-corpus/TARGET)")
     g.add_argument("--jobs", type=int, default=1, metavar="N", help="shards run at once")
-    g.add_argument("--rounds", type=int, default=1, metavar="R",
-                   help="rounds of shards; the corpus is merged after each")
+    g.add_argument("--rounds", type=int, default=None, metavar="R",
+                   help="rounds of shards; the corpus is merged after each (default 1, "
+                        "or as many as --ops needs)")
+    g.add_argument("--ops", type=int, default=0, metavar="N",
+                   help="rounds until the shards have run N ops")
+    g.add_argument("--baseline", type=int, default=0, metavar="N",
+                   help="first run N random hypercalls per job, for their rate per core")
     g.add_argument("--max-time", type=int, default=60, metavar="S", help="seconds per shard")
     g.add_argument("--runs", type=int, default=-1, metavar="N", help="inputs per shard")
     g.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",

@@ -5,6 +5,7 @@ import contextlib
 import dataclasses
 import os
 import pathlib
+import _signal
 import re
 import signal
 import sys
@@ -18,7 +19,8 @@ PAGE = 4096
 MASK64 = (1 << 64) - 1
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
-CALL_LIMIT = 10.0         # seconds one op may take: more is a hang
+CALL_LIMIT = 10.0         # CPU seconds one op may take: more is a hang
+STALL_FACTOR = 10         # or this many times the limit in wall-clock time (an op blocked)
 SLOW_CALL = 1.0           # seconds after which a call is listed as slow
 HANG_REPLAY_LIMIT = 3.0   # seconds: replaying a saved hang need not wait CALL_LIMIT
 PARSE_LIMIT = 5.0         # seconds one parser input may take
@@ -76,13 +78,16 @@ def time_limit(seconds, cpu=False):
 
     def expire(signum, frame):
         raise Hang(f"still running after {seconds} s{what}")
-    previous = signal.signal(signum, expire)
+    # _signal's own signal(): the signal module's wrapper converts numbers
+    # and handlers to enums and back, a few percent of a campaign's time
+    # (this runs twice per op)
+    previous = _signal.signal(signum, expire)
     signal.setitimer(which, seconds)
     try:
         yield
     finally:
         signal.setitimer(which, 0)
-        signal.signal(signum, previous)
+        _signal.signal(signum, previous)
 
 
 @contextlib.contextmanager

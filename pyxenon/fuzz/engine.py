@@ -35,6 +35,7 @@ import tempfile
 # parser targets the host side.
 HYPERVISOR = ["pyxenon.hypervisor", "pyxenon.hypercalls", "pyxenon._core"]
 HOST_SIDE = ["pyxenon.toolstack", "pyxenon.backends", "pyxenon.errors"]
+EXTRA_COVERAGE = {"gdb": ["pyxenon.hypervisor.debugger"]}   # the stub's half in the hypervisor
 # Imported under instrumentation before the first input: the feeders import
 # these only when called.
 TARGET_MODULES = ("pyxenon.toolstack.xennotes", "pyxenon.toolstack.elfimage",
@@ -42,7 +43,9 @@ TARGET_MODULES = ("pyxenon.toolstack.xennotes", "pyxenon.toolstack.elfimage",
                   "pyxenon.toolstack.xlcfg", "pyxenon.toolstack.policy",
                   "pyxenon.toolstack.daemon", "pyxenon.toolstack.protocol",
                   "pyxenon.toolstack.host", "pyxenon.backends.xenstore",
-                  "pyxenon.toolstack.xenstored_socket")
+                  "pyxenon.toolstack.xenstored_socket", "pyxenon.toolstack.gdbpacket",
+                  "pyxenon.toolstack.gdbstub", "pyxenon.toolstack.gdbserver",
+                  "pyxenon.hypervisor.debugger")
 EXIT_USAGE = 2
 
 
@@ -73,7 +76,7 @@ def import_targets(atheris, target):
     named in exclude)."""
     import importlib
 
-    wanted = HYPERVISOR if target == "hypercalls" else HOST_SIDE
+    wanted = HYPERVISOR if target == "hypercalls" else HOST_SIDE + EXTRA_COVERAGE.get(target, [])
     exclude = [name for name in pyxenon_modules()
                if not any(name == w or name.startswith(w + ".") for w in wanted)]
     with atheris.instrument_imports(include=["pyxenon"], exclude=exclude):

@@ -12,6 +12,7 @@ import struct
 from pyxenon._core import ffi
 from pyxenon.hypervisor import audit, mm
 from pyxenon.hypervisor.machine import EXTRA_FRAMES
+from pyxenon.hypervisor.audit import OWNER_XEN
 from pyxenon.public import grant_table as gt, xen
 
 from .common import PAGE
@@ -75,13 +76,16 @@ class DomainView:
         return [(mfn, kind) for mfn in found if mm.L1 <= (kind := self.type_of(mfn)) <= mm.L4]
 
     def strangers(self):
-        """The first frame of the range another owner holds (or none)."""
+        """The first frame of the range another owner holds (or none): the
+        v2 status frames a table has not populated are Xen's."""
         owners = self.rows[OWNER_AT::ROW.size], self.rows[OWNER_AT + 1::ROW.size]
         domid = self.dom.domid
         if owners == (bytes([domid & 0xFF]) * len(owners[0]), bytes([domid >> 8]) * len(owners[0])):
             return []
-        return [next(self.first + i for i, (lo, hi) in enumerate(zip(*owners))
-                     if lo | hi << 8 != domid)]
+        table = self.dom.grant_table
+        xens = {table.status_mfn(i) for i in range(table.nr_status_frames, table.max_status_frames)}
+        return [self.first + i for i, (lo, hi) in enumerate(zip(*owners))
+                if lo | hi << 8 != (OWNER_XEN if self.first + i in xens else domid)][:1]
 
     def problem(self, rule, text):
         self.problems.append((rule, f"d{self.dom.domid} ({self.dom.name}): {text}"))
@@ -103,8 +107,8 @@ class Invariants:
         The domains with problems are left in self.failing."""
         self.failing = set()
         grant_index = self.grant_index()
-        grant_key = tuple(sorted((ma, g.domid, m.granter.domid, m.ref, m.mfn, m.readonly)
-                                 for ma, (g, m) in grant_index.items()))
+        grant_key = tuple(sorted((mapping_key(g, h, m), g.domid, m.granter.domid, m.ref, m.mfn,
+                                  m.readonly) for g, h, m in self.mappings()))
         problems = self.check_events() + self.check_grants(set(self.grant_key), set(grant_key))
         # The C checker (hypervisor/audit.py): counts, types, reachability, the TLB.
         problems += [("audit", text) for text in audit.findings(self.world.machine)]
@@ -140,13 +144,15 @@ class Invariants:
         return (rows, table_pages(machine, tables), others, view.problems,
                 {mfn: (level, table_bytes(machine, mfn)) for mfn, level in tables})
 
-    def grant_index(self):
-        """pte machine address -> (grantee, Mapping), over every live domain."""
-        index = {}
+    def mappings(self):
+        """(grantee, handle, Mapping) over every live domain."""
         for dom in self.world.live():
-            for mapping in dom.grant_table.maptrack.values():
-                index[mapping.pte_ma] = (dom, mapping)
-        return index
+            for handle, mapping in dom.grant_table.maptrack.items():
+                yield dom, handle, mapping
+
+    def grant_index(self):
+        """pte machine address -> (grantee, Mapping) of each host mapping."""
+        return {m.pte_ma: (dom, m) for dom, _, m in self.mappings() if m.pte_ma is not None}
 
     def check_grants(self, before, now):
         """Every mapping; and the in-use bits Xen owes the granter's entry
@@ -161,7 +167,7 @@ class Invariants:
             for handle, m in dom.grant_table.maptrack.items():
                 ref = (m.granter.domid, m.ref)
                 flags[ref] = m.granter.grant_table.read_entry(m.ref)[0]
-                owed = wanted_bits(m) if m.pte_ma in added else \
+                owed = wanted_bits(m) if mapping_key(dom, handle, m) in added else \
                     wanted_bits(m) & self.grant_flags.get(ref, 0) if ref in ended else 0
                 problems += self.note(dom, grant_problems(self.world, dom, handle, m, owed))
         self.grant_flags = flags
@@ -186,7 +192,8 @@ def table_pages(machine, tables):
 TABLE_WRITERS = (xen.HYPERVISOR_mmu_update, xen.HYPERVISOR_update_va_mapping,
                  xen.HYPERVISOR_update_va_mapping_otherdomain, xen.HYPERVISOR_mmuext_op,
                  xen.HYPERVISOR_multicall)
-GRANT_TABLE_WRITERS = (gt.GNTTABOP_map_grant_ref, gt.GNTTABOP_unmap_grant_ref)
+GRANT_TABLE_WRITERS = (gt.GNTTABOP_map_grant_ref, gt.GNTTABOP_unmap_grant_ref,
+                       gt.GNTTABOP_unmap_and_replace)
 AD_BITS = mm.ACCESSED | mm.DIRTY
 
 
@@ -233,6 +240,11 @@ def check_frames(view, tables):
             check_grant_ptes(view, mfn)
 
 
+def mapping_key(grantee, handle, m):
+    """A mapping's PTE address; a device mapping (no PTE) its own negative key."""
+    return m.pte_ma if m.pte_ma is not None else -1 - (grantee.domid << 32 | handle)
+
+
 def check_ownership(view):
     for mfn in view.strangers():
         view.problem("mm-owner", f"frame {mfn:#x} of the domain's range is owned by "
@@ -254,14 +266,20 @@ def check_xen_pages(view):
 
 def check_grant_ptes(view, table):
     """Every grant PTE of an L1 (the C checker follows maptrack to the PTE;
-    this goes the other way)."""
-    entries = ENTRIES.unpack_from(view.world.machine.mem, table * PAGE)
-    for i, e in enumerate(entries):
+    this goes the other way).  The candidates, entries with the grant bit,
+    are found at C speed in the column of the bytes that hold it."""
+    mem = view.world.machine.mem
+    column = bytes(mem[table * PAGE + GNTTAB_BYTE:(table + 1) * PAGE:8]).translate(GNTTAB_SET)
+    for found in NONZERO.finditer(column):
+        i = found.start()
+        e = int.from_bytes(mem[table * PAGE + i * 8:table * PAGE + i * 8 + 8], "little")
         if e & GRANT_PTE == GRANT_PTE:
             check_grant_pte(view, table, i, e)
 
 
 GRANT_PTE = mm.PRESENT | mm.GNTTAB
+GNTTAB_BYTE = (mm.GNTTAB.bit_length() - 1) // 8           # the entry's byte with the grant bit
+GNTTAB_SET = bytes(1 if i & (mm.GNTTAB >> 8 * GNTTAB_BYTE) else 0 for i in range(256))
 
 
 def check_grant_pte(view, table, index, entry):

@@ -36,8 +36,10 @@ def in_use_shown(grantee, m, owed):
 def under_vcpu_info(granter, ref):
     """Did the granter put a vcpu_info over this grant entry?  (Then Xen's
     event bits land in the entry: the granter's own doing.)"""
-    entry = granter.grant_table.entry_offset(ref)
-    return any(v.core.vcpu_info_ma - 8 < entry < v.core.vcpu_info_ma + 64 for v in granter.vcpus)
+    table = granter.grant_table
+    places = (table.entry_offset(ref), table.status_offset(ref))
+    return any(v.core.vcpu_info_ma - 16 < at < v.core.vcpu_info_ma + 64
+               for v in granter.vcpus for at in places)
 
 
 def grant_policy_problems(world, grantee, m, where):

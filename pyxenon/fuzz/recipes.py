@@ -13,16 +13,16 @@ from .ops import call_op, store_op, touch_op
 from .world import SCRATCH_PAGES, SLOTS
 
 
-def recipe_grant_map(m, slot):
-    """A granter writes a grant entry; the grantee unmaps a page and maps the grant there."""
+def recipe_grant_map(m, slot, granter_slot=None):
+    """A granter writes a grant entry; the grantee unmaps a page and maps
+    the grant there.  Returns that address (for an unmap to name)."""
     world = m.world
-    granter_slot = m.rng.randrange(len(SLOTS))
+    granter_slot = m.rng.randrange(len(SLOTS)) if granter_slot is None else granter_slot
     granter, grantee = world.domain(granter_slot), world.domain(slot)
     ref = m.rng.randrange(16)
     frame = m.scratch_frame(granter)[1] if m.chance(0.7) else m.mfn(granter)
     flags = gt.GTF_permit_access | (gt.GTF_readonly if m.chance(0.3) else 0)
-    entry = struct.pack("<HHI", flags, grantee.domid, frame & 0xFFFFFFFF)
-    yield store_op(granter_slot, granter.grant_table.first_mfn, ref * 8, entry)
+    yield grant_entry_store(m, granter_slot, granter, ref, flags, grantee.domid, frame)
     va = m.scratch_frame(grantee)[0]
     yield call_op(slot, xen.HYPERVISOR_update_va_mapping, [va, 0, xen.UVMF_INVLPG])
     grantee = world.domain(slot)
@@ -33,13 +33,32 @@ def recipe_grant_map(m, slot):
                   dom=granter.domid)
     yield m.buffer_call(grantee, slot, xen.HYPERVISOR_grant_table_op,
                         (gt.GNTTABOP_map_grant_ref,), data=op, tail=(1,))
+    return va
+
+
+def grant_entry_store(m, slot, granter, ref, flags, domid, frame):
+    """The granter's store of one entry in its table's layout: v1, or v2
+    (now and then a sub-page or transitive grant, which maps refuse)."""
+    table = granter.grant_table
+    if table.version == 1:
+        return store_op(slot, table.first_mfn, ref * 8, struct.pack("<HHI", flags, domid, frame & 0xFFFFFFFF))
+    roll = m.rng.random()
+    if roll < 0.15:
+        mid = m.rng.choice((0, 8, 4095)) | m.rng.choice((8, 4088, 4096)) << 16
+        flags |= gt.GTF_sub_page
+    elif roll < 0.25:
+        flags = flags & ~gt.GTF_type_mask | gt.GTF_transitive
+        mid, frame = m.domid(granter), m.rng.randrange(16)
+    else:
+        mid = 0
+    entry = struct.pack("<HHIQ", flags, domid, mid & 0xFFFFFFFF, frame)
+    return store_op(slot, table.first_mfn, ref * 16, entry)
 
 
 def recipe_grant_map_twice(m, slot):
     """One grant mapped twice, then one mapping ended: the in-use bits Xen
     keeps in the granter's entry must stay while the other one lives."""
-    for op in recipe_grant_map(m, slot):
-        yield op
+    first_va = yield from recipe_grant_map(m, slot)
     dom = m.world.domain(slot)
     if dom is None or not dom.grant_table.maptrack:
         return
@@ -57,9 +76,37 @@ def recipe_grant_map_twice(m, slot):
                         data=op, tail=(1,))
     dom = m.world.domain(slot)
     if dom is not None and handle in dom.grant_table.maptrack:
-        op = m.struct(dom, gt.gnttab_unmap_grant_ref, handle=handle, host_addr=0)
+        # Xen's unmap undoes the host mapping it is given the address of
+        op = m.struct(dom, gt.gnttab_unmap_grant_ref, handle=handle, host_addr=first_va or 0,
+                      dev_bus_addr=0)
         yield m.buffer_call(dom, slot, xen.HYPERVISOR_grant_table_op,
                             (gt.GNTTABOP_unmap_grant_ref,), data=op, tail=(1,))
+
+
+def recipe_grant_v2(m, slot):
+    """A granter switches to v2 (or back), then grants and is mapped, or
+    is copied from (a sub-page or transitive entry reaches only a copy)."""
+    granter_slot = m.rng.randrange(len(SLOTS))
+    granter = m.world.domain(granter_slot)
+    version = struct.pack("<I", 2 if m.chance(0.85) else 1)
+    yield m.buffer_call(granter, granter_slot, xen.HYPERVISOR_grant_table_op,
+                        (gt.GNTTABOP_set_version,), data=version, tail=(1,))
+    if m.chance(0.5):
+        yield from recipe_grant_map(m, slot, granter_slot)
+        return
+    granter, grantee = m.world.domain(granter_slot), m.world.domain(slot)
+    ref = m.rng.randrange(16)
+    flags = gt.GTF_permit_access | (gt.GTF_readonly if m.chance(0.3) else 0)
+    yield grant_entry_store(m, granter_slot, granter, ref, flags, grantee.domid,
+                            m.scratch_frame(granter)[1])
+    grantee = m.world.domain(slot)
+    if grantee is None:
+        return
+    src = struct.pack("<QHH4x", ref, granter.domid, m.rng.choice((0, 8, 100)))
+    dst = struct.pack("<QHH4x", m.scratch_frame(grantee)[1], xen.DOMID_SELF, 0)
+    op = src + dst + struct.pack("<HHh2x", m.rng.choice((8, 40, 4096)), gt.GNTCOPY_source_gref, 0)
+    yield m.buffer_call(grantee, slot, xen.HYPERVISOR_grant_table_op, (gt.GNTTABOP_copy,),
+                        data=op, tail=(1,))
 
 
 def recipe_grant_unmap(m, slot):
@@ -67,8 +114,12 @@ def recipe_grant_unmap(m, slot):
     if not dom.grant_table.maptrack:
         return
     handle = m.rng.choice(sorted(dom.grant_table.maptrack))
-    host_addr = 0 if m.chance(0.7) else m.va(dom)
-    op = m.struct(dom, gt.gnttab_unmap_grant_ref, handle=handle, host_addr=host_addr)
+    mapping = dom.grant_table.maptrack[handle]
+    # Xen's unmap undoes only the parts it is given an address for
+    host_addr = m.rng.choice((0, m.va(dom), mapping.pte_ma or 0))
+    bus = m.rng.choice((0, mapping.mfn << 12, m.integer()))
+    op = m.struct(dom, gt.gnttab_unmap_grant_ref, handle=handle, host_addr=host_addr,
+                  dev_bus_addr=bus)
     yield m.buffer_call(dom, slot, xen.HYPERVISOR_grant_table_op,
                         (gt.GNTTABOP_unmap_grant_ref,), data=op, tail=(1,))
 
@@ -96,6 +147,33 @@ def recipe_evtchn_connect(m, slot):
         send = struct.pack("<I", local)
         yield m.buffer_call(b, other_slot, xen.HYPERVISOR_event_channel_op,
                             (m.rng.choice((ev.EVTCHNOP_send, ev.EVTCHNOP_close)),), data=send)
+
+
+def recipe_fifo(m, slot):
+    """The FIFO event ABI: a control block and an event array page in
+    scratch frames (their words as the guest left them, or all MASKED, as
+    Linux writes them), then a port's priority, a send and an unmask on it."""
+    dom = m.world.domain(slot)
+    offset = m.rng.choice((0, 8, 64, 4024)) if m.chance(0.8) else m.rng.randrange(4096)
+    init = m.struct(dom, ev.evtchn_init_control, control_gfn=m.scratch_frame(dom)[1],
+                    offset=offset, vcpu=0 if m.chance(0.9) else m.small())
+    yield m.buffer_call(dom, slot, xen.HYPERVISOR_event_channel_op, (ev.EVTCHNOP_init_control,),
+                        data=init)
+    array = m.scratch_frame(dom)[1]
+    if m.chance(0.5):
+        yield store_op(slot, array, 0, struct.pack("<I", 1 << ev.EVTCHN_FIFO_MASKED) * (PAGE // 4))
+    for cmd, data in fifo_port_ops(m, dom, array):
+        if m.world.domain(slot) is None:
+            return
+        yield m.buffer_call(dom, slot, xen.HYPERVISOR_event_channel_op, (cmd,), data=data)
+
+
+def fifo_port_ops(m, dom, array):
+    port = m.port(dom)
+    return ((ev.EVTCHNOP_expand_array, struct.pack("<Q", array)),
+            (ev.EVTCHNOP_set_priority, struct.pack("<II", port, m.rng.choice((0, 2, 7, 15, 16)))),
+            (ev.EVTCHNOP_send, struct.pack("<I", port)),
+            (ev.EVTCHNOP_unmask, struct.pack("<I", port)))
 
 
 def read_back_u32(world, slot, va):
@@ -196,13 +274,14 @@ def recipe_long_batch(m, slot):
     dom = m.world.domain(slot)
     region = dom.layout.stack + PAGE * (SCRATCH_PAGES + 1)
     cmd = m.rng.choice((gt.GNTTABOP_query_size, gt.GNTTABOP_setup_table, gt.GNTTABOP_copy))
-    entry = struct.pack("<QQ6Q", xen.HYPERVISOR_grant_table_op, 0, cmd, region, 0xFFFFFFFF,
+    entry = struct.pack("<QQ6Q", xen.HYPERVISOR_grant_table_op, 0, cmd, region, 0x7FFFFFFF,
                         0, 0, 0)
     yield m.buffer_call(dom, slot, xen.HYPERVISOR_multicall, (), data=entry * 16, tail=(16,))
 
 
 RECIPES = (recipe_grant_map, recipe_grant_map, recipe_grant_unmap, recipe_evtchn_connect,
            recipe_new_l1) * 2 + (recipe_self_reference, recipe_stale_retype,
-                                 recipe_linear_or_unhook, recipe_grant_map_twice)
+                                 recipe_linear_or_unhook, recipe_grant_map_twice, recipe_grant_v2,
+                                 recipe_fifo)
 RECIPE_CHANCE = 0.08          # a step is a recipe
 LONG_BATCH_CHANCE = 0.00002   # a step is recipe_long_batch (each costs up to CALL_LIMIT)

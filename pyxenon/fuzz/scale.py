@@ -16,6 +16,7 @@ without an address starts a local Ray instance.
 """
 import concurrent.futures
 import dataclasses
+import itertools
 import json
 import pathlib
 import time
@@ -71,11 +72,14 @@ class Pool:
             self.ray = ray
             self.task = ray.remote(max_retries=RAY_RETRIES, num_cpus=1)(run_shard)
 
-    def map(self, specs):
+    def map(self, specs, job=run_shard):
+        """job(spec) for each spec, at most jobs at once; the results in order."""
         if self.ray is not None:
-            return self.ray.get([self.task.remote(spec) for spec in specs])
+            task = self.task if job is run_shard else self.ray.remote(
+                max_retries=RAY_RETRIES, num_cpus=1)(job)
+            return self.ray.get([task.remote(spec) for spec in specs])
         with concurrent.futures.ProcessPoolExecutor(max_workers=self.jobs) as pool:
-            return list(pool.map(run_shard, specs))
+            return list(pool.map(job, specs))
 
     def close(self):
         if self.ray is not None:
@@ -96,8 +100,12 @@ class ScaledCampaign:
         self.plant = plant
         self.totals = Totals()
 
-    def run(self, pool, rounds, max_time, runs=-1, seed=0, max_len=4096):
-        for number in range(rounds):
+    def run(self, pool, rounds, max_time, runs=-1, seed=0, max_len=4096, ops=0):
+        """rounds of pool.jobs shards; with ops, rounds until the shards
+        have run that many ops (rounds, if given, still bounds them)."""
+        for number in itertools.count():
+            if number >= rounds or (ops and self.totals.ops >= ops):
+                break
             units = [p.read_bytes() for p in sorted(self.corpus.glob("*")) if p.is_file()]
             specs = [ShardSpec(self.target, seed * 1000 + number * pool.jobs + j, runs, max_time,
                                max_len, units, self.known + list(self.totals.findings.values()),
@@ -131,22 +139,24 @@ CORPUS_HOME = pathlib.Path.home() / ".cache" / "pyxenon" / "fuzz-corpus"
 
 def scaled_main(args, guests):
     """`pyxenon fuzz --atheris ...`: rounds of shards, a progress line per
-    round, the findings; exit 1 if anything new was found."""
+    round, then the report (report.py); exit 1 if anything new was found."""
+    from .report import final_report, measure_baseline
     from .targets import TARGETS
 
     if args.target not in TARGETS:
         print(f"pyxenon fuzz: unknown target {args.target!r} (one of {', '.join(TARGETS)})")
         return 2
     campaign = ScaledCampaign(args.target, prepared_corpus(args, guests), args.save,
-                              known_records(args.known or args.save), guests, plant=args.plant)
+                              known_records(args.known or args.save), guests, plant=args.plant,
+                              progress=lambda line: print(line, flush=True))
     pool = Pool(max(1, args.jobs), args.ray, args.ray is not None)
     try:
-        totals = campaign.run(pool, args.rounds, args.max_time, args.runs, args.seed)
+        baseline = measure_baseline(pool, args, guests) if args.baseline else None
+        rounds = args.rounds if args.rounds is not None else (1 << 62 if args.ops else 1)
+        totals = campaign.run(pool, rounds, args.max_time, args.runs, args.seed, ops=args.ops)
     finally:
         pool.close()
-    for signature, record in sorted(totals.findings.items()):
-        print(f"  [{record['finding']['kind']}] {signature}: {len(record.get('ops') or [])} ops, "
-              f"{len(record.get('input', '')) // 2} input bytes")
+    print(final_report(args, campaign, baseline))
     return 1 if totals.findings else 0
 
 

@@ -3,7 +3,8 @@ of an op sequence on a fresh world, and shrinking one to what reproduces."""
 import time
 import traceback
 
-from .common import CALL_LIMIT, GUESTS, Finding, Hang, hypercall_name, last_frame, time_limit, unraisable_to
+from .common import (CALL_LIMIT, GUESTS, STALL_FACTOR, Finding, Hang, hypercall_name, last_frame,
+                     time_limit, unraisable_to)
 from .ops import destroy_op, op_name
 from .oracle import Invariants
 from .world import World
@@ -25,12 +26,23 @@ class Session:
     def close(self):
         self.world.close()
 
+    def reset(self):
+        """The fresh world's state again (World.reset), checked as a new one is."""
+        self.world.reset()
+        self.invariants = Invariants(self.world)
+        self.invariants.check()
+
     def perform(self, op, limit=None):
         world = self.world
         limit = limit or CALL_LIMIT
         del world.bad_results[:], world.unraisable[:]
         try:
-            with unraisable_to(world.unraisable.append), time_limit(limit):
+            # CPU time, so that a starved process on a loaded machine is no
+            # hang (a 1M-call campaign at a load of 11 reported a 0.8 CPU-s
+            # guest run as one); wall-clock time, many times more, so that
+            # an op blocked without using the CPU still is
+            with unraisable_to(world.unraisable.append), time_limit(limit * STALL_FACTOR), \
+                    time_limit(limit, cpu=True):
                 result = world.apply(op)
                 world.refresh()
         except Hang as hang:

@@ -20,13 +20,14 @@ FIELD_KINDS = (
     ("vcpu", ("vcpu", "vcpu_id")),
     ("ref", ("ref",)),
     ("handle", ("handle",)),
-    ("mfn", ("mfn", "gmfn", "gpfn", "frame", "max_mfn", "dev_bus_addr")),
+    ("mfn", ("mfn", "gmfn", "gpfn", "frame", "max_mfn", "dev_bus_addr", "control_gfn",
+             "array_gfn")),
     ("count", ("nr_frames", "nr_ports", "nr_entries", "max_extents", "nr_extents", "len",
                "count", "size", "nr_exchanged", "max_nr_frames", "extent_order")),
     ("offset", ("offset",)),
     ("time", ("timeout", "timeout_abs_ns", "period", "state_entry_time")),
     ("small", ("type", "virq", "version", "space", "id", "submap_idx", "reason", "cmd",
-               "vector", "status", "nr_vcpus", "idx")),
+               "vector", "status", "nr_vcpus", "idx", "priority")),
 )
 
 

@@ -38,6 +38,13 @@ SLOTS = (("ping", "hello.cfg", ""), ("pong", "nullcall.cfg", "loops=1000000000")
          ("intruder", "hostile.cfg", ""))
 
 
+# The machine's counters a run moves (struct xc_machine): reset() puts them
+# back as a new machine has them (the TLB flush clock decides which flushes
+# a type change needs; the others are statistics and budgets).
+CORE_COUNTERS = ("tlbflush_clock", "tlb_fills", "tlb_misses", "tlb_size", "work",
+                 "slices", "py_calls", "slice_stime", "flush_pending", "code_flush_pending")
+
+
 # Fixed bugs the C core can reintroduce (xc_machine.plant), so a campaign can
 # show that it finds them: the isolation issue's two page-table breaches.
 PLANTS = {None: 0, "type-after-validation": lib.PLANT_TYPE_AFTER_VALIDATION,
@@ -93,6 +100,7 @@ class World:
         self.host = Host(memory_mib=MEMORY_MIB, deterministic=True, policy=self.policy)
         self.machine = self.host.machine
         audit.shadow_tlb(self.machine)      # the checker sees what the TLB may hold
+        self.core_start = {name: getattr(self.machine.core, name) for name in CORE_COUNTERS}
         self.plant = PLANTS[plant]
         self.slots = [None] * len(SLOTS)
         self.bad_results = []     # (text, nr, problem) from ResultCheck
@@ -104,6 +112,30 @@ class World:
 
     def close(self):
         self.host.close()
+
+    def reset(self):
+        """Back to the state of a fresh World, without a new Host: every
+        domain destroyed (the toolstack's own path, which a campaign takes
+        all the time), the domid counter, virtual time, the machine's
+        counters and a new XenStore as a new Host has them, then the slots
+        filled again.  Equivalence with a fresh world (the same domids,
+        frames, memory, results) is tested (tests/test_fuzz_throughput.py);
+        a world a problem was found in is not reset but replaced."""
+        host, machine = self.host, self.machine
+        host.devices.close()
+        host.new_store()          # first: the old store need not forget each domain
+        for dom in list(machine.domains.values()):
+            machine.destroy_domain(dom)
+        machine.after_slice()
+        machine.next_domid = 1
+        machine.scheduler.virtual_ns = 0
+        for name, value in self.core_start.items():
+            setattr(machine.core, name, value)
+        host.domains.clear()
+        self.slots = [None] * len(SLOTS)
+        self.examined.clear()
+        self.tables.clear()
+        self.refresh()
 
     # -- domains --
 
@@ -205,13 +237,7 @@ class World:
         return 0
 
     def run(self, rounds):
-        """Scheduler.run's loop with a budget of rounds instead of wall-clock
-        time, so a run is the same on every machine (time is virtual)."""
-        scheduler = self.machine.scheduler
-        for _ in range(rounds):
-            scheduler.wake_expired()
-            if not scheduler.round() and not scheduler.wait_for_timer(None):
-                break
+        run_rounds(self.machine, rounds)
         return 0
 
     # -- after each op --
@@ -232,3 +258,13 @@ class World:
             for log in (dom.console_log, dom.dmesg_log):
                 if len(log) > CONSOLE_KEEP:
                     del log[:]
+
+
+def run_rounds(machine, rounds):
+    """Scheduler.run's loop with a budget of rounds instead of wall-clock
+    time, so a run is the same on every machine (time is virtual)."""
+    scheduler = machine.scheduler
+    for _ in range(rounds):
+        scheduler.wake_expired()
+        if not scheduler.round() and not scheduler.wait_for_timer(None):
+            break

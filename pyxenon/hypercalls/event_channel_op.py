@@ -1,9 +1,10 @@
-"""event_channel_op: the 2-level event channel ABI.
+"""event_channel_op: event channels, 2-level and FIFO.
 
-The rules live in hypervisor/events.py; this module reads and writes the
-guest's structures.  The FIFO ABI (init_control, expand_array,
-set_priority) and physical IRQs are not offered: -ENOSYS.
+The rules live in hypervisor/events.py (and evtchn_fifo.py for the FIFO
+ABI: init_control, expand_array, set_priority); this module reads and
+writes the guest's structures.  Physical IRQs are not offered: -ENOSYS.
 """
+from pyxenon.hypervisor import evtchn_fifo
 from pyxenon.hypervisor.errors import HypercallError, sub_op
 from pyxenon.hypervisor.events import DOMID_SELF, HOST, INTERDOMAIN, IPI, UNBOUND, VIRQ
 from pyxenon.hypervisor.guestmem import read_struct, write_struct
@@ -95,8 +96,29 @@ def evtchn_unmask(vcpu, arg):
 
 
 def evtchn_reset(vcpu, arg):
+    """evtchn_reset(): every port closed, then back to the 2-level ABI."""
     own(vcpu, read_struct(vcpu, arg, ev.evtchn_reset).dom)
     vcpu.domain.events.close_all()
+    evtchn_fifo.reset(vcpu)
+    return 0
+
+
+def evtchn_init_control(vcpu, arg):
+    """link_bits is written back only on success (do_event_channel_op)."""
+    op = read_struct(vcpu, arg, ev.evtchn_init_control)
+    op.link_bits = evtchn_fifo.init_control(vcpu, op.vcpu, op.control_gfn, op.offset)
+    write_struct(vcpu, arg, op)
+    return 0
+
+
+def evtchn_expand_array(vcpu, arg):
+    evtchn_fifo.expand_array(vcpu, read_struct(vcpu, arg, ev.evtchn_expand_array).array_gfn)
+    return 0
+
+
+def evtchn_set_priority(vcpu, arg):
+    op = read_struct(vcpu, arg, ev.evtchn_set_priority)
+    evtchn_fifo.set_priority(vcpu, op.port, op.priority)
     return 0
 
 
@@ -111,6 +133,9 @@ OPS = {
     ev.EVTCHNOP_bind_vcpu: evtchn_bind_vcpu,
     ev.EVTCHNOP_unmask: evtchn_unmask,
     ev.EVTCHNOP_reset: evtchn_reset,
+    ev.EVTCHNOP_init_control: evtchn_init_control,
+    ev.EVTCHNOP_expand_array: evtchn_expand_array,
+    ev.EVTCHNOP_set_priority: evtchn_set_priority,
 }
 
 

@@ -1,19 +1,22 @@
-"""grant_table_op: grant tables v1.  The rules live in hypervisor/grants.py;
-this module moves the guest's structures.  Each operation of a batch gets
+"""grant_table_op: grant tables v1 and v2.  The rules live in
+hypervisor/grants.py (maps), grants_copy.py (copies) and grants_v2.py (the
+v2 layout, versions, status frames); this module moves the guest's
+structures.  Each operation of a batch gets
 its own GNTST_* status; the hypercall fails only when a structure cannot be
 read or written (-EFAULT) or the command is unknown (-ENOSYS)."""
 import ctypes
 import struct
 
-from pyxenon.hypervisor import grants
+from pyxenon.hypervisor import grants, grants_copy, grants_v2
 from pyxenon._core import lib
 from pyxenon.hypervisor.errors import Continuation, HypercallError, preempt_check, spend, sub_op
-from pyxenon.hypervisor.guestmem import copy_to_guest, read_struct, write_struct
+from pyxenon.hypervisor.guestmem import copy_to_guest, guest_handle_okay, read_struct, write_struct
 from pyxenon.public import errno, grant_table as gt, xen
 
 DOMID_SELF = 0x7FF0
 
 
+PAGE = 4096
 BUDGET = 256     # operations per trap; the rest through a continuation
 
 
@@ -47,18 +50,27 @@ def with_status(fn):
 
 @with_status
 def map_one(vcpu, op):
-    op.handle = grants.map_grant(vcpu, op.dom, op.ref, op.flags, op.host_addr)
-    op.dev_bus_addr = 0
+    op.handle, op.dev_bus_addr = grants.map_grant(vcpu, op.dom, op.ref, op.flags, op.host_addr)
 
 
 @with_status
 def unmap_one(vcpu, op):
-    grants.unmap_grant(vcpu, op.handle, op.host_addr)
+    grants.unmap_grant(vcpu, op.handle, op.host_addr, op.dev_bus_addr)
+
+
+@with_status
+def replace_one(vcpu, op):
+    grants.unmap_grant(vcpu, op.handle, op.host_addr, 0, op.new_addr)
 
 
 @with_status
 def copy_one(vcpu, op):
-    grants.grant_copy(vcpu, op)
+    grants_copy.grant_copy(vcpu, op)
+
+
+@with_status
+def swap_one(vcpu, op):
+    vcpu.domain.grant_table.swap(op.ref_a, op.ref_b)
 
 
 def own_table(vcpu, domid):
@@ -79,35 +91,145 @@ def query_one(vcpu, op):
     op.nr_frames, op.max_nr_frames = table.nr_frames, table.max_frames
 
 
+def cache_flush_one(vcpu, op):
+    """_cache_flush on x86: the range and op checked (-EINVAL; the
+    GNTTAB_CACHE_SOURCE_GREF bit is outside the op mask, so -EINVAL too);
+    nothing to do is 0; then the frame (cache_flush_frame).  A clean (with
+    or without invalidate) is a cache flush, which the engine needs not:
+    0; invalidate alone is -EOPNOTSUPP on x86."""
+    flush = gt.GNTTAB_CACHE_CLEAN | gt.GNTTAB_CACHE_INVAL
+    if op.offset >= PAGE or op.offset + op.length > PAGE or op.op & ~flush:
+        return -errno.EINVAL           # (length > PAGE fails offset + length too)
+    if op.length == 0 or op.op == 0:
+        return 0
+    rc = cache_flush_frame(vcpu, op.a.dev_bus_addr >> 12)
+    return rc or (-errno.EOPNOTSUPP if op.op == gt.GNTTAB_CACHE_INVAL else 0)
+
+
+def cache_flush_frame(vcpu, mfn):
+    """The frame must exist (-EINVAL), belong to a domain (-EPERM) and, if
+    not the caller's, be mapped by the caller through one of its owner's
+    grants (grant_map_exists: -EINVAL)."""
+    machine = vcpu.domain.machine
+    if mfn >= machine.nr_frames:
+        return -errno.EINVAL
+    owner = machine.domains.get(machine.core.frames[mfn].owner)
+    if owner is None or owner.state == "dead":
+        return -errno.EPERM
+    me = vcpu.domain.domid
+    if owner is not vcpu.domain and not any(
+            a.domid == me and a.mfn == mfn for a in owner.grant_table.active.values()):
+        return -errno.EINVAL
+    return 0
+
+
+def gnttab_cache_flush(vcpu, arg, count):
+    """gnttab_cache_flush: the first failure is the hypercall's answer."""
+    size = ctypes.sizeof(gt.gnttab_cache_flush)
+    count &= 0xFFFFFFFF
+    for i in range(min(count, BUDGET)):
+        if i and preempt_check(vcpu):
+            raise Continuation(gt.GNTTABOP_cache_flush, arg + i * size, count - i)
+        rc = cache_flush_one(vcpu, read_struct(vcpu, arg + i * size, gt.gnttab_cache_flush))
+        if rc < 0:
+            return rc
+    if count > BUDGET:
+        raise Continuation(gt.GNTTABOP_cache_flush, arg + BUDGET * size, count - BUDGET)
+    return 0
+
+
+def domain_by_any_id(vcpu, domid):
+    """rcu_lock_domain_by_any_id then xsm's XSM_TARGET check: the caller's
+    own table, or None for a domain that does not exist; -EPERM for
+    another domain (domain 0, the toolstack here, exists)."""
+    if domid in (DOMID_SELF, vcpu.domain.domid):
+        return vcpu.domain.grant_table
+    other = vcpu.domain.machine.domains.get(domid)
+    if domid != 0 and (other is None or other.state == "dead"):
+        return None
+    raise HypercallError(errno.EPERM)
+
+
 def gnttab_get_version(vcpu, arg, count):
+    """gnttab_get_version: -ESRCH, then XSM's -EPERM, then the version."""
     op = read_struct(vcpu, arg, gt.gnttab_get_version)
-    if op.dom not in (DOMID_SELF, vcpu.domain.domid):
-        raise HypercallError(errno.EPERM)
-    op.version = 1
+    table = domain_by_any_id(vcpu, op.dom)
+    if table is None:
+        raise HypercallError(errno.ESRCH)
+    op.version = table.version
     write_struct(vcpu, arg, op)
     return 0
 
 
 def gnttab_set_version(vcpu, arg, count):
+    """gnttab_set_version: the version in use is written back whatever
+    the answer."""
     op = read_struct(vcpu, arg, gt.gnttab_set_version)
-    if op.version != 1:
-        raise HypercallError(errno.EINVAL)      # v1 only
+    rc, op.version = grants_v2.set_version(vcpu.domain.grant_table, op.version)
+    write_struct(vcpu, arg, op)
+    return rc
+
+
+def gnttab_get_status_frames(vcpu, arg, count):
+    """gnttab_get_status_frames: one structure only (-EINVAL), its frame
+    list's handle checked (-EFAULT), then a GNTST_* status."""
+    if count != 1:
+        raise HypercallError(errno.EINVAL)
+    op = read_struct(vcpu, arg, gt.gnttab_get_status_frames)
+    if not guest_handle_okay(op.frame_list):
+        raise HypercallError(errno.EFAULT)
+    try:
+        op.status = status_frames(vcpu, op)
+    except HypercallError:
+        op.status = gt.GNTST_permission_denied       # xsm_grant_setup
+    write_struct(vcpu, arg, op)
     return 0
+
+
+def status_frames(vcpu, op):
+    table = domain_by_any_id(vcpu, op.dom)
+    if table is None:
+        return gt.GNTST_bad_domain
+    if op.nr_frames > table.nr_status_frames:
+        return gt.GNTST_general_error
+    status = gt.GNTST_okay
+    for i in range(op.nr_frames):
+        try:
+            copy_to_guest(vcpu, op.frame_list + 8 * i, struct.pack("<Q", table.status_mfn(i)))
+        except HypercallError:
+            status = gt.GNTST_bad_virt_addr
+    return status
 
 
 OPS = {
     gt.GNTTABOP_map_grant_ref: lambda v, a, c: each(v, gt.GNTTABOP_map_grant_ref, a, c, gt.gnttab_map_grant_ref, map_one),
     gt.GNTTABOP_unmap_grant_ref: lambda v, a, c: each(v, gt.GNTTABOP_unmap_grant_ref, a, c, gt.gnttab_unmap_grant_ref, unmap_one),
+    gt.GNTTABOP_unmap_and_replace: lambda v, a, c: each(v, gt.GNTTABOP_unmap_and_replace, a, c, gt.gnttab_unmap_and_replace, replace_one),
     gt.GNTTABOP_setup_table: lambda v, a, c: each(v, gt.GNTTABOP_setup_table, a, c, gt.gnttab_setup_table, setup_one),
     gt.GNTTABOP_copy: lambda v, a, c: each(v, gt.GNTTABOP_copy, a, c, gt.gnttab_copy, copy_one),
     gt.GNTTABOP_query_size: lambda v, a, c: each(v, gt.GNTTABOP_query_size, a, c, gt.gnttab_query_size, query_one),
     gt.GNTTABOP_get_version: gnttab_get_version,
+    gt.GNTTABOP_swap_grant_ref: lambda v, a, c: each(v, gt.GNTTABOP_swap_grant_ref, a, c, gt.gnttab_swap_grant_ref, swap_one),
     gt.GNTTABOP_set_version: gnttab_set_version,
+    gt.GNTTABOP_get_status_frames: gnttab_get_status_frames,
+    gt.GNTTABOP_cache_flush: gnttab_cache_flush,
 }
 
 
+# Xen's own (common/grant_table.c, not public): cmd's bits above the
+# command carry a continuation's progress, for cache_flush only.
+GNTTABOP_CMD_MASK = (1 << 12) - 1
+
+
 def do_grant_table_op(vcpu, cmd, arg, count, *_):
-    return sub_op(OPS, cmd)(vcpu, arg, count)
+    """do_grant_table_op: a negative (int) count and progress bits on any
+    command but cache_flush are -EINVAL, before the command is looked at."""
+    cmd, count = cmd & 0xFFFFFFFF, count & 0xFFFFFFFF
+    if count >= 1 << 31:
+        raise HypercallError(errno.EINVAL)
+    if cmd & ~GNTTABOP_CMD_MASK and cmd & GNTTABOP_CMD_MASK != gt.GNTTABOP_cache_flush:
+        raise HypercallError(errno.EINVAL)
+    return sub_op(OPS, cmd & GNTTABOP_CMD_MASK)(vcpu, arg, count)
 
 
 HYPERCALLS = {xen.HYPERVISOR_grant_table_op: do_grant_table_op}

@@ -9,9 +9,9 @@ with no PIRQ bound; everything XSM reserves for a privileged domain is
 import struct
 
 from pyxenon.hypervisor.errors import HypercallError
-from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
+from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest, guest_handle_okay
 from pyxenon.hypervisor.mm import WRITABLE
-from pyxenon.public import arch_x86, errno, physdev as ph, xen
+from pyxenon.public import errno, physdev as ph, xen
 
 # Xen's domU nr_pirqs: nr_static_irqs (the host's GSIs; one 24-pin IO-APIC
 # assumed) plus extra_domU_irqs (32).
@@ -30,12 +30,6 @@ def set_iopl(vcpu, arg):
         raise HypercallError(errno.EINVAL)
     vcpu.core.iopl = iopl
     return 0
-
-
-def guest_handle_okay(va):
-    """access_ok (x86_64/uaccess.h __addr_ok): the handle starts outside
-    Xen's reserved range and below the non-canonical hole."""
-    return va < 1 << 47 or va >= arch_x86.HYPERVISOR_VIRT_END
 
 
 def set_iobitmap(vcpu, arg):

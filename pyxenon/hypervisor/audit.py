@@ -15,7 +15,7 @@ import struct
 from pyxenon._core import ffi, lib
 
 from .domain import DEAD
-from .grants import MAX_FRAMES
+from .grants import MAX_FRAMES, MAX_STATUS_FRAMES
 from .mm import GNTTAB, PRESENT, RW
 
 MAX_REPORTED = 64
@@ -52,11 +52,14 @@ def held_by_python(machine):
     for domain in machine.domains.values():
         if domain.state == DEAD:
             continue
+        table = domain.grant_table
         first = domain.shared_info_mfn
-        held += [(mfn, 0, 1) for mfn in range(first, first + 1 + domain.grant_table.max_frames)]
+        held += [(mfn, 0, 1) for mfn in range(first, first + 1 + table.max_frames)]
+        held += [(table.status_mfn(i), 0, 1) for i in range(table.nr_status_frames)]
         held += [(v.core.vcpu_info_ma >> 12, 1, 1) for v in domain.vcpus if v.info_registered]
-        for m in domain.grant_table.maptrack.values():
-            held.append((m.mfn, 1, 0 if m.readonly else 1))
+        held += domain.events.fifo.held_frames() if domain.events.fifo else []
+        held += [(m.mfn, *m.refs()) for m in table.maptrack.values()]
+    held += [(m.mfn, *m.refs()) for m in machine.backend_grants.maptrack.values()]
     return held
 
 
@@ -65,6 +68,8 @@ def grant_findings(machine):
     out = []
     for domain in machine.domains.values():
         for handle, m in domain.grant_table.maptrack.items():
+            if m.pte_ma is None:
+                continue          # a device mapping only: no PTE
             entry = struct.unpack_from("<Q", machine.mem, m.pte_ma)[0]
             if not entry & PRESENT or not entry & GNTTAB or (entry >> 12) & ((1 << 40) - 1) != m.mfn:
                 out.append(f"d{domain.domid} grant handle {handle}: its entry at "
@@ -73,6 +78,33 @@ def grant_findings(machine):
                 out.append(f"d{domain.domid} grant handle {handle}: a read-only grant "
                            f"mapped writable at {m.pte_ma:#x}")
     return out
+
+
+def pin_findings(machine):
+    """Every mapping holds a pin of a live grant: its granter's active
+    entry serves the grantee, resolved to the mapping's frame, and the
+    entry's pins are exactly the mappings' parts (Xen's act->pin)."""
+    want, out = {}, []
+    tables = [(d.domid, d.grant_table) for d in machine.domains.values()]
+    for domid, table in tables + [(0, machine.backend_grants)]:
+        for handle, m in table.maptrack.items():
+            out += unpinned(domid, handle, m)
+            pins = want.setdefault((m.granter.domid, m.ref), [0, 0])
+            pins[0 if m.readonly else 1] += m.refs()[0]
+    for domid, table in tables:
+        for ref, act in table.active.items():
+            held = want.get((domid, ref), [0, 0])
+            if held != [act.readers, act.writers]:
+                out.append(f"d{domid} ref {ref}: pinned {act.readers}r/{act.writers}w, mapped {held}")
+    return out
+
+
+def unpinned(domid, handle, m):
+    act = m.granter.grant_table.active.get(m.ref)
+    if act is None or act.domid != domid or act.mfn != m.mfn:
+        return [f"d{domid} grant handle {handle}: d{m.granter.domid} ref {m.ref} "
+                "has no active entry for it"]
+    return []
 
 
 OWNER_XEN = 0x7FF2    # _core/core.h: Xen's own frames (GDT page, zero page)
@@ -118,7 +150,7 @@ def flat(rows):
 
 def findings(machine):
     """What is wrong with the machine's state now, one line each."""
-    ranges = flat((d.first_mfn, d.nr_pages + 1 + MAX_FRAMES)   # RAM, shared_info, grant frames
+    ranges = flat((d.first_mfn, d.nr_pages + 1 + MAX_FRAMES + MAX_STATUS_FRAMES)  # RAM, Xen's pages
                   for d in machine.domains.values() if d.state != DEAD)
     extra = flat(held_by_python(machine))
     out = ffi.new("struct xc_violation[]", MAX_REPORTED)
@@ -127,7 +159,7 @@ def findings(machine):
     if n < 0:
         raise MemoryError("the checker could not allocate its tables")
     return ([describe(out[i]) for i in range(min(n, MAX_REPORTED))] + grant_findings(machine)
-            + tlb_foreign_findings(machine))
+            + pin_findings(machine) + tlb_foreign_findings(machine))
 
 
 def check(machine):

@@ -93,7 +93,7 @@ class Debugger:
             self.step_point = self._insert(vcpu, lib.XC_DBG_STEP)
             self.continue_after_step = not step
         self.stopped = None
-        wake_if_pending(vcpu)
+        vcpu.wake_if_pending()
         self.domain.debug_paused = False
 
     def on_stop(self, vcpu):
@@ -278,19 +278,3 @@ def check_point(kind, addr, length):
         raise DebugError(f"{addr:#x} is not a canonical address")
     if kind in DATA_KINDS and not 1 <= length <= MAX_WATCH:
         raise DebugError(f"a watchpoint covers 1 to {MAX_WATCH} bytes, not {length}")
-
-
-def wake_if_pending(vcpu):
-    """An event that came while the domain was held ends its block or poll
-    now (the C paths wake only a running domain's vcpus; Xen unblocks a
-    paused vcpu at once, vcpu_unblock, and it runs once unpaused)."""
-    if vcpu.runnable:
-        return
-    ports = vcpu.poll_ports
-    if ports is None:
-        info = vcpu.domain.vcpu_info(vcpu.vcpu_id)
-        pending = info.evtchn_upcall_pending and not info.evtchn_upcall_mask
-    else:
-        pending = any(vcpu.domain.events.is_pending(port) for port in ports)
-    if pending:
-        vcpu.wake()

@@ -172,4 +172,6 @@ class Domain:
     def unpause(self):
         if self.state == PAUSED:
             self.state = RUNNING
+            for vcpu in self.vcpus:
+                vcpu.wake_if_pending()
 

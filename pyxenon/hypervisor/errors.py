@@ -20,6 +20,14 @@ class GuestFault(HypercallError):
         self.va = va
 
 
+class GrantError(Exception):
+    """A grant operation fails with status GNTST_* (the batch goes on)."""
+
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
+
+
 class Continuation(Exception):
     """A long hypercall stops here and is made again with these arguments
     (Xen's hypercall continuation): the guest re-executes the syscall, so a

@@ -6,7 +6,9 @@ host (a backend in the toolstack: console, XenStore; to the guest it looks
 like an interdomain port whose peer is domain 0).  Delivery follows Xen's
 2-level ABI: set the port's bit in shared_info.evtchn_pending; unless it is
 masked, set the word's bit in the vcpu's evtchn_pending_sel and its
-evtchn_upcall_pending, and kick the vcpu.
+evtchn_upcall_pending, and kick the vcpu.  A domain that switched to the
+FIFO ABI (EVTCHNOP_init_control) has its ports raised, cleared, unmasked
+and tested by evtchn_fifo.py instead: Xen's d->evtchn_port_ops.
 
 Joining two domains (alloc_unbound, bind_interdomain) is an inter-domain
 operation and passes the MSM reference monitor; a send travels a channel
@@ -46,7 +48,9 @@ class Port:
 class EventChannels:
     def __init__(self, domain, max_ports=1024):
         self.domain = domain
+        self.limit = max_ports         # the domain's max_evtchn_port + 1
         self.max_ports = min(max_ports, NR_PORTS)
+        self.fifo = None               # evtchn_fifo.FifoPorts once the guest switched
         self.ports = [Port(RESERVED)]  # port 0 is never valid
         self.virqs = {}                # (virq, vcpu) -> port
         self.links = None              # the C fast path's view (see sync_link)
@@ -55,7 +59,7 @@ class EventChannels:
 
     def _free_port(self):
         for port, p in enumerate(self.ports):
-            if p.state == FREE:
+            if p.state == FREE and not (self.fifo and self.fifo.is_busy(port)):
                 return port
         if len(self.ports) >= self.max_ports:
             raise HypercallError(errno.ENOSPC)
@@ -65,6 +69,8 @@ class EventChannels:
     def _new(self, state, **fields):
         port = self._free_port()
         self.ports[port] = Port(state, **fields)
+        if self.fifo:
+            self.fifo.init_port(port)   # evtchn_port_init()
         return port
 
     def lookup(self, port):
@@ -228,11 +234,23 @@ class EventChannels:
 
     # -- the bitmaps -----------------------------------------------------------------
 
+    def set_port_ops(self, fifo):
+        """Switch to FIFO (a FifoPorts) or back to 2-level (None), as Xen's
+        d->evtchn_port_ops; max_evtchns() follows, bounded by the domain's
+        limit.  The C fast paths know 2-level only: they decline for a
+        domain on FIFO (xc_vcpu.evtchn_fifo)."""
+        self.fifo = fifo
+        self.max_ports = min(self.limit, fifo.nr_channels if fifo else NR_PORTS)
+        for vcpu in self.domain.vcpus:
+            vcpu.core.evtchn_fifo = fifo is not None
+
     def set_pending(self, port):
         """Raise port towards the guest (Xen's evtchn_set_pending)."""
         shared = self.domain.shared_info
         if shared is None:
             return
+        if self.fifo:
+            return self.fifo.set_pending(port)
         word, bit = divmod(port, BITS)
         mask = 1 << bit
         if shared.evtchn_pending[word] & mask:
@@ -259,6 +277,10 @@ class EventChannels:
         """Clear the mask; a port pending meanwhile notifies now."""
         if not 0 < port < self.max_ports:
             raise HypercallError(errno.EINVAL)
+        if self.fifo:
+            if port < len(self.ports) and self.ports[port].state not in (FREE, RESERVED):
+                self.fifo.unmask(port)  # evtchn_port_unmask(): usable ports only
+            return
         shared = self.domain.shared_info
         word, bit = divmod(port, BITS)
         shared.evtchn_mask[word] &= ~(1 << bit)
@@ -266,10 +288,14 @@ class EventChannels:
             self.mark_upcall(port, word)
 
     def clear_pending(self, port):
+        if self.fifo:
+            return self.fifo.clear_pending(port)
         if self.domain.shared_info is not None and port < NR_PORTS:
             word, bit = divmod(port, BITS)
             self.domain.shared_info.evtchn_pending[word] &= ~(1 << bit)
 
     def is_pending(self, port):
+        if self.fifo:
+            return self.fifo.is_pending(port)
         word, bit = divmod(port, BITS)
         return bool(self.domain.shared_info.evtchn_pending[word] >> bit & 1)

@@ -11,6 +11,7 @@ import ctypes
 import struct
 
 from pyxenon._core import ffi, lib
+from pyxenon.public import arch_x86
 
 from .errors import GuestFault
 
@@ -41,8 +42,14 @@ def _in_c(translate, va, size):
     return translate is GUEST_WALK and size > 0 and 0 <= va and va + size <= 1 << 64
 
 
+def _live(vcpu):
+    if vcpu.core == ffi.NULL:    # its domain was destroyed: its frames are gone too
+        raise ValueError(f"vcpu {vcpu.vcpu_id} of a destroyed domain")
+
+
 def copy_from_guest(vcpu, va, size, translate=GUEST_WALK):
     """Bytes at guest virtual address va, or GuestFault."""
+    _live(vcpu)
     if _in_c(translate, va, size):
         out = bytearray(size)
         machine = vcpu.domain.machine
@@ -55,6 +62,7 @@ def copy_from_guest(vcpu, va, size, translate=GUEST_WALK):
 def copy_to_guest(vcpu, va, data, translate=GUEST_WALK):
     """Write data at guest virtual address va, or GuestFault (nothing partial
     is undone: Xen's copy_to_guest does not roll back either)."""
+    _live(vcpu)
     if _in_c(translate, va, len(data)):
         machine = vcpu.domain.machine
         if lib.xc_copy_to_guest(machine.core, vcpu.core, va, ffi.from_buffer(data), len(data)) == 0:
@@ -76,8 +84,10 @@ def debug_read(vcpu, va, size):
 
 
 def debug_write(vcpu, va, data):
-    """Every page is checked before any byte is written."""
-    for _ in _chunks(vcpu, va, len(data), 0, lib.xc_dbg_translate):
+    """Every page is checked, as a write, before any byte is written: a
+    write the debugger may not make (a page table, another domain's frame)
+    changes nothing, even when the pages before it were writable."""
+    for _ in _chunks(vcpu, va, len(data), 1, lib.xc_dbg_translate):
         pass
     copy_to_guest(vcpu, va, data, lib.xc_dbg_translate)
 
@@ -97,3 +107,9 @@ def read_u64s(vcpu, va, count):
 
 def read_u32s(vcpu, va, count):
     return struct.unpack(f"<{count}I", copy_from_guest(vcpu, va, 4 * count))
+
+
+def guest_handle_okay(va):
+    """access_ok (x86_64/uaccess.h __addr_ok): the handle starts outside
+    Xen's reserved range and below the non-canonical hole."""
+    return va < 1 << 47 or va >= arch_x86.HYPERVISOR_VIRT_END

@@ -11,6 +11,7 @@ without).  iret's entry is Xen's: push %rcx; push %r11; push %rax;
 mov $N,%eax; syscall, never returning (Xen's iret frame starts with those
 three words).  The rest of the page is int3.
 """
+import functools
 import struct
 
 from pyxenon.public import xen
@@ -25,6 +26,7 @@ def entry_bytes(nr):
     return b"\xb8" + struct.pack("<I", nr) + b"\x0f\x05\xc3"
 
 
+@functools.lru_cache(maxsize=1)      # the same bytes for every domain
 def hypercall_page_bytes():
     page = bytearray(b"\xcc" * PAGE)
     for nr in range(PAGE // ENTRY):

@@ -4,7 +4,9 @@ A host has one Machine.  Every domain's vcpus run on the machine's single
 Unicorn engine, one at a time, as Xen's domains share one physical CPU:
 switching domains is a register-context switch plus a TLB flush in C.
 """
+import array
 import collections
+import itertools
 import os
 
 from pyxenon._core import ffi, lib
@@ -24,7 +26,7 @@ HV_FRAMES = 256  # the low 1 MiB: the hypervisor's frames and, as on Xen, DOMID_
 AUDIT_KEPT = 10_000    # decisions kept in memory when no audit sink is given
 INVALID_M2P = 0xFFFFFFFFFFFFFFFF
 DOMID_SELF = 0x7FF0
-EXTRA_FRAMES = 1 + grants.MAX_FRAMES   # shared_info, grant table
+EXTRA_FRAMES = 1 + grants.MAX_FRAMES + grants.MAX_STATUS_FRAMES   # shared_info, grant table, v2 status
 
 
 class Machine:
@@ -109,10 +111,9 @@ class Machine:
             self._free_frames(first, total)
             raise MemoryError("cannot map the domain's memory")
         self.next_domid += 1
-        for pfn in range(nr_pages):
-            self.m2p[first + pfn] = pfn
-        for mfn in range(first + nr_pages, first + total):
-            self.m2p[mfn] = INVALID_M2P
+        # the m2p of RAM is 0..nr_pages-1; Xen's own frames map to no pfn
+        ffi.buffer(self.m2p + first, total * 8)[:] = array.array(
+            "Q", itertools.chain(range(nr_pages), itertools.repeat(INVALID_M2P, EXTRA_FRAMES)))
         domain = Domain(self, domid, name, first, nr_pages, label)
         self.domains[domid] = domain
         return domain

@@ -3,7 +3,7 @@
 A vcpu runs until its slice ends, it yields, blocks or polls, or it faults.
 In the default mode a slice is wall-clock time (Unicorn's timeout) and
 system time is the host's TSC scaled; in deterministic mode a slice is a
-count of guest instructions, system time is virtual and the TSC emulated,
+count of translated blocks, system time is virtual and the TSC emulated,
 so a run depends only on what the guests do.
 """
 import collections
@@ -21,7 +21,7 @@ VIRQ_TIMER = 0
 
 STOP_EXCEPTION = 2
 STOP_DEBUG = 3
-DET_SLICE_INSNS = 200_000      # instructions per slice in deterministic mode
+DET_SLICE_BLOCKS = 40_000      # translated blocks per slice in deterministic mode (~200,000 instructions)
 DET_NS_PER_SLICE = 1_000_000   # virtual time a deterministic slice advances
 TIME_MAX = (1 << 63) - 1       # Xen's system time is a signed 64-bit count of ns
 CHAIN_NS = 1_000_000           # how long C may switch between vcpus before Python looks
@@ -140,7 +140,7 @@ class Scheduler:
                 return
         machine.in_engine = True
         if self.deterministic:
-            err = lib.xc_run(machine.core, 0, DET_SLICE_INSNS)
+            err = lib.xc_run(machine.core, 0, DET_SLICE_BLOCKS)
             self.virtual_ns = min(self.virtual_ns + DET_NS_PER_SLICE, TIME_MAX)
             machine.core.slices += 1
             vcpu.runstate[0] += self.now() - start

@@ -36,6 +36,7 @@ class Vcpu:
         self.core.domain_running = domain.state == "running"
         self._poll_set = None   # a poll's ports, when the C vcpu cannot hold them
         self.core.max_ports = domain.events.max_ports   # one vcpu: C may unmask
+        self.core.evtchn_fifo = domain.events.fifo is not None   # C knows 2-level only
         self.core.io = domain.io
         domain.perfc.attach(self.core)
         self.info = domain.shared_info.vcpu_info[vcpu_id]   # until register_vcpu_info
@@ -183,6 +184,22 @@ class Vcpu:
         else:
             core.poll_port, self._poll_set = lib.XC_POLL_SET, set(ports)
         self.stop()
+
+    def wake_if_pending(self):
+        """An event that came while the domain was held (paused, or by a
+        debugger) ends its block or poll now: the C paths wake only a running
+        domain's vcpus, while Xen unblocks a paused vcpu at once
+        (vcpu_unblock) and it runs once unpaused."""
+        if self.runnable:
+            return
+        ports = self.poll_ports
+        if ports is None:
+            info = self.domain.vcpu_info(self.vcpu_id)
+            pending = info.evtchn_upcall_pending and not info.evtchn_upcall_mask
+        else:
+            pending = any(self.domain.events.is_pending(port) for port in ports)
+        if pending:
+            self.wake()
 
     def wake(self):
         self.core.blocked = 0

@@ -208,7 +208,11 @@ EVTCHN_FIFO_PRIORITY_DEFAULT = 7   # priority of a new port
 EVTCHN_FIFO_PRIORITY_MIN = 15      # lowest priority
 EVTCHN_FIFO_MAX_QUEUES = EVTCHN_FIFO_PRIORITY_MIN + 1
 
-# An event word.
+# An event word: one per port, in the guest's event array pages
+# (EVTCHNOP_expand_array adds them in port order).  Xen sets PENDING, and
+# LINKED and the tail's LINK when it queues an unmasked event; the guest
+# may set or clear MASKED, clear PENDING, and clear LINKED (with LINK) as
+# it consumes; BUSY is Xen's hold on a tail word while it links onto it.
 event_word_t = ctypes.c_uint32
 
 EVTCHN_FIFO_PENDING = 31  # bit: event pending
@@ -221,10 +225,14 @@ EVTCHN_FIFO_NR_CHANNELS = 1 << EVTCHN_FIFO_LINK_BITS     # ports the FIFO ABI ca
 
 
 class evtchn_fifo_control_block(ctypes.LittleEndianStructure):
+    # One per vCPU, in a guest frame at an 8-byte aligned offset that keeps
+    # it inside the page (EVTCHNOP_init_control).  Xen sets a READY bit and
+    # writes HEAD only when it links an event onto an empty queue; the guest
+    # follows each word's LINK from there and clears READY when it empties it.
     _fields_ = [
-        ("ready", ctypes.c_uint32),                        # bit per priority: queue non-empty
+        ("ready", ctypes.c_uint32),                          # bit per priority: queue non-empty
         ("_rsvd", ctypes.c_uint32),                          # reserved
-        ("head", ctypes.c_uint32 * EVTCHN_FIFO_MAX_QUEUES),  # first port of each queue
+        ("head", evtchn_port_t * EVTCHN_FIFO_MAX_QUEUES),    # first port of each queue
     ]
 
 

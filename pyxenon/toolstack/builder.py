@@ -8,6 +8,7 @@ page-aligned, all mapped 1:1 from VIRT_BASE to the first pseudo-physical
 pages, the region ending on a 4 MiB boundary at least 512 KiB past the last
 element.  The page tables themselves are mapped read-only.
 """
+import array
 import struct
 from dataclasses import dataclass
 
@@ -106,8 +107,8 @@ class Builder:
 
     def write_p2m(self):
         dom = self.domain
-        self.write(self.layout.p2m, struct.pack(f"<{dom.nr_pages}Q",
-                                                *range(dom.first_mfn, dom.first_mfn + dom.nr_pages)))
+        self.write(self.layout.p2m, array.array("Q", range(dom.first_mfn, dom.first_mfn
+                                                          + dom.nr_pages)).tobytes())
 
     def write_page_tables(self):
         """L4, then L3s, L2s, L1s, mapping [virt_base, virt_end) 1:1 to pfns."""
@@ -127,12 +128,17 @@ class Builder:
 
     def fill_l1(self, table_va, vas):
         """One L1's entries for the pages vas, written at once: each maps its
-        own pfn, read-only for the page tables themselves."""
+        own pfn, read-only for the page tables themselves.  The region is
+        contiguous in pfns and mfns, so the entries are an arithmetic run
+        (a domain's build writes a few thousand of them)."""
         lay = self.layout
         pt_end = lay.pt_base + lay.nr_pt * PAGE
-        ptes = [self.mfn_of(va) << 12 | (L1_RO if lay.pt_base <= va < pt_end else L1_PROT)
-                for va in vas]
-        self.write(table_va + ((vas[0] >> 12) & 511) * 8, struct.pack(f"<{len(ptes)}Q", *ptes))
+        first = self.mfn_of(vas[0]) << 12
+        ptes = array.array("Q", range(first | L1_PROT, first + len(vas) * PAGE, PAGE))
+        low, high = max(lay.pt_base, vas[0]), min(pt_end, vas[-1] + PAGE)
+        for i in range((low - vas[0]) // PAGE, (high - vas[0]) // PAGE):
+            ptes[i] = ptes[i] & ~0xFFF | L1_RO
+        self.write(table_va + ((vas[0] >> 12) & 511) * 8, ptes.tobytes())
 
     def set_entry(self, table_va, va, level, mfn, prot):
         index = (va >> (12 + 9 * (level - 1))) & 511

@@ -75,6 +75,10 @@ class GdbServer:
         sock.setblocking(False)
         # an ack and its reply leave as two writes: no Nagle wait between them
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.attach(sock)
+
+    def attach(self, sock):
+        """Serve a connected client (accept's; the fuzzer's socket-less client too)."""
         self.client, self.reader, self.outbuf, self.last = sock, Reader(), bytearray(), b""
         self.session = Session(self.debugger, self.reply, self.hang_up)
         self.debugger.interrupt()     # a new client finds the domain stopped

@@ -60,11 +60,16 @@ class Host:
             raise HostLimitError(cannot_reserve(memory_mib, "out of memory")) from None
         self.machine.shutdown_listeners.append(self._on_shutdown)
         self.machine.destroy_listeners.append(self._on_destroy)
+        self.new_store()
+        self.domains = []  # every domain created, dead ones included (their logs)
+
+    def new_store(self):
+        """An empty XenStore and the backends that use it (a new host's;
+        the fuzzer's World.reset asks for them again)."""
         self.xenstore = XenStore(gate=self._xenstore_gate)
         # XS_INTRODUCE of a domain the store released: its ring, as built
         self.xenstore.mapper = lambda domid: getattr(self.machine.domains.get(domid),
                                                      "store_ring", None)
-        self.domains = []  # every domain created, dead ones included (their logs)
         self.devices = Devices(self.machine, self.xenstore)   # disks (blkback)
 
     def __enter__(self):

@@ -1,5 +1,6 @@
 """Generators for grant_table_op: map and unmap structures aimed at the
-domain's own tables, copies between references and local frames."""
+domain's own tables, copies between references and local frames, and the
+v2 switch (set_version 1 or 2, get_status_frames near the table's size)."""
 import ctypes
 import struct
 
@@ -22,9 +23,12 @@ GNTTAB_STRUCTS = {
     gt.GNTTABOP_get_status_frames: gt.gnttab_get_status_frames,
     gt.GNTTABOP_get_version: gt.gnttab_get_version,
     gt.GNTTABOP_swap_grant_ref: gt.gnttab_swap_grant_ref,
+    gt.GNTTABOP_cache_flush: gt.gnttab_cache_flush,
 }
 GNTMAP_FLAGS = (gt.GNTMAP_host_map, gt.GNTMAP_host_map | gt.GNTMAP_readonly,
-                gt.GNTMAP_host_map | gt.GNTMAP_contains_pte, gt.GNTMAP_device_map, 0)
+                gt.GNTMAP_host_map | gt.GNTMAP_contains_pte, gt.GNTMAP_device_map,
+                gt.GNTMAP_device_map | gt.GNTMAP_readonly, gt.GNTMAP_device_map | gt.GNTMAP_host_map, 0)
+SINGLE = (gt.GNTTABOP_set_version, gt.GNTTABOP_get_status_frames, gt.GNTTABOP_get_version)
 
 
 def grant_struct(m, dom, cmd, ctype):
@@ -34,6 +38,10 @@ def grant_struct(m, dom, cmd, ctype):
         return m.struct(dom, ctype, flags=flags, host_addr=addr)
     if cmd == gt.GNTTABOP_copy and m.chance(0.7):
         return copy_struct(m, dom)
+    if cmd == gt.GNTTABOP_set_version and m.chance(0.8):
+        return m.struct(dom, ctype, version=m.rng.choice((1, 2, 2, 0, 3)))
+    if cmd == gt.GNTTABOP_get_status_frames and m.chance(0.8):
+        return m.struct(dom, ctype, nr_frames=m.rng.choice((0, 1, 4, 5, 0x80000000)))
     return m.struct(dom, ctype)
 
 
@@ -55,7 +63,8 @@ def copy_struct(m, dom):
 def gen_grant_table_op(m, dom, slot):
     cmd = sub_op(m, grant_table_op.OPS)
     ctype = GNTTAB_STRUCTS.get(cmd)
-    n = m.rng.randrange(1, 4)
+    # set_version and get_status_frames take one structure (count is 1)
+    n = 1 if cmd in SINGLE and m.chance(0.8) else m.rng.randrange(1, 4)
     data = b"".join(grant_struct(m, dom, cmd, ctype) for _ in range(n)) if ctype else None
     count = n if m.chance(0.9) else m.count()
     return m.buffer_call(dom, slot, xen.HYPERVISOR_grant_table_op, (cmd,), data=data,

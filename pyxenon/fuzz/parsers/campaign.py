@@ -9,9 +9,11 @@ import time
 from ..common import GUESTS, ROOT, Finding, Stats
 from ..records import known_signatures, save_finding
 from ..world import POLICY
+from . import gdb
 from .feeders import check_input
 from .mutate import json_seed, mutate, mutate_elf
-from .tokens import CFG_TOKENS, JSON_TOKENS, POLICY_TOKENS, XS_PATHS, XS_VALUES
+from .tokens import (CFG_TOKENS, GDB_NOISE, GDB_PACKETS, JSON_TOKENS, POLICY_TOKENS, XS_PATHS,
+                     XS_VALUES)
 from .xenstore import HOST_CALLS
 
 
@@ -32,9 +34,13 @@ class ParserCampaign:
                                                  sorted((ROOT / "examples").glob("**/*.toml"))]
         self.makers = {"elf": self.elf_input, "xlcfg": self.xlcfg_input,
                        "policy": self.policy_input, "protocol": self.protocol_input,
-                       "xenstore": self.xenstore_input, "xenstored-socket": self.socket_input}
+                       "xenstore": self.xenstore_input, "xenstored-socket": self.socket_input,
+                       "gdb": self.gdb_input}
         if not self.elf_seeds:
-            del self.makers["elf"]
+            del self.makers["elf"], self.makers["gdb"]
+        else:
+            gdb.set_guests(guests)
+            self.gdb_addresses = gdb.addresses(guests)
 
     def run(self, count):
         start = time.monotonic()
@@ -152,3 +158,33 @@ class ParserCampaign:
                "introduce": rng.choice((1, 2, 3, 0, 0x7FF0, -1)),
                "release": rng.choice((2, 3, 0, 0x7FF0))}.get(name)
         return [name, path.decode("latin-1"), arg]
+
+    def gdb_input(self):
+        """A client's bytes: packets from gdb's vocabulary, framed well or
+        badly, with acks, Ctrl-C and noise, cut into chunks anywhere; the
+        guest runs a few rounds after some chunks."""
+        rng = self.rng
+        data = b"".join(self.gdb_item() for _ in range(rng.randrange(1, 12)))
+        cuts = sorted(rng.randrange(len(data) + 1) for _ in range(rng.randrange(4)))
+        pieces = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
+        return {"chunks": [[piece.hex(), rng.choice((0, 0, 1, 2, gdb.MAX_ROUNDS))]
+                           for piece in pieces]}
+
+    def gdb_item(self):
+        from pyxenon.toolstack.gdbpacket import checksum
+
+        rng = self.rng
+        if rng.random() < 0.1:
+            return rng.choice(GDB_NOISE)
+        payload = rng.choice(GDB_PACKETS).replace(b"%x", b"%x" % rng.choice(self.gdb_addresses))
+        roll = rng.random()
+        if roll < 0.1:
+            payload = mutate(rng, payload, GDB_PACKETS)
+        elif roll < 0.15:     # a run-length mark, which only replies may use
+            at = rng.randrange(len(payload) + 1)
+            payload = payload[:at] + b"*" + bytes([rng.randrange(29, 127)]) + payload[at:]
+        digits = b"%02x" % checksum(payload)
+        roll = rng.random()
+        if roll < 0.1:
+            digits = rng.choice((b"00", b"zz", b"0", b"", b"FF", b"%02X" % checksum(payload)))
+        return b"$" + payload + b"#" + digits

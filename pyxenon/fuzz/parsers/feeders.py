@@ -8,6 +8,7 @@ import traceback
 from pyxenon.errors import UserInputError
 
 from ..common import PARSE_LIMIT, Hang, ParserFinding, last_frame, time_limit
+from .gdb import feed_gdb
 from .xenstore import XenStoreTarget, feed_socket
 
 
@@ -68,7 +69,8 @@ def feed_xenstore(given, folder):
 
 
 FEEDERS = {"elf": feed_elf, "xlcfg": feed_xlcfg, "policy": feed_policy,
-           "protocol": feed_protocol, "xenstore": feed_xenstore, "xenstored-socket": feed_socket}
+           "protocol": feed_protocol, "xenstore": feed_xenstore, "xenstored-socket": feed_socket,
+           "gdb": feed_gdb}
 
 
 def write_file(folder, name, data):

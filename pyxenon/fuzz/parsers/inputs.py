@@ -97,8 +97,25 @@ def socket_input(provider):
     return {"chunks": chunks}
 
 
+def gdb_input(provider):
+    """The client's stream (the bytes from the front), cut at up to 15
+    places the integers at the end name, each cut with the scheduler
+    rounds the guest runs after it."""
+    from .gdb import MAX_ROUNDS
+
+    cuts = [(provider.ConsumeIntInRange(0, 0xFFFF), provider.ConsumeIntInRange(0, MAX_ROUNDS))
+            for _ in range(provider.ConsumeIntInRange(0, 15))]
+    stream = provider.ConsumeBytes(provider.remaining_bytes())
+    chunks, start = [], 0
+    for at, rounds in sorted((min(at, len(stream)), rounds) for at, rounds in cuts):
+        chunks.append([stream[start:at].hex(), rounds])
+        start = at
+    return {"chunks": chunks + [[stream[start:].hex(), MAX_ROUNDS]]}
+
+
 INPUTS = {"elf": kernel_input, "xlcfg": xlcfg_input, "policy": policy_input,
-          "protocol": protocol_input, "xenstore": xenstore_input, "xenstored-socket": socket_input}
+          "protocol": protocol_input, "xenstore": xenstore_input, "xenstored-socket": socket_input,
+          "gdb": gdb_input}
 
 
 def seed_inputs(name, guests, examples):
@@ -118,4 +135,22 @@ def seed_inputs(name, guests, examples):
         return [b"\0" + p.read_bytes() for p in sorted(examples.glob("**/*.toml"))[:6]]
     if name == "protocol":
         return [json.dumps(seed).encode() for seed in JSON_SEEDS]
+    if name == "gdb":
+        return gdb_seeds(guests)
     return []
+
+
+def gdb_seeds(guests):
+    """gdb's own opening, then reads, writes, breakpoints and runs at the
+    kernel's addresses (one chunk: the last byte, read first, says no cuts)."""
+    from pyxenon.toolstack.gdbpacket import frame
+
+    from .gdb import addresses
+    from .tokens import GDB_PACKETS
+
+    start = [b"qSupported:swbreak+;hwbreak+", b"QStartNoAckMode", b"?", b"qfThreadInfo", b"g"]
+    out = []
+    for addr in addresses(guests)[:4]:
+        packets = start + [p.replace(b"%x", b"%x" % addr) for p in GDB_PACKETS if b"%x" in p]
+        out.append(b"+" + b"".join(frame(p) for p in packets) + b"\0")
+    return out

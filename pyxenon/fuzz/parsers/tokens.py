@@ -34,3 +34,23 @@ XS_PATHS = (b"/", b"/local", b"/local/domain/1", b"/local/domain/1/data/x", b"da
             b"/local/domain/0", b"\xff", b"a b", b"device/vif/0/state")
 XS_VALUES = (b"", b"1", b"0", b"T", b"F", b"b1", b"r0", b"n1", b"w2", b"b65535", b"r99999",
              b"x" * 5000, b"\x00", b"4294967295", b"4294967296", b"-1", b"007")
+# GDB remote protocol packets (payloads; %x: an address the maker picks),
+# the commands gdb sends a stub and the odd ones around them.
+GDB_PACKETS = (b"?", b"g", b"G" + b"00" * 8, b"G" + b"11" * 1000, b"p10", b"p0", b"p99", b"pffffffff",
+               b"P0=0011223344556677", b"P10=%x", b"P11=00000000", b"P18=0000000000000000",
+               b"m%x,8", b"m%x,1000", b"m%x,ffffffffffffffff", b"m%x,0", b"m,", b"m%x",
+               b"M%x,4:90909090", b"M%x,2:9090ff", b"X%x,4:\x90\x90}\x03\xcc", b"X%x,0:",
+               b"X%x,1000:" + b"\xcc" * 64, b"X%x,1000:" + b"\xcc" * 0x1000,
+               b"M%x,10:" + b"cc" * 16, b"M%x,1000:" + b"cc" * 0x1000, b"Z0,%x,1", b"z0,%x,1", b"Z1,%x,1", b"Z2,%x,8",
+               b"Z3,%x,1000", b"Z4,%x,1001", b"z2,%x,8", b"Z5,%x,1", b"Z0,%x,1;X1,cc",
+               b"c", b"c%x", b"s", b"s%x", b"C05", b"S0b;%x", b"Cfff", b"vCont?", b"vCont;c",
+               b"vCont;s:1", b"vCont;c:-1", b"vCont;s:1;c", b"vCont;x", b"vCont;c:99",
+               b"Hg0", b"Hc-1", b"Hg2", b"Hx1", b"T1", b"T0", b"T5", b"qfThreadInfo",
+               b"qsThreadInfo", b"qThreadExtraInfo,1", b"qThreadExtraInfo,ff", b"qC",
+               b"qAttached", b"qSymbol::", b"qSupported:multiprocess+;swbreak+;hwbreak+;xmlRegisters=i386",
+               b"qSupported", b"QStartNoAckMode", b"qXfer:features:read:target.xml:0,ffb",
+               b"qXfer:features:read:target.xml:fff0,ffff", b"qXfer:features:read:x.xml:0,1",
+               b"qXfer:features:read:target.xml:,", b"vMustReplyEmpty", b"qOffsets", b"D", b"k",
+               b"", b"\x00", b"\xff" * 10, b"}", b"*", b"#", b"$")
+GDB_NOISE = (b"+", b"-", b"\x03", b"$", b"#", b"}", b"*", b"#00", b"$#00", b"\r\n", b"+$?#3f",
+             b"$" + b"A" * 0x8100 + b"#00")
