@@ -326,6 +326,7 @@ struct xc_machine {
     int hook_fault;       /* an instruction hook faulted its instruction: hook_ctx holds the registers */
     uc_context *hook_ctx; /* the registers at that instruction */
     struct xc_tbuf *tbuf; /* the hypercall trace buffer (perfc.h); NULL: no trace */
+    int offer_fsgsbase;   /* the policy offers FSGSBASE (cpuid.c; off by default) */
 };
 
 /* machine.c: the interface the Python side uses (see build_core.py) */
