@@ -12,6 +12,7 @@ import re
 import struct
 
 import pytest
+from conformance import assert_as_on_xen
 
 from pyxenon._core import ffi, lib
 from pyxenon.hypervisor import descriptors
@@ -84,12 +85,7 @@ def test_fartransfer_guest_survives_planted_descriptors(guests, host):
     plant(dom, frame, far_ret)
     dom.vcpus[0].wake()
     assert host.run(timeout=60) == "idle"
-    text = dom.dmesg_text
-    assert dom.shutdown_reason == "poweroff", dom.crash_report
-    lines = [line for line in text.splitlines() if re.match(r"fartransfer: \[", line)]
-    summary = re.search(r"fartransfer: (\d+)/(\d+) as on Xen, never left ring 3", text)
-    assert summary and int(summary[2]) == len(lines) == 70
-    assert int(summary[1]) == len(lines), "\n".join(l for l in lines if "NOT" in l)
+    assert_as_on_xen(dom, "fartransfer", 70, ", never left ring 3")
 
 
 def test_phase_one_alone_beside_hello(guests, host):

@@ -1,8 +1,12 @@
 """How a hypercall returns, as Xen 4.17's: an iret inside a multicall ends
-the batch (pv_do_multicall_call's mc_exit, do_multicall)."""
+the batch (pv_do_multicall_call's mc_exit, do_multicall), a call that
+leaves guest kernel mode preempts it (mc_preempt), and the guest kernel
+resumes with FLAT_KERNEL_CS64/FLAT_KERNEL_SS (lstar_enter's frame, sysretq;
+the hcreturn guest)."""
 import struct
 
 import pytest
+from conformance import run_conformance_guest
 
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
 from pyxenon.public import arch_x86, xen
@@ -40,3 +44,39 @@ def test_iret_ends_a_multicall_with_its_result(dom, hypercall):
                for i in range(2)]
     assert results == [0x1234, UNTOUCHED]          # the xen_version never ran
     assert vcpu.regs()["rip"] == rip
+
+
+def test_a_call_that_leaves_kernel_mode_preempts_the_batch(dom, hypercall, monkeypatch):
+    """pv_do_multicall_call's mc_preempt: the vcpu is no longer in guest
+    kernel mode after an entry, so do_multicall stops and continues the
+    entries after it (a continuation of multicall), never running them now."""
+    import pyxenon.hypercalls as hc
+    from pyxenon.hypervisor.bounce import toggle_guest_mode
+
+    vcpu = dom.vcpus[0]
+    vcpu.core.user_cr3 = vcpu.core.kernel_cr3
+    ran = []
+
+    def to_user(v, *_):
+        ran.append("to_user")
+        toggle_guest_mode(v)
+        return 7
+
+    table = list(hc.TABLE)
+    table[xen.HYPERVISOR_xenoprof_op] = to_user
+    monkeypatch.setattr(hc, "TABLE", table)
+    va = dom.layout.stack + 2 * PAGE
+    calls = [ENTRY.pack(xen.HYPERVISOR_xenoprof_op, UNTOUCHED, 0, 0, 0, 0, 0, 0),
+             ENTRY.pack(xen.HYPERVISOR_xen_version, UNTOUCHED, 0, 0, 0, 0, 0, 0),
+             ENTRY.pack(xen.HYPERVISOR_xen_version, UNTOUCHED, 0, 0, 0, 0, 0, 0)]
+    copy_to_guest(vcpu, va, b"".join(calls))
+    assert hypercall(dom, xen.HYPERVISOR_multicall, va, 3) == xen.HYPERVISOR_multicall
+    regs = vcpu.regs()
+    assert (regs["rdi"], regs["rsi"]) == (va + ENTRY.size, 2)     # the rest, continued
+    results = [struct.unpack("<Q", copy_from_guest(vcpu, va + i * ENTRY.size + 8, 8))[0]
+               for i in range(3)]
+    assert ran == ["to_user"] and results == [7, UNTOUCHED, UNTOUCHED]
+
+
+def test_hcreturn_guest_sees_xen_returns(guests, host):
+    run_conformance_guest(guests, host, "hcreturn", 6)

@@ -2,9 +2,8 @@
 the stackfault guest checks explicit memory operands from inside; the
 implicit stack operations, whose exception frame would go on the very
 stack that faulted, are checked here from the host."""
-import re
-
 import pytest
+from conformance import run_conformance_guest
 
 from pyxenon.hypervisor.guestmem import copy_to_guest
 
@@ -13,14 +12,7 @@ BAD = 1 << 63
 
 
 def test_stackfault_guest_sees_xen_vectors(guests, host):
-    dom = host.create(str(guests / "stackfault.cfg"))
-    host.run(timeout=60)
-    text = dom.dmesg_text
-    assert dom.shutdown_reason == "poweroff", dom.crash_report
-    lines = [line for line in text.splitlines() if re.match(r"stackfault: \[", line)]
-    summary = re.search(r"stackfault: (\d+)/(\d+) as on Xen", text)
-    assert summary and int(summary[2]) == len(lines) == 13
-    assert int(summary[1]) == len(lines), "\n".join(l for l in lines if "NOT" in l)
+    run_conformance_guest(guests, host, "stackfault", 13)
 
 
 @pytest.mark.parametrize("code,vector", [

@@ -63,6 +63,9 @@ struct xc_vcpu {
     uint32_t dbg_steps; uint32_t dbg_pending;
     uint32_t cpuid_faulting; uint32_t noncanonical; uint32_t seq;
     uint64_t gs_base_other; uint32_t tsc_aux;
+    uint32_t db_status; uint32_t db_pending; uint32_t db_hooked; uint32_t db_skip;
+    uint64_t db_skip_pc; uint64_t db_prev_pc; uint64_t db_io_port[4]; uint32_t db_io_len[4];
+    uint32_t db_io; uint32_t fsgsbase;
     ...;
 };
 #define XC_PERFC_NR 64
@@ -97,7 +100,7 @@ struct xc_machine {
     uint64_t boot_tsc; uint64_t slice_stime; int vtsc; uint64_t py_calls; uint64_t slices; uint64_t chain_ns;
     uint32_t tlbflush_clock; uint64_t work; uint64_t work_budget; uint32_t plant;
     uint32_t tsc_mul; int32_t tsc_shift; uint64_t tlb_fills; uint64_t tlb_misses; uint64_t tlb_size; int watchdog_parked;
-    struct xc_tbuf *tbuf; uint64_t sched_visits; uint32_t slot_cap;
+    struct xc_tbuf *tbuf; uint64_t sched_visits; uint32_t slot_cap; int offer_fsgsbase;
     ...;
 };
 struct xc_machine *xc_machine_new(uint64_t nr_frames, uint64_t hv_frames);
@@ -176,7 +179,13 @@ int xc_code64(struct xc_machine *m, struct xc_vcpu *v);
 #define XC_DBG_ACCESS 4
 #define XC_DBG_STEP 5
 #define XC_DBG_BOUNDARY 6
+#define XC_DBG_GUEST_X 7
+#define XC_DBG_GUEST_W 8
+#define XC_DBG_GUEST_RW 9
+#define XC_DBG_GUEST_BOUNDARY 10
 struct xc_dbg_point;
+struct xc_dbg_point *xc_dbg_insert_guest(struct xc_machine *m, struct xc_vcpu *v, int kind,
+                                         int bp, uint64_t va, uint64_t ma, uint64_t len);
 struct xc_dbg_point *xc_dbg_insert(struct xc_machine *m, struct xc_vcpu *v, int kind,
                                    uint64_t va, uint64_t ma, uint64_t len);
 void xc_dbg_remove(struct xc_machine *m, struct xc_dbg_point *p);

@@ -64,6 +64,7 @@
 /* Xen's hypercall numbers (xen.h) for the ones C answers. */
 #define HYPERVISOR_mmu_update 1
 #define HYPERVISOR_multicall 13
+#define HYPERVISOR_iret 23
 #define HYPERVISOR_update_va_mapping 14
 #define HYPERVISOR_set_timer_op 15
 #define HYPERVISOR_xen_version 17
@@ -251,6 +252,17 @@ struct xc_vcpu {
     uint32_t dbg_pending; /* a watchpoint hit, to stop at the next instruction */
     uint32_t cpuid_faulting; /* MSR_INTEL_MISC_FEATURES_ENABLES.CPUID_FAULTING (guest_wrmsr) */
     uint32_t noncanonical; /* the #GP just noted is a non-canonical data access (mm.c) */
+    /* The guest's own %dr0-3/%dr7 breakpoints (debug.c's XC_DBG_GUEST_*): */
+    uint32_t db_status;   /* B0-B3 its hooks found, for %dr6 (do_debug) */
+    uint32_t db_pending;  /* a data/I/O hit: #DB at the next instruction (2: after one more) */
+    uint32_t db_hooked;   /* the #DB raised is the hooks', not the CPU's single step */
+    uint32_t db_skip;     /* the instruction breakpoint at db_skip_pc is passed once (RF) */
+    uint64_t db_skip_pc;
+    uint64_t db_prev_pc;  /* the instruction the guest boundary hook saw last */
+    uint64_t db_io_port[4]; /* I/O breakpoints (dr7_emul's R/W = 10): port and length */
+    uint32_t db_io_len[4];
+    uint32_t db_io;       /* which of dr0-3 are armed I/O breakpoints */
+    uint32_t fsgsbase;    /* the guest's CR4.FSGSBASE (emulate.py's write_cr) */
     uc_context *ctx;      /* registers while the vcpu is not running */
     struct xc_perfc *perfc; /* its domain's hypercall statistics (perfc.h); NULL: none */
     uint32_t seq;         /* its creation slot: its bit in the run queue (runq.c) */
@@ -331,6 +343,7 @@ struct xc_machine {
     uint32_t slot_cap, nr_slots, nr_live, heap_len;
     uint64_t sched_visits;  /* run-queue words and heap entries the scheduler's
                                questions read (runq.c): its work, for tests */
+    int offer_fsgsbase;   /* the policy offers FSGSBASE (cpuid.c; off by default) */
 };
 
 /* machine.c: the interface the Python side uses (see build_core.py) */
@@ -358,7 +371,15 @@ const char *xc_strerror(int err);
 #define XC_DBG_ACCESS 4
 #define XC_DBG_STEP 5
 #define XC_DBG_BOUNDARY 6
+/* The guest's own breakpoints from %dr0-3/%dr7 (its #DB, not the debugger's). */
+#define XC_DBG_GUEST_X 7
+#define XC_DBG_GUEST_W 8
+#define XC_DBG_GUEST_RW 9
+#define XC_DBG_GUEST_BOUNDARY 10
 struct xc_dbg_point;
+struct xc_dbg_point *xc_dbg_insert_guest(struct xc_machine *m, struct xc_vcpu *v, int kind,
+                                         int bp, uint64_t va, uint64_t ma, uint64_t len);
+void xc_db_io_check(struct xc_vcpu *v, uint32_t port, int size);
 struct xc_dbg_point *xc_dbg_insert(struct xc_machine *m, struct xc_vcpu *v, int kind,
                                    uint64_t va, uint64_t ma, uint64_t len);
 void xc_dbg_remove(struct xc_machine *m, struct xc_dbg_point *p);

@@ -11,6 +11,10 @@ static const int arg_regs[6] = {
     UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_REG_RSI,
     UC_X86_REG_RDX, UC_X86_REG_R10, UC_X86_REG_R8,
 };
+/* What a trap reads first: the number, two arguments, the selectors. */
+static const int entry_regs[5] = {
+    UC_X86_REG_RAX, UC_X86_REG_RDI, UC_X86_REG_RSI, UC_X86_REG_CS, UC_X86_REG_SS,
+};
 
 /* An event is pending, unmasked, and the guest has somewhere to take it:
  * evtchn_upcall_pending and evtchn_upcall_mask are vcpu_info's first bytes. */
@@ -57,12 +61,35 @@ static uint64_t digest(uint64_t h, uint64_t word)
     return h;
 }
 
+/*
+ * What a 64-bit guest kernel's CS and SS are after a hypercall: Xen's
+ * lstar_enter frame holds FLAT_KERNEL_CS64 and FLAT_KERNEL_SS whatever the
+ * guest ran with, and restore_all_guest returns by sysretq, which loads
+ * the same two from MSR_STAR (FLAT_RING3_CS32 + 16 and + 8, RPL 3).  The
+ * descriptors are Xen's flat ring-3 ones (machine.c's GDT page), so only
+ * the selectors differ from a guest's own flat 64-bit segments; Unicorn
+ * keeps the descriptor it has, and a guest in 32-bit code keeps its own.
+ */
+#define FLAT_KERNEL_CS64 0xe033
+#define FLAT_KERNEL_SS 0xe02b
+
+static void lstar_selectors(struct xc_machine *m, struct xc_vcpu *v, uint64_t cs, uint64_t ss)
+{
+    uint64_t flat_cs = FLAT_KERNEL_CS64, flat_ss = FLAT_KERNEL_SS;
+    if ((cs & 0xFFFF) == flat_cs && (ss & 0xFFFF) == flat_ss)
+        return;
+    if (!xc_code64(m, v))
+        return;
+    uc_reg_write(m->uc, UC_X86_REG_CS, &flat_cs);
+    uc_reg_write(m->uc, UC_X86_REG_SS, &flat_ss);
+}
+
 void xc_hook_syscall(uc_engine *uc, void *data)
 {
     struct xc_machine *m = data;
     struct xc_vcpu *v = m->current;
-    uint64_t a[6];
-    void *ptrs[6] = {&a[0], &a[1], &a[2], &a[3], &a[4], &a[5]};
+    uint64_t a[6], sel[2] = {0, 0};
+    void *ptrs[8] = {&a[0], &a[1], &a[2], &sel[0], &sel[1], &a[3], &a[4], &a[5]};
     int64_t rc;
     int two;
     struct xc_observed o;
@@ -78,18 +105,20 @@ void xc_hook_syscall(uc_engine *uc, void *data)
     }
     /* The hot calls take two arguments: read the other three registers
      * only when their fast path did not answer. */
-    uc_reg_read_batch(uc, (int *)arg_regs, ptrs, 3);
+    uc_reg_read_batch(uc, (int *)entry_regs, ptrs, 5);
     v->hypercalls++;
     m->work = 0;          /* a new trap: preemptible work starts over */
     xc_observe_start(m, v, &o);
     two = xc_fast_two_args(a[0]);
     if (!two || !xc_fast_hypercall(m, v, a, &rc)) {
-        uc_reg_read_batch(uc, (int *)arg_regs + 3, ptrs + 3, 3);
+        uc_reg_read_batch(uc, (int *)arg_regs + 3, ptrs + 5, 3);
         /* a two-argument call its fast path declined is not tried again */
         rc = two ? xc_python(m, v, a[0], a[1], a[2], a[3], a[4], a[5]) : dispatch(m, v, a);
     }
     xc_observe_end(m, v, a, rc, &o);
     uc_reg_write(uc, UC_X86_REG_RAX, &rc);
+    if (a[0] != HYPERVISOR_iret)      /* do_iret loads the frame's own */
+        lstar_selectors(m, v, sel[0], sel[1]);
     v->call_digest = digest(digest(digest(digest(v->call_digest, a[0]), a[1]), a[2]), (uint64_t)rc);
     if (v->stop == XC_STOP_NONE && xc_upcall_ready(m, v))
         v->stop = XC_STOP_HYPERCALL;   /* deliver the event before the guest goes on */
@@ -215,6 +244,70 @@ static int emulated_in_c(struct xc_machine *m, struct xc_vcpu *v)
 }
 
 /*
+ * RD/WR{FS,GS}BASE (F3 [REX] 0F AE /0-/3, a register operand) with the
+ * guest's CR4.FSGSBASE set: the CPU runs them on Xen (pv_make_cr4 puts the
+ * guest's bit in CR4), here the engine's CPU model has no FSGSBASE and
+ * its #UD is answered at once, as rdtsc's #GP is.  A non-canonical base (#GP(0)
+ * on the CPU, which QEMU's own wr*base would not raise) and anything else
+ * go to hypervisor/emulate.py's emulate_fsgsbase.
+ */
+static const int gpr[16] = {
+    UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RBX,
+    UC_X86_REG_RSP, UC_X86_REG_RBP, UC_X86_REG_RSI, UC_X86_REG_RDI,
+    UC_X86_REG_R8, UC_X86_REG_R9, UC_X86_REG_R10, UC_X86_REG_R11,
+    UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15,
+};
+
+/* The instruction's length (0: not one of the four), op and register. */
+static int fsgsbase_decode(struct xc_machine *m, struct xc_vcpu *v, uint64_t rip,
+                           int *op, int *reg, int *wide)
+{
+    uint8_t b[5] = {0}, *p = b + 1, rex = 0;
+    uint64_t in_page = PAGE_SIZE - (rip & (PAGE_SIZE - 1));
+    if (xc_copy_from_guest(m, v, b, rip, 5) &&
+        (in_page >= 5 || xc_copy_from_guest(m, v, b, rip, in_page)))
+        return 0;
+    if ((*p & 0xF0) == 0x40)
+        rex = *p++;
+    if (b[0] != 0xF3 || p[0] != 0x0F || p[1] != 0xAE || p[2] >> 6 != 3)
+        return 0;
+    *op = p[2] >> 3 & 7;
+    *reg = (p[2] & 7) | (rex & 1) << 3;
+    *wide = rex >> 3 & 1;
+    return *op < 4 ? (int)(p + 3 - b) : 0;
+}
+
+static int emulate_fsgsbase(struct xc_machine *m, struct xc_vcpu *v)
+{
+    uint64_t rip = 0, value = 0;
+    int op, reg, wide, len, base;
+    uc_reg_read(m->uc, UC_X86_REG_RIP, &rip);
+    len = v->fsgsbase ? fsgsbase_decode(m, v, rip, &op, &reg, &wide) : 0;
+    if (!len)
+        return 0;
+    base = op & 1 ? UC_X86_REG_GS_BASE : UC_X86_REG_FS_BASE;
+    uc_reg_read(m->uc, op < 2 ? base : gpr[reg], &value);
+    if (!wide)
+        value &= 0xFFFFFFFFUL;
+    if (op >= 2 && (uint64_t)((int64_t)value << 16 >> 16) != value)
+        return 0;                       /* non-canonical: #GP(0), in Python */
+    xc_clear_exception(m);              /* taken here, never delivered */
+    uc_reg_write(m->uc, op < 2 ? gpr[reg] : base, &value);
+    rip += len;
+    uc_reg_write(m->uc, UC_X86_REG_RIP, &rip);   /* last: Unicorn may leave the hook here */
+    return 1;
+}
+
+/* An exception the guest never sees: rdtsc's #GP with the TSC emulated, a
+ * guest kernel's rdmsr/wrmsr's #GP (msr.c), RD/WR{FS,GS}BASE's #UD with the guest's CR4.FSGSBASE. */
+static int answered_here(struct xc_machine *m, struct xc_vcpu *v, uint32_t intno)
+{
+    if (intno == 13)
+        return emulated_in_c(m, v);
+    return intno == 6 && emulate_fsgsbase(m, v);
+}
+
+/*
  * Any CPU exception other than a page fault (those come from the TLB fill).
  * A #GP from rdtsc with the TSC emulated is answered here (time.c), one
  * from a guest kernel's rdmsr/wrmsr the MSR policy answers too (msr.c),
@@ -227,7 +320,7 @@ void xc_hook_intr(uc_engine *uc, uint32_t intno, void *data)
 {
     struct xc_machine *m = data;
     struct xc_vcpu *v = m->current;
-    if (v && intno == 13 && v->stop != XC_STOP_EXCEPTION && emulated_in_c(m, v))
+    if (v && v->stop != XC_STOP_EXCEPTION && answered_here(m, v, intno))
         return;
     if (v && v->stop != XC_STOP_EXCEPTION) {
         v->vector = intno | (software_int(m, v, intno) ? XC_VECTOR_SOFT : 0);
@@ -265,8 +358,11 @@ uint32_t xc_hook_in(uc_engine *uc, uint32_t port, int size, void *data)
     uint64_t rax = 0;
     int ok = 0;
     uint32_t value = m->current ? xc_io_read(m, m->current, port, size, &ok) : 0;
-    if (ok)
+    if (ok) {
+        if (m->current->db_io)      /* emul-priv-op.c's check_guest_io_breakpoint */
+            xc_db_io_check(m->current, port, size);
         return value;
+    }
     uc_reg_read(uc, UC_X86_REG_RAX, &rax);
     io_fault(uc, m);
     return (uint32_t)rax;
@@ -277,6 +373,8 @@ void xc_hook_out(uc_engine *uc, uint32_t port, int size, uint32_t value, void *d
     struct xc_machine *m = data;
     if (!m->current || !xc_io_write(m, m->current, port, size, value))
         io_fault(uc, m);
+    else if (m->current->db_io)
+        xc_db_io_check(m->current, port, size);
 }
 
 /* An opcode the CPU does not know: #UD for the guest (Unicorn reports it
@@ -285,6 +383,8 @@ bool xc_hook_invalid(uc_engine *uc, void *data)
 {
     struct xc_machine *m = data;
     struct xc_vcpu *v = m->current;
+    if (v && v->stop != XC_STOP_EXCEPTION && emulate_fsgsbase(m, v))
+        return true;        /* the engine's CPU model has no FSGSBASE: decoded here */
     if (v) {
         v->vector = 6;
         v->error_code = 0;

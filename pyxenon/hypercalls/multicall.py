@@ -2,8 +2,10 @@
 
 Every entry runs whatever the others returned (as in Xen); a multicall
 inside a multicall is refused; an unreadable entry ends the batch with
--EFAULT; an iret ends it with its own result (Xen's mc_exit).  Past the trap's budget the batch continues from the next entry
-(Xen's do_multicall: hypercall_preempt_check between entries).
+-EFAULT; an iret ends it with its own result (Xen's mc_exit); a call that
+leaves the vcpu outside guest kernel mode ends it too, the rest continued
+later (mc_preempt).  Past the trap's budget the batch continues from the
+next entry (Xen's do_multicall: hypercall_preempt_check between entries).
 """
 import struct
 
@@ -36,6 +38,10 @@ def do_multicall(vcpu, call_list, nr_calls, *_):
         copy_to_guest(vcpu, va + 8, struct.pack("<Q", result & MASK64))
         if vcpu.domain.state != "running":
             break
+        if not vcpu.core.kernel_mode and i + 1 < nr_calls:
+            # pv_do_multicall_call's mc_preempt: do_multicall's "goto
+            # preempted" with the entries after this one
+            raise Continuation(va + ENTRY.size, nr_calls - i - 1)
     return 0
 
 

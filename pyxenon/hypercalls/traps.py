@@ -3,7 +3,7 @@ FPU and debug registers, segment bases, and the iret hypercall."""
 import ctypes
 
 from pyxenon._core import lib
-from pyxenon.hypervisor import debugreg
+from pyxenon.hypervisor import debugreg, debugtrap
 from pyxenon.hypervisor.bounce import IF, IOPL, toggle_guest_mode
 from pyxenon.hypervisor.errors import HypercallError, sub_op
 from pyxenon.hypervisor.guestmem import copy_from_guest, read_struct
@@ -172,7 +172,8 @@ def do_iret(vcpu, *_):
         toggle_guest_mode(vcpu)
     # VM cleared as Xen's do_iret does: Unicorn takes RFLAGS.VM as written
     # and would translate the guest's code as virtual-8086 code
-    new = {"rip": ctx.rip, "rsp": ctx.rsp, "rflags": (ctx.rflags & ~(IOPL | RFLAGS_VM)) | IF}
+    rflags = debugtrap.resume_flag(vcpu, ctx.rip, ctx.rflags)
+    new = {"rip": ctx.rip, "rsp": ctx.rsp, "rflags": (rflags & ~(IOPL | RFLAGS_VM)) | IF}
     if not ctx.flags & arch_x86.VGCF_in_syscall:
         new.update(r11=ctx.r11, rcx=ctx.rcx)
     if vcpu.domain.vm_assist >> xen.VMASST_TYPE_architectural_iopl & 1:

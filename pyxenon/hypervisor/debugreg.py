@@ -4,11 +4,13 @@ set_debugreg (pv/misc-hypercalls.c); reads are x86emul_read_dr
 (x86_emulate.c).  They start at %dr6 = X86_DR6_DEFAULT and %dr7 =
 X86_DR7_DEFAULT (vcpu_initialise).
 
-The values are the guest's view of its registers; the engine does not
-fire breakpoints from them (no #DB delivery here).
+Every change of %dr0-3 or %dr7 re-arms the engine hooks that raise the
+guest's #DB from them (debugtrap.py), as Xen's set_debugreg ends with
+activate_debugregs.
 """
 from pyxenon.public import arch_x86, errno
 
+from . import debugtrap
 from .errors import HypercallError
 
 X86_DR6_DEFAULT, X86_DR7_DEFAULT = 0xFFFF0FF0, 0x00000400
@@ -40,6 +42,7 @@ def set_debugreg(vcpu, reg, value):
         if not breakpoint_addr_ok(value):
             raise HypercallError(errno.EPERM)
         vcpu.debugreg[reg] = value
+        debugtrap.rearm(vcpu)
     elif reg in (4, 5) and vcpu.cr4 & X86_CR4_DE:
         raise HypercallError(errno.ENODEV)          # aliases only without CR4.DE
     elif reg in (4, DR6):
@@ -70,6 +73,7 @@ def set_dr7(vcpu, value):
                 io_enable |= value & (3 << ((i - 16) >> 1))
     vcpu.dr7_emul = io_enable
     vcpu.debugreg[DR7] = value & ~io_enable
+    debugtrap.rearm(vcpu)
 
 
 def read_debugreg(vcpu, reg):

@@ -6,17 +6,22 @@ faulted stays a #GP for the guest (in/out are answered in C, `_core/io.c`).
 from pyxenon._core import ffi, lib
 from pyxenon.public import errno
 
-from . import debugreg
+from . import debugreg, debugtrap
 from .errors import GuestFault, HypercallError
 from .hypercall_page import hypercall_page_bytes
 from .guestmem import copy_from_guest
 
 CR0_TS = 0x8
-# pv_fixup_guest_cr4: the guest chooses TSD and DE (its policy has TSC and
-# DE; FSGSBASE and OSXSAVE are not in it, see _core/cpuid.c), and sees Xen's
-# PAE, MCE, OSFXSR and OSXMMEXCPT.
-CR4_GUEST_MASK = 0x4 | 0x8
+X86_CR4_TSD, X86_CR4_DE, X86_CR4_FSGSBASE, X86_CR4_OSXSAVE = 0x4, 0x8, 1 << 16, 1 << 18
+# pv_fixup_guest_cr4 (pv/domain.c): the guest chooses PV_CR4_GUEST_MASK's
+# bits its CPUID policy has (_core/cpuid.c: TSC, DE and FSGSBASE, not
+# XSAVE), and sees Xen's PAE, MCE, OSFXSR and OSXMMEXCPT.
+CR4_GUEST_MASK = X86_CR4_TSD | X86_CR4_DE | X86_CR4_FSGSBASE | X86_CR4_OSXSAVE
 CR4_XEN_VISIBLE = 0x20 | 0x40 | 0x200 | 0x400
+# (leaf, register, bit) of the feature each guest bit needs: basic.tsc,
+# basic.de, feat.fsgsbase, basic.xsave.
+CR4_POLICY = {X86_CR4_TSD: (1, 3, 4), X86_CR4_DE: (1, 3, 2),
+              X86_CR4_FSGSBASE: (7, 1, 0), X86_CR4_OSXSAVE: (1, 2, 26)}
 MASK64 = (1 << 64) - 1
 
 _DISASM = None
@@ -101,14 +106,22 @@ def write_cr(vcpu, n, value):
     if n == 3:
         return write_cr3(vcpu, (value >> 12) & ((1 << 40) - 1))
     if n == 4:
-        vcpu.cr4 = fixup_guest_cr4(value)
+        vcpu.cr4 = fixup_guest_cr4(vcpu.domain.machine.core, value)
+        vcpu.core.fsgsbase = 1 if vcpu.cr4 & X86_CR4_FSGSBASE else 0   # traps.c answers them
+        debugtrap.rearm(vcpu)      # CR4.DE arms or disarms I/O breakpoints
         return True
     return False
 
 
-def fixup_guest_cr4(value):
+def fixup_guest_cr4(machine_core, value):
     """Xen's pv_fixup_guest_cr4: a write of CR4 never fails; the guest keeps
-    its bits of the policy's, the rest are Xen's."""
+    its bits the policy offers ("discard attempts to set guest controllable
+    bits outside of the policy"), the rest are Xen's."""
+    out = ffi.new("uint32_t[4]")
+    for bit, (leaf, reg, feature) in CR4_POLICY.items():
+        lib.xc_cpuid(machine_core, leaf, 0, out)
+        if not out[reg] >> feature & 1:
+            value &= ~bit
     return value & CR4_GUEST_MASK | CR4_XEN_VISIBLE
 
 
@@ -258,6 +271,36 @@ def emulate_privileged(vcpu, table=None):
     if done and done is not RETRY:
         vcpu.set_regs(rip=regs["rip"] + insn.size)
     return bool(done)
+
+
+# -- RD/WR{FS,GS}BASE ----------------------------------------------------------------
+
+FSGSBASE = {"rdfsbase": ("fs_base", False), "rdgsbase": ("gs_base", False),
+            "wrfsbase": ("fs_base", True), "wrgsbase": ("gs_base", True)}
+GP = "#GP"          # the emulated instruction raises #GP(0)
+
+
+def emulate_fsgsbase(vcpu):
+    """RD/WR{FS,GS}BASE as the CPU runs them for a PV guest on Xen, whose
+    CR4.FSGSBASE follows the guest's (pv_make_cr4): with it clear a #UD
+    (False here), with it set the base read or written, a non-canonical
+    one being #GP(0).  The engine has no FSGSBASE: _core/traps.c answers
+    the plain cases in the trap, this the rest (and the host's own calls).
+    A 32-bit operand zero-extends.  The base is the running mode's, which
+    toggle_guest_mode swaps with the other mode's (gs_base_other)."""
+    regs = vcpu.regs()
+    insn = decode(vcpu, regs["rip"])
+    op = FSGSBASE.get(insn.mnemonic) if insn is not None else None
+    if op is None or not vcpu.cr4 & X86_CR4_FSGSBASE:
+        return False
+    base, write = op
+    reg = insn.op_str.strip()
+    mask = MASK64 if reg.startswith("r") and not reg.endswith("d") else 0xFFFFFFFF
+    if write and not canonical(regs[reg64(reg)] & mask):
+        return GP
+    target, value = (base, regs[reg64(reg)]) if write else (reg64(reg), regs[base])
+    vcpu.set_regs(**{target: value & mask, "rip": regs["rip"] + insn.size})
+    return True
 
 
 # -- writable page tables -------------------------------------------------------------

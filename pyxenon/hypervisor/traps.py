@@ -7,7 +7,7 @@ report, as Xen's domain_crash() would; the host itself never faults.
 """
 from pyxenon._core import ffi, lib
 
-from . import emulate, faults
+from . import debugtrap, emulate, faults
 from .bounce import bounce
 from .errors import GuestFault
 from .guestmem import copy_from_guest
@@ -152,6 +152,18 @@ def emulate_forced(vcpu):
     return True
 
 
+def invalid_opcode(vcpu):
+    """#UD: Xen's forced emulation prefix, or RD/WR{FS,GS}BASE with the
+    guest's CR4.FSGSBASE set (emulate.emulate_fsgsbase)."""
+    if emulate_forced(vcpu):
+        return True
+    done = emulate.emulate_fsgsbase(vcpu)
+    if done == emulate.GP:
+        deliver(vcpu, 13, 0)
+        return True
+    return done
+
+
 # -- crash reports --------------------------------------------------------------
 
 
@@ -199,5 +211,5 @@ def crash_report(vcpu, vector, error_code, reason=None):
     return "\n".join(lines + format_registers(regs))
 
 
-SPECIAL = {SYSCALL: syscall_from_user, 6: emulate_forced, 13: privileged,
+SPECIAL = {SYSCALL: syscall_from_user, 1: debugtrap.on_debug, 6: invalid_opcode, 13: privileged,
            14: emulate.emulate_ptwr}

@@ -1,21 +1,22 @@
 """A virtual CPU: its C state, its registers, and the hypercall entry from C."""
 from pyxenon._core import ffi, lib
 
-from . import debugreg
+from . import debugreg, debugtrap
 
 REG_NAMES = ffi.string(lib.xc_reg_names()).decode().split()
 _REG_INDEX = {name: i for i, name in enumerate(REG_NAMES)}
 MASK64 = (1 << 64) - 1
+RFLAGS_TF = 0x100
 _WRITABLE = set(REG_NAMES[:18] + ["fs_base", "gs_base"])
 
 # handle -> Vcpu: the C core names a vcpu by this index in its callback.
 _VCPUS = []
 
 
-def emulate_cr4():
+def emulate_cr4(machine_core):
     from .emulate import fixup_guest_cr4   # pv_vcpu_initialise: pv_fixup_guest_cr4(v, 0)
 
-    return fixup_guest_cr4(0)
+    return fixup_guest_cr4(machine_core, 0)
 _FREE_HANDLES = []
 
 
@@ -50,6 +51,7 @@ class Vcpu:
         self.timer_period = 0   # VCPUOP_set_periodic_timer (ns), 0 = none
         self.want_yield = False
         self.pending_rip = None   # rip set by a handler, for when the engine stops
+        self.pending_tf = False   # and TF (set_regs)
         self.in_multicall = False
         # Trap virtualization state (Xen's struct pv_vcpu):
         self.trap_table = {}      # vector -> (flags, cs, address)
@@ -58,7 +60,8 @@ class Vcpu:
         self.kernel_sp = 0
         self.debugreg = debugreg.reset_values()   # dr0-7 as set_debugreg keeps them
         self.dr7_emul = 0         # I/O breakpoint enables (Xen's pv.dr7_emul)
-        self.cr4 = emulate_cr4()  # guest-visible CR4 (Xen's pv.ctrlreg[4])
+        self.db_armed = ((), [])  # what the engine's hooks for them arm (debugtrap)
+        self.cr4 = emulate_cr4(domain.machine.core)  # guest-visible CR4 (Xen's pv.ctrlreg[4])
         self.ldt = (0, 0)         # (linear address, entries)
         self.gdt_frames = []      # frames installed by set_gdt
 
@@ -83,6 +86,7 @@ class Vcpu:
         return self.offline_ns + down
 
     def free(self):
+        debugtrap.disarm(self)
         lib.xc_vcpu_free(self.domain.machine.core, self.core)
         _VCPUS[self.handle] = None
         _FREE_HANDLES.append(self.handle)
@@ -99,28 +103,44 @@ class Vcpu:
 
         rip changed while this vcpu is inside the engine (a hypercall
         handler) takes effect when the engine stops: Unicorn would move a
-        pc written from the syscall hook on past the syscall."""
+        pc written from the syscall hook on past the syscall.  So does TF:
+        QEMU re-checks it at the end of that syscall and would raise the
+        single step's #DB before the guest's next instruction had run."""
         bad = set(changes) - _WRITABLE
         if bad:
             raise ValueError(f"registers not writable here: {sorted(bad)}")
         machine = self.domain.machine
+        inside = machine.in_engine and machine.core.current == self.core
+        if inside:
+            self._defer_tf(changes)
         rip = changes.pop("rip", None)
         if changes:
-            vals = ffi.new("uint64_t[]", len(REG_NAMES))
-            lib.xc_regs(machine.core, self.core, 0, vals)
-            for name, value in changes.items():
-                vals[_REG_INDEX[name]] = value & 0xFFFFFFFFFFFFFFFF
-            lib.xc_regs(machine.core, self.core, 1, vals)
-        if rip is None:
-            return
-        if machine.in_engine and machine.core.current == self.core:
-            self.pending_rip = rip & 0xFFFFFFFFFFFFFFFF
+            self._write_regs(changes)
+        if inside and (rip is not None or self.pending_tf):
+            if rip is not None:
+                self.pending_rip = rip & MASK64
             self.stop()
-        else:
-            lib.xc_set_rip(machine.core, self.core, rip & 0xFFFFFFFFFFFFFFFF)
+        elif rip is not None:
+            lib.xc_set_rip(machine.core, self.core, rip & MASK64)
+
+    def _write_regs(self, changes):
+        machine = self.domain.machine
+        vals = ffi.new("uint64_t[]", len(REG_NAMES))
+        lib.xc_regs(machine.core, self.core, 0, vals)
+        for name, value in changes.items():
+            vals[_REG_INDEX[name]] = value & MASK64
+        lib.xc_regs(machine.core, self.core, 1, vals)
+
+    def _defer_tf(self, changes):
+        if changes.get("rflags", 0) & RFLAGS_TF:
+            changes["rflags"] &= ~RFLAGS_TF
+            self.pending_tf = True
 
     def apply_pending_rip(self):
         """Set the rip a handler chose; True if there was one."""
+        if self.pending_tf:
+            self.pending_tf = False
+            self.set_regs(rflags=self.regs()["rflags"] | RFLAGS_TF)
         if self.pending_rip is None:
             return False
         lib.xc_set_rip(self.domain.machine.core, self.core, self.pending_rip)
