@@ -18,7 +18,7 @@ hands one: Linux's cpu_initialize_context leaves it empty).
 """
 from pyxenon._core import lib
 from pyxenon.hypervisor import debugreg
-from pyxenon.hypervisor.emulate import fixup_guest_cr4
+from pyxenon.hypervisor.emulate import set_guest_cr4
 from pyxenon.hypervisor.errors import Continuation, HypercallError
 from pyxenon.hypervisor.mm import ERESTART
 from pyxenon.public import arch_x86, callback, errno
@@ -166,7 +166,7 @@ def initialise(caller, target, c, restart_args):
         raise
     load_registers(target, c)
     load_traps(target, c)
-    target.cr4 = fixup_guest_cr4(c.ctrlreg[4])
+    set_guest_cr4(target, c.ctrlreg[4])
     load_debugregs(target, c)
     target.initialised = True
     target.up = bool(c.flags & arch_x86.VGCF_online)

@@ -106,11 +106,16 @@ def write_cr(vcpu, n, value):
     if n == 3:
         return write_cr3(vcpu, (value >> 12) & ((1 << 40) - 1))
     if n == 4:
-        vcpu.cr4 = fixup_guest_cr4(vcpu.domain.machine.core, value)
-        vcpu.core.fsgsbase = 1 if vcpu.cr4 & X86_CR4_FSGSBASE else 0   # traps.c answers them
-        debugtrap.rearm(vcpu)      # CR4.DE arms or disarms I/O breakpoints
+        set_guest_cr4(vcpu, value)
         return True
     return False
+
+
+def set_guest_cr4(vcpu, value):
+    """A write of the guest's CR4 (write_cr, or VCPUOP_initialise's ctrlreg[4])."""
+    vcpu.cr4 = fixup_guest_cr4(vcpu.domain.machine.core, value)
+    vcpu.core.fsgsbase = 1 if vcpu.cr4 & X86_CR4_FSGSBASE else 0   # traps.c answers them
+    debugtrap.rearm(vcpu)      # CR4.DE arms or disarms I/O breakpoints
 
 
 def fixup_guest_cr4(machine_core, value):
