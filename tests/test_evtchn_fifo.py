@@ -168,12 +168,18 @@ def test_events_queue_by_priority_in_order(pair):
     assert ping.events.is_pending(ports[1]) and not ping.shared_info.evtchn_pending[0]
 
 
-def test_a_consumed_tail_makes_the_next_event_a_head(pair):
+def two_fresh_ports(pair):
+    """(ping, its FIFO view, two IPI ports whose event words are clear)."""
     _, ping, _, _, _ = pair
     fifo = Fifo(ping)
     a, b = bind_ipi(ping), bind_ipi(ping)
     fifo.set_word(a, 0)
     fifo.set_word(b, 0)
+    return ping, fifo, a, b
+
+
+def test_a_consumed_tail_makes_the_next_event_a_head(pair):
+    ping, fifo, a, b = two_fresh_ports(pair)
     send(ping, a)
     fifo.set_word(a, 0)                               # the guest consumed it: not linked
     struct.pack_into("<I", ping.machine.mem, fifo.cb_mfn * PAGE + fifo.offset, 0)  # READY clear
@@ -240,11 +246,7 @@ def test_a_new_priority_applies_to_the_next_event(pair):
     """evtchn_fifo_set_priority(): a linked event stays on its old queue;
     raised again after the guest consumed it, it goes to the new one, and
     the old queue's tail forgets it (fifo_lastq)."""
-    _, ping, _, _, _ = pair
-    fifo = Fifo(ping)
-    a, b = bind_ipi(ping), bind_ipi(ping)
-    fifo.set_word(a, 0)
-    fifo.set_word(b, 0)
+    ping, fifo, a, b = two_fresh_ports(pair)
     send(ping, a)
     assert set_priority(ping, a, 3) == 0
     assert fifo.queue(7) == [a] and fifo.queue(3) == []
