@@ -157,17 +157,21 @@ class Invariants:
     def check_grants(self, before, now):
         """Every mapping; and the in-use bits Xen owes the granter's entry
         (before, now: the mappings at the last check and now): a new mapping
-        sets its bits, and ending one keeps the bits the others still need.
-        Any other change to an entry is its granter's own doing."""
+        that takes the reference's first pin of its kind sets its bits
+        (map_grant_ref calls _set_status only when `!act->pin`, or for a
+        writable map while no write pin is held), and ending one keeps the
+        bits the others still need.  Any other change to an entry is its
+        granter's own doing, a cleared bit under a held pin included."""
         added = {key[0] for key in now - before}
         ended = {(key[2], key[3]) for key in before - now}
+        pins = held_pins(before)
         flags = {}
         problems = []
         for dom in self.world.live():
             for handle, m in dom.grant_table.maptrack.items():
                 ref = (m.granter.domid, m.ref)
                 flags[ref] = m.granter.grant_table.read_entry(m.ref)[0]
-                owed = wanted_bits(m) if mapping_key(dom, handle, m) in added else \
+                owed = first_pin_bits(m, pins.get(ref)) if mapping_key(dom, handle, m) in added else \
                     wanted_bits(m) & self.grant_flags.get(ref, 0) if ref in ended else 0
                 problems += self.note(dom, grant_problems(self.world, dom, handle, m, owed))
         self.grant_flags = flags
@@ -238,6 +242,23 @@ def check_frames(view, tables):
     for mfn, level in tables:
         if level == mm.L1:
             check_grant_ptes(view, mfn)
+
+
+def held_pins(keys):
+    """(granter, ref) -> "r" or "rw": the pins the mappings in keys hold."""
+    pins = {}
+    for key in keys:
+        ref, readonly = (key[2], key[3]), key[5]
+        pins[ref] = "rw" if not readonly or pins.get(ref) == "rw" else "r"
+    return pins
+
+
+def first_pin_bits(m, held):
+    """The bits Xen's map_grant_ref writes for a new mapping m of a reference
+    whose other mappings held `held` ("r", "rw" or None) pins."""
+    if held is None or (not m.readonly and held == "r"):
+        return wanted_bits(m)
+    return 0
 
 
 def mapping_key(grantee, handle, m):
