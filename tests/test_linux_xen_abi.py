@@ -78,7 +78,7 @@ def test_forced_cpuid_answers_every_leaf_from_the_policy(dom):
     r = vcpu.regs()
     assert r["rip"] == va + 7
     assert (r["rax"], r["rbx"], r["rcx"], r["rdx"]) == traps.cpuid(vcpu, 7, 0)
-    assert not r["rbx"] & 1             # FSGSBASE not offered by default (cpuid.c)
+    assert r["rbx"] & 1                 # FSGSBASE, as Xen's PV default (cpuid.c)
 
 
 # -- port I/O: guest_io_okay, guest_io_read/write ----------------------------------------
@@ -235,7 +235,10 @@ def test_cr4_writes_keep_the_guest_bits(dom):
     assert r["rip"] == scratch(dom) + 3 and dom.vcpus[0].cr4 == 0x668
     assert emulate(dom, MOV_RAX_CR4)["rax"] == 0x668
     emulate(dom, MOV_CR4_RAX, rax=0x4 | 1 << 16)
-    assert dom.vcpus[0].cr4 == 0x660 | 0x4            # FSGSBASE: not in the default policy
+    assert dom.vcpus[0].cr4 == 0x660 | 0x4 | 1 << 16  # FSGSBASE: in the default policy
+    dom.machine.core.offer_fsgsbase = 0
+    emulate(dom, MOV_CR4_RAX, rax=0x4 | 1 << 16)
+    assert dom.vcpus[0].cr4 == 0x660 | 0x4            # a policy without it: discarded
 
 
 def test_cli_sti_need_iopl(dom):

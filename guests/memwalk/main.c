@@ -84,17 +84,33 @@ static void check(const unsigned long *base, unsigned long bytes, unsigned long 
 /*
  * incs=N: N read-modify-write instructions on one word (incq, addq, lock
  * xaddq), each counted once: a slice that ends while one of them is in
- * flight must neither lose nor repeat it.
+ * flight must neither lose nor repeat it.  The loop is two blocks, the
+ * first the longer, so most slices end between them.  msr=1 reads
+ * MSR_FS_BASE before every INCS_PER_MSR of them: the trap answers it
+ * inside the engine and moves rip there, which once made Unicorn keep a
+ * stale rip at the next slice's end (the second block ran again from the
+ * first's start).
  */
-static void count_incs(volatile unsigned long *word, unsigned long n)
-{
-    unsigned long left = n, one = 1;
+#define INCS_PER_MSR 20000UL
+#define MSR_FS_BASE  0xC0000100U
 
-    *word = 0;
-    if ( n )
-        asm volatile ( "1: incq (%2); addq $1, 8(%2); lock xaddq %1, 16(%2);"
-                       "mov $1, %1; dec %0; jnz 1b"
-                       : "+r" (left), "+r" (one) : "r" (word) : "cc", "memory" );
+static void count_batch(volatile unsigned long *word, unsigned long left, unsigned long msr)
+{
+    unsigned long one = 1;
+
+    if ( msr )
+        asm volatile ( "rdmsr" :: "c" (MSR_FS_BASE) : "rax", "rdx" );
+    asm volatile ( "1: incq (%2); .rept 16; imul %%rdx, %%rdx; .endr; jmp 2f;"
+                   "2: addq $1, 8(%2); lock xaddq %1, 16(%2);"
+                   "mov $1, %1; dec %0; jnz 1b"
+                   : "+r" (left), "+r" (one) : "r" (word) : "rdx", "cc", "memory" );
+}
+
+static void count_incs(volatile unsigned long *word, unsigned long n, unsigned long msr)
+{
+    word[0] = word[1] = word[2] = 0;
+    for ( unsigned long done = 0; done < n; done += INCS_PER_MSR )
+        count_batch(word, n - done < INCS_PER_MSR ? n - done : INCS_PER_MSR, msr);
     if ( word[0] != n || word[1] != n || word[2] != n )
     {
         printk("memwalk: %lu incs counted as %lu, %lu, %lu\n", n, word[0], word[1], word[2]);
@@ -111,7 +127,7 @@ void guest_main(start_info_t *si)
     if ( mib < 2 || mib > MAX_MIB || mib % 2 || stride < 8 || stride % 8 )
         fail("bad mib= or stride=", -XEN_EINVAL);
     map_region(mib);
-    count_incs((volatile unsigned long *)REGION_VA + 8, cmdline_num("incs", 0));
+    count_incs((volatile unsigned long *)REGION_VA + 8, cmdline_num("incs", 0), cmdline_num("msr", 0));
     rmw_passes((volatile unsigned long *)REGION_VA, mib << 20, stride, passes);
     check((const unsigned long *)REGION_VA, mib << 20, stride, passes);
     xen_shutdown(SHUTDOWN_poweroff);

@@ -343,7 +343,7 @@ struct xc_machine {
     uint32_t slot_cap, nr_slots, nr_live, heap_len;
     uint64_t sched_visits;  /* run-queue words and heap entries the scheduler's
                                questions read (runq.c): its work, for tests */
-    int offer_fsgsbase;   /* the policy offers FSGSBASE (cpuid.c; off by default) */
+    int offer_fsgsbase;   /* the policy offers FSGSBASE (cpuid.c; on by default, as Xen's) */
 };
 
 /* machine.c: the interface the Python side uses (see build_core.py) */
@@ -508,6 +508,7 @@ const char *xc_reg_names(void);
 int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals);
 int xc_set_rip(struct xc_machine *m, struct xc_vcpu *v, uint64_t rip);
 uint64_t xc_vcpu_reg(struct xc_machine *m, struct xc_vcpu *v, int id);
+int xc_write_rip(uc_engine *uc, uint64_t rip);
 int xc_vcpu_set_reg(struct xc_machine *m, struct xc_vcpu *v, int id, uint64_t value);
 uint64_t xc_get_cr0(struct xc_machine *m, struct xc_vcpu *v);
 int xc_set_cr0(struct xc_machine *m, struct xc_vcpu *v, uint64_t cr0);

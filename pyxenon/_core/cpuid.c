@@ -15,13 +15,12 @@
  * Deliberately narrower than Xen: XSAVE, OSXSAVE, AVX (which needs XSAVE)
  * and leaf 0xD are hidden, because the emulated vcpu cannot have its XCR0
  * set from ring 3 (Xen emulates xsetbv); a guest offered them would take
- * #UD.  FSGSBASE is hidden too, for now: Debian's Linux, offered it,
- * uses RD/WR{FS,GS}BASE (answered in traps.c and emulate.py) and its boot
- * failed with it on (a per-cpu list corrupted in kmem_cache_alloc), not yet
- * understood.  So pv_fixup_guest_cr4 (emulate.py, from this table)
- * discards CR4.FSGSBASE and the four stay #UD, as Xen's are for a policy
- * without the feature.  xc_machine.offer_fsgsbase offers it (the fsgsbase
- * guest's test), Xen's PV default.
+ * #UD.  FSGSBASE ('A': Xen's PV default) is offered while
+ * xc_machine.offer_fsgsbase is set, as it is from the start; the engine's
+ * CPU keeps CR4.FSGSBASE clear and traps.c answers the #UDs of
+ * RD/WR{FS,GS}BASE for a guest whose CR4 has it.  With it cleared,
+ * pv_fixup_guest_cr4 (emulate.py, from this table) discards CR4.FSGSBASE
+ * and the four stay #UD, as Xen's are for a policy without the feature.
  */
 #include "core.h"
 

@@ -23,7 +23,9 @@
  * while they last (xc_exits_precise).  Counted runs (the deterministic
  * mode, whose slice is a count of blocks) need the block hook only.  The
  * switch and the hooks are read when code is translated, so a change
- * drops translations.
+ * drops translations.  A hook that moves rip inside a run must do it with
+ * regs.c's xc_write_rip, or the next stop at a block start keeps a stale
+ * rip.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>

@@ -304,6 +304,7 @@ struct xc_machine *xc_machine_new(uint64_t nr_frames, uint64_t hv_frames)
     m->tlbflush_clock = 1;        /* a frame never stamped needs no flush */
     m->boot_tsc = __builtin_ia32_rdtsc();   /* system time 0 */
     m->work_budget = XC_WORK_BUDGET;
+    m->offer_fsgsbase = 1;        /* Xen's PV default policy has it ('A') */
     if (reserve_memory(m, nr_frames) || open_engine(m) || map_hypervisor(m, hv_frames) ||
         set_control_state(m->uc) || add_hooks(m) || drop_to_ring3(m) ||
         xc_watchdog_start(m)) {

@@ -247,6 +247,6 @@ int xc_emulate_msr(struct xc_machine *m, struct xc_vcpu *v)
     xc_clear_exception(m);   /* taken here, never delivered: not "in flight" */
     if (!write)
         uc_reg_write_batch(m->uc, (int *)msr_regs + 1, p + 1, 2);
-    uc_reg_write(m->uc, UC_X86_REG_RIP, &rip);   /* last: Unicorn may leave the hook here */
+    xc_write_rip(m->uc, rip);   /* last: Unicorn may leave the hook here */
     return 1;
 }

@@ -51,10 +51,26 @@ int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals)
     return uc_context_reg_write_batch(v->ctx, ids, ptrs, NR_WRITE);
 }
 
+/*
+ * rip of the running vcpu, from a hook as well as between runs.  Unicorn's
+ * uc_reg_write of the PC also sets its skip_sync_pc_on_exit, which lasts
+ * until the next exit check that ends a run: the watchdog's stop taken
+ * there, maybe many blocks later, then keeps a rip that is no longer the
+ * CPU's, and the guest runs again what it already ran.  uc_reg_write_batch
+ * leaves the engine the same way (quit_request: the run goes on at rip)
+ * without setting that flag.
+ */
+int xc_write_rip(uc_engine *uc, uint64_t rip)
+{
+    int id = UC_X86_REG_RIP;
+    void *value = &rip;
+    return uc_reg_write_batch(uc, &id, &value, 1);
+}
+
 int xc_set_rip(struct xc_machine *m, struct xc_vcpu *v, uint64_t rip)
 {
     if (m->current == v)
-        return uc_reg_write(m->uc, UC_X86_REG_RIP, &rip);
+        return xc_write_rip(m->uc, rip);
     return uc_context_reg_write(v->ctx, UC_X86_REG_RIP, &rip);
 }
 
@@ -72,7 +88,7 @@ uint64_t xc_vcpu_reg(struct xc_machine *m, struct xc_vcpu *v, int id)
 int xc_vcpu_set_reg(struct xc_machine *m, struct xc_vcpu *v, int id, uint64_t value)
 {
     if (m->current == v)
-        return uc_reg_write(m->uc, id, &value);
+        return id == UC_X86_REG_RIP ? xc_write_rip(m->uc, value) : uc_reg_write(m->uc, id, &value);
     return uc_context_reg_write(v->ctx, id, &value);
 }
 

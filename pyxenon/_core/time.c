@@ -127,7 +127,7 @@ int xc_emulate_rdtsc(struct xc_machine *m, struct xc_vcpu *v)
     uc_reg_write(m->uc, UC_X86_REG_RDX, &hi);
     if (len == 3)
         uc_reg_write(m->uc, UC_X86_REG_RCX, &aux);
-    uc_reg_write(m->uc, UC_X86_REG_RIP, &rip);   /* last: Unicorn may leave the hook here */
+    xc_write_rip(m->uc, rip);   /* last: Unicorn may leave the hook here */
     return 1;
 }
 

@@ -199,7 +199,7 @@ int xc_bounce_event(struct xc_machine *m, struct xc_vcpu *v)
     r[4] &= ~CLEARED_ON_TRAP;
     uc_reg_write(m->uc, UC_X86_REG_RSP, &sp);
     uc_reg_write(m->uc, UC_X86_REG_RFLAGS, &r[4]);
-    uc_reg_write(m->uc, UC_X86_REG_RIP, &v->event_callback);
+    xc_write_rip(m->uc, v->event_callback);
     return 1;
 }
 
@@ -294,7 +294,7 @@ static int emulate_fsgsbase(struct xc_machine *m, struct xc_vcpu *v)
     xc_clear_exception(m);              /* taken here, never delivered */
     uc_reg_write(m->uc, op < 2 ? gpr[reg] : base, &value);
     rip += len;
-    uc_reg_write(m->uc, UC_X86_REG_RIP, &rip);   /* last: Unicorn may leave the hook here */
+    xc_write_rip(m->uc, rip);   /* last: Unicorn may leave the hook here */
     return 1;
 }
 
