@@ -342,3 +342,17 @@ def test_an_event_that_came_while_paused_ends_the_block_at_unpause(guests, pendi
         info.evtchn_upcall_pending = 1 if pending else 0
         dom.unpause()
         assert vcpu.runnable == pending
+
+
+def test_bind_pirq_is_refused_as_for_a_domain_without_irqs(trio, hypercall):
+    """evtchn_bind_pirq: a PIRQ past the domain's nr_pirqs is -EINVAL, any
+    other -EPERM (a domU has no IRQ access), and no port is taken."""
+    _, (ping, _, _) = trio
+    before = len(ping.events.ports)
+    rc, _ = call(hypercall, ping, ev.EVTCHNOP_bind_pirq, "<III", 3, 0, 0)
+    assert rc == -errno.EPERM
+    rc, _ = call(hypercall, ping, ev.EVTCHNOP_bind_pirq, "<III", 56, 0, 0)
+    assert rc == -errno.EINVAL
+    rc, _ = call(hypercall, ping, ev.EVTCHNOP_bind_pirq, "<III", 0xFFFFFFFF, 0, 0)
+    assert rc == -errno.EINVAL
+    assert len(ping.events.ports) == before

@@ -356,3 +356,18 @@ def test_domain_0s_grants_are_not_the_callers(world, hypercall):
     rc, out = gnttab(hypercall, pong, gt.GNTTABOP_map_grant_ref, MAP, scratch(pong, 2),
                      0, 0, 0, 0, 0, 0)                         # no map flag: checked first
     assert out[4] == gt.GNTST_bad_gntref
+
+
+def test_transfer_is_refused_as_xen_without_grant_transfer(world, hypercall):
+    """GNTTABOP_transfer answers as Xen booted with gnttab=transfer=0
+    (gnttab_transfer's opt_grant_transfer): -EOPNOTSUPP, and the page stays
+    the caller's; a handle in Xen's range is -EFAULT first."""
+    host, doms = world
+    ping, pong = doms["ping"], doms["pong"]
+    pfn = free_pfn(ping)
+    mfn = ping.pfn_to_mfn(pfn)
+    rc, _ = gnttab(hypercall, ping, gt.GNTTABOP_transfer, "<QHxxIh", pfn, pong.domid, 0, 0)
+    assert rc == -errno.EOPNOTSUPP
+    assert ping.pfn_to_mfn(pfn) == mfn and host.machine.frame_table.frames[mfn].owner == ping.domid
+    rc = hypercall(ping, xen.HYPERVISOR_grant_table_op, gt.GNTTABOP_transfer, 0xFFFF800000001000, 1)
+    assert rc == -errno.EFAULT

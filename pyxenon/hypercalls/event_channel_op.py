@@ -10,6 +10,8 @@ from pyxenon.hypervisor.events import DOMID_SELF, HOST, INTERDOMAIN, IPI, UNBOUN
 from pyxenon.hypervisor.guestmem import read_struct, write_struct
 from pyxenon.public import errno, event_channel as ev, xen
 
+from .physdev_op import NR_PIRQS
+
 
 def own(vcpu, domid):
     """Operations on a domain's ports are for that domain alone here."""
@@ -38,6 +40,15 @@ def evtchn_bind_virq(vcpu, arg):
     op.port = vcpu.domain.events.bind_virq(op.virq, op.vcpu)
     write_struct(vcpu, arg, op)
     return 0
+
+
+def evtchn_bind_pirq(vcpu, arg):
+    """Refused: EPERM no physical IRQs (after -EFAULT, -EINVAL past nr_pirqs; evtchn_bind_pirq)
+
+    A domU has no IRQ access, so pirq_access_permitted finds none."""
+    if read_struct(vcpu, arg, ev.evtchn_bind_pirq).pirq >= NR_PIRQS:
+        raise HypercallError(errno.EINVAL)
+    raise HypercallError(errno.EPERM)
 
 
 def evtchn_bind_ipi(vcpu, arg):
@@ -127,6 +138,7 @@ OPS = {
     ev.EVTCHNOP_bind_interdomain: evtchn_bind_interdomain,
     ev.EVTCHNOP_bind_virq: evtchn_bind_virq,
     ev.EVTCHNOP_bind_ipi: evtchn_bind_ipi,
+    ev.EVTCHNOP_bind_pirq: evtchn_bind_pirq,
     ev.EVTCHNOP_close: evtchn_close,
     ev.EVTCHNOP_send: evtchn_send,
     ev.EVTCHNOP_status: evtchn_status,

@@ -201,6 +201,16 @@ def status_frames(vcpu, op):
     return status
 
 
+def gnttab_transfer(vcpu, arg, count):
+    """Refused: EOPNOTSUPP pages never change owner (after -EFAULT; gnttab_transfer)
+
+    Xen's answer when booted with gnttab=transfer=0 (opt_grant_transfer):
+    each domain's memory stays the partition it was created with."""
+    if not guest_handle_okay(arg):
+        raise HypercallError(errno.EFAULT)
+    raise HypercallError(errno.EOPNOTSUPP)
+
+
 OPS = {
     gt.GNTTABOP_map_grant_ref: lambda v, a, c: each(v, gt.GNTTABOP_map_grant_ref, a, c, gt.gnttab_map_grant_ref, map_one),
     gt.GNTTABOP_unmap_grant_ref: lambda v, a, c: each(v, gt.GNTTABOP_unmap_grant_ref, a, c, gt.gnttab_unmap_grant_ref, unmap_one),
@@ -213,6 +223,7 @@ OPS = {
     gt.GNTTABOP_set_version: gnttab_set_version,
     gt.GNTTABOP_get_status_frames: gnttab_get_status_frames,
     gt.GNTTABOP_cache_flush: gnttab_cache_flush,
+    gt.GNTTABOP_transfer: gnttab_transfer,
 }
 
 

@@ -77,9 +77,7 @@ SUBOP_LEFT_OUT_REASONS = {
     ("physdev_op", "PHYSDEVOP_free_irq_vector"): "as Xen: do_physdev_op has no such case",
     ("memory_op", "XENMEM_paging_op"): "as Xen without CONFIG_MEM_PAGING (its default)",
     ("memory_op", "XENMEM_sharing_op"): "as Xen without CONFIG_MEM_SHARING (its default)",
-    ("event_channel_op", "EVTCHNOP_bind_pirq"): "not yet: Xen -EINVAL/-EPERM (evtchn_bind_pirq)",
     ("grant_table_op", "GNTTABOP_dump_table"): "as Xen: do_grant_table_op has no such case",
-    ("grant_table_op", "GNTTABOP_transfer"): "not yet: Xen gives the page to the other domain (gnttab_transfer)",
 }
 NO_REASON = "not yet"
 
