@@ -16,7 +16,7 @@ import pytest
 from pyxenon.hypercalls import xen_version
 from pyxenon.hypervisor import grants
 from pyxenon.public import grant_table as gt, version
-from pyxenon.fuzz import campaign, cli, common, families, ops, records, session
+from pyxenon.fuzz import campaign, cli, common, families, oracle, ops, records, session
 from pyxenon.fuzz.parsers import campaign as parser_campaign, feeders
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -303,3 +303,29 @@ def test_oracle_accepts_xens_continuation_echo(hypercall, guests):
         dom = host.create(str(guests / "hello.cfg"), paused=True)
         for nr in (xen.HYPERVISOR_mmuext_op, xen.HYPERVISOR_mmu_update):
             assert hypercall(dom, nr, *args) == -2147324400
+
+
+def test_the_oracle_reports_a_frame_another_owner_holds(guests):
+    """check_ownership: a frame of a domain's range handed to another
+    owner is reported; a v2 status frame the table has not populated is
+    Xen's and is not (DomainView.strangers)."""
+    world = session.Session(guests)
+    try:
+        dom = world.world.live()[0]
+        frames = world.world.machine.frame_table.frames
+        table = dom.grant_table
+        spare = [table.status_mfn(i) for i in range(table.nr_status_frames, table.max_status_frames)]
+        assert spare and all(frames[m].owner != dom.domid for m in spare)
+        in_range = range(dom.first_mfn, dom.first_mfn + dom.nr_pages + oracle.EXTRA_FRAMES)
+        assert any(m in in_range for m in spare)       # the view's range holds Xen's frames
+        assert not [p for p in world.invariants.check() if p[0] == "mm-owner"]
+        mfn = dom.first_mfn + 3
+        real = frames[mfn].owner
+        frames[mfn].owner = dom.domid + 1
+        try:
+            found = [text for rule, text in world.invariants.check() if rule == "mm-owner"]
+        finally:
+            frames[mfn].owner = real
+        assert found and f"frame {mfn:#x}" in found[0]
+    finally:
+        world.close()
