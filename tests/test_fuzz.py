@@ -8,6 +8,7 @@ and fails loudly once it is fixed, so the fix also closes the record (set
 "open": false and keep the file as a regression test)."""
 import json
 import pathlib
+import struct
 import subprocess
 import sys
 
@@ -329,3 +330,21 @@ def test_the_oracle_reports_a_frame_another_owner_holds(guests):
         assert found and f"frame {mfn:#x}" in found[0]
     finally:
         world.close()
+
+
+@pytest.mark.parametrize("edge", [-1, 1 << 63, 0xFFFFFFFF])
+def test_the_fifo_recipe_takes_any_port_value(edge):
+    """Value makers hand out 64-bit and negative edge values; the FIFO
+    recipe packs a port as the u32 the guest would pass (seed 19's random
+    campaign stopped on a struct.error)."""
+    import random
+    from pyxenon.fuzz import recipes
+
+    class Maker:
+        rng = random.Random(0)
+
+        def port(self, dom):
+            return edge
+    ops = recipes.fifo_port_ops(Maker(), None, 0x1000)
+    ports = {struct.unpack_from("<I", data)[0] for cmd, data in ops[1:]}
+    assert ports == {edge & 0xFFFFFFFF}

@@ -169,7 +169,7 @@ def recipe_fifo(m, slot):
 
 
 def fifo_port_ops(m, dom, array):
-    port = m.port(dom)
+    port = m.port(dom) & 0xFFFFFFFF     # an edge value may be 64-bit or negative
     return ((ev.EVTCHNOP_expand_array, struct.pack("<Q", array)),
             (ev.EVTCHNOP_set_priority, struct.pack("<II", port, m.rng.choice((0, 2, 7, 15, 16)))),
             (ev.EVTCHNOP_send, struct.pack("<I", port)),
