@@ -136,6 +136,21 @@ class Pair:
         return hypercall(dom, xen.HYPERVISOR_mmuext_op, scratch(dom), len(cmds),
                          scratch(dom) + 512, foreign)
 
+    def op_base(self, dom, side, choice):
+        """mmuext_op base pointer switches (Linux's context switch): the
+        same tables again; the user one set to the kernel's and back to 0
+        (its references move); a frame that is no L4; both of one kind;
+        with a flush."""
+        l4 = dom.pfn_to_mfn(dom.layout.pfn(dom.layout.pt_base))
+        stack = dom.pfn_to_mfn(dom.layout.pfn(dom.layout.stack))
+        kernel, user = xen.MMUEXT_NEW_BASEPTR, xen.MMUEXT_NEW_USER_BASEPTR
+        cmds = ([(kernel, l4), (user, 0)], [(6, 0), (user, l4)], [(user, 0)], [(kernel, stack)],
+                [(kernel, l4), (user, l4)], [(user, l4), (user, 0)], [(user, stack)])[choice % 7]
+        ops = b"".join(struct.pack("<IxxxxQQ", cmd, mfn, 0) for cmd, mfn in cmds)
+        copy_to_guest(dom.vcpus[0], scratch(dom), ops)
+        return hypercall(dom, xen.HYPERVISOR_mmuext_op, scratch(dom), len(cmds),
+                         scratch(dom) + 512, SELF)
+
     def op_multi(self, dom, side, choice):
         """multicalls: all fast; fast then not (yield); nested; an
         update_va_mapping and an unmask; empty.  Results read back."""
@@ -210,7 +225,8 @@ class Pair:
         own = dom.pfn_to_mfn(dom.layout.pfn(target_va(dom) + PAGE))
         return (ft.read_entry(table, index), self.host.machine.m2p[own],
                 [(ft.frames[f].count, ft.frames[f].type_count, ft.frames[f].type) for f in frames],
-                copy_from_guest(dom.vcpus[0], scratch(dom) + 512, 4))
+                copy_from_guest(dom.vcpus[0], scratch(dom) + 512, 4),
+                (dom.vcpus[0].core.kernel_cr3, dom.vcpus[0].core.user_cr3))
 
     def close(self):
         self.host.close()
@@ -218,7 +234,8 @@ class Pair:
 
 OPS = st.tuples(st.sampled_from(["send", "send", "send", "poll", "poll2", "block", "close",
                                  "mask", "unmask_bit", "unmask", "clear", "wake", "pause",
-                                 "unpause", "timer", "uvm", "uvm", "ext", "multi", "mmu", "mmu"]),
+                                 "unpause", "timer", "uvm", "uvm", "ext", "multi", "mmu", "mmu",
+                                 "base", "base"]),
                 st.integers(0, 1), st.sampled_from([0, 0, 0, 1, 2, 3, 4, 5, 6]))
 
 
@@ -299,16 +316,19 @@ QUIET = [("clear", 0, 0), ("clear", 1, 0)]
     [("multi", 0, 0), ("multi", 1, 1), ("multi", 0, 2), ("multi", 1, 3), ("multi", 0, 4)],
     [("mmu", 0, 6), ("mmu", 0, 0), ("mmu", 0, 1), ("mmu", 0, 2), ("mmu", 0, 3), ("mmu", 0, 4),
      ("mmu", 0, 5)],
+    [("base", 0, 0), ("base", 0, 1), ("base", 0, 1), ("base", 0, 4), ("base", 0, 2),
+     ("base", 0, 2), ("base", 0, 3), ("base", 0, 5), ("base", 0, 6), ("base", 1, 1)],
 ], ids=["masked-block", "masked-poll", "block", "poll-other", "poll-set", "paused",
         "pending", "closed", "out-of-range", "unmask-pending", "unmask-bad", "timers",
-        "uvm", "uvm-refused", "mmuext", "multicall", "mmu_update"])
+        "uvm", "uvm-refused", "mmuext", "multicall", "mmu_update",
+        "baseptr"])
 def test_fast_paths_in_the_cases_that_matter(guests, ops):
     same_outcome(guests, QUIET + ops)
 
 
 def test_the_plain_cases_stay_in_c(guests):
-    """Send, one-port poll, unmask, set_timer_op never reach Python; a
-    two-port poll does."""
+    """Send, one-port poll, unmask, set_timer_op and base pointer switches
+    never reach Python; a two-port poll does."""
     pair = Pair(guests, True)
     python_calls = []
     try:
@@ -323,6 +343,7 @@ def test_the_plain_cases_stay_in_c(guests):
         assert pong.vcpus[0].runnable and pong.events.is_pending(pair.ports[1])
         assert pair.apply(("unmask", 1, 0)) == 0
         assert pair.apply(("timer", 1, 2)) == 0 and pong.vcpus[0].timer_at == 10 ** 12
+        assert pair.apply(("base", 1, 1)) == 0 and pair.apply(("base", 1, 0)) == 0
         assert python_calls == []
         assert pair.apply(("poll2", 1, 0)) == 0
         assert python_calls == [xen.HYPERVISOR_sched_op]

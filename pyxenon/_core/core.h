@@ -528,7 +528,7 @@ int xc_copy_to_guest(struct xc_machine *m, struct xc_vcpu *v, uint64_t va,
 /* mmu.c */
 int xc_fast_update_va_mapping(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a,
                               int64_t *rc);
-int xc_fast_mmuext_flush(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc);
+int xc_fast_mmuext(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc);
 int xc_fast_mmu_update(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc);
 
 /* traps.c */

@@ -127,7 +127,7 @@ int xc_fast_hypercall(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a
     case HYPERVISOR_update_va_mapping:
         return xc_fast_update_va_mapping(m, v, a, rc);
     case HYPERVISOR_mmuext_op:
-        return xc_fast_mmuext_flush(m, v, a, rc);
+        return xc_fast_mmuext(m, v, a, rc);
     case HYPERVISOR_mmu_update:
         return xc_fast_mmu_update(m, v, a, rc);
     case HYPERVISOR_multicall:

@@ -1,6 +1,7 @@
 /*
  * Page-table hypercalls in C: mmu_update of L1 entries, update_va_mapping
- * on the vcpu's own tables and mmuext_op batches made only of TLB flushes.  hypercalls/mmu.py has
+ * on the vcpu's own tables and mmuext_op batches of TLB flushes and base
+ * pointer switches (a PV Linux's context switch).  hypercalls/mmu.py has
  * the same semantics and every other case; these return 0 ("not handled")
  * before changing anything when the call is not the plain one.
  */
@@ -10,10 +11,12 @@
 #define UVMF_FLUSHTYPE_MASK 3UL
 #define UVMF_LOCAL 0UL
 #define UVMF_ALL (1UL << 2)
+#define MMUEXT_NEW_BASEPTR 5
 #define MMUEXT_TLB_FLUSH_LOCAL 6
 #define MMUEXT_INVLPG_LOCAL 7
 #define MMUEXT_TLB_FLUSH_ALL 10
 #define MMUEXT_INVLPG_ALL 11
+#define MMUEXT_NEW_USER_BASEPTR 15
 #define BUDGET 512               /* records per trap, as hypercalls/mmu.py */
 #define PREEMPTED (1U << 31)     /* MMU_UPDATE_PREEMPTED: a continued batch */
 #define MMU_NORMAL_PT_UPDATE 0
@@ -78,15 +81,67 @@ static int is_local_flush(uint32_t cmd)
            cmd == MMUEXT_TLB_FLUSH_ALL || cmd == MMUEXT_INVLPG_ALL;
 }
 
-/* Every record of the batch is a TLB flush (no vcpu mask to read). */
-static int only_flushes(struct xc_machine *m, struct xc_vcpu *v, uint64_t ops, uint32_t count)
+struct base_switch {
+    uint64_t mfn;
+    int used;
+};
+
+/* A validated L4 of v's domain that has type references already: getting
+ * one more validates nothing. */
+static int referenced_l4(const struct xc_machine *m, const struct xc_vcpu *v, uint64_t mfn)
 {
-    struct mmuext_op op;
-    for (uint32_t i = 0; i < count; i++)
-        if (xc_copy_from_guest(m, v, &op, ops + i * sizeof(op), sizeof(op)) ||
-            !is_local_flush(op.cmd))
+    const struct page_info *f = &m->frames[mfn];
+    return f->owner == v->domid && f->type == PGT_L4 && (f->flags & PGF_VALIDATED) && f->type_count;
+}
+
+/* A switch new_guest_cr3 makes with no preemptible work: the new table a
+ * referenced L4 (the user one may be 0), the old one keeping a reference
+ * after the put (nothing is torn down). */
+static int plain_switch(const struct xc_machine *m, const struct xc_vcpu *v, uint64_t mfn,
+                        uint64_t old, int user)
+{
+    if (mfn == old)
+        return 1;
+    if (mfn ? mfn >= m->nr_frames || !referenced_l4(m, v, mfn) : !user)
+        return 0;
+    return !old || m->frames[old].type_count > 1;
+}
+
+/* The kernel and the user switch touch no table in common, so their
+ * counts cannot meet. */
+static int apart(const struct base_switch sw[2], const uint64_t old[2])
+{
+    if (!sw[0].used || !sw[1].used || sw[0].mfn == old[0] || sw[1].mfn == old[1])
+        return 1;
+    for (int i = 0; i < 2; i++) {
+        uint64_t k = i ? old[0] : sw[0].mfn;
+        if (k && (k == sw[1].mfn || k == old[1]))
             return 0;
+    }
     return 1;
+}
+
+/* Every record is a local TLB flush or a plain switch, at most one of
+ * each base pointer (no vcpu mask to read). */
+static int plain_records(struct xc_machine *m, struct xc_vcpu *v, uint64_t ops, uint32_t count,
+                         struct base_switch sw[2])
+{
+    const uint64_t old[2] = {v->kernel_cr3, v->user_cr3};
+    struct mmuext_op op;
+    sw[0].used = sw[1].used = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        int user;
+        if (xc_copy_from_guest(m, v, &op, ops + i * sizeof(op), sizeof(op)))
+            return 0;
+        if (is_local_flush(op.cmd))
+            continue;
+        user = op.cmd == MMUEXT_NEW_USER_BASEPTR;
+        if ((!user && op.cmd != MMUEXT_NEW_BASEPTR) || sw[user].used ||
+            !plain_switch(m, v, op.arg1, old[user], user))
+            return 0;
+        sw[user].mfn = op.arg1, sw[user].used = 1;
+    }
+    return apart(sw, old);
 }
 
 /* A batch (records, count, pdone, foreigndom in a[1]..a[4]) C may take:
@@ -101,11 +156,15 @@ static int plain_batch(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *
 }
 
 /* mmuext_op(ops, count, pdone, foreigndom): a[1]..a[4]. */
-int xc_fast_mmuext_flush(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc)
+int xc_fast_mmuext(struct xc_machine *m, struct xc_vcpu *v, const uint64_t *a, int64_t *rc)
 {
+    struct base_switch sw[2];
     uint32_t count = (uint32_t)a[2];
-    if (!plain_batch(m, v, a) || !only_flushes(m, v, a[1], count))
+    if (!plain_batch(m, v, a) || !plain_records(m, v, a[1], count, sw))
         return 0;
+    for (int user = 0; user < 2; user++)
+        if (sw[user].used && (*rc = xc_new_baseptr(m, v, sw[user].mfn, user)))
+            return 1;            /* not met: plain_records left nothing that can fail */
     if (a[3])
         xc_copy_to_guest(m, v, a[3], &count, sizeof(count));
     if (count)
