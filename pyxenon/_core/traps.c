@@ -246,8 +246,8 @@ static int emulated_in_c(struct xc_machine *m, struct xc_vcpu *v)
 /*
  * RD/WR{FS,GS}BASE (F3 [REX] 0F AE /0-/3, a register operand) with the
  * guest's CR4.FSGSBASE set: the CPU runs them on Xen (pv_make_cr4 puts the
- * guest's bit in CR4), here the engine's CPU model has no FSGSBASE and
- * its #UD is answered at once, as rdtsc's #GP is.  A non-canonical base (#GP(0)
+ * guest's bit in CR4), here the engine's CR4 never has it, so the
+ * instruction's CR4 test raises #UD, answered at once as rdtsc's #GP is.  A non-canonical base (#GP(0)
  * on the CPU, which QEMU's own wr*base would not raise) and anything else
  * go to hypervisor/emulate.py's emulate_fsgsbase.
  */
@@ -384,7 +384,7 @@ bool xc_hook_invalid(uc_engine *uc, void *data)
     struct xc_machine *m = data;
     struct xc_vcpu *v = m->current;
     if (v && v->stop != XC_STOP_EXCEPTION && emulate_fsgsbase(m, v))
-        return true;        /* the engine's CPU model has no FSGSBASE: decoded here */
+        return true;        /* one the engine did not decode: answered here */
     if (v) {
         v->vector = 6;
         v->error_code = 0;
