@@ -66,7 +66,7 @@ def mem_maximum_ram_page(vcpu, arg, *_):
 def domain_e820(domain):
     """The domain's e820 entries as Xen keeps them (d->arch.e820): what
     set_memory_map last gave, else the one xl sets for a PV guest."""
-    e820 = getattr(domain, "e820", None)
+    e820 = domain.e820
     if e820 is None:
         e820 = bytes(memory.e820entry(addr=0, size=domain.nr_pages * 4096, type=memory.E820_RAM))
     return e820
