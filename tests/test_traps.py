@@ -348,13 +348,14 @@ def test_hypercall_page_msr(dom, vcpu):
 
 
 def test_nmi_op_sets_the_nmi_callback(dom, hypercall):
-    """do_nmi_op: register_guest_nmi_callback, as CALLBACKTYPE_nmi."""
+    """do_nmi_op: register_guest_nmi_callback, as CALLBACKTYPE_nmi: the
+    trap table's NMI entry (trap_ctxt[TRAP_nmi]), events masked on entry."""
     vcpu = dom.vcpus[0]
     va = dom.layout.stack + 4096
     copy_to_guest(vcpu, va, struct.pack("<QQ", 0xFFFFFFFF80001000, 0))
     assert hypercall(dom, xen.HYPERVISOR_nmi_op, 0, va) == 0
-    assert vcpu.callbacks[4][0] == 0xFFFFFFFF80001000
-    assert hypercall(dom, xen.HYPERVISOR_nmi_op, 1, 0) == 0 and 4 not in vcpu.callbacks
+    assert vcpu.trap_table[2] == (4, 0xE033, 0xFFFFFFFF80001000)     # TI_SET_IF, FLAT_KERNEL_CS
+    assert hypercall(dom, xen.HYPERVISOR_nmi_op, 1, 0) == 0 and 2 not in vcpu.trap_table
     copy_to_guest(vcpu, va, struct.pack("<QQ", 1 << 63, 0))
     assert hypercall(dom, xen.HYPERVISOR_nmi_op, 0, va) == -errno.EINVAL   # non-canonical
     assert hypercall(dom, xen.HYPERVISOR_nmi_op, 0, 0x10) == -errno.EFAULT

@@ -124,6 +124,8 @@ def test_physdev_op_compat_reads_the_argument_at_u(dom, hypercall):
     assert hypercall(dom, xen.HYPERVISOR_physdev_op_compat, va) == 0
     assert dom.vcpus[0].core.iopl == 3
     copy_to_guest(dom.vcpus[0], va, struct.pack("<I", ph.PHYSDEVOP_manage_pci_add))
+    assert hypercall(dom, xen.HYPERVISOR_physdev_op_compat, va) == -errno.EPERM   # pci_add_device's XSM
+    copy_to_guest(dom.vcpus[0], va, struct.pack("<I", ph.PHYSDEVOP_free_irq_vector))
     assert hypercall(dom, xen.HYPERVISOR_physdev_op_compat, va) == -errno.ENOSYS
     assert hypercall(dom, xen.HYPERVISOR_physdev_op_compat, UNMAPPED) == -errno.EFAULT
 

@@ -11,12 +11,13 @@ import traceback
 from pyxenon.hypervisor.errors import Continuation, HypercallError
 from pyxenon.public import errno, xen
 
-from . import (compat, console_io, control, descriptor, event_channel_op, grant_table_op, memory_op, mmu,
-               multicall, physdev_op, sched_op, traps, vcpu_op, vm_assist, xen_version, xenpmu_op)
+from . import (compat, console_io, control, descriptor, event_channel_op, grant_table_op, hvm_op,
+               memory_op, mmu, multicall, physdev_op, sched_op, traps, vcpu_op, vm_assist, xen_version,
+               xenpmu_op)
 
 FAMILIES = (console_io, sched_op, xen_version, event_channel_op, mmu, traps, descriptor,
             memory_op, vm_assist, multicall, vcpu_op, grant_table_op, physdev_op, xenpmu_op,
-            control, compat)
+            control, compat, hvm_op)
 TABLE_SIZE = 64
 
 TABLE = [None] * TABLE_SIZE

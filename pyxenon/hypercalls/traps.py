@@ -44,9 +44,17 @@ CALLBACK_TYPES = {callback.CALLBACKTYPE_event, callback.CALLBACKTYPE_failsafe,
                   callback.CALLBACKTYPE_sysenter, callback.CALLBACKTYPE_nmi}
 
 
+TRAP_nmi = 2
+TI_IF = 4                       # trap_info.flags: events masked on entry (TI_SET_IF)
+FLAT_KERNEL_CS = 0xE033
+
+
 def register_callback(vcpu, kind, address, flags):
     if kind not in CALLBACK_TYPES or not canonical(address):
         raise HypercallError(errno.EINVAL)
+    if kind == callback.CALLBACKTYPE_nmi:
+        register_guest_nmi_callback(vcpu, address)
+        return
     vcpu.callbacks[kind] = (address, flags)
     if kind == callback.CALLBACKTYPE_event:
         vcpu.core.event_callback = address   # C delivers events in kernel mode
@@ -58,25 +66,35 @@ def cb_register(vcpu, arg):
     return 0
 
 
+def register_guest_nmi_callback(vcpu, address):
+    """pv/callback.c: the NMI callback is trap_ctxt[TRAP_nmi], the trap
+    table's vector 2, entered with events masked.  (The lost NMI edge it
+    re-asserts is the hardware domain's nmi_reason: never a domU's.)"""
+    vcpu.trap_table[TRAP_nmi] = (TI_IF, FLAT_KERNEL_CS, address)
+
+
+def unregister_guest_nmi_callback(vcpu):
+    vcpu.trap_table.pop(TRAP_nmi, None)
+
+
 def cb_unregister(vcpu, arg):
     """Only the NMI callback can be withdrawn (as in Xen)."""
     unreg = read_struct(vcpu, arg, callback.callback_unregister)
     if unreg.type != callback.CALLBACKTYPE_nmi:
         raise HypercallError(errno.EINVAL)
-    vcpu.callbacks.pop(unreg.type, None)
+    unregister_guest_nmi_callback(vcpu)
     return 0
 
 
 def do_nmi_op(vcpu, cmd, arg, *_):
-    """do_nmi_op: the NMI callback as CALLBACKTYPE_nmi's (register_guest_nmi_callback).
-    No NMI reaches a domU here (VCPUOP_send_nmi is left out), so nothing is
-    delivered through it."""
+    """do_nmi_op: the NMI callback as CALLBACKTYPE_nmi's; VCPUOP_send_nmi
+    delivers through it (hypervisor/traps.py deliver_nmi)."""
     cmd &= 0xFFFFFFFF
     if cmd == callback.XENNMI_register_callback:
         cb = read_struct(vcpu, arg, callback.xennmi_callback)
         register_callback(vcpu, callback.CALLBACKTYPE_nmi, cb.handler_address, 0)
     elif cmd == callback.XENNMI_unregister_callback:
-        vcpu.callbacks.pop(callback.CALLBACKTYPE_nmi, None)
+        unregister_guest_nmi_callback(vcpu)
     else:
         raise HypercallError(errno.ENOSYS)
     return 0
@@ -180,7 +198,17 @@ def do_iret(vcpu, *_):
         vcpu.core.iopl = ctx.rflags >> 12 & 3       # the virtual IOPL travels in rflags
     vcpu.set_regs(**new)
     vcpu.domain.vcpu_info(vcpu.vcpu_id).evtchn_upcall_mask = 0 if ctx.rflags & IF else 1
+    async_exception_cleanup(vcpu)
     return ctx.rax
+
+
+def async_exception_cleanup(vcpu):
+    """pv/iret.c: the iret ends the NMI handler's mask; an NMI that came
+    meanwhile is delivered on the way back (the vcpu leaves the engine so
+    the scheduler's test_all_events sees it)."""
+    vcpu.nmi_masked = False
+    if vcpu.nmi_pending:
+        vcpu.stop()
 
 
 OPS = CALLBACK_OPS   # sub-operations on record: callback_op's

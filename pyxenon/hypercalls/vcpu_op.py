@@ -153,7 +153,31 @@ def op_register_vcpu_info(caller, vcpu, arg):
     return 0
 
 
+def op_send_nmi(caller, vcpu, arg):
+    """arch/x86/domain.c do_vcpu_op: the argument must be NULL; the NMI
+    is pending until vcpu returns to the guest (hypervisor/traps.py
+    deliver_nmi), and a second one while it is pending is lost, as
+    test_and_set_bool(nmi_pending) loses it.  vcpu_kick ends a block or a
+    poll; the caller leaves the engine so that an NMI to itself, or to a
+    vcpu the C core would switch to, is delivered on its way back."""
+    if arg:
+        raise HypercallError(errno.EINVAL)
+    if not vcpu.nmi_pending:
+        vcpu.nmi_pending = True
+        if not vcpu.runnable:
+            vcpu.wake()                     # vcpu_unblock
+        caller.stop()
+    return 0
+
+
+def op_get_physid(caller, vcpu, arg):
+    """Refused: EINVAL hardware domain's pinned vcpus only (do_vcpu_op: is_hwdom_pinned_vcpu, before the copy)"""
+    raise HypercallError(errno.EINVAL)
+
+
 OPS = {
+    vc.VCPUOP_send_nmi: op_send_nmi,
+    vc.VCPUOP_get_physid: op_get_physid,
     vc.VCPUOP_initialise: op_initialise,
     vc.VCPUOP_up: op_up,
     vc.VCPUOP_down: op_down,

@@ -41,6 +41,8 @@ class Domain:
         self.handle = bytes(16)                      # xen_domain_handle_t (uuid)
         self.start_info_va = None
         self.vm_assist = 0
+        self.pirqs = set()      # PIRQs get_free_pirq marked PIRQ_ALLOCATED (physdev_op.py)
+        self.e820 = None        # set_memory_map's entries (bytes); None: the map xl sets
         self.io = ffi.new("struct xc_domio *")       # ports Xen emulates for it (_core/io.c)
         self.shared_info = xen.shared_info.from_buffer(machine.mem, self.shared_info_mfn * PAGE)
         self.events = EventChannels(self)

@@ -156,8 +156,9 @@ class Scheduler:
     def run_once(self, vcpu):
         """(the vcpu that ran last, whether it stopped only for a rip to apply)."""
         machine, start = self.machine, self.now()
-        if lib.xc_enter(machine.core, vcpu.core, start):   # switched; an upcall is due
-            traps.deliver_upcall(vcpu)
+        upcall_due = lib.xc_enter(machine.core, vcpu.core, start)   # switched
+        if vcpu.nmi_pending or upcall_due:
+            traps.test_all_events(vcpu)
             if not vcpu.runnable or vcpu.domain.state != RUNNING:
                 return vcpu, False
         machine.in_engine = True

@@ -11,6 +11,7 @@ from . import debugtrap, emulate, faults
 from .bounce import bounce
 from .errors import GuestFault
 from .guestmem import copy_from_guest
+from .states import RUNNING
 
 # ud2; .ascii "xen": the prefix that asks Xen to emulate the next instruction.
 FORCED_EMULATION = b"\x0f\x0bxen"
@@ -89,6 +90,29 @@ def syscall_from_user(vcpu):
         return True
     bounce(vcpu, address, None, mask_events=bool(flags & CALLBACKF_mask_events))
     return True
+
+
+def deliver_nmi(vcpu):
+    """entry.S's process_nmi on the way back to the guest: a pending NMI,
+    unless one is being handled, bounces through trap_ctxt[TRAP_nmi] (the
+    NMI callback, or the trap table's vector 2) with no error code, and
+    masks NMIs until the guest's iret (set_guest_nmi_trapbounce).  With no
+    handler there the NMI is dropped, as null_trap_bounce drops it."""
+    if not vcpu.nmi_pending or vcpu.nmi_masked:
+        return
+    vcpu.nmi_pending = False
+    flags, _cs, address = vcpu.trap_table.get(2, (0, 0, 0))
+    if address and bounce(vcpu, address, None, mask_events=bool(flags & TI_IF)):
+        vcpu.nmi_masked = True
+
+
+def test_all_events(vcpu):
+    """What entry.S's test_all_events delivers on the way back to the
+    guest: a pending NMI first, then events (which an NMI handler entered
+    with events masked does not see)."""
+    deliver_nmi(vcpu)
+    if vcpu.domain.state == RUNNING:
+        deliver_upcall(vcpu)
 
 
 def deliver_upcall(vcpu):

@@ -56,6 +56,8 @@ class Vcpu:
         # Trap virtualization state (Xen's struct pv_vcpu):
         self.trap_table = {}      # vector -> (flags, cs, address)
         self.callbacks = {}       # CALLBACKTYPE_* -> (address, flags)
+        self.nmi_pending = False  # arch.nmi_pending (VCPUOP_send_nmi)
+        self.nmi_masked = False   # VCPU_TRAP_NMI in async_exception_mask: until iret
         self.kernel_ss = 0        # stack_switch: guest kernel stack
         self.kernel_sp = 0
         self.debugreg = debugreg.reset_values()   # dr0-7 as set_debugreg keeps them

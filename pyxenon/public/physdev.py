@@ -39,6 +39,18 @@ PHYSDEVOP_DBGP_RESET_DONE = 2
 PHYSDEVOP_DBGP_BUS_UNKNOWN = 0
 PHYSDEVOP_DBGP_BUS_PCI = 1
 
+# physdev_map_pirq.type / physdev_get_free_pirq.type
+MAP_PIRQ_TYPE_MSI = 0x0
+MAP_PIRQ_TYPE_GSI = 0x1
+MAP_PIRQ_TYPE_UNKNOWN = 0x2
+MAP_PIRQ_TYPE_MSI_SEG = 0x3
+MAP_PIRQ_TYPE_MULTI_MSI = 0x4
+
+# physdev_pci_device_add.flags
+XEN_PCI_DEV_EXTFN = 0x1
+XEN_PCI_DEV_VIRTFN = 0x2
+XEN_PCI_DEV_PXM = 0x4
+
 # op number -> name without the prefix (the current name for aliased numbers).
 PHYSDEVOP_NAMES = {
     value: name[len("PHYSDEVOP_"):]

@@ -41,13 +41,15 @@ SUBOP_NAMING = {
     "vcpu_op": ("vcpu", "VCPUOP_", ()),
     "callback_op": ("callback", "CALLBACKOP_", ()),
     "physdev_op": ("physdev", "PHYSDEVOP_", ("PHYSDEVOP_DBGP_",)),
+    "hvm_op": ("hvm", "HVMOP_", ("HVMOP_ALTP2M_",)),
 }
 
 # Sub-operations whose handler only refuses: (hypercall, constant) ->
 # (error, reason, handler's name).  The handler's name is kept so that a
 # handler replaced by a real one is noticed (the test fails) rather than
 # still listed as refusing.  A handler can instead say so itself, with a
-# docstring whose first line is "Refused: EPERM reason words".
+# docstring whose first line is "Refused: EPERM reason words"; a supported
+# one can give a note for the table with "Note: words".
 REFUSED = {
     ("xen_version", "XENVER_commandline"): ("EPERM", "privileged only", "ver_privileged"),
     ("xen_version", "XENVER_build_id"): ("EPERM", "privileged only", "ver_privileged"),
@@ -56,12 +58,13 @@ REFUSED = {
 }
 
 # Why each hypercall without a handler is left out (-ENOSYS).  "as Xen":
-# Xen 4.17 answers -ENOSYS too; "not yet": Xen does more.
+# Xen 4.17 answers -ENOSYS too; "not as Xen": what Xen does instead.
 # Hypercalls that have a handler need no line here.
 LEFT_OUT_REASONS = {
     "xsm_op": "as Xen without FLASK (xsm/dummy.h's xsm_do_xsm_op)",
-    "xenoprof_op": "not yet: Xen has xenoprof (do_xenoprof_op)",
-    "hvm_op": "not yet: Xen answers a few ops for PV (do_hvm_op)",
+    "xenoprof_op": "not as Xen, whose default build has CONFIG_XENOPROF and answers a domU: "
+                   "XENOPROF_init with the host's PMU model, get_buffer by sharing sample pages "
+                   "(do_xenoprof_op); not yet",
     "tmem_op": "as Xen: removed (no entry in hypercall-defs.c)",
     "argo_op": "as Xen without CONFIG_ARGO (its default)",
     "arch_2": "as Xen: no entry on x86",
@@ -78,6 +81,17 @@ SUBOP_LEFT_OUT_REASONS = {
     ("memory_op", "XENMEM_paging_op"): "as Xen without CONFIG_MEM_PAGING (its default)",
     ("memory_op", "XENMEM_sharing_op"): "as Xen without CONFIG_MEM_SHARING (its default)",
     ("grant_table_op", "GNTTABOP_dump_table"): "as Xen: do_grant_table_op has no such case",
+    ("hvm_op", "HVMOP_set_mem_access"): "as Xen: do_hvm_op has no such case (XENMEM_access_op's now)",
+    ("hvm_op", "HVMOP_get_mem_access"): "as Xen: do_hvm_op has no such case (XENMEM_access_op's now)",
+    ("memory_op", "XENMEM_decrease_reservation"):
+        "not as Xen, which frees the frames (guest_remove_page) and returns the extents done: "
+        "a domain's memory is a fixed partition here",
+    ("memory_op", "XENMEM_exchange"):
+        "not as Xen, which swaps the frames for new ones (memory_exchange): "
+        "frames never change owner here",
+    ("memory_op", "XENMEM_add_to_physmap_batch"):
+        "not yet: Xen runs each entry as add_to_physmap (xenmem_add_to_physmap_batch), "
+        "errors in errs[]",
 }
 NO_REASON = "not yet"
 
@@ -159,6 +173,13 @@ def refusal(hypercall, op, handler):
     return None
 
 
+def note(handler):
+    """What a supported handler says of its answer, with a docstring whose
+    first line is "Note: words" (e.g. an answer fixed by the design)."""
+    doc = (inspect.getdoc(handler) or "").splitlines()
+    return doc[0][len("Note:"):].strip(" .") if doc and doc[0].startswith("Note:") else ""
+
+
 # ---------------------------------------------------------------------------
 # The table
 # ---------------------------------------------------------------------------
@@ -187,7 +208,7 @@ def subop_entries(name, nr, ops):
                                  SUBOP_LEFT_OUT_REASONS.get((name, op), NO_REASON), ""))
             continue
         refused = refusal(name, op, handler)
-        status, error, reason = (REFUSED_STATUS, *refused) if refused else (SUPPORTED, "", "")
+        status, error, reason = (REFUSED_STATUS, *refused) if refused else (SUPPORTED, "", note(handler))
         entries.append(Entry(name, nr, op, op_nr, status, error, reason, handler_name(handler)))
     return entries
 
