@@ -250,6 +250,26 @@ def test_cli_sti_need_iopl(dom):
     assert dom.shutdown_reason == "crash" and "sti" in dom.crash_report
 
 
+def test_cli_sti_in_the_engine_are_answered_in_c(host, dom, monkeypatch):
+    """The #GP of cli/sti is answered in the trap (io.c, a PV Linux runs
+    thousands): skipped with vIOPL 1 and nothing reaches Python's decoder
+    (the mask rule is test_cli_sti_need_iopl's); with vIOPL 0 the #GP stands."""
+    from pyxenon.hypervisor import emulate as emul
+    decoded = []
+    real = emul.decode
+    monkeypatch.setattr(emul, "decode", lambda v, rip: decoded.append(rip) or real(v, rip))
+    assert iopl(dom, 1) == 0
+    r = run(host, dom, b"\xfa\xfb\xfa\x48\xc7\xc3\x07\x00\x00\x00")     # cli sti cli; mov $7, rbx
+    assert r["rbx"] == 7 and r["rip"] == scratch(dom) + 10       # at the hlt
+    assert decoded == [scratch(dom) + 10]                        # only the hlt's #GP
+
+
+def test_cli_without_iopl_in_the_engine_is_the_guests_gp(host, dom):
+    assert iopl(dom, 0) == 0
+    run_to_fault = run(host, dom, b"\xfa")
+    assert run_to_fault["rip"] == scratch(dom) and "cli" in dom.crash_report
+
+
 def test_iret_carries_iopl_with_architectural_iopl(dom, hypercall):
     vcpu = dom.vcpus[0]
     assert hypercall(dom, xen.HYPERVISOR_vm_assist, xen.VMASST_CMD_enable,

@@ -509,6 +509,7 @@ int xc_regs(struct xc_machine *m, struct xc_vcpu *v, int write, uint64_t *vals);
 int xc_set_rip(struct xc_machine *m, struct xc_vcpu *v, uint64_t rip);
 uint64_t xc_vcpu_reg(struct xc_machine *m, struct xc_vcpu *v, int id);
 int xc_write_rip(uc_engine *uc, uint64_t rip);
+int xc_emulate_cli_sti(struct xc_machine *m, struct xc_vcpu *v);
 int xc_vcpu_set_reg(struct xc_machine *m, struct xc_vcpu *v, int id, uint64_t value);
 uint64_t xc_get_cr0(struct xc_machine *m, struct xc_vcpu *v);
 int xc_set_cr0(struct xc_machine *m, struct xc_vcpu *v, uint64_t cr0);

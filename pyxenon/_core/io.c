@@ -76,3 +76,23 @@ int xc_io_write(struct xc_machine *m, struct xc_vcpu *v, uint32_t port, int size
             v->io->cmos_idx = (value >> (8 * i)) & 0xFF;
     return 1;
 }
+
+/*
+ * cli/sti at a #GP (a PV kernel runs them at ring 3): with enough virtual
+ * IOPL Xen skips them and leaves the event mask alone (priv_op_validate's
+ * "too dangerous" to honour), else the #GP stands.  1 when skipped here;
+ * a prefixed form is hypervisor/emulate.py's (emu_cli_sti, the same rule).
+ */
+int xc_emulate_cli_sti(struct xc_machine *m, struct xc_vcpu *v)
+{
+    uint64_t rip = 0;
+    uint8_t op = 0;
+    if (!v->io || !m->fast_paths)
+        return 0;
+    uc_reg_read(m->uc, UC_X86_REG_RIP, &rip);
+    if (xc_copy_from_guest(m, v, &op, rip, 1) || (op != 0xFA && op != 0xFB) || !iopl_ok(v))
+        return 0;
+    xc_clear_exception(m);   /* taken here, never delivered */
+    xc_write_rip(m->uc, rip + 1);
+    return 1;
+}

@@ -240,7 +240,7 @@ static int software_int(struct xc_machine *m, struct xc_vcpu *v, uint32_t intno)
 
 static int emulated_in_c(struct xc_machine *m, struct xc_vcpu *v)
 {
-    return (m->vtsc && xc_emulate_rdtsc(m, v)) || xc_emulate_msr(m, v);
+    return (m->vtsc && xc_emulate_rdtsc(m, v)) || xc_emulate_msr(m, v) || xc_emulate_cli_sti(m, v);
 }
 
 /*
