@@ -8,20 +8,11 @@ import pytest
 
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
 from pyxenon.public import errno, memory, xen
+from test_memory_op import PAGE, dom, scratch  # noqa: F401  (dom: the fixture)
 
-PAGE = 4096
 SELF = xen.DOMID_SELF
 UNMAPPED = 0x10
 START = 1 << 6             # a continuation's start extent of 1
-
-
-@pytest.fixture
-def dom(guests, host):
-    return host.create(str(guests / "hello.cfg"))
-
-
-def scratch(dom, n=1):
-    return dom.layout.stack + n * PAGE
 
 
 def mem(dom, cmd, arg):

@@ -9,15 +9,9 @@ import pytest
 from pyxenon.hypercalls import physdev_op
 from pyxenon.hypervisor.guestmem import copy_from_guest, copy_to_guest
 from pyxenon.public import errno, event_channel as ev, physdev as ph, xen
+from test_xen_refusals import PAGE, UNMAPPED, dom  # noqa: F401  (dom: the fixture)
 
-PAGE = 4096
-UNMAPPED = 0x10            # no guest maps page 0
 GSI, MSI = ph.MAP_PIRQ_TYPE_GSI, ph.MAP_PIRQ_TYPE_MSI
-
-
-@pytest.fixture
-def dom(guests, host):
-    return host.create(str(guests / "hello.cfg"))
 
 
 def physdev(hypercall, dom, cmd, data):
