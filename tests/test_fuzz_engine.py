@@ -176,3 +176,12 @@ def test_an_ops_budget_runs_rounds_until_it_is_spent_then_reports(tmp_path):
     assert "the random campaign, same run: 200 ops/s per core" in report
     assert "findings: 0" in report
     assert json.loads((tmp_path / "report.json").read_text())["ops"] == 300
+
+
+def test_an_ops_budget_shortens_the_last_rounds_to_what_it_still_needs(tmp_path):
+    campaign = ScaledCampaign("hypercalls", tmp_path / "corpus", progress=lambda line: None)
+    assert campaign.round_time(1800, 10 ** 7, 2) == 1800      # no rate seen yet
+    campaign.totals.ops, campaign.totals.cpu_seconds = 6_000_000, 4000.0   # 1,500 ops/shard-s
+    assert campaign.round_time(1800, 10 ** 7, 2) == 1467      # 4 M owed over 2 shards, +10 %
+    assert campaign.round_time(1800, 6_010_000, 2) == 60      # never below a minute
+    assert campaign.round_time(1800, 0, 2) == 1800            # no budget: the whole round

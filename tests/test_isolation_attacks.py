@@ -1,5 +1,5 @@
 """The self-checking isolation attacks (guests/linearpt, staletlb, hvwrite,
-baseptr).
+baseptr, deputy).
 
 Each guest (booted with pyxenon's `boot` fixture) makes its attempts from
 the inside and prints one line per attempt -- what it tried, what came
@@ -21,6 +21,10 @@ must end with M/M and power off.  Beside each attack a well-behaved domain
     baseptr   kernel and user base pointer switches, refused and allowed, in
               batches C takes and ones it leaves to Python: the L4 stays a
               page table throughout (its type counts are not fooled)
+    deputy    hypercall outputs aimed at read-only views of its L1, L4 and
+              GDT, Xen's m2p, a leaf under a read-only L2 entry; frames
+              written by number (vcpu_info, clear/copy page, grant copy):
+              Xen writes with the guest's permissions and type rules
 """
 import re
 
@@ -29,7 +33,7 @@ import pytest
 from pyxenon.toolstack.host import Host
 
 TIMEOUT = 30
-ATTEMPTS = {"linearpt": 17, "staletlb": 12, "hvwrite": 7, "baseptr": 10}
+ATTEMPTS = {"linearpt": 17, "staletlb": 12, "hvwrite": 7, "baseptr": 10, "deputy": 24}
 # What a line ends with when pyxenon answers as Xen 4.17 does: the attack
 # refused, or (for the few things Xen allows, such as its writable page-table
 # assist) the operation done as Xen does it.

@@ -25,6 +25,7 @@ from .records import load_record, slug
 from .shard import ShardSpec, run_shard, unit_name, write_folder
 
 RAY_RETRIES = 2
+ROUND_MIN_S = 60     # a shorter round spends most of its time replaying the corpus
 
 
 @dataclasses.dataclass
@@ -107,13 +108,24 @@ class ScaledCampaign:
             if number >= rounds or (ops and self.totals.ops >= ops):
                 break
             units = [p.read_bytes() for p in sorted(self.corpus.glob("*")) if p.is_file()]
-            specs = [ShardSpec(self.target, seed * 1000 + number * pool.jobs + j, runs, max_time,
+            seconds = self.round_time(max_time, ops, pool.jobs)
+            specs = [ShardSpec(self.target, seed * 1000 + number * pool.jobs + j, runs, seconds,
                                max_len, units, self.known + list(self.totals.findings.values()),
                                self.guests, self.plant) for j in range(pool.jobs)]
             for result in pool.map(specs):
                 self.merge(result)
             self.progress(self.totals.line(len(list(self.corpus.glob("*")))))
         return self.totals
+
+    def round_time(self, max_time, ops, jobs):
+        """With an op budget, a round runs only as long as the ops still
+        owed take at the rate seen so far (and a tenth more), so the
+        campaign ends near its budget instead of a whole round past it."""
+        if not ops or not self.totals.ops or not self.totals.cpu_seconds:
+            return max_time
+        rate = self.totals.ops / self.totals.cpu_seconds       # per shard-second
+        owed = (ops - self.totals.ops) / (rate * jobs)
+        return max(ROUND_MIN_S, min(max_time, int(owed * 1.1) + 1))
 
     def merge(self, result):
         self.totals.add(result)

@@ -9,7 +9,8 @@ import struct
 
 from pyxenon.hypervisor import grants, grants_copy, grants_v2
 from pyxenon._core import lib
-from pyxenon.hypervisor.errors import Continuation, HypercallError, preempt_check, spend, sub_op
+from pyxenon.hypervisor.errors import (Continuation, GuestFault, HypercallError, preempt_check,
+                                       spend, sub_op)
 from pyxenon.hypervisor.guestmem import copy_to_guest, guest_handle_okay, read_struct, write_struct
 from pyxenon.public import errno, grant_table as gt, xen
 
@@ -73,22 +74,53 @@ def swap_one(vcpu, op):
     vcpu.domain.grant_table.swap(op.ref_a, op.ref_b)
 
 
-def own_table(vcpu, domid):
-    if domid not in (DOMID_SELF, vcpu.domain.domid):
-        raise grants.GrantError(gt.GNTST_permission_denied)
-    return vcpu.domain.grant_table
+def one_struct(vcpu, arg, count, ctype):
+    """setup_table and query_size take exactly one structure (-EINVAL)."""
+    if count != 1:
+        raise HypercallError(errno.EINVAL)
+    return read_struct(vcpu, arg, ctype)
 
 
-@with_status
-def setup_one(vcpu, op):
-    mfns = own_table(vcpu, op.dom).setup(op.nr_frames)
-    copy_to_guest(vcpu, op.frame_list, struct.pack(f"<{len(mfns)}Q", *mfns))
+def gnttab_setup_table(vcpu, arg, count):
+    """gnttab_setup_table: the frame list's handle checked (-EFAULT), the
+    table grown, each frame number copied out best effort (a frame the list
+    cannot take: GNTST_bad_virt_addr); only the status goes back."""
+    op = one_struct(vcpu, arg, count, gt.gnttab_setup_table)
+    if not guest_handle_okay(op.frame_list):
+        raise HypercallError(errno.EFAULT)
+    try:
+        table = domain_by_any_id(vcpu, op.dom)
+        status = gt.GNTST_bad_domain if table is None else \
+            frame_list_status(vcpu, op.frame_list, table.setup(op.nr_frames))
+    except HypercallError:
+        status = gt.GNTST_permission_denied       # xsm_grant_setup
+    except grants.GrantError as e:
+        status = e.status
+    copy_to_guest(vcpu, arg + gt.gnttab_setup_table.status.offset, struct.pack("<h", status))
+    return 0
 
 
-@with_status
-def query_one(vcpu, op):
-    table = own_table(vcpu, op.dom)
-    op.nr_frames, op.max_nr_frames = table.nr_frames, table.max_frames
+def gnttab_query_size(vcpu, arg, count):
+    op = one_struct(vcpu, arg, count, gt.gnttab_query_size)
+    try:
+        table = domain_by_any_id(vcpu, op.dom)
+        op.status = gt.GNTST_bad_domain if table is None else gt.GNTST_okay
+        if table is not None:
+            op.nr_frames, op.max_nr_frames = table.nr_frames, table.max_frames
+    except HypercallError:
+        op.status = gt.GNTST_permission_denied    # xsm_grant_query_size
+    write_struct(vcpu, arg, op)
+    return 0
+
+
+def frame_list_status(vcpu, frame_list, mfns):
+    status = gt.GNTST_okay
+    for i, mfn in enumerate(mfns):
+        try:
+            copy_to_guest(vcpu, frame_list + 8 * i, struct.pack("<Q", mfn))
+        except GuestFault:
+            status = gt.GNTST_bad_virt_addr
+    return status
 
 
 def cache_flush_one(vcpu, op):
@@ -192,13 +224,8 @@ def status_frames(vcpu, op):
         return gt.GNTST_bad_domain
     if op.nr_frames > table.nr_status_frames:
         return gt.GNTST_general_error
-    status = gt.GNTST_okay
-    for i in range(op.nr_frames):
-        try:
-            copy_to_guest(vcpu, op.frame_list + 8 * i, struct.pack("<Q", table.status_mfn(i)))
-        except HypercallError:
-            status = gt.GNTST_bad_virt_addr
-    return status
+    return frame_list_status(vcpu, op.frame_list,
+                             [table.status_mfn(i) for i in range(op.nr_frames)])
 
 
 def gnttab_transfer(vcpu, arg, count):
@@ -215,9 +242,9 @@ OPS = {
     gt.GNTTABOP_map_grant_ref: lambda v, a, c: each(v, gt.GNTTABOP_map_grant_ref, a, c, gt.gnttab_map_grant_ref, map_one),
     gt.GNTTABOP_unmap_grant_ref: lambda v, a, c: each(v, gt.GNTTABOP_unmap_grant_ref, a, c, gt.gnttab_unmap_grant_ref, unmap_one),
     gt.GNTTABOP_unmap_and_replace: lambda v, a, c: each(v, gt.GNTTABOP_unmap_and_replace, a, c, gt.gnttab_unmap_and_replace, replace_one),
-    gt.GNTTABOP_setup_table: lambda v, a, c: each(v, gt.GNTTABOP_setup_table, a, c, gt.gnttab_setup_table, setup_one),
+    gt.GNTTABOP_setup_table: gnttab_setup_table,
     gt.GNTTABOP_copy: lambda v, a, c: each(v, gt.GNTTABOP_copy, a, c, gt.gnttab_copy, copy_one),
-    gt.GNTTABOP_query_size: lambda v, a, c: each(v, gt.GNTTABOP_query_size, a, c, gt.gnttab_query_size, query_one),
+    gt.GNTTABOP_query_size: gnttab_query_size,
     gt.GNTTABOP_get_version: gnttab_get_version,
     gt.GNTTABOP_swap_grant_ref: lambda v, a, c: each(v, gt.GNTTABOP_swap_grant_ref, a, c, gt.gnttab_swap_grant_ref, swap_one),
     gt.GNTTABOP_set_version: gnttab_set_version,
