@@ -1,5 +1,5 @@
-"""Build and install pyxenon's engine: Unicorn 2.1.4 with the exit-checks
-patch, x86 only, into the running Python's environment.
+"""Build and install pyxenon's engine: Unicorn 2.1.4 with pyxenon's
+patch (engine/README.md), x86 only, into the running Python's environment.
 
     python engine/build.py            # build, install, say what was installed
     python engine/build.py --check    # which engine the environment has
@@ -24,7 +24,7 @@ import tempfile
 
 VERSION = "2.1.4"
 HERE = pathlib.Path(__file__).resolve().parent
-PATCH = HERE / f"unicorn-{VERSION}-exit-checks.patch"
+PATCH = HERE / f"unicorn-{VERSION}-pyxenon.patch"
 RECORD = "pyxenon-engine.json"      # written beside the installed library
 
 
