@@ -8,24 +8,15 @@ Xen's, and both sides power off."""
 import re
 
 import pytest
+from grant_policy import mutual_grants
 
 from pyxenon.toolstack.host import Host
 from pyxenon.toolstack.policy import parse_policy
 
 ROLES = ("granter", "mapper")
 ATTEMPTS = {"granter": 4, "mapper": 16}
-POLICY = """
-version = 1
-[labels]
-gntpt-granter = "grants its frames and tables"
-gntpt-mapper = "maps and copies them"
-""" + "".join(f"""
-[[allow]]
-from = "{x}"
-to = "{y}"
-paths = ["grant_map", "grant_copy"]
-access = "readwrite"
-""" for x, y in (("gntpt-mapper", "gntpt-granter"), ("gntpt-granter", "gntpt-mapper")))
+POLICY = mutual_grants({"gntpt-granter": "grants its frames and tables",
+                        "gntpt-mapper": "maps and copies them"})
 AS_XEN = (": refused as Xen does", ": allowed as Xen does")
 
 

@@ -11,6 +11,7 @@ from pyxenon.public import errno, grant_table as gt, memory, xen
 
 from test_grants import MAP, PAGE, SELF, UNMAP, copy_op, free_pfn, gnttab, map_ref, scratch
 from test_grants import world  # noqa: F401 - the fixture
+from grant_policy import mutual_grants
 from pyxenon.toolstack.host import Host
 from pyxenon.toolstack.policy import parse_policy
 
@@ -317,18 +318,8 @@ def test_transitive_copy(trio, hypercall):
     assert out[-1] == gt.GNTST_general_error
 
 
-GNTV2 = """
-version = 1
-[labels]
-gntv2-granter = "grants, switches versions"
-gntv2-mapper = "maps and copies"
-""" + "".join(f"""
-[[allow]]
-from = "{x}"
-to = "{y}"
-paths = ["grant_map", "grant_copy"]
-access = "readwrite"
-""" for x, y in (("gntv2-mapper", "gntv2-granter"), ("gntv2-granter", "gntv2-mapper")))
+GNTV2 = mutual_grants({"gntv2-granter": "grants, switches versions",
+                       "gntv2-mapper": "maps and copies"})
 
 
 def test_gntv2_guests(guests):
