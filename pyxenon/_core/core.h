@@ -319,6 +319,8 @@ struct xc_machine {
     uint64_t tlb_fills;      /* guest TLB fills since the last flush */
     uint64_t tlb_misses;     /* guest TLB fills in all (statistics) */
     uint64_t tlb_size;       /* what the engine's TLB has grown to, as modelled (tlb_flushed) */
+    uint64_t tlb_window_ns;  /* when the model's resize window began (QEMU's 100 ms) */
+    uint64_t tlb_window_max; /* the most fills one flush saw in that window */
     uint64_t work;        /* work done in this trap (XC_WORK_BUDGET's units) */
     uint64_t work_budget; /* past it, a preemptible operation stops (XC_WORK_BUDGET) */
     struct xc_tlb_shadow *shadow; /* what the engine's TLB may hold (checking only), or NULL */

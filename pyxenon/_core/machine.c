@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include "core.h"
 
 /* The engine's TLB sizes (QEMU's CPU_TLB_DYN_*_BITS; see model_tlb_resize). */
@@ -419,25 +420,55 @@ void xc_vcpu_free(struct xc_machine *m, struct xc_vcpu *v)
  */
 /*
  * The engine's TLB (QEMU's softmmu TLB) is direct-mapped and starts with
- * 256 entries; it grows only when it is flushed, doubling when more than
- * 70% of it was in use (cputlb.c, tlb_mmu_resize_locked), and shrinks
- * after 100 ms of light use.  A guest that never flushes -- one domain
- * walking a large working set -- would miss on every page forever, so its
- * size is modelled here, and a run that filled more than twice the model
+ * 256 entries; it is resized only when it is flushed (cputlb.c,
+ * tlb_mmu_resize_locked): doubled when the most entries in use at a flush
+ * within a 100 ms window passed 70%, shrunk to fit that most once a window
+ * ended under 30%.  A guest that never flushes -- one domain walking a large
+ * working set -- would miss on every page forever, so its size is modelled
+ * here by the same rule, and a run that filled more than twice the model
  * (the TLB is surely thrashing) ends with a flush to let it grow.  The
- * model can drift from QEMU's (it shrinks on the same rule without the
- * window's clock); either way it corrects itself within a few flushes.
- * The fill that passes twice the model ends the run at the next block
- * (xc_end_run_at_block), so growth does not wait for the slice's end.
+ * model counts fills, not entries, so it can only overestimate the use;
+ * it follows QEMU's window (a model that shrank at every lightly used
+ * flush would force a flush each time a context switch came back to a
+ * larger working set).  The fill that passes twice the model ends the run
+ * at the next block (xc_end_run_at_block), so growth does not wait for the
+ * slice's end.
  */
+#define TLB_WINDOW_NS (100ULL * 1000 * 1000)
+
+static uint64_t realtime_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);      /* QEMU's get_clock_realtime() */
+    return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+}
+
+/* QEMU's shrink: the next power of two over the window's most, doubled
+ * if that would be over 70% used, never under the minimum. */
+static uint64_t shrunk_size(uint64_t most)
+{
+    uint64_t size = TLB_MIN_ENTRIES;
+    while (size < most)
+        size *= 2;
+    return most * 100 > size * 70 ? size * 2 : size;
+}
 
 static void model_tlb_resize(struct xc_machine *m)
 {
     uint64_t used = m->tlb_fills < m->tlb_size ? m->tlb_fills : m->tlb_size;
-    if (used * 100 > m->tlb_size * 70 && m->tlb_size < TLB_MAX_ENTRIES)
-        m->tlb_size *= 2;
-    else if (used * 100 < m->tlb_size * 30 && m->tlb_size > TLB_MIN_ENTRIES)
-        m->tlb_size /= 2;
+    uint64_t now = realtime_ns(), size = m->tlb_size;
+    int expired = now > m->tlb_window_ns + TLB_WINDOW_NS;
+    if (used > m->tlb_window_max)
+        m->tlb_window_max = used;
+    if (m->tlb_window_max * 100 > size * 70)
+        size = size < TLB_MAX_ENTRIES ? size * 2 : size;
+    else if (m->tlb_window_max * 100 < size * 30 && expired)
+        size = shrunk_size(m->tlb_window_max);
+    if (size != m->tlb_size || expired) {
+        m->tlb_window_ns = now;
+        m->tlb_window_max = size != m->tlb_size ? 0 : used;
+    }
+    m->tlb_size = size;
     m->tlb_fills = 0;
 }
 
