@@ -239,7 +239,7 @@ def ext_flush_multi(vcpu, arg1, vcpumask):
 
 
 def ext_set_ldt(vcpu, linear_addr, nr_ents):
-    """Recorded; the LDT itself is not used (no guest here loads one)."""
+    """Note: not as Xen: the LDT is recorded but never installed, so a load of an LDT selector faults (Xen maps the LDT's frames on first use: pv_map_ldt_shadow_page)."""
     if linear_addr & 0xFFF or nr_ents > 8192 or linear_addr >= 0xFFFF800000000000 - nr_ents * 8:
         raise HypercallError(errno.EINVAL)
     vcpu.ldt = (linear_addr, nr_ents)
