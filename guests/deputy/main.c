@@ -279,14 +279,6 @@ static void grant_copies(void)
 
 /* ---- a writable leaf under a read-only L2 entry ---------------------- */
 
-/* The L2 that maps the start-of-day region. */
-static pte_t *base_l2(void)
-{
-    const pte_t *l3 = mfn_to_virt(PTE_MFN(l4[PT_INDEX(GUEST_VIRT_BASE, 4)]));
-
-    return mfn_to_virt(PTE_MFN(l3[PT_INDEX(GUEST_VIRT_BASE, 3)]));
-}
-
 /* Bit 1 of every level must allow a write (CR0.WP): a private L1 maps a
  * data page writable, hooked into the region's last L2 slot without
  * _PAGE_RW; Xen's write through it faults, and so does the guest's. */
@@ -294,7 +286,7 @@ static void read_only_upper_level(void)
 {
     const char *what = "XENVER_extraversion through a read-only L2 entry over a writable L1e";
     unsigned long slot = GUEST_VIRT_BASE + (PT_ENTRIES - 1) * PT_SPAN(2);
-    pte_t *pl1 = padding_alloc(), *l2e = &base_l2()[PT_INDEX(slot, 2)];
+    pte_t *pl1 = padding_alloc(), *l2e = entry_of(l4, slot, 2);
     long rc = *l2e ? -XEN_EEXIST : remap_self(pl1, PTE_RO);
 
     if ( !rc )

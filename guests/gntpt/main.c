@@ -68,17 +68,10 @@ static void verdict(const char *what, long got, long want)
 
 /* ---- the granter -------------------------------------------------------- */
 
-static pte_t *region_l2(void)
-{
-    const pte_t *l4 = (const pte_t *)start_info->pt_base;
-    const pte_t *l3 = mfn_to_virt(PTE_MFN(l4[PT_INDEX(GUEST_VIRT_BASE, 4)]));
-
-    return mfn_to_virt(PTE_MFN(l3[PT_INDEX(GUEST_VIRT_BASE, 3)]));
-}
-
 static void granter_while_mapped(uint8_t *p)
 {
-    pte_t *l2e = &region_l2()[PT_ENTRIES - 1];
+    const pte_t *l4 = (const pte_t *)start_info->pt_base;
+    pte_t *l2e = entry_of(l4, GUEST_VIRT_BASE + (PT_ENTRIES - 1) * PT_SPAN(2), 2);
     long rc;
 
     verdict("PIN_L1 of P while the mapper maps it writable",

@@ -42,20 +42,24 @@ void *padding_alloc(void)
     return va;
 }
 
-pte_t *l1e_of(const pte_t *l4, unsigned long va)
+pte_t *entry_of(const pte_t *l4, unsigned long va, int level)
 {
     const pte_t *table = l4;
-    int level;
 
-    for ( level = 4; level > 1; level-- )
+    for ( int at = 4; at > level; at-- )
     {
-        pte_t e = table[PT_INDEX(va, level)];
+        pte_t e = table[PT_INDEX(va, at)];
 
         if ( !(e & _PAGE_PRESENT) || (e & _PAGE_PSE) )
             return NULL;
         table = mfn_to_virt(PTE_MFN(e));
     }
-    return (pte_t *)&table[PT_INDEX(va, 1)];
+    return (pte_t *)&table[PT_INDEX(va, level)];
+}
+
+pte_t *l1e_of(const pte_t *l4, unsigned long va)
+{
+    return entry_of(l4, va, 1);
 }
 
 long map_shared_info(unsigned long va, shared_info_t **out)

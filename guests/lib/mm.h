@@ -126,6 +126,9 @@ void *padding_alloc(void);
  */
 pte_t *l1e_of(const pte_t *l4, unsigned long va);
 
+/* The same walk stopped at a level (1 = L1 ... 4 = L4): the entry there. */
+pte_t *entry_of(const pte_t *l4, unsigned long va, int level);
+
 /* Map shared_info (machine address start_info->shared_info) at va. */
 long map_shared_info(unsigned long va, shared_info_t **out);
 
