@@ -1,5 +1,5 @@
 """The self-checking isolation attacks (guests/linearpt, staletlb, hvwrite,
-baseptr, deputy).
+baseptr, deputy, heldpt).
 
 Each guest (booted with pyxenon's `boot` fixture) makes its attempts from
 the inside and prints one line per attempt -- what it tried, what came
@@ -25,6 +25,12 @@ must end with M/M and power off.  Beside each attack a well-behaved domain
               GDT, Xen's m2p, a leaf under a read-only L2 entry; frames
               written by number (vcpu_info, clear/copy page, grant copy):
               Xen writes with the guest's permissions and type rules
+    heldpt    the frames dom0's daemons and Xen keep writing (console and
+              store rings, grant-table frame, shared_info, vcpu_info) made
+              page tables or a GDT, with the guest's own mapping dropped
+              (bug: the rings held no writable type, so the store page
+              pinned as an L1 took xenstored's reply as a PTE mapping the
+              guest's L4 writable)
 """
 import re
 
@@ -33,7 +39,8 @@ import pytest
 from pyxenon.toolstack.host import Host
 
 TIMEOUT = 30
-ATTEMPTS = {"linearpt": 17, "staletlb": 12, "hvwrite": 7, "baseptr": 10, "deputy": 24}
+ATTEMPTS = {"linearpt": 17, "staletlb": 12, "hvwrite": 7, "baseptr": 10, "deputy": 24,
+            "heldpt": 20}
 # What a line ends with when pyxenon answers as Xen 4.17 does: the attack
 # refused, or (for the few things Xen allows, such as its writable page-table
 # assist) the operation done as Xen does it.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pyxenon.errors import UserInputError
 from pyxenon.hypervisor.hypercall_page import hypercall_page_bytes
 from pyxenon.hypervisor.mm import L4
-from pyxenon.public import xen
+from pyxenon.public import grant_table as gt, xen
 
 PAGE = 4096
 MB4 = 4 << 20
@@ -172,6 +172,16 @@ class Builder:
         info.nr_p2m_frames = up(dom.nr_pages * 8) // PAGE
         self.write(lay.start_info, bytes(info))
 
+    def seed_grants(self):
+        """xc_dom_gnttab_seed (libs/guest/xg_dom_boot.c): entry 0 grants the
+        console ring and entry 1 the xenstore ring to domain 0, whose
+        daemons map them (the host's ring_maps)."""
+        table, mem = self.domain.grant_table, self.domain.machine.mem
+        for ref, ring in ((gt.GNTTAB_RESERVED_CONSOLE, self.layout.console),
+                          (gt.GNTTAB_RESERVED_XENSTORE, self.layout.xenstore)):
+            struct.pack_into("<HHI", mem, table.entry_offset(ref), gt.GTF_permit_access, 0,
+                             self.mfn_of(ring))
+
     def init_shared_info(self, wallclock_ns):
         shared = self.domain.shared_info
         for info in shared.vcpu_info:
@@ -211,6 +221,7 @@ def build(domain, image, cmdline="", ramdisk=b"", ports=(0, 0), wallclock_ns=0):
     b.write_page_tables()
     b.write_hypercall_page()
     b.write_start_info(cmdline, *ports)
+    b.seed_grants()
     b.init_shared_info(wallclock_ns)
     b.start_vcpu()
     domain.start_info_va = layout.start_info

@@ -14,6 +14,7 @@ import uuid
 
 from pyxenon.errors import HostLimitError, read_user_file
 from pyxenon.hypervisor.domain import SHUTDOWN
+from pyxenon.hypervisor import grants_copy
 from pyxenon.hypervisor.errors import HypercallError
 from pyxenon.hypervisor.machine import Machine
 
@@ -22,6 +23,7 @@ from .devices import Devices
 from pyxenon.backends.console import ConsoleBackend
 from .elfimage import load_kernel
 from pyxenon.backends.xenstore import XenStore
+from pyxenon.public import grant_table as gt
 from .xlcfg import DomainConfig, load_cfg
 
 PAGES_PER_MIB = 256
@@ -131,6 +133,7 @@ class Host:
         builder.build(domain, image, config.cmdline, ramdisk,
                       ports=(domain.store_port, domain.console.port),
                       wallclock_ns=self.wallclock_ns())
+        domain.ring_maps = map_rings(domain)
         domain.store_ring = (domain.page(layout.pfn(layout.xenstore)),
                              lambda: domain.events.set_pending(domain.store_port))
         self.xenstore.connect(domid, *domain.store_ring)
@@ -157,6 +160,8 @@ class Host:
 
     def _on_destroy(self, domain):
         self.devices.detach(domain)
+        for handle in getattr(domain, "ring_maps", ()):
+            grants_copy.backend_unmap(self.machine, handle)
         if self.xenstore.is_introduced(domain.domid):
             self.xenstore.release(domain.domid)
 
@@ -181,6 +186,16 @@ class Host:
         elif action in ("restart", "rename-restart", "coredump-restart"):
             self.machine.destroy_domain(domain)
             self.create_from_config(domain.config, trace=domain.trace_sink)
+
+
+def map_rings(domain):
+    """xenconsoled and xenstored map the console and store rings by the
+    builder's reserved grants and keep them mapped while they serve the
+    domain (console/daemon/io.c domain_create_ring, xenstored_domain.c
+    map_interface): the frames hold the writable type, so the guest can
+    never make a page table or a GDT of a page the daemons write into."""
+    return [grants_copy.backend_map(domain, ref)[0]
+            for ref in (gt.GNTTAB_RESERVED_CONSOLE, gt.GNTTAB_RESERVED_XENSTORE)]
 
 
 def populate_store(xs, domain, layout):
