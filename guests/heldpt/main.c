@@ -61,6 +61,16 @@ static long set_gdt(unsigned long mfn, unsigned int entries)
     return _hypercall2(__HYPERVISOR_set_gdt, frames, entries);
 }
 
+/* set_gdt on mfn, undone at once if it was taken. */
+static long gdt_attempt(unsigned long mfn)
+{
+    long rc = set_gdt(mfn, 512);
+
+    if ( rc == 0 )
+        set_gdt(0, 0);
+    return rc;
+}
+
 /* ---- making the store page look like a valid L1 --------------------------- */
 
 static long xs_write_bytes(const char *path, const void *value, size_t n)
@@ -174,10 +184,7 @@ static void store_attempts(void)
            "the frame never became a table");
     verdict("PIN_L2 of the store frame", mmuext_one(MMUEXT_PIN_L2_TABLE, mfn), -XEN_EINVAL);
     verdict("PIN_L4 of the store frame", mmuext_one(MMUEXT_PIN_L4_TABLE, mfn), -XEN_EINVAL);
-    rc = set_gdt(mfn, 512);
-    if ( rc == 0 )
-        set_gdt(0, 0);
-    verdict("set_gdt on the store frame", rc, -XEN_EINVAL);
+    verdict("set_gdt on the store frame", gdt_attempt(mfn), -XEN_EINVAL);
     verdict("the store page mapped writable again", remap_self(store, PTE_RW), 0);
     evtchn_send(start_info->store_evtchn);      /* the forged read is answered, dropped */
     verdict("a XenStore read afterwards", xs_read("data/pte", NULL, 0) == 8 ? 0 : -XEN_EIO, 0);
@@ -247,17 +254,13 @@ static void vcpu_info_frame(void)
 static void console_attempts(void)
 {
     unsigned long mfn = start_info->console.domU.mfn;
-    long rc;
 
     unmap_self(console);
     verdict("PIN_L1 of the console frame xenconsoled maps",
             mmuext_one(MMUEXT_PIN_L1_TABLE, mfn), -XEN_EINVAL);
     verdict("the console frame hooked into an L2 slot", hook(mfn), -XEN_EINVAL);
     verdict("PIN_L3 of the console frame", mmuext_one(MMUEXT_PIN_L3_TABLE, mfn), -XEN_EINVAL);
-    rc = set_gdt(mfn, 512);
-    if ( rc == 0 )
-        set_gdt(0, 0);
-    verdict("set_gdt on the console frame", rc, -XEN_EINVAL);
+    verdict("set_gdt on the console frame", gdt_attempt(mfn), -XEN_EINVAL);
     verdict("the console page mapped writable again", remap_self(console, PTE_RW), 0);
 }
 
