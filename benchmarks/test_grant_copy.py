@@ -1,7 +1,7 @@
 """Grant copy between two domains, beside a host copy of the same bytes.
 
 Domain b (the nullcall guest, gntcopy=N) makes N GNTTABOP_copy hypercalls
-from its own code, each copying a full page from grant 0 of domain a into
+from its own code, each copying a full page from a grant of domain a into
 a page of its own: the whole trap path (hypercall page, syscall, C hook,
 Python handler), the grant, policy and bounds checks, the copy, and the
 audit record of the policy's decision written by the sink a user gets with
@@ -48,12 +48,14 @@ def copies(guests, audit_path, n, copiers=1):
             Host(memory_mib=memory, policy=parse_policy(POLICY, "bench.toml"), audit=audit) as host:
         a = host.create(str(guests / "nullcall.cfg"), overrides=['name="a"', 'seclabel="a"'],
                         paused=True)
+        first = gt.GNTTAB_NR_RESERVED_ENTRIES      # 0 and 1: the daemons' console and store rings
         each = [host.create(str(guests / "nullcall.cfg"),
                             overrides=[f'name="b{i}"', 'seclabel="b"',
-                                       f'cmdline="gntcopy={n // copiers} gntdom={a.domid} gntref={i}"'])
+                                       f'cmdline="gntcopy={n // copiers} gntdom={a.domid} '
+                                       f'gntref={first + i}"'])
                 for i in range(copiers)]
-        for ref, b in enumerate(each):
-            grant_page_to(a, ref, b)
+        for i, b in enumerate(each):
+            grant_page_to(a, first + i, b)
         start = time.perf_counter()
         host.run(timeout=300)
         elapsed = time.perf_counter() - start
