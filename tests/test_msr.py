@@ -131,8 +131,8 @@ def test_wrmsr_in_the_engine_sets_fs_base_and_tsc_aux_for_rdtscp(host, dom):
 
 
 def test_the_hypercall_page_is_still_pythons(host, dom):
-    pfn = dom.layout.pfn(dom.layout.virt_end) + 6
-    r = run(host, dom, WRMSR, rcx=0x40000000, rax=(pfn << 12) & 0xFFFFFFFF, rdx=pfn >> 20)
+    mfn = dom.pfn_to_mfn(dom.layout.pfn(dom.layout.virt_end) + 6)
+    r = run(host, dom, WRMSR, rcx=0x40000000, rax=(mfn << 12) & 0xFFFFFFFF, rdx=mfn >> 20)
     assert r["rip"] == scratch(dom) + 2 and "wrmsr" not in dom.crash_report   # done, at the hlt
     assert msr_counts(dom) == ([0, 0], [0, 1])
 

@@ -342,9 +342,23 @@ def test_lgdt_is_gp(dom, vcpu):
 
 def test_hypercall_page_msr(dom, vcpu):
     pfn = dom.layout.pfn(dom.layout.virt_end) + 6
-    run_insn(dom, vcpu, b"\x0f\x30", rcx=0x40000000, rax=(pfn << 12) & 0xFFFFFFFF, rdx=pfn >> 20)
+    mfn = dom.pfn_to_mfn(pfn)          # a PV domain names the frame by its mfn
+    run_insn(dom, vcpu, b"\x0f\x30", rcx=0x40000000, rax=(mfn << 12) & 0xFFFFFFFF, rdx=mfn >> 20)
     page = bytes(dom.page(pfn))
     assert page[17 * 32:17 * 32 + 8] == b"\xb8\x11\x00\x00\x00\x0f\x05\xc3"
+
+
+@pytest.mark.parametrize("which", ["l4", "offset", "not-the-domains"])
+def test_hypercall_page_msr_refused_as_xen(dom, vcpu, which):
+    """guest_wrmsr_xen: an offset in the page, a frame not the domain's, or
+    one that cannot take the writable type (its L4) is #GP, nothing written."""
+    l4 = vcpu.core.kernel_cr3
+    value = {"l4": l4 << 12, "offset": (dom.pfn_to_mfn(0) << 12) | 8,
+             "not-the-domains": (dom.pfn_to_mfn(0) - 1) << 12}[which]
+    before = bytes(dom.machine.mem[l4 * 4096:(l4 + 1) * 4096])
+    run_insn(dom, vcpu, b"\x0f\x30", rcx=0x40000000, rax=value & 0xFFFFFFFF, rdx=value >> 32)
+    assert dom.shutdown_reason == "crash" and "wrmsr" in dom.crash_report
+    assert bytes(dom.machine.mem[l4 * 4096:(l4 + 1) * 4096]) == before
 
 
 def test_nmi_op_sets_the_nmi_callback(dom, hypercall):

@@ -10,6 +10,7 @@ from . import debugreg, debugtrap
 from .errors import GuestFault, HypercallError
 from .hypercall_page import hypercall_page_bytes
 from .guestmem import copy_from_guest
+from .mm import PAGE, WRITABLE
 
 CR0_TS = 0x8
 X86_CR4_TSD, X86_CR4_DE, X86_CR4_FSGSBASE, X86_CR4_OSXSAVE = 0x4, 0x8, 1 << 16, 1 << 18
@@ -171,12 +172,21 @@ def count_msr(vcpu, write):
         perfc.msr_python[write] += 1
 
 
-def install_hypercall_page(vcpu, gpa):
-    """wrmsr 0x40000000: Xen writes the hypercall page into that frame."""
-    pfn = gpa >> 12
-    if gpa & 0xFFF or not 0 <= pfn < vcpu.domain.nr_pages:
+def install_hypercall_page(vcpu, value):
+    """wrmsr 0x40000000 (traps.c guest_wrmsr_xen): Xen writes the hypercall
+    page into the frame value names -- a PV domain's gfn is its mfn -- with
+    the writable type held meanwhile (get_page_type(PGT_writable_page)), so
+    never into a page table or descriptor page; an offset in the page, a
+    frame not the domain's or one of another type is #GP."""
+    mfn, frames = value >> 12, vcpu.domain.machine.frame_table
+    if value & 0xFFF or not frames.owned(mfn, vcpu.domain):
         return False
-    vcpu.domain.page(pfn)[:] = hypercall_page_bytes()
+    try:
+        frames.get_page_and_type(mfn, vcpu, WRITABLE)
+    except HypercallError:
+        return False
+    frames.mem[mfn * PAGE:(mfn + 1) * PAGE] = hypercall_page_bytes()
+    frames.put_page_and_type(mfn, vcpu)
     lib.xc_request_flush(vcpu.domain.machine.core)
     return True
 
