@@ -40,7 +40,7 @@ from pyxenon.toolstack.host import Host
 
 TIMEOUT = 30
 ATTEMPTS = {"linearpt": 17, "staletlb": 12, "hvwrite": 7, "baseptr": 10, "deputy": 24,
-            "heldpt": 20}
+            "heldpt": 25}
 # What a line ends with when pyxenon answers as Xen 4.17 does: the attack
 # refused, or (for the few things Xen allows, such as its writable page-table
 # assist) the operation done as Xen does it.

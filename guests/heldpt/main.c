@@ -221,6 +221,42 @@ static void ended_grant(void)
     verdict("PIN_L1 of the console frame after the guest cleared entry 0", rc, -XEN_EINVAL);
 }
 
+static long set_version(uint32_t version)
+{
+    struct gnttab_set_version op = { .version = version };
+
+    return HYPERVISOR_grant_table_op(GNTTABOP_set_version, &op, 1);
+}
+
+/*
+ * The daemons' mappings are dom0's, not the guest's: a switch of grant
+ * version keeps entries 0-7 in use (gnttab_set_version), and the guest's
+ * own unmap of handles 0 and 1 finds nothing of its own to unmap.
+ */
+static void holds_survive(void)
+{
+    unsigned long mfn = start_info->store_mfn;
+    struct gnttab_unmap_grant_ref un[2] = { { .handle = 0 }, { .handle = 1 } };
+    long rc = set_version(2);
+
+    unmap_self(store);
+    verdict("grant version 2 with the rings mapped by dom0", rc, 0);
+    verdict("PIN_L1 of the store frame under grant v2", mmuext_one(MMUEXT_PIN_L1_TABLE, mfn),
+            -XEN_EINVAL);
+    verdict("back to grant version 1", set_version(1), 0);
+    HYPERVISOR_grant_table_op(GNTTABOP_unmap_grant_ref, un, 2);
+    if ( un[0].status == GNTST_bad_handle && un[1].status == GNTST_bad_handle )
+        report(REFUSED, "the guest's unmap of handles 0 and 1", "%s each",
+               gntst_name(GNTST_bad_handle));
+    else
+        report(un[0].status == GNTST_okay ? BREACH : DIFFERENT,
+               "the guest's unmap of handles 0 and 1", "%s, %s (Xen: GNTST_bad_handle each)",
+               gntst_name(un[0].status), gntst_name(un[1].status));
+    verdict("PIN_L1 of the store frame after that", mmuext_one(MMUEXT_PIN_L1_TABLE, mfn),
+            -XEN_EINVAL);
+    remap_self(store, PTE_RW);
+}
+
 /* Frames Xen shares with the guest (share_xen_page_with_guest) keep the writable type. */
 static void xen_frames(void)
 {
@@ -283,6 +319,7 @@ void guest_main(start_info_t *si)
     console_attempts();
     ended_grant();
     store_attempts();
+    holds_survive();
     xen_frames();
     vcpu_info_frame();
     attempts_done();
